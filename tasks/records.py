@@ -1,0 +1,167 @@
+"""The small typed records that travel between the catalog flow's hops.
+
+Data flows one way (DESIGN.md section 2): manifest row -> probed row (tasks/validate.py) ->
+`RenderedVideo` -> `CheckedVideo` -> `RowOutcome` -> ledger row. Every record is a frozen
+dataclass of plain values, so it pickles across processes (a distributed task runner) and
+prints readably in Prefect's UI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# The statuses a ledger row can have; only the first two mean "the video is in the catalog".
+PUBLISHED = "published"
+SKIPPED_CACHED = "skipped_cached"
+QUARANTINED = "quarantined"
+FAILED_QA = "failed_qa"
+ERROR = "error"
+STATUSES = (PUBLISHED, SKIPPED_CACHED, QUARANTINED, FAILED_QA, ERROR)
+IN_CATALOG = (PUBLISHED, SKIPPED_CACHED)
+
+DEFAULT_COLLECTION = "default"
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def safe_key_part(value: Any, *, fallback: str = DEFAULT_COLLECTION) -> str:
+    """One path segment of a catalog key that cannot escape the catalog or collide.
+
+    Plain ids (letters, digits, `._-`, up to 100 characters) are kept as they are, so keys stay
+    readable; anything else (`/`, `..`, spaces, unicode, very long) becomes a slug plus a short
+    hash of the original, which keeps two different ids from mapping to one key.
+    """
+    text = "" if value is None else str(value)
+    if not text.strip():
+        return fallback
+    if _SAFE_KEY.match(text) and ".." not in text:
+        return text
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-_")[:60] or "x"
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+    return f"{slug}-{digest}"
+
+
+def content_key(*, portrait_sha256: str, audio_sha256: str, generator: str, generator_version: str, params: dict) -> str:
+    """What makes a video what it is: same inputs + generator + parameters -> same key.
+
+    Stored in the sidecar; a row whose key is already published is not rendered again.
+    """
+    material = json.dumps(
+        {
+            "portrait_sha256": portrait_sha256,
+            "audio_sha256": audio_sha256,
+            "generator": generator,
+            "generator_version": generator_version,
+            "params": params,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RowInfo:
+    """What every verdict needs to know about its manifest row (catalog keys, consent)."""
+
+    row_id: str
+    language: str = ""
+    collection: str = DEFAULT_COLLECTION
+    item_id: str | None = None
+    title: str | None = None
+    consent_ref: str | None = None
+    portrait_uri: str | None = None
+    audio_uri: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> "RowInfo":
+        """Build from a `ManifestRow` (or any object/dict with the manifest's field names)."""
+
+        def get(name: str):
+            value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
+            # pandas NA / NaN -> None
+            try:
+                if value != value:  # noqa: PLR0124 - NaN check without importing numpy
+                    return None
+            except (TypeError, ValueError):
+                pass
+            return value
+
+        collection = get("collection")
+        return cls(
+            row_id=str(get("row_id")),
+            language=str(get("language") or ""),
+            collection=str(collection) if collection not in (None, "") else DEFAULT_COLLECTION,
+            item_id=None if get("item_id") is None else str(get("item_id")),
+            title=None if get("title") is None else str(get("title")),
+            consent_ref=None if get("consent_ref") is None else str(get("consent_ref")),
+            portrait_uri=None if get("portrait_uri") is None else str(get("portrait_uri")),
+            audio_uri=None if get("audio_uri") is None else str(get("audio_uri")),
+        )
+
+    @property
+    def key_prefix(self) -> str:
+        """`<collection>/<language>/<row_id>` with every segment made safe."""
+        return "/".join(
+            (safe_key_part(self.collection), safe_key_part(self.language, fallback="und"), safe_key_part(self.row_id, fallback="row"))
+        )
+
+
+@dataclass(frozen=True)
+class RenderedVideo:
+    """A video rendered to local scratch space, with what made it (not yet checked)."""
+
+    info: RowInfo
+    content_key: str
+    video_path: str  # local file, in the row's scratch directory
+    portrait_path: str  # local copies of the inputs, for QA
+    audio_path: str
+    portrait_uri: str
+    audio_uri: str
+    portrait_sha256: str
+    audio_sha256: str
+    generator: str
+    generator_version: str
+    params: dict
+    audio_duration_s: float
+    render: dict  # RenderResult.as_dict()
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckedVideo:
+    """A rendered video with its QA verdict."""
+
+    rendered: RenderedVideo
+    passed: bool
+    failures: tuple[str, ...]
+    figures: dict
+    mouth_series: tuple[float, ...] = ()
+    envelope_series: tuple[float, ...] = ()
+    speech_series: tuple[bool, ...] = ()
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """The final verdict for one manifest row in one run: what the ledger records."""
+
+    info: RowInfo
+    status: str
+    reason: str = ""
+    output_uri: str | None = None
+    poster_uri: str | None = None
+    sidecar_uri: str | None = None
+    plot_uri: str | None = None
+    content_key: str | None = None
+    qa_figures: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def in_catalog(self) -> bool:
+        return self.status in IN_CATALOG
+
+    def as_dict(self) -> dict:
+        return asdict(self)
