@@ -1,0 +1,143 @@
+"""The run ledger: `<catalog>/_runs/<run_id>/ledger.parquet`, one row per manifest row.
+
+Each run also leaves `run.json` (manifest, generator, thresholds, counts) beside it, which is
+what `sonic-catalog rerun` reads to redo the rows that did not publish. Run ids sort by time,
+so "the latest run" is the greatest id that has a ledger.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+from datetime import datetime, timezone
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from sonic_model.errors import SonicCatalogError
+from tasks.publish import RUNS_DIR, Catalog, now_iso
+from tasks.records import IN_CATALOG, STATUSES, RowOutcome
+
+LEDGER_FILE = "ledger.parquet"
+RUN_INFO_FILE = "run.json"
+LEDGER_COLUMNS = (
+    "run_id", "row_id", "status", "reason", "output_uri", "poster_uri", "sidecar_uri", "plot_uri",
+    "content_key", "collection", "language", "item_id", "title", "consent_ref", "qa_figures",
+    "timings", "total_s", "finished_at",
+)
+
+
+class RunNotFoundError(SonicCatalogError):
+    """The catalog has no such run (or no runs at all)."""
+
+
+def new_run_id() -> str:
+    """`20261124T123456Z-1a2b3c`: sorts by start time, unique across concurrent starts."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+def run_dir(catalog: Catalog, run_id: str) -> str:
+    return catalog.path(RUNS_DIR, run_id)
+
+
+def ledger_rows(run_id: str, outcomes: list[RowOutcome]) -> list[dict]:
+    finished = now_iso()
+    rows = []
+    for outcome in outcomes:
+        if outcome.status not in STATUSES:
+            raise ValueError(f"unknown status {outcome.status!r}")
+        info = outcome.info
+        rows.append(
+            {
+                "run_id": run_id,
+                "row_id": info.row_id,
+                "status": outcome.status,
+                "reason": outcome.reason,
+                "output_uri": outcome.output_uri,
+                "poster_uri": outcome.poster_uri,
+                "sidecar_uri": outcome.sidecar_uri,
+                "plot_uri": outcome.plot_uri,
+                "content_key": outcome.content_key,
+                "collection": info.collection,
+                "language": info.language,
+                "item_id": info.item_id,
+                "title": info.title,
+                "consent_ref": info.consent_ref,
+                "qa_figures": json.dumps(outcome.qa_figures, sort_keys=True, default=str),
+                "timings": json.dumps(outcome.timings, sort_keys=True),
+                "total_s": round(sum(v for v in outcome.timings.values() if isinstance(v, (int, float))), 3),
+                "finished_at": finished,
+            }
+        )
+    return rows
+
+
+def write_ledger(catalog_url: str, run_id: str, outcomes: list[RowOutcome]) -> str:
+    """Write the run's ledger (atomically); returns its URI."""
+    import pandas as pd
+
+    catalog = Catalog(catalog_url)
+    frame = pd.DataFrame(ledger_rows(run_id, outcomes), columns=list(LEDGER_COLUMNS))
+    for name in LEDGER_COLUMNS:
+        if name != "total_s":
+            frame[name] = frame[name].astype("string")
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return catalog.uri(catalog.write_bytes(buffer.getvalue(), catalog.path(RUNS_DIR, run_id, LEDGER_FILE)))
+
+
+@task(name="write-ledger", cache_policy=NONE)
+def write_ledger_task(catalog_url: str, run_id: str, outcomes: list[RowOutcome]) -> str:
+    """Record every row's verdict for this run."""
+    return write_ledger(catalog_url, run_id, outcomes)
+
+
+def write_run_info(catalog_url: str, run_id: str, info: dict) -> str:
+    catalog = Catalog(catalog_url)
+    payload = json.dumps({"run_id": run_id, **info}, indent=2, default=str).encode("utf-8")
+    return catalog.uri(catalog.write_bytes(payload, catalog.path(RUNS_DIR, run_id, RUN_INFO_FILE)))
+
+
+def read_run_info(catalog_url: str, run_id: str) -> dict:
+    catalog = Catalog(catalog_url)
+    info = catalog.read_json(catalog.path(RUNS_DIR, run_id, RUN_INFO_FILE))
+    if info is None:
+        raise RunNotFoundError(f"run {run_id} has no run.json in {catalog_url}")
+    return info
+
+
+def read_ledger(catalog_url: str, run_id: str):
+    import pandas as pd
+
+    catalog = Catalog(catalog_url)
+    path = catalog.path(RUNS_DIR, run_id, LEDGER_FILE)
+    if not catalog.exists(path):
+        raise RunNotFoundError(f"run {run_id} has no ledger in {catalog_url}; list runs under {catalog.uri(catalog.path(RUNS_DIR))}")
+    with catalog.fs.open(path, "rb") as handle:
+        return pd.read_parquet(handle)
+
+
+def list_runs(catalog_url: str) -> list[str]:
+    """Run ids that have a ledger, oldest first."""
+    catalog = Catalog(catalog_url)
+    runs_path = catalog.path(RUNS_DIR)
+    try:
+        entries = catalog.fs.ls(runs_path, detail=False)
+    except (FileNotFoundError, OSError):
+        return []
+    run_ids = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries)
+    return [run_id for run_id in run_ids if not run_id.startswith(".") and catalog.exists(catalog.path(RUNS_DIR, run_id, LEDGER_FILE))]
+
+
+def latest_run_id(catalog_url: str) -> str:
+    runs = list_runs(catalog_url)
+    if not runs:
+        raise RunNotFoundError(f"no runs found in {catalog_url}; render a manifest first (sonic-catalog render MANIFEST --catalog {catalog_url})")
+    return runs[-1]
+
+
+def rows_to_redo(ledger) -> list[str]:
+    """Row ids of a run that did not end in the catalog, in ledger order, without repeats."""
+    redo = ledger[~ledger["status"].isin(list(IN_CATALOG))]["row_id"].tolist()
+    return list(dict.fromkeys(str(row_id) for row_id in redo))
