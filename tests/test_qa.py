@@ -270,3 +270,27 @@ def test_loudness_of_a_full_scale_1khz_sine_is_near_minus_3_lufs():
     sine = np.sin(2 * np.pi * 997 * np.arange(rate * 2) / rate)
     assert integrated_loudness(sine[:, None], rate) == pytest.approx(-3.01, abs=0.1)
     assert integrated_loudness(np.zeros((rate, 1)), rate) == float("-inf")
+
+
+def test_shaking_head_fails_jitter_and_steady_one_does_not(media_dir, hopper, speech, good_result):
+    shifts = np.random.default_rng(1).normal(0.0, 2.0, (400, 2))
+
+    def shake(index: int, frame: np.ndarray) -> np.ndarray:
+        move = np.float32([[1, 0, shifts[index, 0]], [0, 1, shifts[index, 1]]])
+        return cv2.warpAffine(frame, move, (frame.shape[1], frame.shape[0]), borderMode=cv2.BORDER_REFLECT)
+
+    video = write_talking_video(media_dir / "shake.mp4", hopper, SPEECH, edit=shake)
+    result = check_video(video, hopper, speech, {"identity_samples": 1})  # overrides as a dict
+    assert any(f.startswith("head jitters") and "(max 0.025)" in f for f in result.failures), result.failures
+    assert result.figures["head_jitter"] > 2 * good_result.figures["head_jitter"]
+    assert good_result.figures["head_jitter"] < 0.025
+
+
+def test_qa_task_takes_a_portrait_path_and_threshold_overrides(good_video):
+    from tasks.qa import qa_video_task
+
+    result = qa_video_task.fn(good_video, FIXTURES / "portrait_hopper.jpg", SPEECH, {"min_sync_correlation": 0.99})
+    assert isinstance(result, QAResult) and not result.passed
+    assert any("sync correlation" in f and "below the minimum 0.99" in f for f in result.failures), result.failures
+    with pytest.raises(InputError, match="unknown QA threshold"):
+        qa_video_task.fn(good_video, FIXTURES / "portrait_hopper.jpg", SPEECH, {"nope": 1})

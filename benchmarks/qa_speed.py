@@ -1,0 +1,92 @@
+"""QA speed: real-time factor of `check_video` on a 10 s, 512 px talking-head video.
+
+    .venv/bin/python benchmarks/qa_speed.py [--generator synthetic|preview] [--repeats 3]
+
+The video is rendered once (not timed) from the fixture portrait and ~10 s of fixture speech:
+by the preview generator when asked and available, else by the test suite's synthetic mouth
+animator (a real portrait whose mouth opens with the speech envelope). Then `check_video` runs
+`--repeats` times after one warm-up (model loading is a per-process cost, reported apart).
+Real-time factor = video duration / QA wall time; the target is >= 5x on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sonic_model.audio import load_audio  # noqa: E402
+from sonic_model.image import load_image  # noqa: E402
+from sonic_model.qa import check_video  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures"
+SECONDS = 10.0
+
+
+def ten_seconds_of_speech(out_wav: Path) -> Path:
+    """Two fixture recordings back to back, cut to exactly 10 s (16 kHz mono)."""
+    parts = [load_audio(FIXTURES / name).samples for name in ("speech_en_16k.wav", "speech_en_pause_16k.wav")]
+    samples = np.concatenate(parts)[: int(SECONDS * 16_000)]
+    soundfile.write(out_wav, samples, 16_000)
+    return out_wav
+
+
+def render(portrait: np.ndarray, audio_wav: Path, out_path: Path, generator: str) -> str:
+    if generator == "preview":
+        try:
+            from sonic_model.render import RenderParams, get_generator, render_video
+
+            render_video(get_generator("preview"), portrait, audio_wav, out_path, RenderParams(min_resolution=512))
+            return "preview generator"
+        except ImportError as exc:
+            print(f"preview generator not available ({exc}); using the synthetic animator")
+    from test_qa import write_talking_video
+
+    write_talking_video(out_path, portrait, audio_wav)
+    return "synthetic mouth animator"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generator", choices=("synthetic", "preview"), default="synthetic")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    portrait = load_image(FIXTURES / "portrait_astronaut.jpg")  # 512 x 512
+    with tempfile.TemporaryDirectory() as scratch:
+        wav = ten_seconds_of_speech(Path(scratch) / "speech10.wav")
+        video = Path(scratch) / "talk.mp4"
+        made_by = render(portrait, wav, video, args.generator)
+        audio = load_audio(wav)
+
+        started = time.perf_counter()
+        result = check_video(video, portrait, audio)
+        first = time.perf_counter() - started
+        times = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            check_video(video, portrait, audio)
+            times.append(time.perf_counter() - started)
+
+    best, median = min(times), float(np.median(times))
+    duration = float(result.figures["video_duration_s"])
+    print(f"video: {result.figures['width']}x{result.figures['height']}, {duration:.2f} s, "
+          f"{result.figures['num_frames']} frames, made by the {made_by}; QA passed={result.passed}")
+    if result.failures:
+        print("  failures: " + "; ".join(result.failures))
+    print(f"first call (loads models): {first:.2f} s")
+    print(f"QA wall time over {args.repeats} runs: median {median:.2f} s, best {best:.2f} s")
+    print(f"QA real-time factor: {duration / median:.1f}x (median), {duration / best:.1f}x (best); target >= 5x")
+
+
+if __name__ == "__main__":
+    main()
