@@ -1,0 +1,245 @@
+"""Audio -> per-frame animation controls for the preview generator.
+
+Everything here is computed once per video before the first frame: the tracks are a few floats
+per frame (a 10-minute clip is ~15 000 x 11 floats), so the whole clip can be looked at at once,
+which makes smoothing and look-ahead free of lag.
+
+Mouth: opening follows the loudness of a 50 ms window centred 20 ms after the frame's middle
+(the lips move slightly before the sound they make), shaped by the spectrum: fricatives (energy
+above 2.5 kHz) open the mouth less, open vowels (energy at 300-1000 Hz, the first formant)
+more; lip spread follows the spectral centroid (bright "ee" spreads, dark "oo" rounds). The
+mouth is shut in every pause of at least `CLOSED_SILENCE_S` between the speech segments.
+
+Face and head: blinks at natural intervals, slow head sway (filtered noise) plus small nods
+and brow raises on stressed syllables. All randomness comes from one generator seeded with
+`seed`, so a seed always gives the same video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FPS = 25
+# Pauses at least this long close the mouth; shorter ones are left to the loudness.
+CLOSED_SILENCE_S = 0.3
+# Analysis window and how far ahead of the frame's centre it looks.
+WINDOW_S = 0.050
+LOOKAHEAD_S = 0.020
+# Loudness range mapped to mouth opening 0..1, in dB below the clip's loud-speech level.
+OPEN_RANGE_DB = 30.0
+# Openings below this are a closed mouth (lips rest together in stops and very soft sounds).
+CLOSED_BELOW = 0.06
+# Mouth opening transitions into a long pause take this long (and start this early before speech).
+PAUSE_RAMP_S = 0.08
+# Blinks: first one within this range, then intervals drawn from it (seconds); shape per frame.
+BLINK_INTERVAL_S = (2.0, 5.5)
+BLINK_SHAPE = (0.35, 0.85, 1.0, 0.75, 0.4, 0.12)
+# Head sway amplitudes at motion_scale 1 (radians or fractions of the inter-ocular distance).
+HEAD_YAW_RAD = 0.05
+HEAD_PITCH_RAD = 0.035
+HEAD_ROLL_RAD = 0.025
+HEAD_SHIFT = 0.03
+NOD_RAD = 0.03
+BROW_RAISE = 1.0
+# Time scale of the sway noise (Gaussian sigma, seconds): slow, like a presenter's idle motion.
+SWAY_SIGMA_S = 0.6
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Per-frame controls, each an array of length `num_frames`.
+
+    mouth: opening 0..~2 (1 = a loud open vowel at dynamic_scale 1); spread: -1 (round) .. 1
+    (spread); blink: 0 (open) .. 1 (shut); brow: 0..1 raise; yaw/pitch/roll in radians (positive
+    yaw turns the face to the image's right, positive pitch nods down, positive roll is
+    clockwise on screen); shift_x/shift_y in inter-ocular distances.
+    """
+
+    mouth: np.ndarray
+    spread: np.ndarray
+    blink: np.ndarray
+    brow: np.ndarray
+    yaw: np.ndarray
+    pitch: np.ndarray
+    roll: np.ndarray
+    shift_x: np.ndarray
+    shift_y: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.mouth)
+
+
+@dataclass(frozen=True)
+class AudioFeatures:
+    """Per-frame features: loudness in dB and band-energy fractions of the analysis window."""
+
+    loudness_db: np.ndarray
+    low_fraction: np.ndarray  # 80-300 Hz: voicing
+    f1_fraction: np.ndarray  # 300-1000 Hz: first formant, large for open vowels
+    high_fraction: np.ndarray  # 2.5-8 kHz: fricatives ("s", "f", "sh")
+    log_centroid: np.ndarray  # log2 of the spectral centroid (Hz)
+
+
+def audio_features(samples: np.ndarray, sample_rate: int, num_frames: int, fps: float = FPS) -> AudioFeatures:
+    """Loudness and band fractions of a Hann window centred `LOOKAHEAD_S` after each frame's middle."""
+    window = int(round(WINDOW_S * sample_rate))
+    centres = ((np.arange(num_frames) + 0.5) / fps + LOOKAHEAD_S) * sample_rate
+    starts = np.round(centres - window / 2).astype(np.int64)
+    padded = np.concatenate([np.zeros(window, np.float32), samples.astype(np.float32), np.zeros(2 * window, np.float32)])
+    starts = np.clip(starts + window, 0, len(padded) - window)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, window)[starts]
+    spectrum = np.abs(np.fft.rfft(frames * np.hanning(window).astype(np.float32), n=1024, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(1024, 1.0 / sample_rate)
+
+    def band(low: float, high: float) -> np.ndarray:
+        return spectrum[:, (freqs >= low) & (freqs < high)].sum(axis=1)
+
+    total = band(80, 8000) + 1e-12
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    in_band = (freqs >= 80) & (freqs < 8000)
+    centroid = (spectrum[:, in_band] * freqs[in_band]).sum(axis=1) / total
+    return AudioFeatures(
+        loudness_db=(20 * np.log10(rms + 1e-7)).astype(np.float32),
+        low_fraction=(band(80, 300) / total).astype(np.float32),
+        f1_fraction=(band(300, 1000) / total).astype(np.float32),
+        high_fraction=(band(2500, 8000) / total).astype(np.float32),
+        log_centroid=np.log2(centroid + 1.0).astype(np.float32),
+    )
+
+
+def speech_gate(num_frames: int, segments: list[tuple[float, float]], fps: float = FPS) -> np.ndarray:
+    """1 during speech and short pauses, 0 inside pauses >= `CLOSED_SILENCE_S`, with short ramps.
+
+    Leading and trailing silence count as pauses. The ramps make the mouth close over
+    `PAUSE_RAMP_S` after speech ends and begin opening that long before it starts.
+    """
+    times = (np.arange(num_frames) + 0.5) / fps
+    gate = np.ones(num_frames, np.float32)
+    duration = num_frames / fps
+    bounds = [(0.0, 0.0)] + sorted(segments) + [(duration, duration)]
+    for (_, previous_end), (next_start, _) in zip(bounds[:-1], bounds[1:]):
+        if next_start - previous_end < CLOSED_SILENCE_S:
+            continue
+        # distance (s) into the pause from its nearer edge; the clip's own ends are hard edges
+        into = np.minimum(
+            times - previous_end if previous_end > 0 else np.inf,
+            next_start - times if next_start < duration else np.inf,
+        )
+        inside = (times > previous_end) & (times < next_start)
+        gate[inside] = np.minimum(gate[inside], np.clip(1.0 - into[inside] / PAUSE_RAMP_S, 0.0, 1.0))
+    if not segments:
+        gate[:] = 0.0
+    return gate
+
+
+def mouth_tracks(features: AudioFeatures, gate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mouth opening (0..1) and lip spread (-1..1) per frame, before dynamic_scale."""
+    speech = gate > 0.5
+    reference = features.loudness_db[speech] if speech.any() else features.loudness_db
+    loud_level = float(np.percentile(reference, 95)) if reference.size else 0.0
+    opening = np.clip((features.loudness_db - (loud_level - OPEN_RANGE_DB)) / OPEN_RANGE_DB, 0.0, 1.0)
+    # Spectral shape: fricatives keep the teeth nearly together, open vowels drop the jaw.
+    opening *= 1.0 - 0.55 * np.clip((features.high_fraction - 0.25) / 0.5, 0.0, 1.0)
+    opening *= 0.8 + 0.4 * np.clip(features.f1_fraction / 0.6, 0.0, 1.0)
+    opening = np.where(opening < CLOSED_BELOW, 0.0, opening)
+    opening = _smooth(opening, sigma_frames=0.7) * gate
+    # Spread: centroid relative to the clip's own speech (voices differ), only where voiced.
+    centroid = features.log_centroid
+    centre = float(np.median(centroid[speech])) if speech.any() else float(np.median(centroid))
+    spread = np.tanh((centroid - centre) / 0.6) * np.clip(opening * 3.0, 0.0, 1.0)
+    spread = _smooth(spread, sigma_frames=1.2) * gate
+    return opening.astype(np.float32), spread.astype(np.float32)
+
+
+def blink_track(num_frames: int, rng: np.random.Generator, fps: float = FPS) -> np.ndarray:
+    """Blink closure per frame: a ~240 ms blink every 2-5.5 s (both eyes together)."""
+    blink = np.zeros(num_frames, np.float32)
+    low, high = BLINK_INTERVAL_S
+    time_s = rng.uniform(0.5, low)
+    shape = np.asarray(BLINK_SHAPE, np.float32)
+    while True:
+        start = int(round(time_s * fps))
+        if start >= num_frames:
+            break
+        end = min(num_frames, start + len(shape))
+        blink[start:end] = np.maximum(blink[start:end], shape[: end - start])
+        time_s += rng.uniform(low, high)
+    return blink
+
+
+def build_controls(
+    samples: np.ndarray,
+    sample_rate: int,
+    num_frames: int,
+    segments: list[tuple[float, float]],
+    *,
+    dynamic_scale: float = 1.0,
+    motion_scale: float = 1.0,
+    seed: int = 42,
+) -> Controls:
+    """All control tracks of one video (deterministic for a given seed)."""
+    rng = np.random.default_rng(seed)
+    features = audio_features(samples, sample_rate, num_frames)
+    gate = speech_gate(num_frames, segments)
+    opening, spread = mouth_tracks(features, gate)
+    # Stressed syllables: loudness well above its local (1 s) average drives nods and brows.
+    emphasis = np.clip(opening - _smooth(opening, sigma_frames=12.0) - 0.15, 0.0, None)
+    emphasis = _smooth(emphasis, sigma_frames=3.0)
+    emphasis /= max(float(emphasis.max()), 1e-6) if emphasis.max() > 0.25 else 0.25
+
+    sway = [_unit_noise(num_frames, rng) for _ in range(5)]
+    yaw = HEAD_YAW_RAD * sway[0]
+    pitch = HEAD_PITCH_RAD * sway[1] + NOD_RAD * emphasis
+    roll = HEAD_ROLL_RAD * sway[2]
+    shift_x = HEAD_SHIFT * sway[3]
+    shift_y = HEAD_SHIFT * 0.5 * sway[4]
+    brow = BROW_RAISE * emphasis
+    blink = blink_track(num_frames, rng)
+    return Controls(
+        mouth=(_soft_limit(opening * dynamic_scale, 1.6)).astype(np.float32),
+        spread=np.clip(spread * min(dynamic_scale, 1.5), -1.0, 1.0).astype(np.float32),
+        blink=blink,
+        brow=(brow * motion_scale).astype(np.float32),
+        yaw=(yaw * motion_scale).astype(np.float32),
+        pitch=(pitch * motion_scale).astype(np.float32),
+        roll=(roll * motion_scale).astype(np.float32),
+        shift_x=(shift_x * motion_scale).astype(np.float32),
+        shift_y=(shift_y * motion_scale).astype(np.float32),
+    )
+
+
+def _unit_noise(num_frames: int, rng: np.random.Generator, sigma_s: float = SWAY_SIGMA_S) -> np.ndarray:
+    """Smooth noise with unit standard deviation (white noise through a Gaussian filter).
+
+    Drawn over a fixed margin on both sides so the start of the track is as smooth as its middle.
+    """
+    sigma = sigma_s * FPS
+    margin = int(3 * sigma)
+    noise = rng.standard_normal(num_frames + 2 * margin)
+    smooth = _smooth(noise, sigma)[margin: margin + num_frames]
+    # normalise by the filter's theoretical gain, not the sample std: short clips keep a
+    # natural amplitude and the value does not depend on the clip length
+    gain = 1.0 / np.sqrt(2.0 * np.sqrt(np.pi) * sigma)
+    return (smooth / gain).astype(np.float32)
+
+
+def _smooth(values: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """Zero-phase Gaussian smoothing with edge values held (no lag: the clip is known in full)."""
+    if sigma_frames <= 0 or len(values) == 0:
+        return np.asarray(values, np.float64)
+    radius = max(1, int(np.ceil(3 * sigma_frames)))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
+    taps /= taps.sum()
+    padded = np.pad(np.asarray(values, np.float64), radius, mode="edge")
+    return np.convolve(padded, taps, mode="valid")
+
+
+def _soft_limit(values: np.ndarray, limit: float) -> np.ndarray:
+    """Identity for small values, approaching `limit` smoothly (keeps wide openings plausible)."""
+    knee = 0.6 * limit
+    over = np.maximum(values - knee, 0.0)
+    room = limit - knee
+    return np.minimum(values, knee) + room * np.tanh(over / room)
