@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,6 +273,12 @@ def manifest_from_csv(csv_url: str | Path, out_url: str | Path) -> int:
             table = pacsv.read_csv(handle, convert_options=convert)
     except pa.ArrowInvalid as exc:
         detail = str(exc).splitlines()[0][:200]
+        # Arrow says "In CSV column #5: ..." (0-based); say the column's name instead.
+        match = re.search(r"column #(\d+)", detail)
+        if match and int(match.group(1)) < len(header):
+            name = header[int(match.group(1))]
+            expected = known.get(name, pa.string())
+            detail = f"column {name!r} must hold {expected} values: {detail.split(': ', 1)[-1]}"
         raise ManifestError(f"CSV cannot be converted to the manifest schema: {csv_url} ({detail})") from None
     missing = [name for name in REQUIRED_COLUMNS if name not in table.column_names]
     if missing:

@@ -23,6 +23,7 @@ The Prefect tasks at the bottom are thin wrappers; the pure functions work witho
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import threading
@@ -331,6 +332,9 @@ def _run_suite(frame, allowed_schemes: tuple[str, ...], numeric_present: tuple[s
         if "batch_definition" not in _GX_STATE:
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
+            # GX pins this logger to INFO and announces its temporary docs folder on every new
+            # context: noise for a batch job's users.
+            logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
             context = gx.get_context(mode="ephemeral")
             context.variables.progress_bars = ProgressBarsConfig(globally=False)
             asset = context.data_sources.add_pandas("manifest").add_dataframe_asset("manifest")

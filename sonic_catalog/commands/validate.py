@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from manifests.schema import read_manifest
@@ -35,10 +34,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from tasks.validate import ProbedRow, probe_or_quarantine, validate_table
-
-    # Great Expectations logs its temporary folders at INFO; the user wants verdicts only. (Set
-    # after the import: importing Prefect configures logging.)
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
     schemes = tuple(args.allow_scheme) if args.allow_scheme else DEFAULT_ALLOWED_SCHEMES
     frame = read_manifest(args.manifest)
