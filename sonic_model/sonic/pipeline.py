@@ -119,11 +119,11 @@ class SonicPipeline:
             mx0, my0, mx1, my1 = face_mask_rect(box, (used.shape[1], used.shape[0]))
             unresized = np.zeros(used.shape[:2], np.uint8)
             unresized[my0:my1, mx0:mx1] = 255
-            recorder.add("image.input_rgb_uint8", torch.from_numpy(np.ascontiguousarray(rgb)))
+            recorder.add("image.input_rgb_uint8", torch.from_numpy(np.array(rgb)))
             if settings.crop:
-                recorder.add("image.cropped_rgb_uint8", torch.from_numpy(np.ascontiguousarray(used)))
+                recorder.add("image.cropped_rgb_uint8", torch.from_numpy(np.array(used)))
             recorder.add("image.face_mask_unresized_uint8", torch.from_numpy(unresized))
-            recorder.add("image.resized_rgb_uint8", torch.from_numpy(portrait.image))
+            recorder.add("image.resized_rgb_uint8", torch.from_numpy(np.array(portrait.image)))
             recorder.add("image.ref_tensor", ref_tensor)
             recorder.add("image.face_mask", face_mask.expand(3, -1, -1))
             recorder.add("clip.input_224_rgb_uint8", torch.from_numpy(clip_rgb))
@@ -143,7 +143,7 @@ class SonicPipeline:
         token_windows = frame_windows(token_padded, num_frames, m.audio2token.dims.window, stride)
         bucket_windows = frame_windows(bucket_padded, num_frames, m.audio2bucket.dims.window, stride)
         if recorder is not None:
-            recorder.add("audio.waveform_16k", torch.from_numpy(np.ascontiguousarray(waveform_16k)))
+            recorder.add("audio.waveform_16k", torch.from_numpy(np.array(waveform_16k, dtype=np.float32)))
             recorder.add("audio.whisper_input_features", features)
             recorder.add("audio.num_frames_25fps", torch.tensor(audio_frames, dtype=torch.int64))
             recorder.add("whisper.all_states_padded", token_padded)

@@ -1,0 +1,174 @@
+"""SonicGenerator on the dev tiny checkpoint (CPU, bfloat16): product behaviour beyond the release."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sonic_model.audio import AudioClip, load_audio
+from sonic_model.encode import frame_count
+from sonic_model.errors import AudioError, NoFaceError, WeightsError
+from sonic_model.face import FaceBox
+from sonic_model.image import load_image
+from sonic_model.render import RenderParams
+from sonic_model.sonic import SonicGenerator
+from sonic_model.sonic.audio_features import whisper_input_features, whisper_states
+from sonic_model.sonic.pipeline import SonicPipeline
+from sonic_model.sonic.weights import locate_weights
+from sonic_model.sonic.yoloface import decode_predictions, letterbox
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sonic_parity_dev"
+CHECKPOINTS = FIXTURE / "checkpoints"
+# The dev fixture's face box: deterministic tests do not depend on the face detector.
+FACE = FaceBox(171.37, 54.81, 110.55, 128.24, 0.9)
+PARAMS = RenderParams(min_resolution=128, inference_steps=2, seed=7)
+
+
+class FakeDetector:
+    def __init__(self, faces):
+        self.faces = faces
+
+    def detect(self, rgb):
+        return list(self.faces)
+
+
+@pytest.fixture(scope="module")
+def generator():
+    torch.set_num_threads(2)
+    gen = SonicGenerator(CHECKPOINTS, device="cpu", dtype=torch.bfloat16)
+    gen._detector = FakeDetector([FACE])
+    return gen
+
+
+@pytest.fixture(scope="module")
+def portrait():
+    return load_image(FIXTURE / "inputs" / "astronaut.png")
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return load_audio(FIXTURE / "inputs" / "speech_en_16k.wav")
+
+
+def test_bfloat16_render_lasts_as_long_as_the_audio(generator, portrait, speech):
+    assert generator.models.unet.dtype == torch.bfloat16 and generator.models.vae_dtype == torch.bfloat16
+    frames = list(generator.frames(portrait, speech, PARAMS))
+    # 3.1875 s -> 80 frames at 25 fps (the release makes 77 and cuts the audio to 3.08 s).
+    assert len(frames) == frame_count(speech.duration_s) == 80
+    assert generator.output_size(portrait, PARAMS) == (128, 128)
+    assert all(f.shape == (128, 128, 3) and f.dtype == np.uint8 for f in frames)
+    assert len({f.tobytes() for f in frames}) > 60  # moving, not frozen
+
+
+@pytest.mark.parametrize("seconds", [0.2, 1.02, 1.06])
+def test_frame_count_equals_audio_for_any_length(generator, portrait, seconds):
+    audio = AudioClip(np.zeros(int(seconds * 16000), np.float32))
+    params = RenderParams(min_resolution=64, inference_steps=1)
+    assert sum(1 for _ in generator.frames(portrait, audio, params)) == frame_count(audio.duration_s)
+
+
+def test_frames_stream_chunk_by_chunk(generator, portrait, speech, monkeypatch):
+    decoded = []
+    original = SonicPipeline.decoded_chunks
+
+    def counting(self, *args, **kwargs):
+        for chunk in original(self, *args, **kwargs):
+            decoded.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(SonicPipeline, "decoded_chunks", counting)
+    stream = generator.frames(portrait, speech, RenderParams(min_resolution=64, inference_steps=1))
+    next(stream)
+    assert decoded == [8]  # only the first 8-latent chunk is decoded before the first frame
+    stream.close()
+
+
+def test_same_seed_same_video_other_seed_differs(generator, portrait, speech):
+    params = RenderParams(min_resolution=64, inference_steps=1, seed=3)
+    first = next(iter(generator.frames(portrait, speech, params)))
+    again = next(iter(generator.frames(portrait, speech, params)))
+    other = list(generator.frames(portrait, speech, RenderParams(min_resolution=64, inference_steps=1, seed=4)))[5]
+    assert np.array_equal(first, again)
+    assert not np.array_equal(list(generator.frames(portrait, speech, params))[5], other)
+
+
+def test_no_face_is_a_clear_error(generator, portrait, speech):
+    generator._face_cache.clear()
+    generator._detector = FakeDetector([])
+    try:
+        with pytest.raises(NoFaceError, match="no face found"):
+            next(iter(generator.frames(portrait, speech, PARAMS)))
+    finally:
+        generator._detector = FakeDetector([FACE])
+        generator._face_cache.clear()
+
+
+def test_several_faces_pick_the_largest_whatever_the_order(generator, portrait):
+    small = FaceBox(10, 10, 40, 40, 0.99)
+    big = FaceBox(171.37, 54.81, 110.55, 128.24, 0.6)
+    twin = FaceBox(300, 300, 110.55, 128.24, 0.6)  # same area and score: the top-left one wins
+    for faces in ([small, big, twin], [twin, small, big]):
+        generator._face_cache.clear()
+        generator._detector = FakeDetector(faces)
+        assert generator.face_box(portrait) == big.xywh
+    generator._detector = FakeDetector([FACE])
+    generator._face_cache.clear()
+
+
+def test_audio_over_the_limit_is_refused(portrait):
+    gen = SonicGenerator.__new__(SonicGenerator)
+    gen.max_audio_seconds = 2.0
+    with pytest.raises(AudioError, match="longer than the Sonic limit of 2 s"):
+        next(iter(gen.frames(portrait, AudioClip(np.zeros(40000, np.float32)), PARAMS)))
+
+
+def test_audio_longer_than_30_s_uses_several_whisper_windows(generator):
+    models = generator.models
+    rng = np.random.default_rng(0)
+    waveform = (rng.standard_normal(16000 * 35) * 0.1).astype(np.float32)
+    features = whisper_input_features(models.feature_extractor, waveform)
+    assert features.shape[-1] == 6000  # two 30 s blocks
+    states = whisper_states(models.whisper_encoder, features, num_positions=35 * 50)
+    assert states.shape[:2] == (1750, 5)
+    assert states[1500:].abs().sum() > 0  # positions of the second window are real encoder outputs
+
+
+def test_missing_weights_listed_in_one_error(tmp_path):
+    shutil.copytree(CHECKPOINTS, tmp_path / "w")
+    (tmp_path / "w" / "Sonic" / "unet.pth").unlink()
+    shutil.rmtree(tmp_path / "w" / "whisper-tiny")
+    with pytest.raises(WeightsError) as error:
+        locate_weights(tmp_path / "w")
+    message = str(error.value)
+    assert "\n" not in message
+    for needed in ("Sonic/unet.pth", "whisper-tiny/config.json", "whisper-tiny/model.safetensors", "LeonJoe13/Sonic", "openai/whisper-tiny"):
+        assert needed in message
+
+
+def test_wrong_weight_file_is_a_weights_error(tmp_path):
+    shutil.copytree(CHECKPOINTS, tmp_path / "w")
+    state = torch.load(tmp_path / "w" / "Sonic" / "audio2token.pth", weights_only=True)
+    state["proj2.weight"] = torch.zeros(3, 3)
+    torch.save(state, tmp_path / "w" / "Sonic" / "audio2token.pth")
+    with pytest.raises(WeightsError, match="audio2token.pth does not match"):
+        SonicGenerator(tmp_path / "w", device="cpu")
+
+
+def test_yoloface_postprocessing_undoes_the_letterbox():
+    rgb = np.zeros((200, 400, 3), np.uint8)  # wide: scale 416/400, padded top and bottom
+    tensor, scale, (left, top) = letterbox(rgb)
+    assert tensor.shape == (1, 3, 416, 416) and left == 0 and top == (416 - 208) // 2
+    def row(cx, cy, w, h, obj, cls):
+        return [cx, cy, w, h, obj] + [cx] * 10 + [cls]
+    pred = torch.tensor([
+        row(100 * scale, 50 * scale + top, 40 * scale, 40 * scale, 0.9, 0.9),     # face A: 40x40 at (80, 30)
+        row(102 * scale, 51 * scale + top, 40 * scale, 40 * scale, 0.8, 0.9),     # duplicate of A (NMS)
+        row(300 * scale, 100 * scale + top, 80 * scale, 80 * scale, 0.7, 0.9),    # face B: larger
+        row(200 * scale, 100 * scale + top, 90 * scale, 90 * scale, 0.3, 0.9),    # below threshold
+    ])  # fmt: skip
+    faces = decode_predictions(pred, scale, (left, top), (400, 200))
+    assert len(faces) == 2
+    assert faces[0].w == pytest.approx(80, abs=1e-3) and faces[0].x == pytest.approx(260, abs=1e-3)
+    assert faces[1].xywh == pytest.approx((80, 30, 40, 40), abs=1e-3)
