@@ -265,12 +265,14 @@ def measure_av_sync(
         audio = _load_track_or_raise(video_path)
     tracker = _new_tracker()
     mouth = np.full(info.num_frames, np.nan)
+    import av
+
     try:
         for index, rgb in iter_video_frames(video_path, step=max(1, frame_step)):
             if index >= len(mouth):
                 mouth = np.concatenate([mouth, np.full(index + 1 - len(mouth), np.nan)])
             mouth[index] = _mouth_opening_or_nan(tracker, rgb)
-    except Exception as exc:  # PyAV decode errors mid-file
+    except (av.error.FFmpegError, OSError, EOFError) as exc:
         raise InputError(f"video cannot be decoded: {video_path} ({exc})") from None
     if frame_step > 1:
         mouth = _interpolate_gaps(mouth, max_gap=frame_step)
@@ -622,11 +624,11 @@ def check_video(
     _check_container(info, audio, thresholds, failures, figures)
 
     descriptor, rest_opening = _portrait_reference(portrait_rgb, failures)
+    import av
+
     try:
         picture = _scan_picture(video_path, info.num_frames, thresholds, descriptor)
-    except Exception as exc:  # a decode error mid-file is a property of the video, not a crash
-        if isinstance(exc, SonicCatalogError) and not isinstance(exc, InputError):
-            raise
+    except (av.error.FFmpegError, OSError, EOFError) as exc:  # a corrupt file, not a crash
         failures.append(f"video cannot be decoded to the end: {exc}")
         return QAResult(False, failures, figures)
 
@@ -917,6 +919,7 @@ def plot_sync(measurement: SyncMeasurement | QAResult, out_png_path: str | Path)
     axes.set_ylim(-0.05, 1.1)
     axes.set_xlabel("time (s); shaded = speech")
     axes.set_yticks([])
+    axes.set_ylabel("each scaled 0-1", fontsize=8)
     axes.set_title(title, fontsize=9)
     axes.legend(loc="upper right", fontsize=7, frameon=False)
     figure.tight_layout()
@@ -929,19 +932,22 @@ def plot_sync(measurement: SyncMeasurement | QAResult, out_png_path: str | Path)
 def _plot_series(source: SyncMeasurement | QAResult):
     if isinstance(source, SyncMeasurement):
         mouth = np.asarray(source.mouth_opening, np.float64)
-        title = f"av offset {source.offset_frames:+d} frames, correlation {source.correlation:.2f}"
+        title = f"av offset {source.offset_frames:+d} frames (+ = picture late), correlation {source.correlation:.2f}"
         return mouth, np.asarray(source.envelope, np.float64), np.asarray(source.speech_mask, bool), source.fps, title
     mouth = np.array([np.nan if v is None else v for v in source.mouth_series], np.float64)
     offset = source.figures.get("av_offset_frames", "?")
     correlation = source.figures.get("sync_correlation", "n/a")
-    title = f"av offset {offset} frames, correlation {correlation}; {'passed' if source.passed else 'failed'}"
+    title = f"av offset {offset} frames (+ = picture late), correlation {correlation}; QA {'passed' if source.passed else 'failed'}"
     return mouth, np.asarray(source.envelope_series, np.float64), np.asarray(source.speech_series, bool), source.fps, title
 
 
 def _unit_scale(values: np.ndarray) -> np.ndarray:
+    """Min-max to 0..1: a smiling portrait's mouth never reaches 0, yet its shape is what matters."""
     finite = values[np.isfinite(values)]
-    peak = float(finite.max()) if finite.size else 0.0
-    return values / peak if peak > 0 else values
+    if finite.size == 0:
+        return values
+    low, high = float(finite.min()), float(finite.max())
+    return (values - low) / (high - low) if high > low else values - low
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -294,3 +294,12 @@ def test_qa_task_takes_a_portrait_path_and_threshold_overrides(good_video):
     assert any("sync correlation" in f and "below the minimum 0.99" in f for f in result.failures), result.failures
     with pytest.raises(InputError, match="unknown QA threshold"):
         qa_video_task.fn(good_video, FIXTURES / "portrait_hopper.jpg", SPEECH, {"nope": 1})
+
+
+def test_a_file_that_is_not_a_video_fails_without_raising(tmp_path, hopper, speech):
+    not_video = tmp_path / "talk.mp4"
+    not_video.write_text("not a video")
+    result = check_video(not_video, hopper, speech)
+    assert not result.passed and result.failures[0].startswith("video cannot be read")
+    with pytest.raises(InputError, match="video cannot be read"):
+        measure_av_sync(not_video, speech)
