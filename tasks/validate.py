@@ -66,11 +66,12 @@ DURATION_TOLERANCE_S = 0.1
 # row_id becomes part of published object keys: keep it to characters that are safe everywhere.
 ROW_ID_MAX_LENGTH = 128
 ROW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-# BCP-47 (RFC 5646) language tag, the forms used in practice: language (2-3 letters, or 4-8 for
-# registered ones), optional extlang, script (4 letters), region (2 letters or 3 digits),
-# variants and extensions / private use. Case-insensitive as the RFC says.
+# BCP-47 (RFC 5646) language tag, the forms used in practice: language (2-3 letters; the RFC's
+# 5-8 letter language subtags have never been registered, and allowing them would accept
+# 'english'), optional extlang, script (4 letters), region (2 letters or 3 digits), variants,
+# extensions and private use. Case-insensitive as the RFC says.
 BCP47_PATTERN = (
-    r"^(?:[A-Za-z]{2,3}(?:-[A-Za-z]{3}){0,3}|[A-Za-z]{4,8})"
+    r"^[A-Za-z]{2,3}(?:-[A-Za-z]{3}){0,3}"
     r"(?:-[A-Za-z]{4})?"
     r"(?:-(?:[A-Za-z]{2}|[0-9]{3}))?"
     r"(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*"
@@ -176,6 +177,8 @@ def validate_table(
     reasons: dict[int, list[str]] = {}
 
     def add(position: int, reason: str) -> None:
+        # '; ' separates a row's reasons, so it must not occur inside one.
+        reason = reason.replace("; ", ", ")
         bucket = reasons.setdefault(int(position), [])
         if reason not in bucket:
             bucket.append(reason)
