@@ -27,6 +27,9 @@ CLOSED_SILENCE_S = 0.3
 # Analysis window and how far ahead of the frame's centre it looks.
 WINDOW_S = 0.050
 LOOKAHEAD_S = 0.020
+FFT_SIZE = 1024
+FEATURE_BLOCK = 256  # frames analysed at once
+BANDS_HZ = {"total": (80, 8000), "low": (80, 300), "f1": (300, 1000), "high": (2500, 8000)}
 # Loudness range mapped to mouth opening 0..1, in dB below the clip's loud-speech level.
 OPEN_RANGE_DB = 30.0
 # Openings below this are a closed mouth (lips rest together in stops and very soft sounds).
@@ -84,29 +87,36 @@ class AudioFeatures:
 
 
 def audio_features(samples: np.ndarray, sample_rate: int, num_frames: int, fps: float = FPS) -> AudioFeatures:
-    """Loudness and band fractions of a Hann window centred `LOOKAHEAD_S` after each frame's middle."""
+    """Loudness and band fractions of a Hann window centred `LOOKAHEAD_S` after each frame's middle.
+
+    Computed in blocks of frames so memory stays small however long the audio is.
+    """
     window = int(round(WINDOW_S * sample_rate))
     centres = ((np.arange(num_frames) + 0.5) / fps + LOOKAHEAD_S) * sample_rate
     starts = np.round(centres - window / 2).astype(np.int64)
     padded = np.concatenate([np.zeros(window, np.float32), samples.astype(np.float32), np.zeros(2 * window, np.float32)])
     starts = np.clip(starts + window, 0, len(padded) - window)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, window)[starts]
-    spectrum = np.abs(np.fft.rfft(frames * np.hanning(window).astype(np.float32), n=1024, axis=1)) ** 2
-    freqs = np.fft.rfftfreq(1024, 1.0 / sample_rate)
-
-    def band(low: float, high: float) -> np.ndarray:
-        return spectrum[:, (freqs >= low) & (freqs < high)].sum(axis=1)
-
-    total = band(80, 8000) + 1e-12
-    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
-    in_band = (freqs >= 80) & (freqs < 8000)
-    centroid = (spectrum[:, in_band] * freqs[in_band]).sum(axis=1) / total
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window)
+    taper = np.hanning(window).astype(np.float32)
+    freqs = np.fft.rfftfreq(FFT_SIZE, 1.0 / sample_rate)
+    bands = {name: (freqs >= low) & (freqs < high) for name, (low, high) in BANDS_HZ.items()}
+    in_band = bands["total"]
+    columns = {name: np.empty(num_frames, np.float64) for name in ("rms", "centroid", *BANDS_HZ)}
+    for first in range(0, num_frames, FEATURE_BLOCK):
+        block = slice(first, min(first + FEATURE_BLOCK, num_frames))
+        frames = windows[starts[block]]
+        spectrum = np.abs(np.fft.rfft(frames * taper, n=FFT_SIZE, axis=1)) ** 2
+        for name, mask in bands.items():
+            columns[name][block] = spectrum[:, mask].sum(axis=1)
+        columns["centroid"][block] = spectrum[:, in_band] @ freqs[in_band]
+        columns["rms"][block] = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+    total = columns["total"] + 1e-12
     return AudioFeatures(
-        loudness_db=(20 * np.log10(rms + 1e-7)).astype(np.float32),
-        low_fraction=(band(80, 300) / total).astype(np.float32),
-        f1_fraction=(band(300, 1000) / total).astype(np.float32),
-        high_fraction=(band(2500, 8000) / total).astype(np.float32),
-        log_centroid=np.log2(centroid + 1.0).astype(np.float32),
+        loudness_db=(20 * np.log10(columns["rms"] + 1e-7)).astype(np.float32),
+        low_fraction=(columns["low"] / total).astype(np.float32),
+        f1_fraction=(columns["f1"] / total).astype(np.float32),
+        high_fraction=(columns["high"] / total).astype(np.float32),
+        log_centroid=np.log2(columns["centroid"] / total + 1.0).astype(np.float32),
     )
 
 

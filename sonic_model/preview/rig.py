@@ -52,6 +52,8 @@ BROW_LIFT = 0.04
 # Blink: how far above the upper lid the skin stretches (x IOD); lids stop this short of shut.
 LID_STRETCH = 0.22
 BLINK_MAX = 0.96
+# Head fields are computed on a grid this many times coarser than the image, then upsampled.
+HEAD_FIELD_STEP = 4
 
 
 def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
@@ -175,6 +177,10 @@ class FaceRig:
         self.frame = FaceFrame(landmarks)
         self.iod = self.frame.iod
         self.mouth = _MouthGeometry(self.frame, landmarks)
+        # A portrait that already shows its teeth keeps them with the rising upper lip, so less
+        # painted tooth is needed under them.
+        rest_gap = mesh.mouth_opening(landmarks) * self.iod
+        self.painted_teeth_height = max(0.0, UPPER_TEETH * self.iod - 0.5 * rest_gap)
         self.upper_gap = GAP_AT_FULL_OPEN * UPPER_LIP_SHARE * self.iod
         self.lower_gap = GAP_AT_FULL_OPEN * (1.0 - UPPER_LIP_SHARE) * self.iod
         self._work = self.image.copy()  # portrait with this frame's local warp applied
@@ -294,7 +300,14 @@ class FaceRig:
         rx, ry = 0.8 * face_w, 0.85 * face_h
         extent = self._face_box_points(cu - 1.6 * rx, cu + 1.6 * rx, head_cv - 1.6 * ry, head_cv + 1.6 * ry)
         self.head_roi = Roi.around(extent, 0, self.width, self.height).union(self.local_roi)
-        xs, ys = self.head_roi.grid()
+        # The head fields are smooth (they vary over a face width), so they are evaluated on a
+        # coarse grid and upsampled per frame; these are the exact positions that cv2.resize's
+        # bilinear upsampling puts the coarse samples at, so the upsampled field is exact there.
+        height, width = self.head_roi.shape
+        coarse_h, coarse_w = -(-height // HEAD_FIELD_STEP), -(-width // HEAD_FIELD_STEP)
+        coarse_x = self.head_roi.x0 + (np.arange(coarse_w) + 0.5) * (width / coarse_w) - 0.5
+        coarse_y = self.head_roi.y0 + (np.arange(coarse_h) + 0.5) * (height / coarse_h) - 0.5
+        xs, ys = np.meshgrid(coarse_x.astype(np.float32), coarse_y.astype(np.float32))
         u, v = frame.to_face(xs, ys)
         radius = np.sqrt(((u - cu) / rx) ** 2 + ((v - head_cv) / ry) ** 2)
         mask = (1.0 - smoothstep(0.85, 1.6, radius)).astype(np.float32)
@@ -320,8 +333,10 @@ class FaceRig:
             else:
                 bx, by = frame.vector_to_image(bu, bv)
             basis.append(np.stack([bx, by]).astype(np.float32))
-        self.head_basis = np.stack(basis).reshape(len(basis), -1)  # [5, 2*h*w]
-        self.head_x, self.head_y = xs, ys
+        # [5, coarse_h, coarse_w, 2]: (dx, dy) interleaved, the layout cv2.resize/remap take
+        self.head_basis = np.ascontiguousarray(np.stack(basis).transpose(0, 2, 3, 1))
+        full_x, full_y = self.head_roi.grid()
+        self.head_grid = np.ascontiguousarray(np.stack([full_x, full_y], axis=-1))  # [h, w, 2]
 
     def _measure_colours(self, landmarks: np.ndarray) -> None:
         """Lip and skin colours of this photo, so the mouth interior matches its lighting."""
@@ -353,10 +368,15 @@ class FaceRig:
         self._render_local(c)
         frame = self.image.copy()
         head = self.head_roi
-        offsets = np.array([c.shift_x, c.shift_y, c.roll, c.yaw, c.pitch], np.float32)
-        shift = (offsets @ self.head_basis).reshape(2, *head.shape)
+        offsets = (c.shift_x, c.shift_y, c.roll, c.yaw, c.pitch)
+        coarse = np.zeros(self.head_basis.shape[1:], np.float32)
+        for offset, basis in zip(offsets, self.head_basis):
+            if offset:
+                coarse += np.float32(offset) * basis
+        height, width = head.shape
+        shift = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
         frame[head.slices] = cv2.remap(
-            self._work, self.head_x + shift[0], self.head_y + shift[1],
+            self._work, self.head_grid + shift, None,
             interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
         )
         return frame
@@ -431,7 +451,7 @@ class FaceRig:
         m = self.mouth
         across = np.abs(self.jaw_u[rows, cols] - m.centre_u) / (m.half_width * (1 + SPREAD_GAIN * spread))
         teeth_across = 1.0 - smoothstep(TEETH_HALF_WIDTH[0], TEETH_HALF_WIDTH[1], across)
-        upper_height = np.minimum(UPPER_TEETH * self.iod, 0.55 * gap)
+        upper_height = np.minimum(self.painted_teeth_height, 0.55 * gap)
         upper_teeth = np.clip(upper_height - below_top, 0.0, 1.0) * teeth_across
         lower_height = np.minimum(LOWER_TEETH * self.iod, 0.25 * gap) * smoothstep(0.6, 1.2, opening)
         lower_across = 1.0 - smoothstep(0.3, 0.6, across)  # only the front lower teeth show
@@ -445,7 +465,7 @@ class FaceRig:
         # faint gaps between teeth, the middle one on the face's centre line
         tooth_phase = (self.jaw_u[rows, cols] - m.centre_u) / (TOOTH_WIDTH * self.iod)
         tooth_gap = np.exp(-(((tooth_phase + 0.5) % 1.0 - 0.5) / 0.09) ** 2)
-        teeth_shade = teeth_shade * (1.0 - 0.22 * tooth_gap)
+        teeth_shade = teeth_shade * (1.0 - 0.15 * tooth_gap)
         teeth = np.maximum(upper_teeth, lower_teeth)[..., None]
         colour = colour + teeth * (self.teeth_colour * teeth_shade[..., None] - colour)
         region = warped[jaw][rows, cols].astype(np.float32)

@@ -1,0 +1,124 @@
+"""Preview generator speed and memory: 10 s and 60 s of speech at 512 px, encode included.
+
+    .venv/bin/python benchmarks/preview_speed.py [--portrait tests/fixtures/portrait_hopper.jpg]
+
+Each duration is measured in a fresh subprocess, so peak memory is that render's alone. The
+speech is the committed English fixtures repeated to length (real speech with pauses).
+
+Per duration it prints the real-time factor (video seconds per wall second of `render_video`:
+face detection, mesh, VAD, every frame, H.264/AAC encode) twice:
+- warm: the render a worker process does for every row once its libraries are loaded (the
+  child renders a 2 s clip first, so torch, the VAD model and the tflite interpreters are in);
+- cold: the first render in a fresh interpreter, counting interpreter start and imports
+  (importing torch for silero-vad alone costs ~1 s on these machines).
+and the peak resident memory of the Python process and of ffmpeg over the whole child.
+Targets (issue 2): >= 4x real time (warm), and the 60 s peak <= 1.2x the 10 s peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+SPEECH_SOURCES = ["speech_en_16k.wav", "speech_en_pause_16k.wav"]
+TARGET_REALTIME = 4.0
+TARGET_MEMORY_GROWTH = 1.2
+
+
+def make_speech(seconds: float, path: Path) -> None:
+    """Real speech of exactly `seconds`: the fixtures one after another, repeated."""
+    import numpy as np
+    import soundfile
+
+    from sonic_model.audio import load_audio
+
+    clips = [load_audio(FIXTURES / name).samples for name in SPEECH_SOURCES]
+    needed = int(seconds * 16_000)
+    pieces, total = [], 0
+    while total < needed:
+        for clip in clips:
+            pieces.append(clip)
+            total += len(clip)
+    soundfile.write(path, np.concatenate(pieces)[:needed], 16_000, subtype="PCM_16")
+
+
+def measure(portrait: Path, warmup_audio: Path, audio: Path, out: Path, started: float) -> dict:
+    """A cold render of `warmup_audio`, then the measured warm render (call in a fresh interpreter)."""
+    from sonic_model.render import RenderParams, get_generator, render_video
+
+    generator = get_generator("preview")
+    params = RenderParams(min_resolution=512)
+    cold = render_video(generator, portrait, warmup_audio, out.with_suffix(".warmup.mp4"), params)
+    cold_finished = time.perf_counter()
+    result = render_video(generator, portrait, audio, out, params)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {
+        "video_s": result.video_duration_s,
+        "frames": result.frames,
+        "size": f"{result.width}x{result.height}",
+        "render_s": result.seconds,
+        "cold_video_s": cold.video_duration_s,
+        "cold_s": cold_finished - started,
+        "peak_python_mb": own,
+        "peak_ffmpeg_mb": children,
+    }
+
+
+def run_child(portrait: Path, seconds: float, workdir: Path) -> dict:
+    audio = workdir / f"speech_{seconds:g}s.wav"
+    make_speech(seconds, audio)
+    warmup = workdir / "speech_warmup.wav"
+    make_speech(2.0, warmup)
+    out = workdir / f"preview_{seconds:g}s.mp4"
+    code = (
+        "import sys, time; started = time.perf_counter(); sys.path.insert(0, %r); "
+        "import json; from benchmarks.preview_speed import measure; from pathlib import Path; "
+        "print(json.dumps(measure(Path(%r), Path(%r), Path(%r), Path(%r), started)))"
+    ) % (str(ROOT), str(portrait), str(warmup), str(audio), str(out))
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--portrait", type=Path, default=FIXTURES / "portrait_hopper.jpg")
+    parser.add_argument("--durations", type=float, nargs="+", default=[10.0, 60.0])
+    args = parser.parse_args()
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seconds in args.durations:
+            results[seconds] = figures = run_child(args.portrait, seconds, Path(tmp))
+            realtime = figures["video_s"] / figures["render_s"]
+            print(
+                f"{seconds:5.0f} s speech, {figures['size']}: {realtime:5.2f}x real time warm "
+                f"(render_video {figures['render_s']:.2f} s, {figures['frames'] / figures['render_s']:.0f} frames/s), "
+                f"peak RSS python {figures['peak_python_mb']:.0f} MB, ffmpeg {figures['peak_ffmpeg_mb']:.0f} MB; "
+                f"cold first render in a fresh interpreter: {figures['cold_video_s']:.0f} s of video in "
+                f"{figures['cold_s']:.2f} s"
+            )
+    ok = all(f["video_s"] / f["render_s"] >= TARGET_REALTIME for f in results.values())
+    if len(results) >= 2:
+        short, long = results[min(results)], results[max(results)]
+        growth = (long["peak_python_mb"] + long["peak_ffmpeg_mb"]) / (short["peak_python_mb"] + short["peak_ffmpeg_mb"])
+        python_growth = long["peak_python_mb"] / short["peak_python_mb"]
+        print(
+            f"peak memory {max(results):.0f} s / {min(results):.0f} s: {growth:.3f}x (python + ffmpeg), "
+            f"{python_growth:.3f}x (python alone); target <= {TARGET_MEMORY_GROWTH}x"
+        )
+        ok = ok and growth <= TARGET_MEMORY_GROWTH
+    print(f"targets (>= {TARGET_REALTIME}x real time, memory growth <= {TARGET_MEMORY_GROWTH}x): {'met' if ok else 'NOT met'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
