@@ -295,3 +295,7 @@ def manifest_from_csv(csv_url: str | Path, out_url: str | Path) -> int:
     with fsspec.open(out_url, "wb") as handle:
         pq.write_table(table, handle)
     return table.num_rows
+
+
+# ManifestRow's fields follow the schema's column order (validate_table builds rows positionally).
+assert tuple(f.name for f in dataclasses.fields(ManifestRow)) == COLUMNS
