@@ -25,6 +25,7 @@ fields depend on, so those fields are precomputed at three spread levels and int
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -183,7 +184,9 @@ class FaceRig:
         self.painted_teeth_height = max(0.0, UPPER_TEETH * self.iod - 0.5 * rest_gap)
         self.upper_gap = GAP_AT_FULL_OPEN * UPPER_LIP_SHARE * self.iod
         self.lower_gap = GAP_AT_FULL_OPEN * (1.0 - UPPER_LIP_SHARE) * self.iod
-        self._work = self.image.copy()  # portrait with this frame's local warp applied
+        # Per thread: the portrait with the current frame's local warp applied. Each render
+        # rewrites the whole local ROI before reading it, so only concurrent threads must not share.
+        self._buffers = threading.local()
 
         self._build_local_roi(landmarks)
         self._build_mouth_fields()
@@ -350,7 +353,9 @@ class FaceRig:
         bright = float(np.percentile(skin @ weights, 95))
         # Teeth: a warm white as bright as the face's highlights, or the photo's own teeth if
         # the portrait shows some (the brightest quarter of the inner-mouth pixels).
-        self.teeth_colour = np.array([0.97, 0.95, 0.9], np.float32) * min(250.0, bright * 1.1)
+        # the photo's colour cast (white balance) tints the teeth as it tints everything else
+        cast = skin.mean(axis=0) / max(float(skin.mean()), 1.0)
+        self.teeth_colour = np.array([1.0, 0.95, 0.88], np.float32) * (0.6 + 0.4 * cast) * min(240.0, bright)
         interior = _inside_polygon(image, landmarks[list(mesh.INNER_LIP_UPPER_CONTOUR) + list(mesh.INNER_LIP_LOWER_CONTOUR[::-1]), :2])
         if len(interior) >= 20:
             luminance = interior @ weights
@@ -365,7 +370,10 @@ class FaceRig:
 
     def render(self, c: FrameControls) -> np.ndarray:
         """The portrait with these controls applied: a new [H, W, 3] uint8 array."""
-        self._render_local(c)
+        work = getattr(self._buffers, "work", None)
+        if work is None:
+            work = self._buffers.work = self.image.copy()
+        self._render_local(c, work)
         frame = self.image.copy()
         head = self.head_roi
         offsets = (c.shift_x, c.shift_y, c.roll, c.yaw, c.pitch)
@@ -376,12 +384,12 @@ class FaceRig:
         height, width = head.shape
         shift = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
         frame[head.slices] = cv2.remap(
-            self._work, self.head_grid + shift, None,
+            work, self.head_grid + shift, None,
             interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
         )
         return frame
 
-    def _render_local(self, c: FrameControls) -> None:
+    def _render_local(self, c: FrameControls, work: np.ndarray) -> None:
         local = self.local_roi
         du = np.zeros(local.shape, np.float32)
         dv = c.brow * self.brow_field if c.brow else np.zeros(local.shape, np.float32)
@@ -402,7 +410,7 @@ class FaceRig:
         )
         if opening > 1e-3:
             self._paint_interior(warped, jaw, fields, opening, c.spread)
-        self._work[local.slices] = warped
+        work[local.slices] = warped
 
     def _mouth_fields_at(self, spread: float) -> np.ndarray:
         """Mouth fields interpolated between the precomputed spread levels."""
