@@ -308,6 +308,18 @@ def media_dir(tmp_path_factory):
     pair.paste(astronaut, (0, 0))
     pair.paste(hopper, (astronaut.width, 0))
     pair.save(folder / "big_and_small_face.jpg")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "empty.wav").write_bytes(b"")
+    Image.new("RGB", (32, 32), "gray").save(folder / "tiny.png")
+    # A decompression bomb: 20000x20000 pixels claimed, a few kB on disk (1-bit mode keeps the
+    # test's own memory small); it must be refused from the header, before decoding.
+    Image.new("1", (20000, 20000)).save(folder / "bomb.png")
+    clip = (FIXTURES / "speech_en_16k.wav").read_bytes()
+    with wave.open(io.BytesIO(clip)) as source:
+        params, frames = source.getparams(), source.readframes(160)  # 10 ms at 16 kHz
+    with wave.open(str(folder / "ten_ms.wav"), "wb") as out:
+        out.setparams(params)
+        out.writeframes(frames)
     with wave.open(str(folder / "silence.wav"), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
@@ -341,6 +353,11 @@ def test_probe_good_row_returns_what_the_renderer_needs(media_dir):
         ({"portrait_uri": "two_people.jpg"}, AmbiguousFaceError, "presenter is ambiguous"),
         ({"audio_uri": "text.wav"}, AudioError, "audio cannot be decoded"),
         ({"audio_uri": "silence.wav"}, NoSpeechError, "no speech found in the 2.0 s audio"),
+        ({"portrait_uri": "empty.jpg"}, ImageError, "portrait is an empty file"),
+        ({"portrait_uri": "tiny.png"}, ImageError, "portrait is 32x32, too small"),
+        ({"portrait_uri": "bomb.png"}, ImageError, "portrait is 20000x20000 = 400.0 MP, over the limit"),
+        ({"audio_uri": "empty.wav"}, AudioError, "audio is an empty file"),
+        ({"audio_uri": "ten_ms.wav"}, AudioError, "audio is 10 ms long, shorter than the minimum"),
         ({"audio_uri": "missing.wav"}, MediaNotFoundError, "audio_uri 'missing.wav': not found"),
         ({"audio_uri": "../../../etc/passwd"}, UriNotAllowedError, "is outside the allowed roots"),
         ({"portrait_uri": "http://example.com/p.jpg"}, UriNotAllowedError, "URI scheme 'http' is not allowed"),
@@ -357,10 +374,11 @@ def test_a_much_smaller_second_face_is_ignored_and_the_largest_is_the_subject(me
     assert x > 512 and w > 150  # hopper's face, in the right half
 
 
-def test_declared_duration_off_by_half_a_second_is_refused(media_dir):
+@pytest.mark.parametrize("offset, shown", [(0.5, "0.50"), (0.11, "0.11"), (-10.0, "10.00")])
+def test_declared_duration_off_by_more_than_a_tenth_is_refused(media_dir, offset, shown):
     actual = probe(media_dir).audio_duration_s
-    with pytest.raises(DurationMismatchError, match=r"differs from the audio's .* by 0.50 s \(allowed 0.1 s\)"):
-        probe(media_dir, duration_s=actual + 0.5)
+    with pytest.raises(DurationMismatchError, match=rf"differs from the audio's .* by {shown} s \(allowed 0.1 s\)"):
+        probe(media_dir, duration_s=actual + offset)
 
 
 def test_limits_are_enforced(media_dir):
