@@ -95,6 +95,9 @@ def check_uri_allowed(
         raise UriNotAllowedError("URI is empty")
     if any(ord(ch) < 32 for ch in uri):
         raise UriNotAllowedError(f"URI contains control characters: {uri!r}")
+    if "::" in uri:
+        # fsspec reads "a::b" as a chain of filesystems (e.g. a local name wrapping a remote one).
+        raise UriNotAllowedError(f"chained fsspec URLs ('::') are not allowed ({redact(uri)}); give one plain URL or path")
     allowed = {scheme.lower().rstrip(":/") for scheme in allowed_schemes}
     scheme = uri_scheme(uri)
     if scheme not in allowed:
@@ -199,7 +202,11 @@ def read_bytes(uri: str, max_bytes: int) -> bytes:
 
     uri = str(uri)
     try:
-        fs, path = fsspec.core.url_to_fs(uri)
+        if is_local(uri):
+            # Never let fsspec parse a local name: "::" or a glob in it must stay literal.
+            fs, path = fsspec.filesystem("file"), os.path.abspath(_local_path(uri))
+        else:
+            fs, path = fsspec.core.url_to_fs(uri)
     except (ValueError, ImportError) as exc:
         raise StorageReadError(f"cannot open {redact(uri)}: {exc}") from None
     try:

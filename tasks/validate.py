@@ -189,7 +189,11 @@ def validate_table(
     frame = pd.DataFrame({"_row": np.arange(count)})
     for name in STRING_COLUMNS:
         if name in df.columns:
-            frame[name] = _as_object(df[name])
+            raw = _as_object(df[name])
+            if name in REQUIRED_COLUMNS:
+                frame[f"{name}__raw"] = raw  # for the type check; the other checks see text
+            text = [v if v is None or isinstance(v, str) else str(v) for v in raw.tolist()]
+            frame[name] = pd.Series(text, dtype=object)
     numeric_present = [name for name in INTEGER_COLUMNS + FLOAT_COLUMNS if name in df.columns]
     for name in numeric_present:
         raw = df[name]
@@ -317,7 +321,7 @@ def _build_suite(allowed_schemes: tuple[str, ...], numeric_present: tuple[str, .
         expect(E.ExpectColumnValuesToMatchRegex, f"blank:{name}", column=name, regex=r"\S")
     for name in STRING_COLUMNS:
         if name in REQUIRED_COLUMNS:
-            expect(E.ExpectColumnValuesToBeInTypeList, f"type:{name}", column=name, type_list=["str"])
+            expect(E.ExpectColumnValuesToBeInTypeList, f"type:{name}", column=f"{name}__raw", type_list=["str"])
     expect(E.ExpectColumnValuesToBeUnique, "unique:row_id", column="row_id")
     expect(E.ExpectColumnValueLengthsToBeBetween, "length:row_id", column="row_id", min_value=1, max_value=ROW_ID_MAX_LENGTH)
     expect(E.ExpectColumnValuesToMatchRegex, "form:row_id", column="row_id", regex=ROW_ID_PATTERN)
@@ -384,7 +388,8 @@ def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_sche
             return "consent_ref is empty or only whitespace: give the reference of the signed likeness release"
         return f"{name} is empty or only whitespace"
     if kind == "type":
-        return f"{name} must be text, got {type(value).__name__} {shown}"
+        raw = frame[f"{name}__raw"].iat[position]
+        return f"{name} must be text, got {type(raw).__name__} {_shorten(raw)}"
     if kind == "numtype":
         raw = frame[f"{name}__raw"].iat[position]
         return f"{name} must be a number, got {type(raw).__name__} {_shorten(raw)}"

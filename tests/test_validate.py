@@ -195,10 +195,14 @@ def test_scheme_allow_list_is_configurable():
 
 
 def test_wrong_value_types_in_a_frame_are_row_reasons_not_crashes():
-    frame = pd.DataFrame([good("t1", seed="seven"), good("t2", language=12), good("t3")])
+    frame = pd.DataFrame(
+        [good("t1", seed="seven"), good("t2", language=12), good("t3"), good("t4", consent_ref=["a"]), good("t5", audio_uri=b"x")]
+    )
     rows, quarantined = validate_table(frame)
     reasons = reasons_by_id(quarantined)
     assert [r.row_id for r in rows] == ["t3"]
+    assert "consent_ref must be text, got list ['a']" in reasons["t4"]
+    assert "audio_uri must be text, got bytes b'x'" in reasons["t5"]
     assert "seed must be a number, got str 'seven'" in reasons["t1"]
     assert "language must be text, got int 12" in reasons["t2"]
 
@@ -255,6 +259,11 @@ def test_object_store_roots_and_dot_dot_segments():
         check_uri_allowed("s3://bucket/other/a.jpg", allowed_roots=roots)
     with pytest.raises(UriNotAllowedError, match="'..' segment"):
         check_uri_allowed("s3://bucket/cat/../other/a.jpg", allowed_roots=roots)
+
+
+def test_chained_fsspec_urls_are_refused():
+    with pytest.raises(UriNotAllowedError, match="chained fsspec URLs"):
+        check_uri_allowed("/data/cat/a.wav::memory://x/a.wav", allowed_roots=["/data/cat"])
 
 
 def test_read_bytes_enforces_the_size_limit_and_reports_missing_objects(tmp_path):
@@ -366,6 +375,21 @@ def test_probe_good_row_returns_what_the_renderer_needs(media_dir):
 def test_probe_refuses_bad_media_with_a_specific_reason(media_dir, overrides, error, message):
     with pytest.raises(error, match=message):
         probe(media_dir, **overrides)
+
+
+def test_probe_reads_media_next_to_a_manifest_on_memory_storage(media_dir):
+    import fsspec
+
+    for name in ("portrait.jpg", "speech.wav"):
+        with fsspec.open(f"memory://probe-test/cat/media/{name}", "wb") as handle:
+            handle.write((media_dir / name).read_bytes())
+    row = ManifestRow(**good("remote"))
+    result = probe_media(row, "memory://probe-test/cat/manifest.parquet")
+    assert result.portrait_uri == "memory://probe-test/cat/media/portrait.jpg"
+    assert result.audio_sha256 == probe(media_dir).audio_sha256
+    outside = ManifestRow(**good("escape", audio_uri="../../other/speech.wav"))
+    with pytest.raises(UriNotAllowedError, match="outside the allowed roots"):
+        probe_media(outside, "memory://probe-test/cat/manifest.parquet")
 
 
 def test_a_much_smaller_second_face_is_ignored_and_the_largest_is_the_subject(media_dir):
