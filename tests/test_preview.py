@@ -176,3 +176,15 @@ def test_dynamic_scale_scales_mouth_and_motion_scale_scales_head(pause_clip):
     assert np.allclose(calm.yaw * 4, lively.yaw, atol=1e-6)
     assert np.array_equal(calm.mouth, lively.mouth)  # motion_scale leaves the lips alone
     assert DYNAMIC_SCALE_RANGE == (0.5, 2.0) and MOTION_SCALE_RANGE == (0.5, 2.0)
+
+
+def test_speech_gate_closes_only_pauses_of_300_ms_or_more():
+    from sonic_model.preview.controls import speech_gate
+
+    # speech 0.5-1.0 s and 1.2-1.5 s: the 0.2 s gap stays open, the 0.5 s lead-in and the
+    # 0.5 s tail are closed (with 80 ms ramps next to the speech)
+    gate = speech_gate(50, [(0.5, 1.0), (1.2, 1.5)])
+    centres = (np.arange(50) + 0.5) / 25
+    assert (gate[centres < 0.4] == 0).all() and (gate[centres > 1.6] == 0).all()
+    assert (gate[(centres > 0.5) & (centres < 1.5)] == 1).all()
+    assert (speech_gate(75, []) == 0).all()  # no speech at all: mouth shut throughout

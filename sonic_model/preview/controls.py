@@ -134,10 +134,11 @@ def speech_gate(num_frames: int, segments: list[tuple[float, float]], fps: float
         if next_start - previous_end < CLOSED_SILENCE_S:
             continue
         # distance (s) into the pause from its nearer edge; the clip's own ends are hard edges
-        into = np.minimum(
-            times - previous_end if previous_end > 0 else np.inf,
-            next_start - times if next_start < duration else np.inf,
-        )
+        into = np.full(num_frames, np.inf)
+        if previous_end > 0:
+            into = np.minimum(into, times - previous_end)
+        if next_start < duration:
+            into = np.minimum(into, next_start - times)
         inside = (times > previous_end) & (times < next_start)
         gate[inside] = np.minimum(gate[inside], np.clip(1.0 - into[inside] / PAUSE_RAMP_S, 0.0, 1.0))
     if not segments:
