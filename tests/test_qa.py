@@ -303,3 +303,13 @@ def test_a_file_that_is_not_a_video_fails_without_raising(tmp_path, hopper, spee
     assert not result.passed and result.failures[0].startswith("video cannot be read")
     with pytest.raises(InputError, match="video cannot be read"):
         measure_av_sync(not_video, speech)
+
+
+def test_preview_generator_render_passes_qa(tmp_path, hopper, speech):
+    from sonic_model.render import RenderParams, get_generator, render_video
+
+    video = tmp_path / "preview.mp4"
+    render_video(get_generator("preview"), hopper, SPEECH, video, RenderParams(), audio=speech)
+    result = check_video(video, hopper, speech)
+    assert result.passed, result.failures
+    assert abs(result.figures["av_offset_frames"]) <= 1 and result.figures["sync_correlation"] > 0.5
