@@ -22,6 +22,7 @@ The Prefect tasks at the bottom are thin wrappers; the pure functions work witho
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -99,6 +100,9 @@ class Quarantine:
     stage: str
     reason: str
 
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
 
 @dataclass(frozen=True)
 class MediaLimits:
@@ -132,6 +136,12 @@ class ProbedRow:
     @property
     def row_id(self) -> str:
         return self.row.row_id
+
+    def as_dict(self) -> dict:
+        """JSON-ready: the row's columns under "row", parameters under "params", the rest flat."""
+        values = dataclasses.asdict(self)
+        values["face_box"] = list(self.face_box)
+        return values
 
 
 class AmbiguousFaceError(NoFaceError):

@@ -349,6 +349,9 @@ def test_probe_good_row_returns_what_the_renderer_needs(media_dir):
     assert w > 50 and h > 50 and 0 <= x < 512 and 0 <= y < 512
     assert len(result.portrait_sha256) == 64 and len(result.audio_sha256) == 64
     assert result.params.seed == 9
+    import json
+
+    assert json.loads(json.dumps(result.as_dict()))["row"]["row_id"] == "ok-1"
     declared = probe(media_dir, duration_s=round(result.audio_duration_s + 0.05, 2))
     assert declared.audio_duration_s == result.audio_duration_s
 
