@@ -258,7 +258,7 @@ def measure_av_sync(
     found on every n-th frame only and linearly interpolated between (faster, coarser).
     Raises `InputError` when the video cannot be read or has no audio to measure against.
     """
-    from sonic_model.probe import iter_video_frames, probe_video
+    from sonic_model.probe import probe_video
 
     info = probe_video(video_path)
     fps = info.fps or float(FPS)
@@ -269,7 +269,9 @@ def measure_av_sync(
     import av
 
     try:
-        for index, rgb in iter_video_frames(video_path, step=max(1, frame_step)):
+        for index, rgb, _luma in _decode_frames(video_path):
+            if index % max(1, frame_step):
+                continue
             if index >= len(mouth):
                 mouth = np.concatenate([mouth, np.full(index + 1 - len(mouth), np.nan)])
             mouth[index] = _mouth_opening_or_nan(tracker, rgb)
@@ -801,15 +803,7 @@ def _check_sync(sync: SyncMeasurement, t: QAThresholds, failures: list[str], fig
 
 def silences(speech: np.ndarray, min_frames: int) -> list[tuple[int, int]]:
     """Runs [start, end) of non-speech frames at least `min_frames` long."""
-    runs, start = [], None
-    for index, is_speech in enumerate(list(speech) + [True]):
-        if not is_speech and start is None:
-            start = index
-        elif is_speech and start is not None:
-            if index - start >= min_frames:
-                runs.append((start, index))
-            start = None
-    return runs
+    return [(start, end) for start, end in _runs(~np.asarray(speech, bool)) if end - start >= min_frames]
 
 
 def _check_silences(mouth, speech, rest_opening: float, fps: float, t: QAThresholds, failures, figures) -> None:
