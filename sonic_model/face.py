@@ -18,8 +18,11 @@ the same pixel scale as x (smaller = closer to the camera).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
+import os
+import sys
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -160,8 +163,10 @@ class _Model:
     def __init__(self, name: str):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=str(model_path(name)), num_threads=1)
-        self.interpreter.allocate_tensors()
+        with _quiet_first_interpreter():
+            # XNNPACK (the default delegate) runs these models 2.5-4x faster than the builtin kernels.
+            self.interpreter = Interpreter(model_path=str(model_path(name)), num_threads=1)
+            self.interpreter.allocate_tensors()
         detail = self.interpreter.get_input_details()[0]
         self.input_index = detail["index"]
         self.input_size = int(detail["shape"][1])
@@ -171,6 +176,36 @@ class _Model:
         self.interpreter.set_tensor(self.input_index, tensor[np.newaxis].astype(np.float32, copy=False))
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(i)[0] for i in self.output_indices]
+
+
+_FIRST_INTERPRETER_LOCK = threading.Lock()
+_first_interpreter_done = False
+
+
+@contextlib.contextmanager
+def _quiet_first_interpreter():
+    """Keep TFLite's one-off "INFO: Created TensorFlow Lite XNNPACK delegate" off the terminal.
+
+    The runtime writes it straight to file descriptor 2 when a process makes its first
+    interpreter, and has no setting to turn it off, so fd 2 points at /dev/null for that one
+    construction (a few milliseconds, once per process).
+    """
+    global _first_interpreter_done
+    with _FIRST_INTERPRETER_LOCK:
+        if _first_interpreter_done:
+            yield
+            return
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+            _first_interpreter_done = True
 
 
 def _model(name: str) -> _Model:

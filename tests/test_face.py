@@ -136,3 +136,15 @@ def test_tracker_follows_a_moving_face(hopper):
         noses.append(landmarks[1, 0])
     assert np.allclose(np.diff(noses), 4, atol=1.5)
     assert tracker(np.full_like(hopper, 40)) is None
+
+
+def test_tilted_face_is_found_and_its_mesh_follows_the_tilt(hopper):
+    centre = (256.0, 300.0)
+    tilted = cv2.warpAffine(hopper, cv2.getRotationMatrix2D(centre, 25, 1.0), (512, 600), borderMode=cv2.BORDER_REFLECT)
+    landmarks = face_landmarks(tilted)
+    right_eye, left_eye = landmarks[33, :2], landmarks[263, :2]
+    angle = np.degrees(np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]))
+    upright = face_landmarks(hopper)
+    upright_angle = np.degrees(np.arctan2(*(upright[263, 1::-1] - upright[33, 1::-1])))
+    # cv2 rotates counter-clockwise on screen for a positive angle: the eye line tilts by -25
+    assert abs((angle - upright_angle) + 25) < 4
