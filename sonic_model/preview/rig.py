@@ -395,12 +395,13 @@ class FaceRig:
         dv = c.brow * self.brow_field if c.brow else np.zeros(local.shape, np.float32)
         opening = float(np.clip(c.mouth, 0.0, MAX_OPENING))
         fields = self._mouth_fields_at(c.spread)
+        spread_du, w_up, w_low, profile, d = fields
         jaw = self.jaw_roi.within(local)
         if opening > 1e-3:
-            spread_du, w_up, w_low, profile, d = fields
+            # the split line sits mid-gap: above it the upper lip's field, below it the jaw's
             lower = d > opening * (self.lower_gap - self.upper_gap) / 2 * profile
             dv[jaw] += np.where(lower, -opening * self.lower_gap * w_low, opening * self.upper_gap * w_up)
-        du[jaw] += fields[0]
+        du[jaw] += spread_du
         if c.blink > 1e-3:
             self._add_blink(dv, min(c.blink, 1.0))
         dx, dy = self.frame.vector_to_image(du, dv)
