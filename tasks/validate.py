@@ -58,7 +58,7 @@ from sonic_model.render import (
     SEED_RANGE,
     RenderParams,
 )
-from tasks.storage import DEFAULT_ALLOWED_SCHEMES, check_uri_allowed, default_roots, read_bytes, redact
+from tasks.storage import DEFAULT_ALLOWED_SCHEMES, check_uri_allowed, default_roots, read_bytes, redact, uri_scheme
 
 # A second face larger than this fraction of the largest face's area makes the subject ambiguous.
 AMBIGUOUS_FACE_AREA_RATIO = 0.5
@@ -193,9 +193,10 @@ def validate_table(
         if reason not in bucket:
             bucket.append(reason)
 
-    # Build the frame the suite sees: text columns as python objects (so GX checks each value's
-    # type), numeric columns coerced to float64 (so ranges compare numbers), original values of
-    # numeric columns kept beside them for the type check.
+    # Build the frame the suite sees: text columns as python str/None (so regexes never meet a
+    # non-string), numeric columns coerced to float64 (so ranges compare numbers), and the
+    # original values beside them as `<column>__raw` for the per-value type checks. `_row` (the
+    # position) identifies failing rows: row_id cannot, it may be null or duplicated.
     frame = pd.DataFrame({"_row": np.arange(count)})
     for name in STRING_COLUMNS:
         if name in df.columns:
@@ -225,6 +226,10 @@ def validate_table(
     for name, positions in nan_cells.items():
         for position in positions:
             add(position, f"{name} is NaN; give a number (seconds for duration_s) or leave the cell empty")
+    for name in FLOAT_COLUMNS:
+        if name in frame.columns:
+            for position in np.flatnonzero(np.isinf(frame[name].to_numpy())):
+                add(position, f"{name} is infinite; give a finite number or leave the cell empty")
 
     # Whole-number check for integer overrides (GX has no "is integral" expectation; vectorised here).
     for name in INTEGER_COLUMNS:
@@ -234,15 +239,15 @@ def validate_table(
             for position in np.flatnonzero(fractional.to_numpy()):
                 add(position, f"{name} {values.iloc[position]:g} is not a whole number; use an integer")
 
-    good_positions = [p for p in range(count) if p not in reasons]
     if manifest_url is not None:
         roots = list(allowed_roots) if allowed_roots is not None else default_roots(manifest_url)
         realpath_cache: dict[str, str] = {}
         verdicts: dict[str, str | None] = {}  # the same portrait is written in many rows
         for name in URI_COLUMNS:
-            values = frame[name].tolist()
-            for position in good_positions:
-                written = values[position]
+            for position, written in enumerate(frame[name].tolist()):
+                # Missing values and refused schemes already have their reason from the suite.
+                if not isinstance(written, str) or not written.strip() or uri_scheme(written) not in allowed_schemes:
+                    continue
                 if written not in verdicts:
                     try:
                         check_uri_allowed(
@@ -253,7 +258,7 @@ def validate_table(
                         verdicts[written] = f"{redact(written)!r}: {exc}"
                 if verdicts[written] is not None:
                     add(position, f"{name} {verdicts[written]}")
-        good_positions = [p for p in good_positions if p not in reasons]
+    good_positions = [p for p in range(count) if p not in reasons]
 
     quarantined = [
         Quarantine(row_id=_row_label(row_ids.iat[p], p), stage=VALIDATE_STAGE, reason="; ".join(reasons[p]))

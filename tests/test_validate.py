@@ -103,7 +103,8 @@ def bad_table_result(tmp_path_factory):
         good("r" * 300),
         good("café"),
         good(None),
-        good("many", consent_ref=None, language="??", seed=2**40),
+        good("many", consent_ref=None, language="??", seed=2**40, audio_uri="../../../x.wav"),
+        good("inf-duration", duration_s=float("inf")),
         good("no-portrait", portrait_uri=None),
     ]
     path = folder / "manifest.parquet"
@@ -144,6 +145,7 @@ def test_good_rows_pass_the_table_checks(bad_table_result):
         ("res-range", "min_resolution 4096 is out of range, allowed 64 to 1024"),
         ("neg-duration", "duration_s -2 must be a positive number of seconds"),
         ("nan-duration", "duration_s is NaN"),
+        ("inf-duration", "duration_s is infinite"),
         ("a/b", "row_id 'a/b' has '/'"),
         ("x..y", "row_id 'x..y' contains '..'"),
         ("r" * 300, "row_id is 300 characters long, use 1 to 128"),
@@ -173,7 +175,8 @@ def test_a_row_gets_all_its_reasons_joined(bad_table_result):
     assert any(r.startswith("consent_ref is missing") for r in reasons)
     assert any(r.startswith("language '??'") for r in reasons)
     assert any(r.startswith("seed 1.09951e+12 is out of range") for r in reasons)
-    assert len(reasons) == 3
+    assert any(r.startswith("audio_uri '../../../x.wav': path /") and "outside the allowed roots" in r for r in reasons)
+    assert len(reasons) == 4
 
 
 def test_credentials_never_appear_in_reasons(bad_table_result):
