@@ -313,3 +313,15 @@ def test_preview_generator_render_passes_qa(tmp_path, hopper, speech):
     result = check_video(video, hopper, speech)
     assert result.passed, result.failures
     assert abs(result.figures["av_offset_frames"]) <= 1 and result.figures["sync_correlation"] > 0.5
+
+
+def test_mouth_left_open_in_the_pause_fails_closed_mouth(media_dir, hopper, speech):
+    animator = MouthAnimator(hopper)
+
+    def gape_in_pause(index: int, frame: np.ndarray) -> np.ndarray:
+        # The pause runs 1.76-3.27 s (frames 44-81): hold the mouth wide open through it.
+        return animator.frame(1.0) if 46 <= index <= 79 else frame
+
+    video = write_talking_video(media_dir / "gape.mp4", hopper, SPEECH, edit=gape_in_pause)
+    result = check_video(video, hopper, speech, QAThresholds(identity_samples=1))
+    assert any(f.startswith("mouth stays open in the pause") and "(max 0.06)" in f for f in result.failures), result.failures
