@@ -1,0 +1,71 @@
+"""`sonic-catalog render-one` as a user runs it: a real subprocess, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CLI = [sys.executable, "-m", "sonic_catalog.cli"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_render_one_json_reports_the_video(tmp_path):
+    out = tmp_path / "talk.mp4"
+    done = run_cli(
+        "render-one", "--portrait", str(FIXTURES / "portrait_hopper.jpg"),
+        "--audio", str(FIXTURES / "speech_es_44k.mp3"), "--out", str(out),
+        "--min-resolution", "256", "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["output_path"] == str(out) and out.exists()
+    assert (result["width"], result["height"], result["fps"]) == (256, 256, 25)
+    assert abs(result["video_duration_s"] - result["audio_duration_s"]) <= 1 / 25
+    assert result["frames"] == round(result["audio_duration_s"] * 25)
+    assert result["seconds"] > 0
+    assert "Traceback" not in done.stderr and "INFO" not in done.stderr
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    text_image = tmp_path / "photo.jpg"
+    text_image.write_text("not an image\n" * 20)
+    landscape = tmp_path / "landscape.png"
+    rng = np.random.default_rng(0)
+    sky = np.linspace(40, 220, 300, dtype=np.float32)[:, None, None] * np.ones((300, 400, 3), np.float32)
+    Image.fromarray(np.clip(sky + rng.normal(0, 4, sky.shape), 0, 255).astype(np.uint8)).save(landscape)
+    empty_audio = tmp_path / "empty.wav"
+    empty_audio.write_bytes(b"")
+    text_audio = tmp_path / "speech.wav"
+    text_audio.write_text("not audio\n" * 100)
+    portrait = str(FIXTURES / "portrait_astronaut.jpg")
+    audio = str(FIXTURES / "speech_en_16k.wav")
+    out = str(tmp_path / "out.mp4")
+    return {
+        "unreadable image": (["--portrait", str(text_image), "--audio", audio, "--out", out], "not a readable image"),
+        "no face": (["--portrait", str(landscape), "--audio", audio, "--out", out], "no face found"),
+        "empty audio": (["--portrait", portrait, "--audio", str(empty_audio), "--out", out], "empty file"),
+        "undecodable audio": (["--portrait", portrait, "--audio", str(text_audio), "--out", out], "cannot be decoded"),
+        "unwritable output": (["--portrait", portrait, "--audio", audio, "--out", "/proc/no/such/dir/out.mp4"], "cannot write output"),
+        "out of range": (["--portrait", portrait, "--audio", audio, "--out", out, "--dynamic-scale", "9"], "dynamic_scale=9.0 is out of range"),
+    }
+
+
+@pytest.mark.parametrize("case", ["unreadable image", "no face", "empty audio", "undecodable audio", "unwritable output", "out of range"])
+def test_bad_input_exits_1_with_one_clear_line(tmp_path, case):
+    args, expected = _bad_inputs(tmp_path)[case]
+    done = run_cli("render-one", *args)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert not (tmp_path / "out.mp4").exists()
