@@ -30,7 +30,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "sonic_parity_dev"
 from sonic_model.encode import frame_count  # noqa: E402
 from sonic_model.image import load_image  # noqa: E402
 from sonic_model.sonic import weights as W  # noqa: E402
-from sonic_model.sonic.models import CLIP_MEAN_STD_DEFAULT, SonicModels  # noqa: E402
+from sonic_model.sonic.models import CLIP_MEAN_STD_DEFAULT, SonicModels, _quiet_libraries  # noqa: E402
 from sonic_model.sonic.pipeline import SonicPipeline, SonicSettings  # noqa: E402
 from sonic_model.sonic.rife import FrameInterpolator  # noqa: E402
 
@@ -130,7 +130,8 @@ def main() -> None:
     dtype = torch.float16 if device.type == "cuda" else torch.float32
 
     started = time.perf_counter()
-    models = real_size_models(device, dtype)
+    with _quiet_libraries():
+        models = real_size_models(device, dtype)
     build_s = time.perf_counter() - started
     portrait = load_image(FIXTURE / "inputs" / "astronaut.png")
     face = (171.37, 54.81, 110.55, 128.24)

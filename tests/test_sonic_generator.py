@@ -15,7 +15,7 @@ from sonic_model.image import load_image
 from sonic_model.render import RenderParams
 from sonic_model.sonic import SonicGenerator
 from sonic_model.sonic.audio_features import whisper_input_features, whisper_states
-from sonic_model.sonic.pipeline import SonicPipeline
+from sonic_model.sonic.pipeline import SonicPipeline, SonicSettings
 from sonic_model.sonic.weights import locate_weights
 from sonic_model.sonic.yoloface import decode_predictions, letterbox
 
@@ -82,6 +82,7 @@ def test_frames_stream_chunk_by_chunk(generator, portrait, speech, monkeypatch):
     stream = generator.frames(portrait, speech, RenderParams(min_resolution=64, inference_steps=1))
     next(stream)
     assert decoded == [8]  # only the first 8-latent chunk is decoded before the first frame
+    assert torch.is_grad_enabled()  # a suspended stream leaks no no-grad mode into the caller
     stream.close()
 
 
@@ -172,3 +173,12 @@ def test_yoloface_postprocessing_undoes_the_letterbox():
     assert len(faces) == 2
     assert faces[0].w == pytest.approx(80, abs=1e-3) and faces[0].x == pytest.approx(260, abs=1e-3)
     assert faces[1].xywh == pytest.approx((80, 30, 40, 40), abs=1e-3)
+
+
+def test_non_square_without_crop_runs_at_the_derived_resolution(generator, portrait, speech):
+    # 512 x 384 photo, crop off, min_resolution 128: 170.7 / 64 = 2.67 -> 3, so 192 x 128.
+    wide = np.ascontiguousarray(portrait[64:448])
+    settings = SonicSettings(min_resolution=128, crop=False, inference_steps=1)
+    frames = list(generator.pipeline.run(wide, FACE.xywh, speech.samples[:16000], settings))
+    assert len(frames) == 2 * (25 // 2) - 1  # the release's frame count when no target is given
+    assert frames[0].shape == (128, 192, 3)

@@ -125,5 +125,7 @@ class SonicGenerator:
         if audio_frames_needed > settings.max_audio_frames_25fps:
             settings = replace(settings, max_audio_frames_25fps=audio_frames_needed)
         face = self.face_box(portrait_rgb)
-        with self._lock, torch.inference_mode():
+        # No grad-mode context here: one held across `yield` would leak into the caller's code;
+        # the pipeline's steps are each decorated with torch.no_grad (generator-aware).
+        with self._lock:
             yield from self.pipeline.run(portrait_rgb, face, audio.samples, settings, output_frames=frame_count(audio.duration_s))

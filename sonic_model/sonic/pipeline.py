@@ -293,6 +293,7 @@ class SonicPipeline:
                 yield (frame.float() * 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
     # ----- the whole run -----
+    @torch.no_grad()
     def run(
         self,
         portrait_rgb: np.ndarray,
