@@ -20,6 +20,7 @@ COMMANDS = [
     "render_one",
     "manifest",
     "validate",
+    "parity",
 ]
 
 

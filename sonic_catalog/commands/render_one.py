@@ -19,8 +19,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-resolution", type=int, default=defaults.min_resolution, help="short side of the video in px, rounded to a multiple of 64 (default %(default)s)")
     parser.add_argument("--expand-ratio", type=float, default=defaults.expand_ratio, help="face box expansion on each side (default %(default)s)")
     parser.add_argument("--inference-steps", type=int, default=defaults.inference_steps, help="denoising steps, sonic only (default %(default)s)")
-    parser.add_argument("--dynamic-scale", type=float, default=defaults.dynamic_scale, help="mouth/motion intensity, 0.5-2.0 (default %(default)s)")
-    parser.add_argument("--motion-scale", type=float, default=defaults.motion_scale, help="head/expression motion, 0.5-2.0 (default %(default)s)")
+    parser.add_argument("--dynamic-scale", type=float, default=defaults.dynamic_scale, help="motion intensity, 0.5-2.0: preview: mouth; sonic: head-motion buckets (default %(default)s)")
+    parser.add_argument("--motion-scale", type=float, default=defaults.motion_scale, help="0.5-2.0: preview: head/expression motion; sonic: audio-guidance drive of mouth/expression (default %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
 
 

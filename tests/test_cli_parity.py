@@ -1,0 +1,43 @@
+"""`sonic-catalog parity` on the committed dev fixture: passes, and notices a wrong reference."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+DEV_FIXTURE = Path(__file__).parent / "fixtures" / "sonic_parity_dev"
+
+
+def run_parity_cli(fixture: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sonic_catalog.cli", "parity", str(fixture), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_parity_command_passes_on_the_dev_fixture(tmp_path):
+    done = run_parity_cli(DEV_FIXTURE, tmp_path / "out")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "58/58 stages within tolerance" in done.stdout
+    for name in ("audio.waveform_16k", "clip.image_embeds", "sampler.latents_final", "video.frames_uint8"):
+        assert name in done.stdout
+    stages = load_file(tmp_path / "out" / "stages.safetensors")
+    frames = load_file(tmp_path / "out" / "frames.safetensors")
+    assert "audio2token.cond_tokens" in stages and "rife.middle_frames" in frames
+
+
+def test_parity_command_fails_when_a_stage_differs(tmp_path):
+    fixture = tmp_path / "fixture"
+    shutil.copytree(DEV_FIXTURE, fixture)
+    stages = load_file(fixture / "stages.safetensors")
+    stages["clip.image_embeds"] = stages["clip.image_embeds"] + 0.01 * stages["clip.image_embeds"].abs().max() + 1e-3
+    save_file(stages, fixture / "stages.safetensors")
+    done = run_parity_cli(fixture, tmp_path / "out")
+    assert done.returncode == 1
+    failing = [line for line in done.stdout.splitlines() if "FAIL" in line]
+    assert len(failing) == 1 and failing[0].startswith("clip.image_embeds")
