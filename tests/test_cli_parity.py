@@ -39,5 +39,6 @@ def test_parity_command_fails_when_a_stage_differs(tmp_path):
     save_file(stages, fixture / "stages.safetensors")
     done = run_parity_cli(fixture, tmp_path / "out")
     assert done.returncode == 1
-    failing = [line for line in done.stdout.splitlines() if "FAIL" in line]
+    failing = [line for line in done.stdout.splitlines() if line.split() and line.split()[-1] == "FAIL"]
     assert len(failing) == 1 and failing[0].startswith("clip.image_embeds")
+    assert "57/58 stages within tolerance; FAILED: clip.image_embeds" in done.stdout
