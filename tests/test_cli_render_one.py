@@ -69,3 +69,27 @@ def test_bad_input_exits_1_with_one_clear_line(tmp_path, case):
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: ") and expected in lines[0]
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_render_one_with_the_sonic_generator_on_the_tiny_checkpoint(tmp_path):
+    out = tmp_path / "sonic.mp4"
+    done = run_cli(
+        "render-one", "--generator", "sonic", "--weights", str(FIXTURES / "sonic_parity_dev" / "checkpoints"),
+        "--portrait", str(FIXTURES / "portrait_hopper.jpg"), "--audio", str(FIXTURES / "speech_zh_16k.flac"),
+        "--out", str(out), "--min-resolution", "128", "--inference-steps", "2", "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["generator"] == "sonic" and (result["width"], result["height"]) == (128, 128)
+    assert abs(result["video_duration_s"] - result["audio_duration_s"]) <= 1 / 25
+
+
+def test_sonic_generator_without_weights_lists_what_is_missing(tmp_path):
+    done = run_cli(
+        "render-one", "--generator", "sonic", "--weights", str(tmp_path),
+        "--portrait", str(FIXTURES / "portrait_hopper.jpg"), "--audio", str(FIXTURES / "speech_zh_16k.flac"),
+        "--out", str(tmp_path / "out.mp4"),
+    )
+    assert done.returncode == 1
+    assert "Sonic/unet.pth" in done.stderr and "whisper-tiny/model.safetensors" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out.mp4").exists()
