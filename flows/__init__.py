@@ -1,0 +1,1 @@
+"""Prefect flows: the catalog's business processes, wired from the tasks in `tasks/`."""

@@ -1,0 +1,37 @@
+"""Re-run the rows of a past run that did not end in the catalog, and nothing else.
+
+Reads the run's ledger (default: the latest run) and run.json, then renders just those row ids
+with the same generator, defaults and QA thresholds. Inputs are read afresh, so a replaced file
+is picked up; rows already in the catalog are left alone.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows.render_catalog import render_catalog
+from tasks.ledger import latest_run_id, read_ledger, read_run_info, rows_to_redo
+
+
+@flow(name="rerun-failed")
+def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None = None, concurrency: int = 2) -> dict:
+    """Redo the rows of `run_id` (default: the latest run) that were not published."""
+    logger = get_run_logger()
+    run_id = run_id or latest_run_id(catalog)
+    previous = read_run_info(catalog, run_id)
+    redo = rows_to_redo(read_ledger(catalog, run_id))
+    if not redo:
+        logger.info("run %s has nothing to redo: every row is in the catalog", run_id)
+        return {"run_id": None, "rerun_of": run_id, "rows": 0, "counts": {}, "all_in_catalog": True}
+    logger.info("re-running %d rows of run %s", len(redo), run_id)
+    return render_catalog(
+        manifest=manifest or previous["manifest"],
+        catalog=catalog,
+        generator=previous.get("generator", "preview"),
+        weights=previous.get("weights"),
+        concurrency=concurrency,
+        defaults=previous.get("defaults"),
+        qa_thresholds=previous.get("qa_thresholds"),
+        only_rows=redo,
+        rerun_of=run_id,
+    )
