@@ -8,6 +8,7 @@ is picked up; rows already in the catalog are left alone.
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.render_catalog import render_catalog
 from tasks.ledger import latest_run_id, read_ledger, read_run_info, rows_to_redo
@@ -24,7 +25,7 @@ def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None =
         logger.info("run %s has nothing to redo: every row is in the catalog", run_id)
         return {"run_id": None, "rerun_of": run_id, "rows": 0, "counts": {}, "all_in_catalog": True}
     logger.info("re-running %d rows of run %s", len(redo), run_id)
-    return render_catalog(
+    return render_catalog.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max(1, concurrency)))(
         manifest=manifest or previous["manifest"],
         catalog=catalog,
         generator=previous.get("generator", "preview"),

@@ -18,6 +18,8 @@ from sonic_model.errors import SonicCatalogError
 COMMANDS = [
     "demo",
     "render_one",
+    "render",
+    "rerun",
     "manifest",
     "validate",
     "parity",

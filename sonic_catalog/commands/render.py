@@ -1,0 +1,170 @@
+"""`sonic-catalog render`: a manifest in, a published and checked catalog out (the main job).
+
+Runs the `render-catalog` flow in this process: on the local ephemeral Prefect API by default
+(nothing to start), or on the server named by `PREFECT_API_URL`. Exit codes: 0 every row is in
+the catalog (published or already there), 2 some rows were not published (see the report),
+1 the run itself failed (unusable manifest, unwritable catalog, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections import Counter
+
+from sonic_catalog.commands.render_one import add_generation_options, params_from_args
+from sonic_model.errors import ParameterError, SonicCatalogError
+
+EXIT_ALL_PUBLISHED = 0
+EXIT_RUN_FAILED = 1
+EXIT_SOME_NOT_PUBLISHED = 2
+
+
+def quiet_prefect() -> None:
+    """Keep Prefect's console chatter (and its ephemeral server's shutdown noise) off the terminal.
+
+    Flow and task logs still go to the Prefect API (the UI shows them); the terminal shows our
+    progress bar and summary. Set before Prefect starts its ephemeral server (a subprocess that
+    inherits the environment), and applied to handlers already set up if Prefect was imported.
+    Set PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL yourself to see Prefect's logs.
+    """
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_DEBUG_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] != "CRITICAL":
+        return
+    import prefect  # noqa: F401 - sets up Prefect's logging, which we then quieten
+    from prefect.logging.handlers import APILogHandler
+
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, APILogHandler):
+                handler.setLevel(logging.CRITICAL + 1)
+
+
+def parse_thresholds(items: list[str] | None) -> dict:
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"--qa-threshold takes KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    if overrides:
+        from sonic_model.qa import QAThresholds
+
+        QAThresholds().with_overrides(overrides)  # unknown keys / bad values fail here, before the run
+    return overrides
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, default=2, help="rows rendered at the same time (default %(default)s)")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("render", help="render a Parquet manifest into a catalog (validate, render, QA, publish)")
+    parser.add_argument("manifest", help="manifest Parquet file (path or fsspec URL)")
+    parser.add_argument("--catalog", required=True, help="catalog location (path or fsspec URL: s3://, gs://, memory://)")
+    add_generation_options(parser)
+    add_run_options(parser)
+    parser.add_argument("--qa-threshold", action="append", metavar="KEY=VALUE", help="change a QA threshold for this run (repeatable)")
+    return parser
+
+
+class RowProgress:
+    """A progress bar of rows: done / quarantined / failed (on a terminal; silent otherwise)."""
+
+    def __init__(self, total: int | None, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.counts: Counter = Counter()
+        console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+            console=console, transient=False, disable=not console.is_terminal,
+        )
+        self.task = self.progress.add_task(label, total=total, detail="")
+
+    def __enter__(self) -> "RowProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def __call__(self, outcome) -> None:
+        group = "done" if outcome.in_catalog else ("quarantined" if outcome.status == "quarantined" else "failed")
+        self.counts[group] += 1
+        detail = f"done {self.counts['done']}  quarantined {self.counts['quarantined']}  failed {self.counts['failed']}"
+        self.progress.update(self.task, advance=1, detail=detail)
+
+
+def run_flow(flow_call, total: int | None, label: str) -> dict:
+    """Run a flow in this process with the progress bar attached; user errors stay one line."""
+    from flows.render_catalog import add_outcome_listener, remove_outcome_listener
+
+    progress = RowProgress(total, label)
+    add_outcome_listener(progress)
+    try:
+        with progress:
+            return flow_call()
+    finally:
+        remove_outcome_listener(progress)
+
+
+def print_summary(summary: dict) -> int:
+    counts = summary.get("counts", {})
+    shown = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no rows"
+    print(f"run {summary.get('run_id')}: {summary.get('rows', 0)} rows: {shown}")
+    if summary.get("catalog"):
+        print(f"catalog: {summary['catalog']}")
+    if summary.get("report"):
+        print(f"report:  {summary['report']}")
+    if summary.get("ledger"):
+        print(f"ledger:  {summary['ledger']}")
+    return EXIT_ALL_PUBLISHED if summary.get("all_in_catalog") else EXIT_SOME_NOT_PUBLISHED
+
+
+def local_catalog(url: str) -> str:
+    """Plain paths become absolute, so the run records where it wrote whatever the cwd."""
+    from fsspec.core import split_protocol
+
+    return os.path.abspath(url) if split_protocol(url)[0] is None else url
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.concurrency < 1:
+        raise ParameterError("--concurrency must be at least 1")
+    defaults = params_from_args(args)
+    thresholds = parse_thresholds(args.qa_threshold)
+    manifest = local_catalog(args.manifest)
+    catalog = local_catalog(args.catalog)
+    quiet_prefect()
+    from manifests.schema import read_manifest
+
+    total = len(read_manifest(manifest))  # an unusable manifest fails here, in a second, before Prefect starts
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.render_catalog import render_catalog
+
+    flow = render_catalog.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.concurrency))
+    try:
+        summary = run_flow(
+            lambda: flow(
+                manifest=manifest, catalog=catalog, generator=args.generator, weights=str(args.weights) if args.weights else None,
+                concurrency=args.concurrency, defaults=defaults.as_dict(), qa_thresholds=thresholds,
+            ),
+            total,
+            "rows",
+        )
+    except SonicCatalogError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the run failed: say why in one line, not a traceback
+        print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return print_summary(summary)
