@@ -1,0 +1,31 @@
+"""Test-session set-up shared by every test module.
+
+Prefect reads its settings when it is first imported, so the environment is set here, at the
+top of conftest (which pytest imports before any test module): a throwaway PREFECT_HOME (its
+own SQLite database for the ephemeral API), no analytics or telemetry, and a startup timeout
+long enough for a loaded 2-core CI machine (DESIGN.md section 6).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="sonic-catalog-prefect-home-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+# Tests never talk to a server someone left configured in the shell.
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_home():
+    """The session's temporary PREFECT_HOME, removed when the session ends."""
+    yield _PREFECT_HOME
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
