@@ -236,7 +236,7 @@ def render_catalog(
     index = update_index_task(catalog, outcomes)
     ledger = write_ledger_task(catalog, run_id, outcomes)
     summary = {
-        **summarise(run_id, outcomes), "manifest": manifest, "catalog": catalog, "generator": f"{choice.name} {choice.version}",
+        **summarise(run_id, outcomes), "manifest": manifest, "catalog": catalog, "generator": choice.name, "generator_version": choice.version,
         "started_at": started_at, "finished_at": now_iso(), "ledger": ledger, "index": index,
     }
     summary["report"] = write_report_task(catalog, run_id, outcomes, summary)
