@@ -266,3 +266,16 @@ def moto_s3(monkeypatch):
 
 def test_s3_catalog_behaves_like_local(tmp_path, moto_s3):
     assert_catalog_like_local(moto_s3, small_manifest(tmp_path))
+
+
+def test_video_failing_qa_is_kept_under_the_run_not_published(tmp_path):
+    manifest = small_manifest(tmp_path)
+    catalog = tmp_path / "catalog"
+    code, out, err = run_cli("render", str(manifest), "--catalog", str(catalog), "--qa-threshold", "min_sync_correlation=0.99")
+    assert code == 2, out + err
+    ledger = ledger_of(str(catalog), run_id_of(out))
+    failed = ledger[ledger.row_id == "good-de"].iloc[0]
+    assert failed.status == "failed_qa" and "sync" in failed.reason
+    assert "/_runs/" in failed.output_uri and Path(failed.output_uri).exists()
+    assert not (catalog / "course" / "de" / "good-de.mp4").exists()
+    assert pd.read_parquet(catalog / "index.parquet").empty
