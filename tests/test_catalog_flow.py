@@ -279,3 +279,19 @@ def test_video_failing_qa_is_kept_under_the_run_not_published(tmp_path):
     assert "/_runs/" in failed.output_uri and Path(failed.output_uri).exists()
     assert not (catalog / "course" / "de" / "good-de.mp4").exists()
     assert pd.read_parquet(catalog / "index.parquet").empty
+
+
+def test_console_script_shows_no_prefect_noise(tmp_path):
+    """As a user runs it (own process, own ephemeral API): our lines only, no Prefect logs or tracebacks."""
+    durations = write_media(tmp_path / "media")
+    manifest = tmp_path / "manifest.parquet"
+    pd.DataFrame([r for r in manifest_rows(durations) if r["row_id"] == "no-consent"]).to_parquet(manifest)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_LOGGING")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sonic_catalog.cli", "render", str(manifest), "--catalog", str(tmp_path / "catalog")],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout.startswith("run ") and "1 quarantined" in result.stdout
+    for noise in ("Traceback", "Error flushing", "CancelledError", "Starting temporary server", "| INFO", "| ERROR"):
+        assert noise not in result.stderr, result.stderr
