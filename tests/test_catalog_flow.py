@@ -295,3 +295,12 @@ def test_console_script_shows_no_prefect_noise(tmp_path):
     assert result.stdout.startswith("run ") and "1 quarantined" in result.stdout
     for noise in ("Traceback", "Error flushing", "CancelledError", "Starting temporary server", "| INFO", "| ERROR"):
         assert noise not in result.stderr, result.stderr
+
+
+def test_flow_run_publishes_table_and_markdown_artifacts(first_run):
+    from prefect.artifacts import Artifact
+
+    table = Artifact.get("catalog-run-ledger")
+    summary = Artifact.get("catalog-run-summary")
+    assert table is not None and table.type == "table"
+    assert summary is not None and summary.type == "markdown" and "Catalog run" in summary.data
