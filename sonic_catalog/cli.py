@@ -18,6 +18,7 @@ from sonic_model.errors import SonicCatalogError
 COMMANDS = [
     "demo",
     "render_one",
+    "calibrate",
     "render",
     "rerun",
     "manifest",

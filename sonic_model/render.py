@@ -7,6 +7,8 @@ that stream to the one encoder and reports what it made. Generators register by 
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -20,6 +22,8 @@ from sonic_model.crop import EXPAND_RATIO_RANGE, MIN_RESOLUTION_RANGE, check_ran
 from sonic_model.encode import FPS, VideoWriter, frame_count
 from sonic_model.errors import ParameterError
 from sonic_model.image import load_image
+from sonic_model.postprocess.lipsync import MAX_AV_OFFSET_MS, audio_delay_ms, measure_offset_from_mouth, mux_shifted_audio
+from sonic_model.postprocess.smoothing import DEFAULT_MOTION_SMOOTHING, MOTION_SMOOTHING_RANGE, HeadMotionSmoother
 
 DYNAMIC_SCALE_RANGE = (0.5, 2.0)
 MOTION_SCALE_RANGE = (0.5, 2.0)
@@ -38,6 +42,13 @@ class RenderParams:
     motion_scale: float = 1.0
     seed: int = 42
     paste_back: bool = False
+    # Post-processing (sonic_model.postprocess), on by default like the seed workflow's switches.
+    lipsync_calibration: bool = True
+    # Gaussian sigma of the head-path smoother in frames (0 = off).
+    motion_smoothing: float = DEFAULT_MOTION_SMOOTHING
+    # Manual audio-visual correction in ms (positive = picture late: the sound is delayed by
+    # this much); None = measure and correct automatically when `lipsync_calibration` is on.
+    av_offset_ms: float | None = None
 
     def validated(self) -> "RenderParams":
         """Return self, or raise `ParameterError` naming the first out-of-range value."""
@@ -47,6 +58,13 @@ class RenderParams:
         check_range("dynamic_scale", self.dynamic_scale, DYNAMIC_SCALE_RANGE)
         check_range("motion_scale", self.motion_scale, MOTION_SCALE_RANGE)
         check_range("seed", self.seed, SEED_RANGE)
+        check_range("motion_smoothing", self.motion_smoothing, MOTION_SMOOTHING_RANGE)
+        if self.av_offset_ms is not None:
+            if not (isinstance(self.av_offset_ms, (int, float)) and math.isfinite(self.av_offset_ms)):
+                raise ParameterError(f"av_offset_ms={self.av_offset_ms!r} must be a number of milliseconds")
+            check_range("av_offset_ms", self.av_offset_ms, (-MAX_AV_OFFSET_MS, MAX_AV_OFFSET_MS))
+        if not isinstance(self.lipsync_calibration, (bool, np.bool_)):
+            raise ParameterError(f"lipsync_calibration must be true or false, got {self.lipsync_calibration!r}")
         if int(self.min_resolution) != self.min_resolution or int(self.inference_steps) != self.inference_steps:
             raise ParameterError("min_resolution and inference_steps must be whole numbers")
         return self
@@ -82,6 +100,17 @@ class RenderResult:
     video_duration_s: float
     audio_duration_s: float
     seconds: float
+    # Post-processing figures (JSON-able, for the sidecar and the ledger). Offsets: positive =
+    # picture late. Measured figures are None when nothing was measured (calibration off and no
+    # smoothing, or no usable face/speech).
+    av_offset_measured_frames: int | None = None
+    av_sync_correlation: float | None = None
+    av_offset_confident: bool = False
+    av_offset_applied_ms: float = 0.0
+    motion_smoothing: float = 0.0
+    motion_frames_warped: int = 0
+    motion_correction_mean_px: float = 0.0
+    motion_correction_max_px: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -124,16 +153,36 @@ def render_video(
         audio = load_audio(audio_path) if max_audio_seconds is None else load_audio(audio_path, max_seconds=max_audio_seconds)
     width, height = generator.output_size(portrait_rgb, params)
     num_frames = frame_count(audio.duration_s)
-    with VideoWriter(
-        out_path,
-        width=width,
-        height=height,
-        num_frames=num_frames,
-        audio_path=audio_path,
-        generator=f"{generator.name} {generator.version}",
-    ) as writer:
-        for frame in generator.frames(portrait_rgb, audio, params):
-            writer.write(frame)
+    out_path = Path(out_path)
+    # Tracking is needed for either step; the same tracker pass serves both.
+    smoother = HeadMotionSmoother(params.motion_smoothing, track=params.lipsync_calibration and params.av_offset_ms is None)
+    # Encode once, to a hidden name: the file appears under `out_path` only when final
+    # (re-timed or not), so no reader ever sees an uncalibrated video there.
+    first_pass = out_path.with_name(f".{out_path.stem}.encoded{out_path.suffix or '.mp4'}")
+    try:
+        with VideoWriter(
+            first_pass,
+            width=width,
+            height=height,
+            num_frames=num_frames,
+            audio_path=audio_path,
+            generator=f"{generator.name} {generator.version}",
+        ) as writer:
+            for frame in smoother.run(generator.frames(portrait_rgb, audio, params)):
+                writer.write(frame)
+        measurement = None
+        if smoother.track and smoother.mouth_opening:
+            measurement = measure_offset_from_mouth(smoother.mouth_opening, audio, fps=FPS)
+        delay_ms = audio_delay_ms(measurement if params.lipsync_calibration else None, params.av_offset_ms, fps=FPS)
+        if delay_ms:
+            # The picture stays as encoded (stream copy); the original sound is encoded once, shifted.
+            mux_shifted_audio(first_pass, audio_path, out_path, delay_ms=delay_ms, duration_s=audio.duration_s)
+        else:
+            os.replace(first_pass, out_path)
+    finally:
+        first_pass.unlink(missing_ok=True)
+    figures = smoother.figures.as_dict()
+    measured = measurement is not None and math.isfinite(measurement.correlation)
     return RenderResult(
         output_path=str(out_path),
         generator=generator.name,
@@ -145,4 +194,9 @@ def render_video(
         video_duration_s=num_frames / FPS,
         audio_duration_s=audio.duration_s,
         seconds=time.perf_counter() - started,
+        av_offset_measured_frames=measurement.offset_frames if measured else None,
+        av_sync_correlation=round(measurement.correlation, 4) if measured else None,
+        av_offset_confident=bool(measured and measurement.confident),
+        av_offset_applied_ms=round(delay_ms, 3),
+        **figures,
     )

@@ -22,6 +22,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dynamic-scale", type=float, default=defaults.dynamic_scale, help="motion intensity, 0.5-2.0: preview: mouth; sonic: head-motion buckets (default %(default)s)")
     parser.add_argument("--motion-scale", type=float, default=defaults.motion_scale, help="0.5-2.0: preview: head/expression motion; sonic: audio-guidance drive of mouth/expression (default %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
+    parser.add_argument("--no-lipsync-calibration", dest="lipsync_calibration", action="store_false", help="do not measure and cancel the audio-visual offset (on by default)")
+    parser.add_argument("--motion-smoothing", type=float, default=defaults.motion_smoothing, metavar="S", help="head-path smoothing, Gaussian sigma in frames, 0 = off, at most 8 (default %(default)s)")
+    parser.add_argument("--av-offset-ms", type=float, default=None, metavar="MS", help="manual lip-sync correction: delay the sound by MS (negative = advance); overrides the measured one")
 
 
 def params_from_args(args: argparse.Namespace) -> RenderParams:
@@ -33,6 +36,9 @@ def params_from_args(args: argparse.Namespace) -> RenderParams:
         motion_scale=args.motion_scale,
         seed=args.seed,
         paste_back=getattr(args, "paste_back", False),
+        lipsync_calibration=getattr(args, "lipsync_calibration", True),
+        motion_smoothing=getattr(args, "motion_smoothing", RenderParams().motion_smoothing),
+        av_offset_ms=getattr(args, "av_offset_ms", None),
     ).validated()
 
 

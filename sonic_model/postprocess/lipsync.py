@@ -1,0 +1,192 @@
+"""Lip-sync calibration: measure the audio-visual offset and cancel it by re-timing the sound.
+
+The measurement is QA's own (`sonic_model.qa.estimate_av_offset`: mouth opening against the
+speech envelope over speech frames; positive = picture late). The correction moves the audio,
+never the picture: the H.264 stream is copied bit for bit (no second lossy video encode) and
+the sound is encoded once, from the source it came from, delayed (picture late) or advanced
+(picture early) and then padded with silence / trimmed at the far end so that it lasts exactly
+as long as before. The file's duration therefore still equals the audio's within one frame.
+The price: up to |offset| of sound at one end is cut (at most 8 frames = 320 ms, the search
+window) — scripts start and end in silence, which is what is cut in practice.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sonic_model.audio import AudioClip, frame_envelope, speech_segments
+from sonic_model.encode import FPS, ffmpeg_executable
+from sonic_model.errors import InputError, OutputError
+from sonic_model.qa import SyncMeasurement, estimate_av_offset, measure_av_sync, speech_mask_for_frames
+
+# An override or correction beyond this is a mistake, not a sync error (QA searches ±320 ms).
+MAX_AV_OFFSET_MS = 1000.0
+
+
+def measure_offset_from_mouth(mouth_opening, audio: AudioClip, *, fps: float = FPS, max_lag_frames: int = 8) -> SyncMeasurement:
+    """QA's sync measurement on a mouth-opening series already gathered (one value per frame)."""
+    envelope = frame_envelope(audio, fps)
+    mask = speech_mask_for_frames(speech_segments(audio), len(envelope), fps)
+    return estimate_av_offset(np.asarray(mouth_opening, np.float64), envelope, mask, max_lag_frames=max_lag_frames, fps=fps)
+
+
+def audio_delay_ms(measurement: SyncMeasurement | None, override_ms: float | None, *, fps: float = FPS) -> float:
+    """How far to delay the sound (ms; negative = advance) to cancel the offset.
+
+    A manual override wins. Otherwise only a confident measurement of at least one frame is
+    acted on: a weak correlation's best lag is noise, and moving sound by it could hurt.
+    """
+    if override_ms is not None:
+        return float(override_ms)
+    if measurement is None or not measurement.confident or abs(measurement.offset_frames) < 1:
+        return 0.0
+    return measurement.offset_frames * 1000.0 / fps
+
+
+def shifted_audio_filter(delay_ms: float, duration_s: float) -> str:
+    """ffmpeg audio filter: delay (or advance) by `delay_ms`, then exactly `duration_s` long."""
+    if delay_ms > 0:
+        shift = f"adelay=delays={delay_ms:.3f}:all=1"
+    elif delay_ms < 0:
+        shift = f"atrim=start={-delay_ms / 1000.0:.6f},asetpts=PTS-STARTPTS"
+    else:
+        shift = "anull"
+    return f"{shift},apad,atrim=end={duration_s:.6f}"
+
+
+def mux_shifted_audio(
+    video_path: str | Path,
+    audio_source: str | Path,
+    out_path: str | Path,
+    *,
+    delay_ms: float,
+    duration_s: float,
+    extra_metadata: dict[str, str] | None = None,
+) -> Path:
+    """Copy the video stream of `video_path` and add `audio_source`'s sound shifted by `delay_ms`.
+
+    The container's metadata (the AI-generated disclosure, the generator) is carried over.
+    Written next to `out_path` and renamed, so `out_path` may be `video_path` itself.
+    """
+    out_path = Path(out_path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".retimed.mp4", dir=out_path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write output in {out_path.parent}: {exc.strerror or exc}") from None
+    metadata = {"av_offset_applied_ms": f"{delay_ms:g}", **(extra_metadata or {})}
+    args = [
+        ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        "-i", str(video_path), "-i", str(audio_source),
+        "-map", "0:v:0", "-map", "1:a:0",
+        "-c:v", "copy",
+        "-af", shifted_audio_filter(delay_ms, duration_s),
+        "-c:a", "aac", "-b:a", "128k",
+        "-map_metadata", "0",
+        "-movflags", "+faststart+use_metadata_tags",
+    ]
+    for key, value in metadata.items():
+        args += ["-metadata", f"{key}={value}"]
+    args += ["-f", "mp4", tmp]
+    # An argument list, never a shell string.
+    done = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        Path(tmp).unlink(missing_ok=True)
+        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise OutputError(f"ffmpeg failed re-timing the audio (exit {done.returncode}): {lines[-1] if lines else ''}")
+    try:
+        os.replace(tmp, out_path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    return out_path
+
+
+def _finite_or_none(value: float) -> float | None:
+    return round(float(value), 4) if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """What `calibrate_video` found and did (offsets in frames; positive = picture late)."""
+
+    input_path: str
+    output_path: str
+    offset_before_frames: int
+    correlation_before: float | None
+    confident_before: bool
+    applied_ms: float
+    offset_after_frames: int
+    correlation_after: float | None
+    confident_after: bool
+    copied_unchanged: bool
+    fps: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def calibrate_video(
+    in_path: str | Path,
+    out_path: str | Path,
+    *,
+    av_offset_ms: float | None = None,
+    frame_step: int = 1,
+) -> CalibrationReport:
+    """Re-time any talking-head video so its sound meets its mouth, and measure again.
+
+    The offset is measured against the file's own sound. When nothing is to be done the file
+    is copied byte for byte (no re-encode). Otherwise the video stream is copied and the sound
+    (decoded from the input, the only source there is) is shifted and encoded once.
+    """
+    from sonic_model.probe import probe_video
+
+    in_path, out_path = Path(in_path), Path(out_path)
+    if av_offset_ms is not None and not abs(av_offset_ms) <= MAX_AV_OFFSET_MS:
+        raise InputError(f"av_offset_ms={av_offset_ms} is out of range (at most ±{MAX_AV_OFFSET_MS:g} ms)")
+    info = probe_video(in_path)
+    if info.audio_codec is None:
+        raise InputError(f"video has no audio track to re-time: {in_path}")
+    fps = info.fps or float(FPS)
+    before = measure_av_sync(in_path, frame_step=frame_step)
+    delay = audio_delay_ms(before, av_offset_ms, fps=fps)
+    if delay == 0:
+        if in_path.resolve() != out_path.resolve():
+            _copy_atomically(in_path, out_path)
+        after = before
+    else:
+        duration = info.audio_duration_s or info.video_duration_s
+        mux_shifted_audio(in_path, in_path, out_path, delay_ms=delay, duration_s=duration)
+        after = measure_av_sync(out_path, frame_step=frame_step)
+    return CalibrationReport(
+        input_path=str(in_path),
+        output_path=str(out_path),
+        offset_before_frames=before.offset_frames,
+        correlation_before=_finite_or_none(before.correlation),
+        confident_before=before.confident,
+        applied_ms=round(delay, 3),
+        offset_after_frames=after.offset_frames,
+        correlation_after=_finite_or_none(after.correlation),
+        confident_after=after.confident,
+        copied_unchanged=delay == 0,
+        fps=fps,
+    )
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".partial.mp4", dir=target.parent)
+        os.close(fd)
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
