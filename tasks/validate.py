@@ -156,6 +156,16 @@ class DurationMismatchError(AudioError):
     """The declared `duration_s` does not match the decoded audio."""
 
 
+class TruncatedAudioError(AudioError):
+    """The file's header promises much more audio than decodes: the file was cut short."""
+
+
+# A header (mp3 Xing/Info, MP4 moov, FLAC STREAMINFO, ...) may overstate the decodable audio by
+# a frame or an estimate's error; more than this is a file cut short (a failed upload or copy).
+TRUNCATION_TOLERANCE_S = 1.0
+TRUNCATION_TOLERANCE_RATIO = 0.25
+
+
 # --- stage 1: the table ----------------------------------------------------------------------
 
 
@@ -557,11 +567,22 @@ def _probe_audio(row, manifest_url, limits, schemes, roots):
 
     uri, data = _open(row.audio_uri, "audio_uri", manifest_url, limits, schemes, roots)
     digest = hashlib.sha256(data).hexdigest()
+    header_s = _header_seconds(data)
     try:
         clip = load_audio(data, max_seconds=limits.max_audio_seconds, min_seconds=limits.min_audio_seconds)
     except InputError as exc:
+        if header_s is not None and header_s >= limits.min_audio_seconds and "shorter than the minimum" in str(exc):
+            raise TruncatedAudioError(
+                f"audio file is truncated: its header says {header_s:.2f} s but almost nothing decodes "
+                f"({exc}); upload the complete file ({redact(uri)})"
+            ) from None
         raise type(exc)(f"{exc} ({redact(uri)})") from None
     duration = clip.duration_s
+    if header_s is not None and header_s - duration > max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_RATIO * header_s):
+        raise TruncatedAudioError(
+            f"audio file is truncated: its header says {header_s:.2f} s but only {duration:.2f} s decode; "
+            f"upload the complete file ({redact(uri)})"
+        )
     declared = row.duration_s
     if declared is not None and abs(declared - duration) > DURATION_TOLERANCE_S:
         raise DurationMismatchError(
@@ -575,6 +596,24 @@ def _probe_audio(row, manifest_url, limits, schemes, roots):
             f"recording ({redact(uri)})"
         )
     return uri, digest, duration
+
+
+def _header_seconds(data: bytes) -> float | None:
+    """The duration the container's header declares (None when it declares none or cannot be read).
+
+    Used only to tell "cut short" from "short": never decodes, never raises.
+    """
+    import io
+
+    try:
+        import av
+
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio or not container.duration or container.duration <= 0:
+                return None
+            return float(container.duration) / 1_000_000  # av.time_base: microseconds
+    except Exception:  # noqa: BLE001 - a header we cannot read says nothing; load_audio reports the real problem
+        return None
 
 
 # --- Prefect tasks ---------------------------------------------------------------------------
