@@ -172,13 +172,21 @@ def test_smoothing_halves_head_shake_and_keeps_lip_sync(tmp_path, speech):
     smoothed = tmp_path / "smoothed.mp4"
     render_video(ShakenPreview(1.5, 0.5), PORTRAIT, SPEECH, shaken, RenderParams(**PLAIN))
     result = render_video(ShakenPreview(1.5, 0.5), PORTRAIT, SPEECH, smoothed, RenderParams(min_resolution=256))
-    assert result.motion_smoothing > 0 and result.motion_frames_warped > 0.9 * result.frames
+    assert result.motion_smoothing > 0 and result.motion_frames_warped > result.frames // 2
     jitter_before, jitter_after = jitter_of(shaken), jitter_of(smoothed)
     assert jitter_after <= 0.5 * jitter_before, (jitter_before, jitter_after)
     sync_before, sync_after = measure_av_sync(shaken), measure_av_sync(smoothed)
     assert sync_after.correlation >= sync_before.correlation - 0.05
     assert abs(sync_after.offset_frames) <= 1
     assert_duration_matches_audio(smoothed, speech)
+
+
+def test_smoothing_leaves_a_steady_head_steady(tmp_path, preview_frames):
+    steady = encode(preview_frames, tmp_path / "steady.mp4")
+    smoothed = tmp_path / "smoothed.mp4"
+    render_video(get_generator("preview"), PORTRAIT, SPEECH, smoothed, RenderParams(min_resolution=256))
+    # Within the tracker's own noise: corrections below its floor are not applied.
+    assert jitter_of(smoothed) <= 1.25 * jitter_of(steady)
 
 
 def test_smoothing_strength_zero_leaves_frames_untouched(preview_frames):
