@@ -29,11 +29,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--allow-root", action="append", default=None, metavar="URL",
         help="folder/prefix media must lie in (repeatable; default: the manifest's own folder tree)",
     )
+    from tasks.validate import add_limit_options
+
+    add_limit_options(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.validate import ProbedRow, probe_or_quarantine, validate_table
+    from tasks.validate import ProbedRow, limits_from_args, probe_or_quarantine, validate_table
+
+    limits = limits_from_args(args)
 
     schemes = tuple(args.allow_scheme) if args.allow_scheme else DEFAULT_ALLOWED_SCHEMES
     frame = read_manifest(args.manifest)
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     verdicts = [(q.row_id, "quarantined", q.stage, q.reason) for q in quarantined]
     good = []
     for row in rows:
-        outcome = probe_or_quarantine(row, args.manifest, allowed_schemes=schemes, allowed_roots=args.allow_root)
+        outcome = probe_or_quarantine(row, args.manifest, limits, allowed_schemes=schemes, allowed_roots=args.allow_root)
         if isinstance(outcome, ProbedRow):
             good.append(outcome)
             verdicts.append((row.row_id, "ok", "", f"{outcome.audio_duration_s:.2f} s audio, face found"))
