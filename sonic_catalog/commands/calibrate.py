@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("video", type=Path, metavar="IN.mp4", help="talking-head video with its sound track")
     parser.add_argument("--out", required=True, type=Path, help="output .mp4 path (may equal the input)")
     parser.add_argument(
-        "--av-offset-ms", type=float, default=None,
+        "--av-offset-ms", type=float, default=None, metavar="MS",
         help=f"apply this correction instead of the measured one: delay the sound by MS (negative = advance; at most ±{MAX_AV_OFFSET_MS:g})",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object describing the result")
