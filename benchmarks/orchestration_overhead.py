@@ -59,6 +59,7 @@ def prepare(work: Path, rows: int) -> tuple[Path, Path, bytes]:
 
 def install_stand_ins(video: Path, poster: bytes) -> None:
     import tasks.publish
+    import tasks.qa
     import tasks.render
     import tasks.validate
     from tasks.records import CheckedVideo, RenderedVideo, RowInfo, content_key
@@ -70,7 +71,7 @@ def install_stand_ins(video: Path, poster: bytes) -> None:
             face_box=(0.0, 0.0, 1.0, 1.0), portrait_sha256=digest, audio_sha256=digest, params=row.render_params(),
         )
 
-    def no_op_generator(probed, choice, *, scratch_root=None):
+    def no_op_generator(probed, choice, *, scratch_root=None, **kwargs):
         scratch = Path(tempfile.mkdtemp(prefix="bench-row-"))
         shutil.copy(video, scratch / "video.mp4")
         params = tasks.render.params_dict(probed.params)
@@ -89,7 +90,7 @@ def install_stand_ins(video: Path, poster: bytes) -> None:
 
     tasks.validate.probe_media = fake_probe
     tasks.render.render_row = no_op_generator
-    tasks.render.check_rendered = passing_qa
+    tasks.qa.check_rendered = passing_qa
     tasks.publish.poster_jpeg = lambda path, **kw: poster
 
 

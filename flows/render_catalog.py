@@ -6,12 +6,20 @@
 Every row ends with exactly one verdict (published, skipped_cached, quarantined, failed_qa,
 error); a bad row never stops the others. Rows move through their stages independently, up to
 `concurrency` rows at a time, so one row's QA overlaps another's render. The flow only wires
-tasks: the work (and any media logic) lives in `tasks/`, and the task runner can be swapped
-(e.g. a Dask cluster) without touching this file.
+tasks: the work (and any media logic) lives in `tasks/`.
+
+Where the tasks run is the task runner's business (`task_runner_for`): a thread pool in this
+process by default, or a Dask cluster (`--cluster tcp://HOST:8786`, or `SONIC_DASK_ADDRESS` for
+deployments). On a cluster the render task asks for one `GPU` resource, so each GPU worker
+renders one row at a time while its spare threads (and CPU-only workers) take probes, QA and
+publishing; a killed worker's task is re-run by the Dask scheduler on a survivor. Renders then
+leave their video in shared scratch under the catalog (`_runs/<run_id>/scratch/`, removed at
+the end of the run), because QA and publish may run on another machine.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable
@@ -21,6 +29,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
+from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from manifests.schema import read_manifest
@@ -29,9 +38,17 @@ from sonic_model.render import RenderParams
 from tasks.ledger import new_run_id, write_ledger_task, write_run_info
 from tasks.publish import find_published_task, now_iso, publish_video_task, update_index_task
 from tasks.records import ERROR, QUARANTINED, RowInfo, RowOutcome
-from tasks.render import GeneratorChoice, check_video_task, choose_generator, discard_scratch, render_video_task
+from tasks.qa import qa_video_task
+from tasks.render import (
+    DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, GeneratorChoice, RenderFailed, choose_generator, discard_scratch,
+    remove_tree, render_task_options, render_video_task,
+)
 from tasks.report import write_report_task
 from tasks.validate import MediaLimits, Quarantine, probe_media_task, validate_table_task
+
+# A render attempt running longer than this fails the row (`--row-timeout`); generous: a
+# 10-minute script with Sonic on a slow GPU takes well under this.
+DEFAULT_ROW_TIMEOUT_S = 1800.0
 
 # Who wants to hear about each row's verdict as it happens (the CLI's progress bar). A plain
 # in-process hook, not a flow parameter: parameters must be serialisable for the API.
@@ -48,6 +65,45 @@ def remove_outcome_listener(listener: Callable[[RowOutcome], None]) -> None:
     with _listeners_lock:
         if listener in _outcome_listeners:
             _outcome_listeners.remove(listener)
+
+
+# --- where the tasks run -----------------------------------------------------------------------
+
+DASK_ADDRESS_ENV = "SONIC_DASK_ADDRESS"
+LOCAL_THREADS = 4
+GPU_RESOURCE = "GPU"
+
+
+def cluster_address(cluster: str | None = None) -> str | None:
+    """The Dask scheduler to use: the explicit address, else $SONIC_DASK_ADDRESS, else None (local)."""
+    return (cluster or os.environ.get(DASK_ADDRESS_ENV) or "").strip() or None
+
+
+def task_runner_for(cluster: str | None = None, threads: int = LOCAL_THREADS):
+    """A `DaskTaskRunner` connected to `cluster`, or a thread pool in this process."""
+    address = cluster_address(cluster)
+    if address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=address)
+    return ThreadPoolTaskRunner(max_workers=max(1, threads))
+
+
+def _on_cluster() -> bool:
+    context = FlowRunContext.get()
+    runner = getattr(context, "task_runner", None)
+    return type(runner).__name__ == "DaskTaskRunner"
+
+
+def _gpu_annotation(on_cluster: bool):
+    """Dask resource annotation for a GPU task (nothing in a local run)."""
+    if not on_cluster:
+        import contextlib
+
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.annotate(resources={GPU_RESOURCE: 1})
 
 
 def _announce(outcome: RowOutcome) -> None:
@@ -67,8 +123,14 @@ RowPipeline = Generator[PrefectFuture, Any, RowOutcome]
 
 
 def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: GeneratorChoice,
-                   defaults: RenderParams, limits: MediaLimits, thresholds: Any) -> RowPipeline:
-    """The stages of one row, each a task; yields each task's future and gets its result back."""
+                   defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None = None,
+                   scratch_url: str | None = None, on_cluster: bool = False) -> RowPipeline:
+    """The stages of one row, each a task; yields each task's future and gets its result back.
+
+    `render_options`: the render task's retry policy (`render_task_options`). On a cluster the
+    render task needs a GPU slot and writes to `scratch_url`; every other stage needs none.
+    """
+    render_options = render_options or render_task_options()
     rendered = None
     try:
         probed = yield probe_media_task.with_options(task_run_name=_named("probe", info.row_id)).submit(
@@ -83,19 +145,33 @@ def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: s
         if already is not None:
             return already
 
-        rendered = yield render_video_task.with_options(task_run_name=_named("render", info.row_id)).submit(probed, choice)
-        checked = yield check_video_task.with_options(task_run_name=_named("qa", info.row_id)).submit(rendered, thresholds)
+        render = render_video_task.with_options(task_run_name=_named("render", info.row_id), **render_options)
+        with _gpu_annotation(on_cluster):
+            submitted = render.submit(probed, choice, scratch_url=scratch_url)
+        try:
+            rendered = yield submitted
+        except SonicCatalogError:
+            raise  # a bad input: not retried, its own message is the reason
+        except Exception as exc:  # noqa: BLE001 - retries ran out: say so, with the last error
+            attempts = render_options["retries"] + 1
+            raise RenderFailed(
+                f"render failed after {attempts} attempt{'s' if attempts != 1 else ''} "
+                f"(retry policy: {render_options['retries']} retries, {render_options['retry_delay_seconds']:g} s apart); "
+                f"last error: {type(exc).__name__}: {exc}"
+            ) from exc
+        checked = yield qa_video_task.with_options(task_run_name=_named("qa", info.row_id)).submit(rendered, thresholds)
         rendered = None  # from here on the publish task owns (and removes) the scratch files
         return (yield publish_video_task.with_options(task_run_name=_named("publish", info.row_id)).submit(checked, catalog, run_id))
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
         if rendered is not None:
             discard_scratch(rendered)
-        reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
+        reason = str(exc) if isinstance(exc, (SonicCatalogError, RenderFailed)) else f"{type(exc).__name__}: {exc}"
         return RowOutcome(info=info, status=ERROR, reason=reason or type(exc).__name__)
 
 
-def run_rows(pipelines: Iterable[RowPipeline], concurrency: int) -> list[RowOutcome]:
-    """Drive row pipelines, at most `concurrency` rows in flight; outcomes in input order.
+def run_rows(pipelines: Iterable[RowPipeline], concurrency: int | None) -> list[RowOutcome]:
+    """Drive row pipelines, at most `concurrency` rows in flight (None or < 1: all at once);
+    outcomes in input order.
 
     A finished task's result is sent into its row's pipeline, which answers with the next
     task's future or its final verdict; a failed task's exception is thrown into the pipeline.
@@ -119,7 +195,11 @@ def run_rows(pipelines: Iterable[RowPipeline], concurrency: int) -> list[RowOutc
             if advance(position, pipeline):
                 return
 
-    for _ in range(max(1, concurrency)):
+    if concurrency is None or concurrency < 1:
+        pipelines = list(pipelines)
+        queue = iter(enumerate(pipelines))
+        concurrency = max(1, len(pipelines))
+    for _ in range(concurrency):
         start_next()
     while in_flight:
         future = next(as_completed(list(in_flight)))
@@ -180,22 +260,35 @@ def publish_run_artifacts(summary: dict, outcomes: list[RowOutcome]) -> None:
     )
 
 
-@flow(name="render-catalog", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+# The default task runner is chosen when this module is imported: a Dask cluster when
+# $SONIC_DASK_ADDRESS is set (how deployments run on the render farm), else a thread pool. The
+# CLI picks one explicitly with `render_catalog.with_options(task_runner=task_runner_for(...))`.
+@flow(name="render-catalog", task_runner=task_runner_for(), log_prints=True)
 def render_catalog(
     manifest: str,
     catalog: str,
     generator: str = "preview",
     weights: str | None = None,
-    concurrency: int = 2,
+    concurrency: int | None = None,
     defaults: dict | None = None,
     qa_thresholds: dict | None = None,
     only_rows: list[str] | None = None,
     rerun_of: str | None = None,
+    render_retries: int = DEFAULT_RENDER_RETRIES,
+    retry_delay_s: float = DEFAULT_RETRY_DELAY_S,
+    limits: dict | None = None,
+    row_timeout_s: float | None = DEFAULT_ROW_TIMEOUT_S,
 ) -> dict:
     """Render every row of `manifest` into `catalog`; returns the run summary.
 
     `only_rows` restricts rendering to those row ids (what `rerun` uses); the whole table is
     still validated, because a duplicate id is only visible in the whole table.
+    `concurrency`: rows in flight (default 2 in one process, every row on a Dask cluster,
+    where the GPU resource does the limiting). A render that raises (anything but a bad
+    input) is retried `render_retries` times, `retry_delay_s` apart.
+    `limits`: `MediaLimits` fields (pixels, audio seconds, file bytes). `row_timeout_s`: a render
+    attempt running longer fails (Prefect task timeout, which interrupts the render loop between
+    frames); None waits forever.
     """
     from sonic_model.qa import QAThresholds
 
@@ -205,10 +298,21 @@ def render_catalog(
     defaults_params = RenderParams(**(defaults or {})).validated()
     thresholds = QAThresholds().with_overrides(qa_thresholds or {})
     choice = choose_generator(generator, weights)
+    on_cluster = _on_cluster()
+    if concurrency is None:
+        concurrency = 0 if on_cluster else 2
+    render_options = render_task_options(render_retries, retry_delay_s)
+    if row_timeout_s is not None:
+        render_options = {**render_options, "timeout_seconds": float(row_timeout_s)}
+    media_limits = MediaLimits.from_dict(limits)
+    # Shared scratch for rendered videos on a cluster (QA/publish may run elsewhere).
+    scratch_url = f"{catalog.rstrip('/')}/_runs/{run_id}/scratch" if on_cluster else None
     write_run_info(catalog, run_id, {
         "manifest": manifest, "catalog": catalog, "generator": choice.name, "generator_version": choice.version,
         "weights": weights, "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {},
         "only_rows": only_rows, "rerun_of": rerun_of, "started_at": started_at, "flow_run_id": str(flow_run.get_id() or ""),
+        "on_cluster": on_cluster, "render_retries": render_options["retries"], "retry_delay_s": render_options["retry_delay_seconds"],
+        "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s,
     })
 
     table = read_manifest(manifest)
@@ -224,14 +328,19 @@ def render_catalog(
         outcome = RowOutcome(info=infos.get(quarantine.row_id, RowInfo(row_id=quarantine.row_id)), status=QUARANTINED, reason=quarantine.reason)
         _announce(outcome)
         outcomes.append(outcome)
-    outcomes += run_rows(
-        (
-            render_one_row(row, RowInfo.from_row(row), manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
-                           defaults=defaults_params, limits=MediaLimits(), thresholds=thresholds)
-            for row in rows
-        ),
-        concurrency,
-    )
+    try:
+        outcomes += run_rows(
+            (
+                render_one_row(row, RowInfo.from_row(row), manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
+                               defaults=defaults_params, limits=media_limits, thresholds=thresholds,
+                               render_options=render_options, scratch_url=scratch_url, on_cluster=on_cluster)
+                for row in rows
+            ),
+            concurrency,
+        )
+    finally:
+        if scratch_url:
+            remove_tree(scratch_url)  # leftovers of attempts on workers that died
 
     index = update_index_task(catalog, outcomes)
     ledger = write_ledger_task(catalog, run_id, outcomes)
@@ -241,7 +350,10 @@ def render_catalog(
     }
     summary["report"] = write_report_task(catalog, run_id, outcomes, summary)
     write_run_info(catalog, run_id, {**summary, "only_rows": only_rows, "rerun_of": rerun_of, "weights": weights,
-                                     "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {}})
+                                     "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {},
+                                     "on_cluster": on_cluster, "render_retries": render_options["retries"],
+                                     "retry_delay_s": render_options["retry_delay_seconds"],
+                                     "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s})
     publish_run_artifacts(summary, outcomes)
     logger.info("run %s finished: %s", run_id, summary["counts"])
     return summary

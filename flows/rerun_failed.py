@@ -1,21 +1,23 @@
 """Re-run the rows of a past run that did not end in the catalog, and nothing else.
 
 Reads the run's ledger (default: the latest run) and run.json, then renders just those row ids
-with the same generator, defaults and QA thresholds. Inputs are read afresh, so a replaced file
-is picked up; rows already in the catalog are left alone.
+with the same generator, defaults, QA thresholds and retry policy. Inputs are read afresh, so a
+replaced file is picked up; rows already in the catalog are left alone. `cluster` (default:
+$SONIC_DASK_ADDRESS) sends the work to a Dask cluster, as for `render-catalog`.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.render_catalog import render_catalog
+from flows.render_catalog import DEFAULT_ROW_TIMEOUT_S, render_catalog, task_runner_for
 from tasks.ledger import latest_run_id, read_ledger, read_run_info, rows_to_redo
+from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S
 
 
 @flow(name="rerun-failed")
-def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None = None, concurrency: int = 2) -> dict:
+def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None = None, concurrency: int | None = None,
+                 cluster: str | None = None) -> dict:
     """Redo the rows of `run_id` (default: the latest run) that were not published."""
     logger = get_run_logger()
     run_id = run_id or latest_run_id(catalog)
@@ -25,7 +27,7 @@ def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None =
         logger.info("run %s has nothing to redo: every row is in the catalog", run_id)
         return {"run_id": None, "rerun_of": run_id, "rows": 0, "counts": {}, "all_in_catalog": True}
     logger.info("re-running %d rows of run %s", len(redo), run_id)
-    return render_catalog.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max(1, concurrency)))(
+    return render_catalog.with_options(task_runner=task_runner_for(cluster, concurrency or 4))(
         manifest=manifest or previous["manifest"],
         catalog=catalog,
         generator=previous.get("generator", "preview"),
@@ -35,4 +37,8 @@ def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None =
         qa_thresholds=previous.get("qa_thresholds"),
         only_rows=redo,
         rerun_of=run_id,
+        render_retries=previous.get("render_retries", DEFAULT_RENDER_RETRIES),
+        retry_delay_s=previous.get("retry_delay_s", DEFAULT_RETRY_DELAY_S),
+        limits=previous.get("limits"),
+        row_timeout_s=previous.get("row_timeout_s", DEFAULT_ROW_TIMEOUT_S),
     )

@@ -21,6 +21,7 @@ COMMANDS = [
     "calibrate",
     "render",
     "rerun",
+    "worker",
     "manifest",
     "validate",
     "parity",

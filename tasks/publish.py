@@ -302,8 +302,16 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
 
 @task(name="publish-video", cache_policy=NONE)
 def publish_video_task(checked: CheckedVideo, catalog_url: str, run_id: str) -> RowOutcome:
-    """Publish a checked video to the catalog (or file it under the run if QA failed)."""
-    return publish_or_reject(checked, catalog_url, run_id)
+    """Publish a checked video to the catalog (or file it under the run if QA failed).
+
+    The video may sit in shared scratch (a cluster run): `localized` gives local paths here.
+    """
+    from dataclasses import replace
+
+    from tasks.render import localized
+
+    with localized(checked.rendered) as local:
+        return publish_or_reject(replace(checked, rendered=local), catalog_url, run_id)
 
 
 # --- the catalog index ---------------------------------------------------------------------------

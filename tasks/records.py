@@ -111,11 +111,11 @@ class RowInfo:
 
 @dataclass(frozen=True)
 class RenderedVideo:
-    """A video rendered to local scratch space, with what made it (not yet checked)."""
+    """A video rendered to scratch space, with what made it (not yet checked)."""
 
     info: RowInfo
     content_key: str
-    video_path: str  # local file, in the row's scratch directory
+    video_path: str  # local file in the row's scratch directory, or a URI under `scratch_uri`
     portrait_path: str  # local copies of the inputs, for QA
     audio_path: str
     portrait_uri: str
@@ -128,6 +128,9 @@ class RenderedVideo:
     audio_duration_s: float
     render: dict  # RenderResult.as_dict()
     timings: dict = field(default_factory=dict)
+    # Set when the files above sit in shared scratch storage (a cluster run): the attempt
+    # folder holding them, removed once the row is published or rejected.
+    scratch_uri: str | None = None
 
 
 @dataclass(frozen=True)

@@ -286,14 +286,14 @@ def test_shaking_head_fails_jitter_and_steady_one_does_not(media_dir, hopper, sp
     assert good_result.figures["head_jitter"] < 0.025
 
 
-def test_qa_task_takes_a_portrait_path_and_threshold_overrides(good_video):
-    from tasks.qa import qa_video_task
+def test_qa_check_takes_a_portrait_path_and_threshold_overrides(good_video):
+    from tasks.qa import check_video_file
 
-    result = qa_video_task.fn(good_video, FIXTURES / "portrait_hopper.jpg", SPEECH, {"min_sync_correlation": 0.99})
+    result = check_video_file(good_video, FIXTURES / "portrait_hopper.jpg", SPEECH, {"min_sync_correlation": 0.99})
     assert isinstance(result, QAResult) and not result.passed
     assert any("sync correlation" in f and "below the minimum 0.99" in f for f in result.failures), result.failures
     with pytest.raises(InputError, match="unknown QA threshold"):
-        qa_video_task.fn(good_video, FIXTURES / "portrait_hopper.jpg", SPEECH, {"nope": 1})
+        check_video_file(good_video, FIXTURES / "portrait_hopper.jpg", SPEECH, {"nope": 1})
 
 
 def test_a_file_that_is_not_a_video_fails_without_raising(tmp_path, hopper, speech):

@@ -1,7 +1,9 @@
 """`sonic-catalog render`: a manifest in, a published and checked catalog out (the main job).
 
 Runs the `render-catalog` flow in this process: on the local ephemeral Prefect API by default
-(nothing to start), or on the server named by `PREFECT_API_URL`. Exit codes: 0 every row is in
+(nothing to start), or on the server named by `PREFECT_API_URL`. The tasks run on a thread pool
+here, or with `--cluster tcp://HOST:8786` (or `SONIC_DASK_ADDRESS`) on the workers of a Dask
+cluster (`sonic-catalog worker`), which then need the same `PREFECT_API_URL`. Exit codes: 0 every row is in
 the catalog (published or already there), 2 some rows were not published (see the report),
 1 the run itself failed (unusable manifest, unwritable catalog, ...).
 """
@@ -16,6 +18,7 @@ from collections import Counter
 
 from sonic_catalog.commands.render_one import add_generation_options, params_from_args
 from sonic_model.errors import ParameterError, SonicCatalogError
+from tasks.limits import add_limit_options
 
 EXIT_ALL_PUBLISHED = 0
 EXIT_RUN_FAILED = 1
@@ -62,7 +65,28 @@ def parse_thresholds(items: list[str] | None) -> dict:
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--concurrency", type=int, default=2, help="rows rendered at the same time (default %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="rows in flight at once (default: 2 locally; every row on a cluster, where GPU slots limit renders)")
+    parser.add_argument("--cluster", metavar="ADDRESS", default=None,
+                        help="Dask scheduler to run the tasks on, e.g. tcp://host:8786 (default: $SONIC_DASK_ADDRESS; "
+                             "unset: everything runs in this process)")
+
+
+def cluster_for(args: argparse.Namespace) -> str | None:
+    """The Dask scheduler address to use (option, else environment), checked; None = local."""
+    if args.concurrency is not None and args.concurrency < 1:
+        raise ParameterError("--concurrency must be at least 1")
+    from flows.render_catalog import DASK_ADDRESS_ENV, cluster_address
+
+    address = cluster_address(args.cluster)
+    if address is None:
+        return None
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ParameterError(
+            f"--cluster / {DASK_ADDRESS_ENV} needs PREFECT_API_URL set to the Prefect server the workers also use "
+            "(without one, this process and every worker would each start a private temporary API)"
+        )
+    return address
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -71,7 +95,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--catalog", required=True, help="catalog location (path or fsspec URL: s3://, gs://, memory://)")
     add_generation_options(parser)
     add_run_options(parser)
+    add_limit_options(parser)
+    parser.add_argument("--row-timeout", type=float, default=1800.0, metavar="SECONDS",
+                        help="a row whose render runs longer fails with this reason; the batch goes on (default %(default)g)")
     parser.add_argument("--qa-threshold", action="append", metavar="KEY=VALUE", help="change a QA threshold for this run (repeatable)")
+    parser.add_argument("--render-retries", type=int, default=None, metavar="N",
+                        help="retries of a render that raises for a reason other than its inputs, e.g. a lost GPU (default 2)")
+    parser.add_argument("--retry-delay", type=float, default=None, metavar="SECONDS", help="seconds between render attempts (default 5)")
     return parser
 
 
@@ -138,9 +168,19 @@ def local_catalog(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.concurrency < 1:
-        raise ParameterError("--concurrency must be at least 1")
+    cluster = cluster_for(args)
+    from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S
+
+    retries = DEFAULT_RENDER_RETRIES if args.render_retries is None else args.render_retries
+    delay = DEFAULT_RETRY_DELAY_S if args.retry_delay is None else args.retry_delay
+    if retries < 0 or delay < 0:
+        raise ParameterError("--render-retries and --retry-delay must not be negative")
     defaults = params_from_args(args)
+    from tasks.limits import limits_from_args
+
+    limits = limits_from_args(args)  # a non-positive limit fails here, before the run
+    if not args.row_timeout > 0:
+        raise ParameterError("--row-timeout must be a positive number of seconds")
     thresholds = parse_thresholds(args.qa_threshold)
     manifest = local_catalog(args.manifest)
     catalog = local_catalog(args.catalog)
@@ -148,16 +188,16 @@ def run(args: argparse.Namespace) -> int:
     from manifests.schema import read_manifest
 
     total = len(read_manifest(manifest))  # an unusable manifest fails here, in a second, before Prefect starts
-    from prefect.task_runners import ThreadPoolTaskRunner
+    from flows.render_catalog import render_catalog, task_runner_for
 
-    from flows.render_catalog import render_catalog
-
-    flow = render_catalog.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.concurrency))
+    flow = render_catalog.with_options(task_runner=task_runner_for(cluster, args.concurrency or 2))
     try:
         summary = run_flow(
             lambda: flow(
                 manifest=manifest, catalog=catalog, generator=args.generator, weights=str(args.weights) if args.weights else None,
                 concurrency=args.concurrency, defaults=defaults.as_dict(), qa_thresholds=thresholds,
+                limits=limits.as_dict(), row_timeout_s=args.row_timeout,
+                render_retries=retries, retry_delay_s=delay,
             ),
             total,
             "rows",

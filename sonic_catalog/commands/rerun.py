@@ -1,6 +1,6 @@
 """`sonic-catalog rerun`: redo only the rows of a run that did not publish.
 
-Default: the catalog's latest run. Inputs are read again, so a replaced file is picked up;
+Default: the catalog's latest run. `--cluster` as for `render`. Inputs are read again, so a replaced file is picked up;
 rows already in the catalog are not touched. Exit codes as for `render`.
 """
 
@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from sonic_catalog.commands.render import (
-    EXIT_RUN_FAILED, add_run_options, local_catalog, print_summary, quiet_prefect, run_flow,
+    EXIT_RUN_FAILED, add_run_options, cluster_for, local_catalog, print_summary, quiet_prefect, run_flow,
 )
 from sonic_model.errors import SonicCatalogError
 
@@ -25,6 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    cluster = cluster_for(args)
     catalog = local_catalog(args.catalog)
     manifest = local_catalog(args.manifest) if args.manifest else None
     quiet_prefect()
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = run_flow(
-            lambda: rerun_failed(catalog=catalog, run_id=run_id, manifest=manifest, concurrency=args.concurrency),
+            lambda: rerun_failed(catalog=catalog, run_id=run_id, manifest=manifest, concurrency=args.concurrency, cluster=cluster),
             len(redo),
             f"rerun of {run_id}",
         )
