@@ -137,7 +137,11 @@ def read_manifest(url: str | Path):
     url = str(url)
     try:
         with fsspec.open(url, "rb") as handle:
-            table = pq.read_table(handle)
+            # In memory and without Arrow's thread pools: with them alive at exit (a Python file
+            # object read from Arrow's IO threads, torch loaded too), the process sometimes
+            # aborted at exit ("terminate called without an active exception", exit 134 instead
+            # of our 1). Manifests are small; one thread reads them in milliseconds.
+            table = pq.read_table(pa.BufferReader(handle.read()), use_threads=False)
     except FileNotFoundError:
         raise ManifestError(f"manifest not found: {url}; check the path or URL") from None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
@@ -174,7 +178,7 @@ def read_manifest(url: str | Path):
                     nan_cells[name] = [int(i) for i in nan_mask.nonzero()[0]]
         columns[name] = column
     table = pa.table(columns)
-    frame = table.to_pandas()
+    frame = table.to_pandas(use_threads=False)
     # Integer columns with nulls would become float64; keep them nullable integers instead.
     for name in INTEGER_COLUMNS:
         if name in frame.columns:

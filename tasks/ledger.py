@@ -115,7 +115,7 @@ def read_ledger(catalog_url: str, run_id: str):
     if not catalog.exists(path):
         raise RunNotFoundError(f"run {run_id} has no ledger in {catalog_url}; list runs under {catalog.uri(catalog.path(RUNS_DIR))}")
     with catalog.fs.open(path, "rb") as handle:
-        return pd.read_parquet(handle)
+        return pd.read_parquet(handle, pre_buffer=False)  # see manifests.schema.read_manifest
 
 
 def list_runs(catalog_url: str) -> list[str]:

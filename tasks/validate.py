@@ -47,10 +47,10 @@ from manifests.schema import (
     ManifestRow,
     resolve_uri,
 )
-from sonic_model.audio import DEFAULT_MAX_SECONDS, MIN_SECONDS
+from sonic_model.audio import DEFAULT_MAX_SECONDS, MIN_SECONDS  # noqa: F401
 from sonic_model.crop import EXPAND_RATIO_RANGE, MIN_RESOLUTION_RANGE
 from sonic_model.errors import AudioError, InputError, NoFaceError, SonicCatalogError
-from sonic_model.image import DEFAULT_MAX_PIXELS
+from sonic_model.image import DEFAULT_MAX_PIXELS  # noqa: F401
 from sonic_model.render import (
     DYNAMIC_SCALE_RANGE,
     INFERENCE_STEPS_RANGE,
@@ -58,6 +58,7 @@ from sonic_model.render import (
     SEED_RANGE,
     RenderParams,
 )
+from tasks.limits import MediaLimits, add_limit_options, limits_from_args  # noqa: F401 (re-exported)
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, check_uri_allowed, default_roots, read_bytes, redact, uri_scheme
 
 # A second face larger than this fraction of the largest face's area makes the subject ambiguous.
@@ -102,67 +103,6 @@ class Quarantine:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class MediaLimits:
-    """Resource limits for one row's media (all configurable per run).
-
-    Defaults: 40 MP portraits (any camera portrait; refuses decompression bombs before
-    decoding), audio 0.2 s (under one video frame there is nothing to animate) to 600 s
-    (a 10-minute script; longer renders should be split), and 256 MB per file (a 10-minute
-    48 kHz 24-bit stereo WAV is ~173 MB).
-    """
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_audio_seconds: float = DEFAULT_MAX_SECONDS
-    max_file_bytes: int = 256 * 1024 * 1024
-    min_audio_seconds: float = MIN_SECONDS
-
-    def __post_init__(self) -> None:
-        from sonic_model.errors import ParameterError
-
-        for name in ("max_pixels", "max_audio_seconds", "max_file_bytes", "min_audio_seconds"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-                raise ParameterError(f"media limit {name} must be a positive number, got {value!r}")
-        if self.min_audio_seconds >= self.max_audio_seconds:
-            raise ParameterError(
-                f"media limit min_audio_seconds {self.min_audio_seconds:g} must be below max_audio_seconds {self.max_audio_seconds:g}"
-            )
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> "MediaLimits":
-        """From a flow parameter / run.json (unknown keys refused, missing ones default)."""
-        from sonic_model.errors import ParameterError
-
-        values = dict(values or {})
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ParameterError(f"unknown media limit(s) {', '.join(unknown)}")
-        return cls(**values)
-
-
-def add_limit_options(parser) -> None:
-    """`--max-pixels`, `--max-audio-seconds`, `--max-file-mb`: the run's `MediaLimits` (render, validate)."""
-    defaults = MediaLimits()
-    parser.add_argument("--max-pixels", type=int, default=defaults.max_pixels, metavar="N",
-                        help="refuse portraits with more pixels, checked before decoding (default %(default)s = 40 MP)")
-    parser.add_argument("--max-audio-seconds", type=float, default=defaults.max_audio_seconds, metavar="S",
-                        help="refuse longer script audio, never cut it (default %(default)s)")
-    parser.add_argument("--max-file-mb", type=float, default=defaults.max_file_bytes / (1024 * 1024), metavar="MB",
-                        help="refuse larger media files, checked before reading (default %(default)g MiB)")
-
-
-def limits_from_args(args) -> MediaLimits:
-    return MediaLimits(
-        max_pixels=int(args.max_pixels),
-        max_audio_seconds=float(args.max_audio_seconds),
-        max_file_bytes=int(float(args.max_file_mb) * 1024 * 1024),
-    )
 
 
 @dataclass(frozen=True)
@@ -454,9 +394,10 @@ def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_sche
             return "consent_ref is missing: every row needs a reference to the presenter's signed likeness release"
         return f"{name} is missing; every row needs one"
     if kind == "blank":
+        what = "empty" if value == "" else f"only whitespace ({shown})"
         if name == "consent_ref":
-            return "consent_ref is empty or only whitespace: give the reference of the signed likeness release"
-        return f"{name} is empty or only whitespace"
+            return f"consent_ref is {what}: give the reference of the signed likeness release"
+        return f"{name} is {what}"
     if kind == "type":
         raw = frame[f"{name}__raw"].iat[position]
         return f"{name} must be text, got {type(raw).__name__} {_shorten(raw)}"

@@ -131,8 +131,8 @@ def test_good_rows_pass_the_table_checks(bad_table_result):
     "row_id, expected",
     [
         ("no-consent", "consent_ref is missing"),
-        ("empty-consent", "consent_ref is empty or only whitespace"),
-        ("space-consent", "consent_ref is empty or only whitespace"),
+        ("empty-consent", "consent_ref is empty"),
+        ("space-consent", "consent_ref is only whitespace"),
         ("bad-lang", "language 'english' is not a BCP-47 tag"),
         ("http", "portrait_uri: URI scheme 'http' is not allowed"),
         ("ftp", "audio_uri: URI scheme 'ftp' is not allowed"),

@@ -29,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--allow-root", action="append", default=None, metavar="URL",
         help="folder/prefix media must lie in (repeatable; default: the manifest's own folder tree)",
     )
-    from tasks.validate import add_limit_options
+    from tasks.limits import add_limit_options
 
     add_limit_options(parser)
     return parser
