@@ -152,6 +152,12 @@ def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: s
             rendered = yield submitted
         except SonicCatalogError:
             raise  # a bad input: not retried, its own message is the reason
+        except TimeoutError as exc:  # Prefect's task timeout: a hung or runaway render (--row-timeout)
+            attempts = render_options["retries"] + 1
+            raise RenderFailed(
+                f"render ran past the per-row timeout of {render_options.get('timeout_seconds', 0):g} s "
+                f"(--row-timeout) in {attempts} attempt{'s' if attempts != 1 else ''} and was abandoned"
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - retries ran out: say so, with the last error
             attempts = render_options["retries"] + 1
             raise RenderFailed(
