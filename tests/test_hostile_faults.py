@@ -307,3 +307,52 @@ def test_limits_options_reach_media_limits_and_bad_values_are_refused():
     for bad in ({"max_pixels": 0}, {"max_audio_seconds": float("nan")}, {"max_file_bytes": -1}, {"bogus": 1}):
         with pytest.raises(ParameterError):
             MediaLimits.from_dict(bad)
+
+
+# --- nothing outside the allowed roots is ever opened ------------------------------------------------------
+
+_OPENED: list[str] | None = None
+
+
+def _audit(event: str, args) -> None:
+    if _OPENED is not None and event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_audit)  # audit hooks cannot be removed; this one records only while _OPENED is a list
+
+
+def test_nothing_outside_the_allowed_roots_is_opened(tmp_path):
+    """Every `open` in the process (Python's audit hook) while validating and probing escapes."""
+    global _OPENED
+    from manifests.schema import read_manifest
+    from tasks.validate import probe_or_quarantine, validate_table
+
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(HOSTILE / "portrait_ok.jpg", outside / "portrait.jpg")
+    shutil.copy(HOSTILE / "speech_ok.wav", outside / "speech.wav")
+    manifest = make_manifest(project, ["seed-row"])
+    os.symlink(outside / "portrait.jpg", project / "media" / "link.jpg")
+    os.symlink(outside, project / "media" / "linkdir")
+    escapes = ["media/../../outside/portrait.jpg", str(outside / "portrait.jpg"), f"file://{outside}/portrait.jpg",
+               "file:///etc/passwd", "/etc/passwd", "media/link.jpg", "media/linkdir/portrait.jpg", "../outside/portrait.jpg"]
+    rows = [{"row_id": f"esc-{i}", "portrait_uri": uri, "audio_uri": "media/speech.wav", "language": "en", "consent_ref": "c"}
+            for i, uri in enumerate(escapes)]
+    rows += [{"row_id": "esc-audio", "portrait_uri": "media/portrait.jpg", "audio_uri": f"{outside}/speech.wav",
+              "language": "en", "consent_ref": "c"}]
+    pd.DataFrame(rows).to_parquet(manifest)
+    _OPENED = []
+    try:
+        good, refused = validate_table(read_manifest(manifest))
+        # Probe even the rows the table check refused: the media layer must refuse them on its own.
+        from manifests.schema import ManifestRow
+
+        verdicts = [probe_or_quarantine(ManifestRow(**{**row}), str(manifest)) for row in rows]
+    finally:
+        opened, _OPENED = _OPENED, None
+    assert not good and len(refused) == len(rows)
+    assert all(getattr(v, "stage", None) == "probe" for v in verdicts)
+    assert any(path.endswith("media/portrait.jpg") for path in opened)  # the hook does see our reads
+    leaked = [path for path in opened if str(outside) in os.path.realpath(path) or path.startswith("/etc/passwd")]
+    assert not leaked, leaked
