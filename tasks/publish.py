@@ -125,6 +125,15 @@ class Catalog:
         return final
 
 
+def withdraw(catalog: Catalog, sidecar_path: str) -> None:
+    """Remove a published entry's sidecar (the video stays until it is replaced)."""
+    try:
+        if catalog.exists(sidecar_path):
+            catalog.fs.rm(sidecar_path)
+    except FileNotFoundError:
+        pass
+
+
 def _protocols(fs) -> tuple[str, ...]:
     protocol = fs.protocol
     return tuple(protocol) if isinstance(protocol, (tuple, list)) else (protocol,)
@@ -280,6 +289,10 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
                 timings={**timings, "publish_s": round(time.perf_counter() - started, 3)},
             )
         # Video and poster first, sidecar last: the sidecar is what makes a video "published".
+        # A previous entry under this key is withdrawn first (its sidecar removed): should the
+        # replacement fail half-way, no old sidecar describes the new video, and the index
+        # (which needs the sidecar) drops the entry until a rerun publishes it again.
+        withdraw(catalog, catalog.path(prefix + ".json"))
         video_path = catalog.put_file(rendered.video_path, catalog.path(prefix + ".mp4"))
         poster_path = catalog.write_bytes(poster, catalog.path(prefix + ".jpg"))
         timings["publish_s"] = round(time.perf_counter() - started, 3)
@@ -358,7 +371,7 @@ def read_index(catalog_url: str):
     if not catalog.exists(path):
         return pd.DataFrame({name: pd.Series(dtype="object") for name in INDEX_COLUMNS})
     with catalog.fs.open(path, "rb") as handle:
-        return pd.read_parquet(handle)
+        return pd.read_parquet(handle, pre_buffer=False)  # see manifests.schema.read_manifest
 
 
 def update_index(catalog_url: str, outcomes: list[RowOutcome]) -> dict:
@@ -381,7 +394,11 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome]) -> dict:
             entry = index_entry(catalog, sidecar_path, sidecar)
             entries[entry["key"]] = entry
     # The index must never list a video that is not there (deleted by hand, a failed write).
-    live = [entry for entry in entries.values() if catalog.exists(catalog.path(entry["video"]))]
+    # ...nor one whose sidecar is gone (withdrawn by a replacement that did not finish).
+    live = [
+        entry for entry in entries.values()
+        if catalog.exists(catalog.path(entry["video"])) and catalog.exists(catalog.path(entry.get("sidecar") or entry["key"] + ".json"))
+    ]
     live.sort(key=lambda entry: entry["key"])
     frame = pd.DataFrame(live, columns=list(INDEX_COLUMNS))
     buffer = io.BytesIO()

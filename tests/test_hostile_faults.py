@@ -356,3 +356,25 @@ def test_nothing_outside_the_allowed_roots_is_opened(tmp_path):
     assert any(path.endswith("media/portrait.jpg") for path in opened)  # the hook does see our reads
     leaked = [path for path in opened if str(outside) in os.path.realpath(path) or path.startswith("/etc/passwd")]
     assert not leaked, leaked
+
+
+def test_a_replacement_that_fails_half_way_withdraws_the_old_entry(tmp_path, faults):
+    manifest = make_manifest(tmp_path / "project", ["row-a"])
+    catalog = tmp_path / "catalog"
+    code, out, err = run_cli("render", str(manifest), "--catalog", f"faulty://{catalog}")
+    assert code == 0, out + err
+    old_key = json.loads((catalog / "faults" / "en" / "row-a.json").read_text())["content_key"]
+    # New parameters -> a new video for the same key; its sidecar upload fails half-way.
+    faults.rules = [["write", ".row-a.json", 1]]
+    code, out, err = run_cli("render", str(manifest), "--catalog", f"faulty://{catalog}", "--seed", "7")
+    assert code == 2, out + err
+    assert ledger(catalog, run_id_of(out)).status.tolist() == ["error"]
+    assert not (catalog / "faults" / "en" / "row-a.json").exists()  # no old sidecar describing the new video
+    assert assert_catalog_consistent(catalog) == set()
+    assert pd.read_parquet(catalog / "index.parquet").empty
+    faults.rules = []
+    code, out, err = run_cli("rerun", "--catalog", f"faulty://{catalog}")
+    assert code == 0, out + err
+    sidecar = json.loads((catalog / "faults" / "en" / "row-a.json").read_text())
+    assert sidecar["content_key"] != old_key and sidecar["generator"]["params"]["seed"] == 7
+    assert assert_catalog_consistent(catalog) == {"row-a"}
