@@ -35,7 +35,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from manifests.schema import read_manifest
 from sonic_model.errors import SonicCatalogError
 from sonic_model.render import RenderParams
-from tasks.ledger import new_run_id, write_ledger_task, write_run_info
+from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task, write_run_info
 from tasks.publish import find_published_task, now_iso, publish_video_task, update_index_task
 from tasks.records import ERROR, QUARANTINED, RowInfo, RowOutcome
 from tasks.qa import qa_video_task
@@ -329,6 +329,9 @@ def render_catalog(
     infos = _row_infos(table)
     logger.info("run %s: %d rows to render, %d refused by table validation", run_id, len(rows), len(refused))
 
+    # Rewrites the run's ledger as verdicts come in, so a killed run leaves one `rerun` can use.
+    progress_ledger = ProgressLedger(catalog, run_id)
+    add_outcome_listener(progress_ledger)
     outcomes = []
     for quarantine in refused:
         outcome = RowOutcome(info=infos.get(quarantine.row_id, RowInfo(row_id=quarantine.row_id)), status=QUARANTINED, reason=quarantine.reason)
@@ -345,6 +348,7 @@ def render_catalog(
             concurrency,
         )
     finally:
+        remove_outcome_listener(progress_ledger)
         if scratch_url:
             remove_tree(scratch_url)  # leftovers of attempts on workers that died
 

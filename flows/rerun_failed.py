@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.render_catalog import DEFAULT_ROW_TIMEOUT_S, render_catalog, task_runner_for
-from tasks.ledger import latest_run_id, read_ledger, read_run_info, rows_to_redo
+from tasks.ledger import latest_run_id, read_run_info, redo_for_run
 from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S
 
 
@@ -22,7 +22,7 @@ def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None =
     logger = get_run_logger()
     run_id = run_id or latest_run_id(catalog)
     previous = read_run_info(catalog, run_id)
-    redo = rows_to_redo(read_ledger(catalog, run_id))
+    redo = redo_for_run(catalog, run_id, manifest)  # a killed run: its rows with no verdict too
     if not redo:
         logger.info("run %s has nothing to redo: every row is in the catalog", run_id)
         return {"run_id": None, "rerun_of": run_id, "rows": 0, "counts": {}, "all_in_catalog": True}

@@ -137,7 +137,81 @@ def latest_run_id(catalog_url: str) -> str:
     return runs[-1]
 
 
-def rows_to_redo(ledger) -> list[str]:
-    """Row ids of a run that did not end in the catalog, in ledger order, without repeats."""
-    redo = ledger[~ledger["status"].isin(list(IN_CATALOG))]["row_id"].tolist()
-    return list(dict.fromkeys(str(row_id) for row_id in redo))
+def rows_to_redo(ledger, all_row_ids: list[str] | None = None) -> list[str]:
+    """Row ids of a run that did not end in the catalog, in ledger order, without repeats.
+
+    `all_row_ids` (for a run that never finished): the rows it should have done; those with no
+    ledger row at all are redone too, after the failed ones.
+    """
+    redo = [str(row_id) for row_id in ledger[~ledger["status"].isin(list(IN_CATALOG))]["row_id"].tolist()]
+    if all_row_ids is not None:
+        seen = {str(row_id) for row_id in ledger["row_id"].tolist()}
+        redo += [str(row_id) for row_id in all_row_ids if str(row_id) not in seen]
+    return list(dict.fromkeys(redo))
+
+
+def redo_for_run(catalog_url: str, run_id: str, manifest: str | None = None) -> list[str]:
+    """What `rerun` must redo for `run_id`: its rows that are not in the catalog.
+
+    A run that finished says so in its run.json (`finished_at`); its ledger is complete. A run
+    that did not (killed, crashed) has only the partial ledger `ProgressLedger` kept, so every
+    row of its manifest (or of its `only_rows`) without an in-catalog verdict is redone; rows it
+    published before it died are found in the catalog and skipped (`skipped_cached`).
+    """
+    ledger = read_ledger(catalog_url, run_id)
+    try:
+        info = read_run_info(catalog_url, run_id)
+    except RunNotFoundError:
+        return rows_to_redo(ledger)
+    if info.get("finished_at"):
+        return rows_to_redo(ledger)
+    wanted = info.get("only_rows")
+    if wanted is None:
+        from manifests.schema import read_manifest
+
+        table = read_manifest(manifest or info["manifest"])
+        wanted = [str(v) for v in table["row_id"].tolist() if isinstance(v, str) and v.strip()]
+    return rows_to_redo(ledger, all_row_ids=wanted)
+
+
+PROGRESS_WRITE_INTERVAL_S = 5.0
+
+
+class ProgressLedger:
+    """Keeps the run's ledger on storage current while rows finish, so a run that is killed
+    leaves a partial ledger (at most `interval_s` of verdicts behind) that `rerun` can use.
+
+    Call it with each `RowOutcome` (the flow registers it as an outcome listener); the flow's
+    final `write_ledger` replaces the partial ledger with the complete one. Writes are best
+    effort: a failing storage write is left to the final ledger to report.
+    """
+
+    def __init__(self, catalog_url: str, run_id: str, interval_s: float = PROGRESS_WRITE_INTERVAL_S) -> None:
+        import threading
+
+        self.catalog_url, self.run_id, self.interval_s = catalog_url, run_id, interval_s
+        self.outcomes: list[RowOutcome] = []
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self.flush()  # an empty ledger at once: even a run killed before its first verdict is listed
+
+    def __call__(self, outcome: RowOutcome) -> None:
+        import time
+
+        with self._lock:
+            self.outcomes.append(outcome)
+            if time.monotonic() - self._last >= self.interval_s:
+                self._write()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
+        import time
+
+        self._last = time.monotonic()
+        try:
+            write_ledger(self.catalog_url, self.run_id, list(self.outcomes))
+        except Exception:  # noqa: BLE001 - best effort; the final ledger reports storage trouble
+            pass

@@ -235,7 +235,7 @@ def test_render_raise_hang_and_memory_error_fail_only_their_row(tmp_path, monkey
 # --- a killed run ---------------------------------------------------------------------------------------
 
 
-def test_killed_run_is_finished_by_the_next_render_without_republishing(tmp_path):
+def test_killed_run_is_finished_by_rerun_and_render_without_republishing(tmp_path):
     row_ids = [f"row-{i}" for i in range(6)]
     manifest = make_manifest(tmp_path / "project", row_ids)
     catalog = tmp_path / "catalog"
@@ -259,14 +259,23 @@ def test_killed_run_is_finished_by_the_next_render_without_republishing(tmp_path
     done_before = {name[: -len(".json")] for name in before if name.endswith(".json")}
     assert 2 <= len(done_before) < len(row_ids)
 
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    second = ledger(catalog, run_id_of(done.stdout)).set_index("row_id")
-    for row_id in row_ids:
-        expected = "skipped_cached" if row_id in done_before else "published"
-        assert second.loc[row_id, "status"] == expected, (row_id, second.loc[row_id].to_dict())
+    # The killed run left a partial ledger (and no finished_at): `rerun` finishes it.
+    rerun = subprocess.run(CLI + ["rerun", "--catalog", str(catalog)], capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    second = ledger(catalog, run_id_of(rerun.stdout)).set_index("row_id")
+    missing = set(row_ids) - done_before
+    assert missing <= set(second.index) and set(second.loc[sorted(missing), "status"]) == {"published"}
+    assert set(second.status) <= {"published", "skipped_cached"}
     for name, (mtime, content) in before.items():  # nothing published before was rewritten
         assert (sidecars / name).stat().st_mtime_ns == mtime and (sidecars / name).read_bytes() == content
+
+    # Rendering the same manifest again now renders nothing and rewrites nothing.
+    after_rerun = {p.name: p.stat().st_mtime_ns for p in sidecars.iterdir()}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    third = ledger(catalog, run_id_of(done.stdout))
+    assert set(third.status) == {"skipped_cached"} and sorted(third.row_id) == row_ids
+    assert {p.name: p.stat().st_mtime_ns for p in sidecars.iterdir()} == after_rerun
     assert assert_catalog_consistent(catalog) == set(row_ids)
 
 

@@ -29,10 +29,10 @@ def run(args: argparse.Namespace) -> int:
     catalog = local_catalog(args.catalog)
     manifest = local_catalog(args.manifest) if args.manifest else None
     quiet_prefect()
-    from tasks.ledger import latest_run_id, read_ledger, rows_to_redo
+    from tasks.ledger import latest_run_id, redo_for_run
 
     run_id = args.run_id or latest_run_id(catalog)
-    redo = rows_to_redo(read_ledger(catalog, run_id))  # a missing run fails here, before Prefect starts
+    redo = redo_for_run(catalog, run_id, manifest)  # a missing run fails here, before Prefect starts
     if not redo:
         print(f"run {run_id}: every row is already in the catalog; nothing to redo")
         return 0
