@@ -1,0 +1,174 @@
+"""Fan-out scaling of the catalog flow on a Dask cluster (issue 5 targets: >= 90 % scaling
+efficiency at 4 workers; <= 100 ms orchestration overhead per row on the distributed path).
+
+Starts, on 127.0.0.1 only, a real `prefect server start`, a `dask scheduler` and 1, 2 and 4
+`sonic-catalog worker --gpus 1` processes (stopped at the end, whatever happens), and runs the
+real `render-catalog` flow with `--cluster` semantics (DaskTaskRunner, GPU-annotated renders,
+shared scratch under the catalog, publish through fsspec, index, ledger, report) on a 32-row
+manifest. The generator is a fixed-cost stand-in (sleep 1 s, no CPU) and the media work around
+it is prepared in advance (benchmarks/fanout_stand_ins.py), so only fan-out and orchestration
+are timed. Each worker count gets a warm-up run first (worker imports, first API calls).
+
+Figures:
+  wall          wall time of the 32-row run
+  ideal         32 rows x 1 s / workers
+  efficiency    wall(1 worker) / (workers x wall(N workers))
+  overhead/row  (wall - ideal) x workers / rows: time a GPU slot spends per row on anything
+                but rendering (Prefect task runs, Dask hand-offs, scratch, probe/QA/publish
+                tasks not hidden behind renders, index/ledger/report at the end)
+
+    .venv/bin/python benchmarks/fanout_scaling.py [--rows 32] [--workers 1 2 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+FIXTURES = ROOT / "tests" / "fixtures"
+STAND_INS = "benchmarks/fanout_stand_ins.py"
+NAME, VERSION, RENDER_S = "fixed-cost", "1.0-bench", 1.0  # as in fanout_stand_ins.py
+
+
+def prepare(work: Path, rows: int) -> tuple[Path, dict]:
+    import pandas as pd
+
+    from sonic_model.render import RenderParams, get_generator, render_video
+    from tasks.publish import poster_jpeg
+
+    media = work / "media"
+    media.mkdir(parents=True)
+    shutil.copy(FIXTURES / "portrait_hopper.jpg", media / "hopper.jpg")
+    shutil.copy(FIXTURES / "speech_de_48k_stereo.wav", media / "de.wav")
+    video = work / "prepared.mp4"
+    render_video(get_generator("preview"), media / "hopper.jpg", media / "de.wav", video, RenderParams(min_resolution=128))
+    poster = work / "poster.jpg"
+    poster.write_bytes(poster_jpeg(video))
+    pd.DataFrame([
+        {"row_id": f"row-{i:03d}", "portrait_uri": "media/hopper.jpg", "audio_uri": "media/de.wav",
+         "language": "de", "consent_ref": "release/bench", "collection": "bench"}
+        for i in range(rows)
+    ]).to_parquet(work / "manifest.parquet")
+    pd.DataFrame([{"row_id": f"warm-{i}", "portrait_uri": "media/hopper.jpg", "audio_uri": "media/de.wav", "language": "de",
+                   "consent_ref": "release/bench", "collection": "warm"} for i in range(8)]).to_parquet(work / "warm.parquet")
+    return work / "manifest.parquet", {"FANOUT_VIDEO": str(video), "FANOUT_POSTER": str(poster)}
+
+
+def cpu_seconds(services) -> float:
+    """CPU time used so far by this process and every service process tree we started."""
+    import psutil
+
+    total = 0.0
+    roots = [psutil.Process()] + [psutil.Process(p.pid) for p in services.processes if p.poll() is None]
+    for root in roots:
+        for proc in [root] + (root.children(recursive=True) if root.pid != os.getpid() else []):
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
+def render_gaps(trace: Path) -> list[float]:
+    """Seconds between consecutive renders on the same worker (from the stand-in's trace)."""
+    by_worker: dict[str, list[tuple[float, float]]] = {}
+    for line in trace.read_text().splitlines() if trace.exists() else []:
+        pid, began, ended = line.split()
+        by_worker.setdefault(pid, []).append((float(began), float(ended)))
+    gaps = []
+    for spans in by_worker.values():
+        spans.sort()
+        gaps += [spans[i + 1][0] - spans[i][1] for i in range(len(spans) - 1)]
+    return gaps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    args = parser.parse_args()
+
+    from local_services import LocalServices
+
+    work = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    results = []
+    try:
+        stand_in_env = {"FANOUT_VIDEO": str(work / "prepared.mp4"), "FANOUT_POSTER": str(work / "poster.jpg"),
+                        "FANOUT_TRACE": str(work / "trace.txt")}
+        os.environ.update(stand_in_env)
+        services = LocalServices(work / "services", preload=STAND_INS, worker_env=stand_in_env, nthreads=2)
+        with services:
+            services.start_scheduler()
+            # This process runs the flow: it talks to the same server as the workers. Set
+            # before anything imports Prefect (it reads its settings on import).
+            os.environ.update({"PREFECT_API_URL": services.api_url, "PREFECT_HOME": str(services.prefect_home),
+                               "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL", "DO_NOT_TRACK": "1"})
+            manifest, _ = prepare(work, args.rows)
+            # Only the workers patch the media work (every row task runs there). This process
+            # needs just the stand-in generator's name and version (for content keys); nothing
+            # of the stand-in module may travel in a pickled task (the scheduler lacks it).
+            from tasks.render import register_generator
+
+            def fixed_cost_factory(weights=None):
+                raise AssertionError("the flow's process never renders")
+
+            fixed_cost_factory.version = VERSION
+            register_generator(NAME, fixed_cost_factory)
+
+            from flows.render_catalog import render_catalog, task_runner_for
+
+            flow = render_catalog.with_options(task_runner=task_runner_for(services.scheduler))
+            running = 0
+            for count in sorted(args.workers):
+                while running < count:
+                    services.start_worker(running)
+                    running += 1
+                services.wait_for_workers(count)
+                flow(manifest=str(work / "warm.parquet"), catalog=str(work / f"warm-{count}"), generator=NAME)
+                (work / "trace.txt").unlink(missing_ok=True)  # trace only the measured run
+                cpu_before = cpu_seconds(services)
+                started = time.perf_counter()
+                summary = flow(manifest=str(manifest), catalog=str(work / f"catalog-{count}"), generator=NAME)
+                wall = time.perf_counter() - started
+                cpu = cpu_seconds(services) - cpu_before
+                if summary["counts"] != {"published": args.rows}:
+                    import pandas as pd
+
+                    reasons = pd.read_parquet(summary["ledger"])["reason"].value_counts().head(3)
+                    raise SystemExit(f"not every row published: {summary['counts']}\n{reasons}")
+                results.append((count, wall, render_gaps(work / "trace.txt"), cpu))
+                (work / "trace.txt").unlink(missing_ok=True)
+                print(f"{count} worker(s): {wall:.2f} s", flush=True)
+    finally:
+        if os.environ.get("FANOUT_KEEP"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    base = results[0][1] * results[0][0]
+    print(f"\n{args.rows} rows, fixed-cost generator {RENDER_S:g} s/row, one GPU slot per worker")
+    print(f"{'workers':>7} {'wall s':>8} {'ideal s':>8} {'speed-up':>8} {'efficiency':>10} {'overhead/row ms':>15} "
+          f"{'gap median ms':>13} {'gap p90 ms':>10} {'CPU ms/row':>10}")
+    for count, wall, gaps, cpu in results:
+        ideal = args.rows * RENDER_S / count
+        median, p90 = (statistics.median(gaps), statistics.quantiles(gaps, n=10)[-1]) if len(gaps) > 1 else (0.0, 0.0)
+        print(f"{count:>7} {wall:>8.2f} {ideal:>8.2f} {base / wall:>8.2f} {base / (count * wall):>10.1%} "
+              f"{(wall - ideal) * count / args.rows * 1000:>15.0f} {median * 1000:>13.0f} {p90 * 1000:>10.0f} {cpu / args.rows * 1000:>10.0f}")
+    print("overhead/row: all non-render time of the run charged to GPU slots (start-up and the index/ledger/report "
+          "at the end included);\ngap: steady state, from one render's end to the next render's start on the same worker "
+          "(Prefect task run + Dask hand-off);\nCPU ms/row: CPU time of the flow process, Prefect server, scheduler and workers "
+          f"per row (this machine: {os.cpu_count()} cores, shared)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
