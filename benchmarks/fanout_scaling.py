@@ -62,20 +62,32 @@ def prepare(work: Path, rows: int) -> tuple[Path, dict]:
     return work / "manifest.parquet", {"FANOUT_VIDEO": str(video), "FANOUT_POSTER": str(poster)}
 
 
-def cpu_seconds(services) -> float:
-    """CPU time used so far by this process and every service process tree we started."""
+def cpu_by_role(services) -> dict[str, float]:
+    """CPU seconds used so far by this process (flow) and each service process tree we started."""
     import psutil
 
-    total = 0.0
-    roots = [psutil.Process()] + [psutil.Process(p.pid) for p in services.processes if p.poll() is None]
-    for root in roots:
-        for proc in [root] + (root.children(recursive=True) if root.pid != os.getpid() else []):
+    roles = {"flow": [psutil.Process()]}
+    for process in services.processes:
+        if process.poll() is None:
+            log = Path(process.args[0]).name if isinstance(process.args, list) else "?"
+            role = {"prefect": "prefect server", "dask": "scheduler", "sonic-catalog": "workers"}.get(log, log)
+            root = psutil.Process(process.pid)
+            roles.setdefault(role, []).extend([root, *root.children(recursive=True)])
+    totals = {}
+    for role, procs in roles.items():
+        total = 0.0
+        for proc in procs:
             try:
                 times = proc.cpu_times()
                 total += times.user + times.system
             except psutil.NoSuchProcess:
                 pass
-    return total
+        totals[role] = total
+    return totals
+
+
+def cpu_seconds(services) -> float:
+    return sum(cpu_by_role(services).values())
 
 
 def render_gaps(trace: Path) -> list[float]:
@@ -135,11 +147,15 @@ def main() -> int:
                 services.wait_for_workers(count)
                 flow(manifest=str(work / "warm.parquet"), catalog=str(work / f"warm-{count}"), generator=NAME)
                 (work / "trace.txt").unlink(missing_ok=True)  # trace only the measured run
-                cpu_before = cpu_seconds(services)
+                roles_before = cpu_by_role(services)
+                cpu_before = sum(roles_before.values())
                 started = time.perf_counter()
                 summary = flow(manifest=str(manifest), catalog=str(work / f"catalog-{count}"), generator=NAME)
                 wall = time.perf_counter() - started
-                cpu = cpu_seconds(services) - cpu_before
+                roles_after = cpu_by_role(services)
+                cpu = sum(roles_after.values()) - cpu_before
+                split = ", ".join(f"{role} {(roles_after[role] - roles_before.get(role, 0)) / args.rows * 1000:.0f}"
+                                  for role in roles_after)
                 if summary["counts"] != {"published": args.rows}:
                     import pandas as pd
 
@@ -147,7 +163,7 @@ def main() -> int:
                     raise SystemExit(f"not every row published: {summary['counts']}\n{reasons}")
                 results.append((count, wall, render_gaps(work / "trace.txt"), cpu))
                 (work / "trace.txt").unlink(missing_ok=True)
-                print(f"{count} worker(s): {wall:.2f} s", flush=True)
+                print(f"{count} worker(s): {wall:.2f} s; CPU ms/row by process: {split}", flush=True)
     finally:
         if os.environ.get("FANOUT_KEEP"):
             print(f"kept {work}")
