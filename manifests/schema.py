@@ -23,7 +23,10 @@ from sonic_model.render import RenderParams
 
 REQUIRED_COLUMNS = ("row_id", "portrait_uri", "audio_uri", "language", "consent_ref")
 # Per-row generation overrides: a null cell means "use the run's default".
-OVERRIDE_COLUMNS = ("min_resolution", "expand_ratio", "inference_steps", "dynamic_scale", "motion_scale", "seed")
+OVERRIDE_COLUMNS = (
+    "min_resolution", "expand_ratio", "inference_steps", "dynamic_scale", "motion_scale", "seed",
+    "lipsync_calibration", "motion_smoothing", "av_offset_ms",
+)
 CATALOG_KEY_COLUMNS = ("collection", "item_id", "title")
 
 MANIFEST_SCHEMA = pa.schema(
@@ -43,12 +46,16 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("dynamic_scale", pa.float64(), metadata={"doc": "override: mouth motion intensity"}),
         pa.field("motion_scale", pa.float64(), metadata={"doc": "override: head/expression motion"}),
         pa.field("seed", pa.int64(), metadata={"doc": "override: random seed"}),
+        pa.field("lipsync_calibration", pa.bool_(), metadata={"doc": "override: lip-sync calibration on/off"}),
+        pa.field("motion_smoothing", pa.float64(), metadata={"doc": "override: motion smoothing strength (0 = off)"}),
+        pa.field("av_offset_ms", pa.float64(), metadata={"doc": "override: manual audio delay in ms"}),
     ]
 )
 COLUMNS = tuple(MANIFEST_SCHEMA.names)
 STRING_COLUMNS = tuple(f.name for f in MANIFEST_SCHEMA if pa.types.is_string(f.type))
 INTEGER_COLUMNS = tuple(f.name for f in MANIFEST_SCHEMA if pa.types.is_integer(f.type))
 FLOAT_COLUMNS = tuple(f.name for f in MANIFEST_SCHEMA if pa.types.is_floating(f.type))
+BOOLEAN_COLUMNS = tuple(f.name for f in MANIFEST_SCHEMA if pa.types.is_boolean(f.type))
 
 # `read_manifest` records here (in `DataFrame.attrs`) the positions of NaN cells, because pandas
 # turns both Parquet null and NaN into NaN; a NaN `duration_s` is an error, a null one is not.
@@ -80,6 +87,9 @@ class ManifestRow:
     dynamic_scale: float | None = None
     motion_scale: float | None = None
     seed: int | None = None
+    lipsync_calibration: bool | None = None
+    motion_smoothing: float | None = None
+    av_offset_ms: float | None = None
 
     def render_params(self, defaults: RenderParams = RenderParams()) -> RenderParams:
         """The run's `defaults` with this row's non-null overrides applied, range-checked.
@@ -104,6 +114,8 @@ class ManifestRow:
                 values[name] = int(value)
             elif name in FLOAT_COLUMNS:
                 values[name] = float(value)
+            elif name in BOOLEAN_COLUMNS:
+                values[name] = bool(value)
             else:
                 values[name] = str(value)
         return cls(**values)

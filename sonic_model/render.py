@@ -29,6 +29,7 @@ DYNAMIC_SCALE_RANGE = (0.5, 2.0)
 MOTION_SCALE_RANGE = (0.5, 2.0)
 INFERENCE_STEPS_RANGE = (1, 100)
 SEED_RANGE = (0, 2**32 - 1)
+AV_OFFSET_MS_RANGE = (-MAX_AV_OFFSET_MS, MAX_AV_OFFSET_MS)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class RenderParams:
         if self.av_offset_ms is not None:
             if not (isinstance(self.av_offset_ms, (int, float)) and math.isfinite(self.av_offset_ms)):
                 raise ParameterError(f"av_offset_ms={self.av_offset_ms!r} must be a number of milliseconds")
-            check_range("av_offset_ms", self.av_offset_ms, (-MAX_AV_OFFSET_MS, MAX_AV_OFFSET_MS))
+            check_range("av_offset_ms", self.av_offset_ms, AV_OFFSET_MS_RANGE)
         if not isinstance(self.lipsync_calibration, (bool, np.bool_)):
             raise ParameterError(f"lipsync_calibration must be true or false, got {self.lipsync_calibration!r}")
         if int(self.min_resolution) != self.min_resolution or int(self.inference_steps) != self.inference_steps:

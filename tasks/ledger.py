@@ -24,8 +24,10 @@ RUN_INFO_FILE = "run.json"
 LEDGER_COLUMNS = (
     "run_id", "row_id", "status", "reason", "output_uri", "poster_uri", "sidecar_uri", "plot_uri",
     "content_key", "collection", "language", "item_id", "title", "consent_ref", "qa_figures",
-    "timings", "total_s", "finished_at",
+    "av_offset_measured_frames", "av_offset_applied_ms", "postprocess", "timings", "total_s", "finished_at",
 )
+
+NUMERIC_LEDGER_COLUMNS = ("total_s", "av_offset_measured_frames", "av_offset_applied_ms")
 
 
 class RunNotFoundError(SonicCatalogError):
@@ -65,6 +67,9 @@ def ledger_rows(run_id: str, outcomes: list[RowOutcome]) -> list[dict]:
                 "title": info.title,
                 "consent_ref": info.consent_ref,
                 "qa_figures": json.dumps(outcome.qa_figures, sort_keys=True, default=str),
+                "av_offset_measured_frames": outcome.postprocess.get("av_offset_measured_frames"),
+                "av_offset_applied_ms": outcome.postprocess.get("av_offset_applied_ms"),
+                "postprocess": json.dumps(outcome.postprocess, sort_keys=True, default=str),
                 "timings": json.dumps(outcome.timings, sort_keys=True),
                 "total_s": round(sum(v for v in outcome.timings.values() if isinstance(v, (int, float))), 3),
                 "finished_at": finished,
@@ -80,8 +85,10 @@ def write_ledger(catalog_url: str, run_id: str, outcomes: list[RowOutcome]) -> s
     catalog = Catalog(catalog_url)
     frame = pd.DataFrame(ledger_rows(run_id, outcomes), columns=list(LEDGER_COLUMNS))
     for name in LEDGER_COLUMNS:
-        if name != "total_s":
+        if name not in NUMERIC_LEDGER_COLUMNS:
             frame[name] = frame[name].astype("string")
+    frame["av_offset_measured_frames"] = frame["av_offset_measured_frames"].astype("Int64")
+    frame["av_offset_applied_ms"] = frame["av_offset_applied_ms"].astype("Float64")
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return catalog.uri(catalog.write_bytes(buffer.getvalue(), catalog.path(RUNS_DIR, run_id, LEDGER_FILE)))

@@ -35,7 +35,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from sonic_model.encode import AI_DISCLOSURE
-from tasks.records import FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RowInfo, RowOutcome
+from tasks.records import FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RowInfo, RowOutcome, postprocess_figures
 from tasks.render import discard_scratch
 
 INDEX_PARQUET = "index.parquet"
@@ -166,6 +166,7 @@ def find_published(catalog_url: str, info: RowInfo, key: str) -> RowOutcome | No
         sidecar_uri=catalog.uri(sidecar_path),
         content_key=key,
         qa_figures=sidecar.get("qa", {}).get("figures", {}),
+        postprocess=sidecar.get("postprocess", {}),
     )
 
 
@@ -248,6 +249,7 @@ def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: d
         },
         "generator": {"name": rendered.generator, "version": rendered.generator_version, "params": rendered.params},
         "video_facts": {k: rendered.render.get(k) for k in ("frames", "fps", "width", "height", "video_duration_s", "audio_duration_s")},
+        "postprocess": postprocess_figures(rendered.render, rendered.params),
         "qa": {"passed": checked.passed, "failures": list(checked.failures), "figures": checked.figures},
         "consent_ref": info.consent_ref,
         "ai_generated": True,
@@ -287,6 +289,7 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
                 content_key=rendered.content_key,
                 qa_figures=checked.figures,
                 timings={**timings, "publish_s": round(time.perf_counter() - started, 3)},
+                postprocess=postprocess_figures(rendered.render, rendered.params),
             )
         # Video and poster first, sidecar last: the sidecar is what makes a video "published".
         # A previous entry under this key is withdrawn first (its sidecar removed): should the
@@ -308,6 +311,7 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
             content_key=rendered.content_key,
             qa_figures=checked.figures,
             timings=timings,
+            postprocess=postprocess_figures(rendered.render, rendered.params),
         )
     finally:
         discard_scratch(rendered)

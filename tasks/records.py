@@ -161,6 +161,8 @@ class RowOutcome:
     content_key: str | None = None
     qa_figures: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    # Lip-sync calibration and motion smoothing figures of the render (see `postprocess_figures`).
+    postprocess: dict = field(default_factory=dict)
 
     @property
     def in_catalog(self) -> bool:
@@ -168,3 +170,17 @@ class RowOutcome:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# RenderResult fields written by the post-processing steps (sonic_model/render.py).
+POSTPROCESS_FIELDS = (
+    "av_offset_measured_frames", "av_sync_correlation", "av_offset_confident", "av_offset_applied_ms",
+    "motion_smoothing", "motion_frames_warped", "motion_correction_mean_px", "motion_correction_max_px",
+)
+
+
+def postprocess_figures(render: dict, params: dict) -> dict:
+    """What lip-sync calibration and motion smoothing measured and did for one render."""
+    figures = {"lipsync_calibration": params.get("lipsync_calibration"), "av_offset_ms_requested": params.get("av_offset_ms")}
+    figures.update({name: render.get(name) for name in POSTPROCESS_FIELDS})
+    return figures

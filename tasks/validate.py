@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from manifests.schema import (
+    BOOLEAN_COLUMNS,
     COLUMNS,
     FLOAT_COLUMNS,
     INTEGER_COLUMNS,
@@ -51,7 +52,9 @@ from sonic_model.audio import DEFAULT_MAX_SECONDS, MIN_SECONDS  # noqa: F401
 from sonic_model.crop import EXPAND_RATIO_RANGE, MIN_RESOLUTION_RANGE
 from sonic_model.errors import AudioError, InputError, NoFaceError, SonicCatalogError
 from sonic_model.image import DEFAULT_MAX_PIXELS  # noqa: F401
+from sonic_model.postprocess.smoothing import MOTION_SMOOTHING_RANGE
 from sonic_model.render import (
+    AV_OFFSET_MS_RANGE,
     DYNAMIC_SCALE_RANGE,
     INFERENCE_STEPS_RANGE,
     MOTION_SCALE_RANGE,
@@ -87,6 +90,8 @@ OVERRIDE_RANGES = {
     "dynamic_scale": DYNAMIC_SCALE_RANGE,
     "motion_scale": MOTION_SCALE_RANGE,
     "seed": SEED_RANGE,
+    "motion_smoothing": MOTION_SMOOTHING_RANGE,
+    "av_offset_ms": AV_OFFSET_MS_RANGE,
 }
 URI_COLUMNS = ("portrait_uri", "audio_uri")
 VALIDATE_STAGE = "validate"
@@ -206,6 +211,10 @@ def validate_table(
         frame[f"{name}__raw"] = _as_object(raw) if raw.dtype == object or str(raw.dtype) == "str" else raw
         coerced = pd.to_numeric(raw, errors="coerce") if raw.dtype == object or str(raw.dtype) == "str" else raw
         frame[name] = pd.Series(coerced, copy=False).astype("float64")
+    # Switches (true/false): kept as python bool/None; anything else is refused below.
+    for name in BOOLEAN_COLUMNS:
+        if name in df.columns:
+            frame[name] = pd.Series([None if _missing(v) else v for v in _as_object(df[name]).tolist()], dtype=object)
     nan_cells = dict(df.attrs.get(NAN_CELLS_ATTR, {}))
     for name in FLOAT_COLUMNS:
         if name in df.columns and not nan_cells.get(name) and df[name].dtype == object:
@@ -225,6 +234,12 @@ def validate_table(
         if name in frame.columns:
             for position in np.flatnonzero(np.isinf(frame[name].to_numpy())):
                 add(position, f"{name} is infinite; give a finite number or leave the cell empty")
+
+    for name in BOOLEAN_COLUMNS:
+        if name in frame.columns:
+            for position, value in enumerate(frame[name].tolist()):
+                if value is not None and not isinstance(value, (bool, np.bool_)):
+                    add(position, f"{name} {_shorten(value)} is not true or false; write a boolean or leave the cell empty")
 
     # Whole-number check for integer overrides (GX has no "is integral" expectation; vectorised here).
     for name in INTEGER_COLUMNS:
@@ -276,6 +291,18 @@ def _row_label(row_id, position: int) -> str:
     return str(row_id)
 
 
+def _missing(value) -> bool:
+    """None, NaN or pandas' NA."""
+    import pandas as pd
+
+    if value is None or isinstance(value, (str, bytes)):
+        return value is None
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # array-like cell: present (and refused as not a boolean)
+        return False
+
+
 def _rows_at(frame, positions: list[int]) -> list[ManifestRow]:
     """ManifestRow objects for the given positions (values already type-checked).
 
@@ -295,6 +322,8 @@ def _rows_at(frame, positions: list[int]) -> list[ManifestRow]:
             columns.append([None if v != v else int(v) for v in series.tolist()])  # v != v: NaN
         elif name in FLOAT_COLUMNS:
             columns.append([None if v != v else float(v) for v in series.tolist()])
+        elif name in BOOLEAN_COLUMNS:
+            columns.append([None if _missing(v) else bool(v) for v in series.tolist()])
         else:
             columns.append([v if v is None or isinstance(v, str) else str(v) for v in series.tolist()])
     return [ManifestRow(*values) for values in zip(*columns)]
