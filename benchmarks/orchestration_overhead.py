@@ -57,7 +57,7 @@ def prepare(work: Path, rows: int) -> tuple[Path, Path, bytes]:
     return manifest, video, poster_jpeg(video)
 
 
-def install_stand_ins(video: Path, poster: bytes) -> None:
+def install_stand_ins(video: Path, poster: bytes, media: Path) -> None:
     import tasks.publish
     import tasks.qa
     import tasks.render
@@ -67,7 +67,7 @@ def install_stand_ins(video: Path, poster: bytes) -> None:
     def fake_probe(row, manifest_url, limits=None, **kwargs):
         digest = hashlib.sha256(row.row_id.encode()).hexdigest()
         return tasks.validate.ProbedRow(
-            row=row, portrait_uri="media/hopper.jpg", audio_uri="media/de.wav", audio_duration_s=4.58,
+            row=row, portrait_uri=str(media / "hopper.jpg"), audio_uri=str(media / "de.wav"), audio_duration_s=4.58,
             face_box=(0.0, 0.0, 1.0, 1.0), portrait_sha256=digest, audio_sha256=digest, params=row.render_params(),
         )
 
@@ -103,7 +103,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-orchestration-"))
     try:
         manifest, video, poster = prepare(work, args.rows)
-        install_stand_ins(video, poster)
+        install_stand_ins(video, poster, work / "media")
         from prefect.task_runners import ThreadPoolTaskRunner
 
         from flows.render_catalog import render_catalog
@@ -122,7 +122,7 @@ def main() -> int:
         wall = time.perf_counter() - started
         published = summary["counts"].get("published", 0)
         print(f"warm-up (ephemeral API start + 1 row): {warm_up:.1f} s")
-        print(f"rows: {args.rows}, published: {published}, concurrency: {args.concurrency}")
+        print(f"rows: {args.rows}, published: {published}, concurrency: {args.concurrency}, verdicts: {summary['counts']}")
         print(f"flow wall time: {wall:.2f} s -> {1000 * wall / args.rows:.1f} ms per row (target <= 50 ms)")
         return 0 if published == args.rows else 1
     finally:
