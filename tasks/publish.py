@@ -84,45 +84,35 @@ class Catalog:
         folder, name = final.rsplit("/", 1)
         return f"{folder}/.{name}.partial-{uuid.uuid4().hex[:12]}"
 
-    def _commit(self, temporary: str, final: str) -> None:
+    def _discard(self, temporary: str) -> None:
         try:
+            self.fs.rm(temporary)
+        except (OSError, FileNotFoundError):
+            pass
+
+    def _write_atomically(self, final: str, upload) -> str:
+        """Write with `upload(temporary)` beside `final`, then move it onto `final`.
+
+        Whatever fails (the upload or the move), the temporary object is removed and the error
+        re-raised, so nothing half-written is left under either name.
+        """
+        self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        temporary = self._temporary_sibling(final)
+        try:
+            upload(temporary)
             self.fs.mv(temporary, final)
         except BaseException:
-            try:
-                self.fs.rm(temporary)
-            except (OSError, FileNotFoundError):
-                pass
+            self._discard(temporary)
             raise
+        return final
 
     def put_file(self, local_path: str | Path, final: str) -> str:
         """Copy a local file to `final` atomically; returns `final`."""
-        self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-        temporary = self._temporary_sibling(final)
-        try:
-            self.fs.put_file(str(local_path), temporary)
-        except BaseException:
-            try:
-                self.fs.rm(temporary)
-            except (OSError, FileNotFoundError):
-                pass
-            raise
-        self._commit(temporary, final)
-        return final
+        return self._write_atomically(final, lambda temporary: self.fs.put_file(str(local_path), temporary))
 
     def write_bytes(self, data: bytes, final: str) -> str:
         """Write `data` to `final` atomically; returns `final`."""
-        self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-        temporary = self._temporary_sibling(final)
-        try:
-            self.fs.pipe_file(temporary, data)
-        except BaseException:
-            try:
-                self.fs.rm(temporary)
-            except (OSError, FileNotFoundError):
-                pass
-            raise
-        self._commit(temporary, final)
-        return final
+        return self._write_atomically(final, lambda temporary: self.fs.pipe_file(temporary, data))
 
 
 def withdraw(catalog: Catalog, sidecar_path: str) -> None:
