@@ -22,26 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile
+
+# Run as a script: benchmarks/ is on sys.path, so the sibling's speech maker is shared.
+from preview_speed import make_speech
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 TARGET_REALTIME = 5.0
-
-
-def make_speech(seconds: float, path: Path) -> None:
-    """Real speech of exactly `seconds`: the English fixtures one after another, repeated."""
-    from sonic_model.audio import load_audio
-
-    clips = [load_audio(FIXTURES / name).samples for name in ("speech_en_16k.wav", "speech_en_pause_16k.wav")]
-    needed = int(seconds * 16_000)
-    pieces, total = [], 0
-    while total < needed:
-        for clip in clips:
-            pieces.append(clip)
-            total += len(clip)
-    soundfile.write(path, np.concatenate(pieces)[:needed], 16_000, subtype="PCM_16")
 
 
 def best_time(repeats: int, action) -> tuple[float, object]:

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -28,16 +27,11 @@ from sonic_model.audio import load_audio  # noqa: E402
 from sonic_model.image import load_image  # noqa: E402
 from sonic_model.qa import check_video, clear_portrait_cache  # noqa: E402
 
+# benchmarks/ is on sys.path when run as a script: one speech maker for every benchmark.
+from preview_speed import make_speech  # noqa: E402
+
 FIXTURES = ROOT / "tests" / "fixtures"
 SECONDS = 10.0
-
-
-def ten_seconds_of_speech(out_wav: Path) -> Path:
-    """Two fixture recordings back to back, cut to exactly 10 s (16 kHz mono)."""
-    parts = [load_audio(FIXTURES / name).samples for name in ("speech_en_16k.wav", "speech_en_pause_16k.wav")]
-    samples = np.concatenate(parts)[: int(SECONDS * 16_000)]
-    soundfile.write(out_wav, samples, 16_000)
-    return out_wav
 
 
 def render(portrait: np.ndarray, audio_wav: Path, out_path: Path, generator: str) -> str:
@@ -63,7 +57,8 @@ def main() -> None:
 
     portrait = load_image(FIXTURES / "portrait_astronaut.jpg")  # 512 x 512
     with tempfile.TemporaryDirectory() as scratch:
-        wav = ten_seconds_of_speech(Path(scratch) / "speech10.wav")
+        wav = Path(scratch) / "speech10.wav"
+        make_speech(SECONDS, wav)
         video = Path(scratch) / "talk.mp4"
         made_by = render(portrait, wav, video, args.generator)
         audio = load_audio(wav)
