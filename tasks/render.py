@@ -13,6 +13,14 @@ local or shared filesystem, a temporary download otherwise) and `discard_scratch
 the attempt folder once the row is published or rejected. A render killed halfway leaves only
 an unreferenced attempt folder, which the flow removes with the whole scratch area at the end.
 
+Generation slots: on a GPU worker each render task holds half a GPU (`RENDERS_PER_GPU`), so two
+renders are in flight per GPU, but the generation itself (`render_video`) takes one of the
+worker's generation slots, one per GPU (`generation_slot`). While one row generates, the next
+one starts its task, fetches and hashes its inputs and waits at the slot; the one before it
+uploads its video. The GPU goes from one row to the next without waiting for Prefect, Dask or
+storage (benchmarks/fanout_scaling.py: the gap between renders fell from ~55 ms to a few ms).
+Outside a GPU worker (a local run) there are no slots and nothing waits.
+
 Generator cache: the generator is created once per worker process and kept (`_GENERATORS`):
 Sonic's weights take tens of seconds to load, a row seconds. A render that fails with anything
 but a bad-input error (`SonicCatalogError`) drops the cached generator, so a lost GPU/model is
@@ -49,6 +57,39 @@ _FACTORIES: dict[str, Callable[..., Any]] = {}
 
 DEFAULT_RENDER_RETRIES = 2
 DEFAULT_RETRY_DELAY_S = 5.0
+
+# The Dask resource a GPU worker offers (`sonic-catalog worker --gpus N`: GPU=N) and render
+# tasks ask for. Render tasks in flight per GPU: one generating, one getting ready beside it.
+GPU_RESOURCE = "GPU"
+RENDERS_PER_GPU = 2
+_generation_slots: threading.BoundedSemaphore | None = None
+_generation_slot_count = 0
+
+
+def set_generation_slots(gpus: int) -> None:
+    """Let at most `gpus` renders generate at once in this process (0: no limit, the default).
+
+    The GPU worker's set-up (`sonic_catalog.worker_setup`) calls it with the worker's GPU count.
+    """
+    global _generation_slots, _generation_slot_count
+    _generation_slot_count = int(gpus) if gpus and gpus >= 1 else 0
+    _generation_slots = threading.BoundedSemaphore(_generation_slot_count) if _generation_slot_count else None
+
+
+def generation_slot_count() -> int:
+    """How many renders may generate at once in this process (0: no limit)."""
+    return _generation_slot_count
+
+
+@contextlib.contextmanager
+def generation_slot() -> Iterator[None]:
+    """Hold one of this process's generation slots (one per GPU) while generating."""
+    slots = _generation_slots
+    if slots is None:
+        yield
+        return
+    with slots:
+        yield
 
 
 @dataclass(frozen=True)
@@ -160,10 +201,11 @@ def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None
             params=params,
         )
         materialized = time.perf_counter()
-        generator = cached_generator(choice.name, choice.weights)
         out_path = scratch / "video.mp4"
         try:
-            result = render_video(generator, portrait_path, audio_path, out_path, RenderParams(**params))
+            with generation_slot():  # the GPU: one row at a time; the rest of this task overlaps
+                generator = cached_generator(choice.name, choice.weights)
+                result = render_video(generator, portrait_path, audio_path, out_path, RenderParams(**params))
         except SonicCatalogError:
             raise
         except Exception:

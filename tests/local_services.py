@@ -66,7 +66,7 @@ class LocalServices:
     """Prefect server + Dask scheduler + N workers on 127.0.0.1, all stopped on exit."""
 
     def __init__(self, workdir: Path, *, workers: int = 0, worker_env: dict | None = None,
-                 preload: str | None = None, nthreads: int = 2) -> None:
+                 preload: str | None = None, nthreads: int | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.n_workers = workers
@@ -117,8 +117,9 @@ class LocalServices:
         return self.scheduler
 
     def start_worker(self, index: int, gpus: int = 1) -> subprocess.Popen:
-        argv = [str(BIN / "sonic-catalog"), "worker", self.scheduler, "--gpus", str(gpus), "--nthreads", str(self.nthreads),
-                "--host", HOST, "--name", f"worker-{index}"]
+        argv = [str(BIN / "sonic-catalog"), "worker", self.scheduler, "--gpus", str(gpus), "--host", HOST, "--name", f"worker-{index}"]
+        if self.nthreads:  # else the command's default (a thread per render in flight, one for CPU stages)
+            argv += ["--nthreads", str(self.nthreads)]
         if self.preload:
             argv += ["--preload", self.preload]
         worker = self._spawn(argv, f"worker-{index}.log", self.env(**self.worker_env))

@@ -4,6 +4,7 @@ no Docker engine. `hadolint` and `docker-compose config` were run by hand, see t
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -24,8 +25,9 @@ def worker_argv(*argv: str) -> list[str]:
 def test_worker_wraps_dask_worker_with_a_gpu_resource():
     argv = worker_argv("tcp://10.0.0.5:8786", "--gpus", "2", "--preload", "x.py")
     assert argv[1:4] == ["-m", "distributed.cli.dask_worker", "tcp://10.0.0.5:8786"]
-    assert argv[argv.index("--resources") + 1] == "GPU=2" and argv[argv.index("--nthreads") + 1] == "3"
-    assert argv[argv.index("--preload") + 1] == "x.py"
+    assert argv[argv.index("--resources") + 1] == "GPU=2" and argv[argv.index("--nthreads") + 1] == "5"  # 2 renders per GPU + 1
+    preloads = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--preload"]
+    assert preloads == ["sonic_catalog.worker_setup", "x.py"]  # our set-up first, then the user's
     assert "--resources" not in worker_argv("tcp://h:8786", "--gpus", "0")  # CPU-only worker
 
 
@@ -61,3 +63,34 @@ def test_deployments_point_at_flows(name):
     path, function = deployment["entrypoint"].split(":")
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
     assert hasattr(getattr(module, function), "fn") and deployment["work_pool"]["name"] == "catalog"
+
+
+def _prefect_client_seen_by_task() -> tuple[int, int, bool, int]:
+    """What a task on the worker gets: its process, Prefect's client (and whether it is the
+    shared one) and the worker's generation slots."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import SyncClientContext
+
+    import sonic_catalog.worker_setup as setup
+    import tasks.render
+
+    client = get_client(sync_client=True)
+    return (os.getpid(), id(client), SyncClientContext.get() is not None and client is setup.shared_client(),
+            tasks.render.generation_slot_count())
+
+
+def test_worker_set_up_gives_every_task_one_shared_prefect_client_and_a_slot_per_gpu(tmp_path):
+    """`sonic_catalog.worker_setup` (the preload every `sonic-catalog worker` runs) must reach the
+    task threads: without it Prefect builds two API clients per task (~30 ms CPU each task), and
+    renders would not take turns on the GPU."""
+    from distributed import Client, LocalCluster
+
+    env = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false",
+           "PREFECT_HOME": str(tmp_path), "DO_NOT_TRACK": "1"}
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1", dashboard_address=None, resources={"GPU": 2},
+                      preload=["sonic_catalog.worker_setup"], env=env) as cluster, Client(cluster) as client:
+        seen = client.gather([client.submit(_prefect_client_seen_by_task, pure=False) for _ in range(6)])
+    assert {pid for pid, *_ in seen} != {os.getpid()}  # really on the worker process
+    assert len({client_id for _, client_id, _, _ in seen}) == 1
+    assert all(shared for _, _, shared, _ in seen)
+    assert {slots for *_, slots in seen} == {2}  # GPU=2: two generation slots

@@ -71,3 +71,67 @@ def test_render_is_retried_with_a_fresh_generator_and_reports_attempts(tmp_path)
     assert FAILURES == {"astronaut": 3, "hopper": 1}
     # Every failure dropped the cached generator, so each attempt after one loaded a fresh one.
     assert LOADS["flaky"] == FAILURES["astronaut"] + FAILURES["hopper"] + 1
+
+
+# --- generation slots (tasks/render.py): two renders in flight per GPU, generating one at a time
+
+
+def _probed_rows(tmp_path, count):
+    from manifests.schema import ManifestRow
+    from tasks.validate import probe_media
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for name in ("portrait_hopper.jpg", "speech_de_48k_stereo.wav"):
+        shutil.copy(FIXTURES / name, media / name)
+    manifest = str(tmp_path / "manifest.parquet")
+    return [probe_media(ManifestRow(row_id=f"slot-{i}", portrait_uri="media/portrait_hopper.jpg",
+                                    audio_uri="media/speech_de_48k_stereo.wav", language="de", consent_ref="release/test-001"),
+                        manifest)
+            for i in range(count)]
+
+
+def _render_concurrently(probed_rows, monkeypatch, tmp_path):
+    """render_row for every row at once (a thread each); returns the most generations seen at once."""
+    import threading
+    import time
+
+    import tasks.render
+    from sonic_model.render import RenderResult
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def timed_generation(generator, portrait_path, audio_path, out_path, params=None):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        Path(out_path).write_bytes(b"not a real video")
+        with lock:
+            running[0] -= 1
+        return RenderResult(output_path=str(out_path), generator="preview", generator_version="x", frames=1, fps=25,
+                            width=2, height=2, video_duration_s=0.04, audio_duration_s=4.58, seconds=0.3)
+
+    monkeypatch.setattr(tasks.render, "render_video", timed_generation)
+    choice = tasks.render.choose_generator("preview")
+    threads = [threading.Thread(target=tasks.render.render_row, args=(probed, choice), kwargs={"scratch_root": str(tmp_path)})
+               for probed in probed_rows]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return most[0]
+
+
+def test_a_gpu_worker_generates_one_row_per_gpu_at_a_time(tmp_path, monkeypatch):
+    from tasks.render import set_generation_slots
+
+    rows = _probed_rows(tmp_path, 4)
+    try:
+        set_generation_slots(1)  # what the worker set-up does on a 1-GPU worker
+        assert _render_concurrently(rows, monkeypatch, tmp_path) == 1
+        set_generation_slots(2)
+        assert _render_concurrently(rows, monkeypatch, tmp_path) == 2
+    finally:
+        set_generation_slots(0)
+    assert _render_concurrently(rows, monkeypatch, tmp_path) == 4  # a local run: no slots, nothing waits

@@ -4,9 +4,10 @@
                          [--host IP] [--preload MODULE_OR_FILE ...] [--no-nanny]
 
 Runs the engine's own `dask worker` (`python -m distributed.cli.dask_worker`, same process id,
-so signals reach it) with `--resources GPU=N`: the render task asks for one GPU, so this worker
-renders at most N rows at a time, while its other threads take CPU-only stages (probe, QA,
-publish). `--gpus 0` makes a CPU-only worker. The worker process lives between rows, so the
+so signals reach it) with `--resources GPU=N`: a render task asks for half a GPU, so this worker
+has two renders in flight per GPU, generating one at a time per GPU (`tasks.render`,
+generation slots; set up by `sonic_catalog.worker_setup`), while its other thread takes
+CPU-only stages (probe, QA, publish). `--gpus 0` makes a CPU-only worker. The worker process lives between rows, so the
 generator it loaded on its first row (tasks/render.py keeps one per process) stays warm.
 
 Every worker must use the same Prefect API as the flow (PREFECT_API_URL): without it each task
@@ -23,6 +24,8 @@ import sys
 
 from sonic_model.errors import ParameterError
 
+WORKER_SETUP = "sonic_catalog.worker_setup"  # Dask preload every worker runs (see that module)
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("worker", help="start a render worker (Dask) that joins a scheduler and renders rows on its GPUs")
@@ -30,7 +33,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="scheduler address, e.g. tcp://10.0.0.5:8786 (default: $SONIC_DASK_ADDRESS)")
     parser.add_argument("--gpus", type=int, default=None,
                         help="GPUs this worker renders on at once (default: 1; 0 = CPU-only worker for probes, QA, publishing)")
-    parser.add_argument("--nthreads", type=int, default=None, help="task threads (default: GPUs + 1, so CPU-only stages never wait for a render)")
+    parser.add_argument("--nthreads", type=int, default=None,
+                        help="task threads (default: 2 x GPUs + 1: two renders in flight per GPU, and a thread for CPU-only stages)")
     parser.add_argument("--name", default=None, help="worker name shown by the scheduler (default: host and port)")
     parser.add_argument("--host", default=None, help="address to serve on and advertise (default: chosen by Dask)")
     parser.add_argument("--preload", action="append", default=[], metavar="MODULE_OR_FILE",
@@ -41,7 +45,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def dask_worker_argv(args: argparse.Namespace) -> list[str]:
     """The `dask worker` command line this worker runs (checked)."""
-    from flows.render_catalog import DASK_ADDRESS_ENV, GPU_RESOURCE
+    from flows.render_catalog import DASK_ADDRESS_ENV
+    from tasks.render import GPU_RESOURCE, RENDERS_PER_GPU
 
     scheduler = args.scheduler or os.environ.get(DASK_ADDRESS_ENV)
     if not scheduler:
@@ -49,7 +54,8 @@ def dask_worker_argv(args: argparse.Namespace) -> list[str]:
     gpus = 1 if args.gpus is None else args.gpus
     if gpus < 0:
         raise ParameterError("--gpus must be 0 or more")
-    nthreads = args.nthreads if args.nthreads is not None else gpus + 1
+    # A thread per render in flight (two per GPU, see tasks/render.py) and one for CPU stages.
+    nthreads = args.nthreads if args.nthreads is not None else RENDERS_PER_GPU * gpus + 1
     if nthreads < 1:
         raise ParameterError("--nthreads must be at least 1")
     argv = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nthreads", str(nthreads), "--nworkers", "1"]
@@ -59,7 +65,8 @@ def dask_worker_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--name", args.name]
     if args.host:
         argv += ["--host", args.host]
-    for preload in args.preload:
+    # Our own set-up first (one Prefect API client per worker process), then the user's.
+    for preload in [WORKER_SETUP, *args.preload]:
         argv += ["--preload", preload]
     if args.no_nanny:
         argv.append("--no-nanny")
