@@ -1,10 +1,14 @@
 """Stand-ins for benchmarks/fanout_scaling.py, loaded by every Dask worker (`--preload`) and by
-the flow's process: the generator is a fixed 1 s that uses no CPU (time.sleep), and the media
-work around it (probe, QA, poster) is replaced by prepared results, so the benchmark times the
-fan-out and its orchestration, not ffmpeg. The render task itself, its GPU resource, the shared
-scratch hand-off and publishing through fsspec are the real ones.
+the flow's process: the generation (`render_video`, what runs in a GPU's generation slot) is a
+fixed 1 s that uses no CPU (time.sleep) and copies a prepared video; the media work around the
+render that would otherwise dominate a 1 s row (probe, QA, poster) returns prepared results.
+Everything else is the real path: the render task and its GPU resource, materializing and
+hashing the inputs, the generation slot, the shared-scratch hand-off and publishing through
+fsspec.
 
-Reads FANOUT_VIDEO (a prepared MP4) and FANOUT_POSTER (a prepared JPEG) from the environment.
+Reads FANOUT_VIDEO (a prepared MP4), FANOUT_POSTER (a prepared JPEG) and FANOUT_MEDIA (the
+folder holding hopper.jpg and de.wav) from the environment; FANOUT_TRACE, if set, gets one line
+per generation: worker pid, start and end (wall clock).
 """
 
 from __future__ import annotations
@@ -12,53 +16,47 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import tasks.publish
 import tasks.qa
 import tasks.render
 import tasks.validate
-from tasks.records import CheckedVideo, RenderedVideo, RowInfo, content_key
+from sonic_model.render import RenderResult
+from tasks.records import CheckedVideo
 
 RENDER_S = 1.0
 NAME, VERSION = "fixed-cost", "1.0-bench"
+_MEDIA = Path(os.environ.get("FANOUT_MEDIA", "."))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+
+
+_PORTRAIT, _AUDIO = _MEDIA / "hopper.jpg", _MEDIA / "de.wav"
+_PORTRAIT_SHA, _AUDIO_SHA = _sha256(_PORTRAIT), _sha256(_AUDIO)
 
 
 def fake_probe(row, manifest_url, limits=None, **kwargs):
-    digest = hashlib.sha256(row.row_id.encode()).hexdigest()
     return tasks.validate.ProbedRow(
-        row=row, portrait_uri="media/hopper.jpg", audio_uri="media/de.wav", audio_duration_s=4.58,
-        face_box=(0.0, 0.0, 1.0, 1.0), portrait_sha256=digest, audio_sha256=digest, params=row.render_params(),
+        row=row, portrait_uri=str(_PORTRAIT), audio_uri=str(_AUDIO), audio_duration_s=4.58,
+        face_box=(0.0, 0.0, 1.0, 1.0), portrait_sha256=_PORTRAIT_SHA, audio_sha256=_AUDIO_SHA, params=row.render_params(),
     )
 
 
-def fixed_cost_render(probed, choice, *, scratch_root=None, scratch_url=None, **kwargs):
+def fixed_cost_render_video(generator, portrait_path, audio_path, out_path, params=None):
     began = time.time()
     time.sleep(RENDER_S)  # the "GPU" time of one row: no CPU
-    if os.environ.get("FANOUT_TRACE"):  # start/end of every render, for a look at the gaps
+    ended = time.time()
+    shutil.copy(os.environ["FANOUT_VIDEO"], out_path)
+    if os.environ.get("FANOUT_TRACE"):  # start/end of every generation, for a look at the gaps
         with open(os.environ["FANOUT_TRACE"], "a") as trace:
-            trace.write(f"{os.getpid()} {began:.3f} {time.time():.3f}\n")
-    info = RowInfo.from_row(probed.row)
-    params = tasks.render.params_dict(probed.params)
-    key = content_key(portrait_sha256=probed.portrait_sha256, audio_sha256=probed.audio_sha256,
-                      generator=choice.name, generator_version=choice.version, params=params)
-    video = Path(os.environ["FANOUT_VIDEO"])
-    scratch_uri = None
-    if scratch_url:  # the real hand-off: the video goes to shared scratch for QA/publish
-        scratch_uri = tasks.render._join(scratch_url, info.key_prefix, uuid.uuid4().hex[:12])
-        (location,) = tasks.render._upload(scratch_uri, {"video.mp4": video})
-    else:
-        scratch = Path(tempfile.mkdtemp(prefix="bench-row-"))
-        location = str(shutil.copy(video, scratch / "video.mp4"))
-    return RenderedVideo(
-        info=info, content_key=key, video_path=location, portrait_path=location, audio_path=location,
-        portrait_uri=probed.portrait_uri, audio_uri=probed.audio_uri, portrait_sha256=probed.portrait_sha256,
-        audio_sha256=probed.audio_sha256, generator=choice.name, generator_version=choice.version, params=params,
-        audio_duration_s=4.58, scratch_uri=scratch_uri,
-        render={"frames": 114, "fps": 25, "width": 128, "height": 128, "video_duration_s": 4.56, "audio_duration_s": 4.58},
+            trace.write(f"{os.getpid()} {began:.3f} {ended:.3f}\n")
+    return RenderResult(
+        output_path=str(out_path), generator=generator.name, generator_version=generator.version, frames=114, fps=25,
+        width=128, height=128, video_duration_s=4.56, audio_duration_s=4.58, seconds=ended - began,
     )
 
 
@@ -67,7 +65,7 @@ def passing_qa(rendered, thresholds=None):
 
 
 tasks.validate.probe_media = fake_probe
-tasks.render.render_row = fixed_cost_render
+tasks.render.render_video = fixed_cost_render_video
 tasks.qa.check_rendered = passing_qa
 _POSTER = Path(os.environ["FANOUT_POSTER"]).read_bytes() if os.environ.get("FANOUT_POSTER") else b""
 tasks.publish.poster_jpeg = lambda path, **kw: _POSTER

@@ -1,4 +1,4 @@
-"""Publish task: a checked video -> the catalog, through fsspec, atomically and idempotently.
+"""Publishing: a checked video -> the catalog, through fsspec, atomically and idempotently.
 
 Catalog layout (any fsspec URL: local path, file://, s3://, gs://, memory://):
 
@@ -35,7 +35,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from sonic_model.encode import AI_DISCLOSURE
-from tasks.records import FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RowInfo, RowOutcome, postprocess_figures
+from tasks.records import (
+    FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RenderedVideo, RowInfo, RowOutcome, postprocess_figures,
+)
 from tasks.render import discard_scratch
 
 INDEX_PARQUET = "index.parquet"
@@ -158,14 +160,6 @@ def find_published(catalog_url: str, info: RowInfo, key: str) -> RowOutcome | No
         qa_figures=sidecar.get("qa", {}).get("figures", {}),
         postprocess=sidecar.get("postprocess", {}),
     )
-
-
-@task(name="find-published", cache_policy=NONE)
-def find_published_task(catalog_url: str, probed: Any, choice: Any) -> RowOutcome | None:
-    """Is this probed row already in the catalog with the same content key?"""
-    from tasks.render import key_for
-
-    return find_published(catalog_url, RowInfo.from_row(probed.row), key_for(probed, choice))
 
 
 # --- poster and plot ----------------------------------------------------------------------------
@@ -307,18 +301,23 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
         discard_scratch(rendered)
 
 
-@task(name="publish-video", cache_policy=NONE)
-def publish_video_task(checked: CheckedVideo, catalog_url: str, run_id: str) -> RowOutcome:
-    """Publish a checked video to the catalog (or file it under the run if QA failed).
+# QA and publishing are one task: on a cluster each Prefect task costs tens of milliseconds of
+# CPU (benchmarks/fanout_scaling.py), and together the video is fetched from scratch only once.
+@task(name="check-and-publish", cache_policy=NONE)
+def check_and_publish_task(rendered: RenderedVideo, thresholds: Any, catalog_url: str, run_id: str) -> RowOutcome:
+    """QA a rendered video (`tasks.qa.check_rendered`), then publish it, or file it under the
+    run if QA failed (`publish_or_reject`). The render's scratch is removed whatever happens.
 
     The video may sit in shared scratch (a cluster run): `localized` gives local paths here.
     """
-    from dataclasses import replace
-
+    from tasks import qa
     from tasks.render import localized
 
-    with localized(checked.rendered) as local:
-        return publish_or_reject(replace(checked, rendered=local), catalog_url, run_id)
+    try:
+        with localized(rendered) as local:
+            return publish_or_reject(qa.check_rendered(local, thresholds), catalog_url, run_id)
+    finally:
+        discard_scratch(rendered)
 
 
 # --- the catalog index ---------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""QA task: the one Prefect task that checks a rendered video (all media logic is in
-`sonic_model.qa.check_video`; this module only adapts it).
+"""QA of a rendered row (all media logic is in `sonic_model.qa.check_video`; this module only
+adapts it).
 
-`qa_video_task` takes a `RenderedVideo` (local scratch, or shared scratch on a cluster: QA may
-run on another machine than the render) and returns a `CheckedVideo`. `check_video_file` is the
-same check on plain files, for a notebook or a one-off.
+`check_rendered` takes a `RenderedVideo` with local files and returns a `CheckedVideo`; the
+catalog flow runs it inside `tasks.publish.check_and_publish_task`, the one Prefect task that
+checks a video and then publishes or rejects it. `check_video_file` is the same check on plain
+files, for a notebook or a one-off.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NONE
 
 from sonic_model.audio import load_audio
 from sonic_model.image import load_image
@@ -44,7 +43,10 @@ def check_video_file(
 
 
 def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str, Any] | None = None) -> CheckedVideo:
-    """Run automatic QA on a rendered video against the inputs it was rendered from."""
+    """Run automatic QA on a rendered video against the inputs it was rendered from.
+
+    Its files may sit in shared scratch (a cluster run): `localized` fetches them if needed.
+    """
     from tasks.render import localized
 
     started = time.perf_counter()
@@ -60,9 +62,3 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
         speech_series=tuple(bool(s) for s in getattr(result, "speech_series", ())),
         timings={"qa_s": round(time.perf_counter() - started, 3)},
     )
-
-
-@task(name="qa-video", cache_policy=NONE)
-def qa_video_task(rendered: RenderedVideo, thresholds: QAThresholds | dict[str, Any] | None = None) -> CheckedVideo:
-    """QA one rendered video (duration, sync, face, identity, flicker, loudness)."""
-    return check_rendered(rendered, thresholds)

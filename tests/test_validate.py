@@ -41,7 +41,7 @@ from tasks.validate import (
     ProbedRow,
     Quarantine,
     probe_media,
-    probe_media_task,
+    probe_row_task,
     probe_or_quarantine,
     validate_table,
 )
@@ -428,9 +428,9 @@ def test_both_bad_files_are_reported_together(media_dir):
 
 def test_probe_task_turns_bad_input_into_quarantine(media_dir):
     row = ManifestRow(**good("bad-audio", portrait_uri="portrait.jpg", audio_uri="text.wav"))
-    outcome = probe_media_task.fn(row, str(media_dir / "manifest.parquet"))
+    outcome = probe_row_task.fn(row, str(media_dir / "manifest.parquet"))
     assert outcome == Quarantine("bad-audio", "probe", outcome.reason) and "audio cannot be decoded" in outcome.reason
-    assert probe_media_task.task_run_name == "probe-{row.row_id}"
+    assert probe_row_task.task_run_name == "probe-{row.row_id}"
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
