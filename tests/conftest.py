@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="sonic-catalog-prefect-home-")
@@ -24,8 +25,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 
 
+def _stop_temporary_prefect_servers() -> None:
+    """Stop the temporary API servers tests started, while pytest's output streams are open
+    (Prefect's own exit hook would log "Stopping temporary server" into closed streams)."""
+    server_module = sys.modules.get("prefect.server.api.server")
+    if server_module is None:
+        return
+    for server in list(server_module.SubprocessASGIServer._instances.values()):
+        server.stop()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_home():
     """The session's temporary PREFECT_HOME, removed when the session ends."""
     yield _PREFECT_HOME
+    _stop_temporary_prefect_servers()
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
