@@ -37,7 +37,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-FIXTURES = ROOT / "tests" / "fixtures"
 STAND_INS = "benchmarks/fanout_stand_ins.py"
 NAME, VERSION, RENDER_S = "fixed-cost", "1.0-bench", 1.0  # as in fanout_stand_ins.py
 
@@ -45,15 +44,10 @@ NAME, VERSION, RENDER_S = "fixed-cost", "1.0-bench", 1.0  # as in fanout_stand_i
 def prepare(work: Path, rows: int) -> tuple[Path, dict]:
     import pandas as pd
 
-    from sonic_model.render import RenderParams, get_generator, render_video
+    from orchestration_overhead import prepare_media  # a sibling script (benchmarks/ is on sys.path)
     from tasks.publish import poster_jpeg
 
-    media = work / "media"
-    media.mkdir(parents=True)
-    shutil.copy(FIXTURES / "portrait_hopper.jpg", media / "hopper.jpg")
-    shutil.copy(FIXTURES / "speech_de_48k_stereo.wav", media / "de.wav")
-    video = work / "prepared.mp4"
-    render_video(get_generator("preview"), media / "hopper.jpg", media / "de.wav", video, RenderParams(min_resolution=128))
+    _, video = prepare_media(work)
     poster = work / "poster.jpg"
     poster.write_bytes(poster_jpeg(video))
     pd.DataFrame([
@@ -176,7 +170,8 @@ def main() -> int:
                 last_end = max(span[1] for worker_spans in spans.values() for span in worker_spans)
                 results.append((count, wall, render_gaps(spans), cpu, first_start - called, returned - last_end))
                 (work / "trace.txt").unlink(missing_ok=True)
-                print(f"{count} worker(s): {wall:.2f} s; CPU ms/row by process: {split}", flush=True)
+                per_worker = sorted(len(worker_spans) for worker_spans in spans.values())
+                print(f"{count} worker(s): {wall:.2f} s; rows per worker {per_worker}; CPU ms/row by process: {split}", flush=True)
             # Send this process's queued logs and events while the server is still up.
             from prefect.events.worker import EventsWorker
             from prefect.logging.handlers import APILogWorker

@@ -33,12 +33,10 @@ os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
-def prepare(work: Path, rows: int) -> tuple[Path, Path, bytes]:
-    """One real preview video and poster, and a manifest of `rows` rows."""
-    import pandas as pd
-
+def prepare_media(work: Path) -> tuple[Path, Path]:
+    """`work/media/` with a portrait (hopper.jpg) and speech (de.wav), and one real preview video
+    of them (`work/prepared.mp4`, 128 px), the stand-ins' output. Shared with fanout_scaling.py."""
     from sonic_model.render import RenderParams, get_generator, render_video
-    from tasks.publish import poster_jpeg
 
     media = work / "media"
     media.mkdir(parents=True)
@@ -46,6 +44,16 @@ def prepare(work: Path, rows: int) -> tuple[Path, Path, bytes]:
     shutil.copy(FIXTURES / "speech_de_48k_stereo.wav", media / "de.wav")
     video = work / "prepared.mp4"
     render_video(get_generator("preview"), media / "hopper.jpg", media / "de.wav", video, RenderParams(min_resolution=128))
+    return media, video
+
+
+def prepare(work: Path, rows: int) -> tuple[Path, Path, bytes]:
+    """One real preview video and poster, and a manifest of `rows` rows."""
+    import pandas as pd
+
+    from tasks.publish import poster_jpeg
+
+    media, video = prepare_media(work)
     manifest = work / "manifest.parquet"
     pd.DataFrame(
         [
