@@ -313,11 +313,15 @@ def check_and_publish_task(rendered: RenderedVideo, thresholds: Any, catalog_url
     from tasks import qa
     from tasks.render import localized
 
+    publishing = False
     try:
         with localized(rendered) as local:
-            return publish_or_reject(qa.check_rendered(local, thresholds), catalog_url, run_id)
+            checked = qa.check_rendered(local, thresholds)
+            publishing = True  # from here publish_or_reject removes the scratch, whatever happens
+            return publish_or_reject(checked, catalog_url, run_id)
     finally:
-        discard_scratch(rendered)
+        if not publishing:  # fetching or QA failed: publish_or_reject never ran
+            discard_scratch(rendered)
 
 
 # --- the catalog index ---------------------------------------------------------------------------
