@@ -26,8 +26,9 @@ from sonic_model.face import LandmarkTracker
 from sonic_model.image import load_image
 from sonic_model.postprocess import calibrate_video
 from sonic_model.probe import iter_video_frames, probe_video
-from sonic_model.qa import check_video, head_anchor, head_jitter, measure_av_sync
+from sonic_model.qa import check_video, head_anchor, head_jitter
 from sonic_model.render import RenderParams, get_generator, render_video
+from sonic_model.sync import measure_av_sync
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PORTRAIT = FIXTURES / "portrait_hopper.jpg"
