@@ -115,6 +115,8 @@ def sample_windows(
         # since step() moves on to the next sigma at every call. It also steps in the UNet's dtype
         # (step() returns model_output's dtype) and sums the windows in a buffer of the UNet's
         # dtype (fp16 on GPU); here guidance, step and average stay in float32 on every device.
+        # Cost: the stacked windows (W x F >= N frames), their guided outputs and step()'s
+        # temporaries are held at once: a few latent-sized CPU buffers, still O(latents).
         stepped = scheduler.step(guided, timestep, window_latents).prev_sample
         latents, visits = average_over_windows(stepped, windows, latents.shape[0])
         step_capture("unet_call0.step_output", stepped[0])
