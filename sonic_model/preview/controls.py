@@ -1,14 +1,20 @@
 """Audio -> per-frame animation controls for the preview generator.
 
 Everything here is computed once per video before the first frame: the tracks are a few floats
-per frame (a 10-minute clip is ~15 000 x 11 floats), so the whole clip can be looked at at once,
+per frame (a 10-minute clip is ~15 000 x 10 floats), so the whole clip can be looked at at once,
 which makes smoothing and look-ahead free of lag.
 
-Mouth: opening follows the loudness of a 50 ms window centred 20 ms after the frame's middle
-(the lips move slightly before the sound they make), shaped by the spectrum: fricatives (energy
-above 2.5 kHz) open the mouth less, open vowels (energy at 300-1000 Hz, the first formant)
-more; lip spread follows the spectral centroid (bright "ee" spreads, dark "oo" rounds). The
-mouth is shut in every pause of at least `CLOSED_SILENCE_S` between the speech segments.
+Mouth (see `articulation` for the acoustic cues and their limits):
+- *opening* follows the loudness of a 50 ms window centred 20 ms after the frame's middle (the
+  lips move slightly before the sound they make), shaped by the spectrum: fricatives (energy
+  above 2.5 kHz) open the mouth less, and the first formant sets how far the jaw drops (close
+  vowels "ee"/"oo" less, open "ah" more);
+- *spread* (-1 round .. +1 spread) follows F2 + F3: "oo"/"oh"/"w" round and narrow the lips,
+  "ee"/"ay" spread them; it is judged per sound, not against the clip's average;
+- *press* (0/1) shuts the lips for every "m", "b" and "p" found (for at least one frame,
+  however short the closure) and presses them together;
+- the mouth is shut in every pause of at least `CLOSED_SILENCE_S` between the speech segments
+  (speech activity from the VAD, plus any stretch as loud as speech that the VAD cut short).
 
 Face and head: blinks at natural intervals, slow head sway (filtered noise) plus small nods
 and brow raises on stressed syllables. All randomness comes from one generator seeded with
@@ -20,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from sonic_model.preview import articulation
 
 FPS = 25
 # Pauses at least this long close the mouth; shorter ones are left to the loudness.
@@ -36,6 +44,17 @@ OPEN_RANGE_DB = 30.0
 CLOSED_BELOW = 0.06
 # Mouth opening transitions into a long pause take this long (and start this early before speech).
 PAUSE_RAMP_S = 0.08
+# Frames this loud (dB below the clip's loud-speech level) count as speech even where the VAD
+# ended a segment early (it does on long sustained vowels).
+LOUD_AS_SPEECH_DB = 18.0
+# Jaw opening factor from the first formant: close vowels x JAW_BY_F1[0], open ones x JAW_BY_F1[1].
+JAW_BY_F1 = (0.7, 1.25)
+# Rounded lips leave a smaller hole: the opening shrinks by this share at full rounding.
+ROUND_NARROWS_OPENING = 0.3
+# A frame is pressed shut when a labial closure overlaps its audio span by at least this much.
+PRESS_OVERLAP_S = 0.008
+# Gaps in the (voiced-only) lip-shape track up to this long are bridged; longer ones relax to 0.
+SHAPE_BRIDGE_S = 0.25
 # Blinks: first one within this range, then intervals drawn from it (seconds); shape per frame.
 BLINK_INTERVAL_S = (2.0, 5.5)
 BLINK_SHAPE = (0.35, 0.85, 1.0, 0.75, 0.4, 0.12)
@@ -55,13 +74,14 @@ class Controls:
     """Per-frame controls, each an array of length `num_frames`.
 
     mouth: opening 0..~2 (1 = a loud open vowel at dynamic_scale 1); spread: -1 (round) .. 1
-    (spread); blink: 0 (open) .. 1 (shut); brow: 0..1 raise; yaw/pitch/roll in radians (positive
+    (spread); press: 1 where the lips are shut and pressed ("m", "b", "p"), else 0; blink: 0 (open) .. 1 (shut); brow: 0..1 raise; yaw/pitch/roll in radians (positive
     yaw turns the face to the image's right, positive pitch nods down, positive roll is
     clockwise on screen); shift_x/shift_y in inter-ocular distances.
     """
 
     mouth: np.ndarray
     spread: np.ndarray
+    press: np.ndarray
     blink: np.ndarray
     brow: np.ndarray
     yaw: np.ndarray
@@ -146,23 +166,91 @@ def speech_gate(num_frames: int, segments: list[tuple[float, float]], fps: float
     return gate
 
 
-def mouth_tracks(features: AudioFeatures, gate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mouth opening (0..1) and lip spread (-1..1) per frame, before dynamic_scale."""
+def mouth_tracks(
+    features: AudioFeatures, gate: np.ndarray, phonetics: articulation.Phonetics, fps: float = FPS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mouth opening (0..~1.25), lip spread (-1..1) and press (0/1) per frame, before dynamic_scale."""
+    num_frames = len(gate)
     speech = gate > 0.5
     reference = features.loudness_db[speech] if speech.any() else features.loudness_db
     loud_level = float(np.percentile(reference, 95)) if reference.size else 0.0
     opening = np.clip((features.loudness_db - (loud_level - OPEN_RANGE_DB)) / OPEN_RANGE_DB, 0.0, 1.0)
     # Spectral shape: fricatives keep the teeth nearly together, open vowels drop the jaw.
     opening *= 1.0 - 0.55 * np.clip((features.high_fraction - 0.25) / 0.5, 0.0, 1.0)
-    opening *= 0.8 + 0.4 * np.clip(features.f1_fraction / 0.6, 0.0, 1.0)
+    openness = _per_frame(phonetics, articulation.jaw_openness(phonetics), num_frames, fps)
+    jaw = np.where(np.isfinite(openness), JAW_BY_F1[0] + (JAW_BY_F1[1] - JAW_BY_F1[0]) * np.nan_to_num(openness), 1.0)
+    opening *= jaw
     opening = np.where(opening < CLOSED_BELOW, 0.0, opening)
     opening = _smooth(opening, sigma_frames=0.7) * gate
-    # Spread: centroid relative to the clip's own speech (voices differ), only where voiced.
-    centroid = features.log_centroid
-    centre = float(np.median(centroid[speech])) if speech.any() else float(np.median(centroid))
-    spread = np.tanh((centroid - centre) / 0.6) * np.clip(opening * 3.0, 0.0, 1.0)
-    spread = _smooth(spread, sigma_frames=1.2) * gate
-    return opening.astype(np.float32), spread.astype(np.float32)
+    # Lip shape: measured on voiced frames only; bridged across short consonants, smoothed so
+    # shapes blend (and anticipate the next vowel a little, as lips do).
+    rounding = _per_frame(phonetics, articulation.lip_rounding(phonetics), num_frames, fps)
+    spread = _smooth(_bridge(rounding, int(round(SHAPE_BRIDGE_S * fps))), sigma_frames=1.2) * gate
+    opening *= 1.0 - ROUND_NARROWS_OPENING * np.clip(-spread, 0.0, 1.0)  # pursed lips: a smaller hole
+    press = _press_track(articulation.labial_closures(phonetics), num_frames, fps) * (gate > 0)
+    opening *= 1.0 - press
+    return opening.astype(np.float32), np.clip(spread, -1.0, 1.0).astype(np.float32), press.astype(np.float32)
+
+
+def _frame_spans(num_frames: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (s) of the audio each frame shows: its own 1/fps, `LOOKAHEAD_S` ahead."""
+    starts = np.arange(num_frames) / fps + LOOKAHEAD_S
+    return starts, starts + 1.0 / fps
+
+
+def _per_frame(phonetics: articulation.Phonetics, track: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
+    """Mean of a 10 ms track over each frame's analysis window (NaN where it has no values)."""
+    centres = (np.arange(num_frames) + 0.5) / fps + LOOKAHEAD_S
+    edges = np.searchsorted(phonetics.times, np.stack([centres - WINDOW_S / 2, centres + WINDOW_S / 2]))
+    finite = np.isfinite(track)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, track, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    total = sums[edges[1]] - sums[edges[0]]
+    count = counts[edges[1]] - counts[edges[0]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _bridge(values: np.ndarray, max_gap: int) -> np.ndarray:
+    """NaN gaps up to `max_gap` long filled by linear interpolation; the rest (and the ends) 0."""
+    values = np.asarray(values, np.float64)
+    known = np.flatnonzero(np.isfinite(values))
+    if known.size == 0:
+        return np.zeros_like(values)
+    filled = np.interp(np.arange(len(values)), known, values[known])
+    gap_before = np.diff(np.concatenate([[-(10**9)], known]))  # distance from the previous known
+    bridged = np.zeros(len(values), bool)
+    for index, gap in zip(known, gap_before):
+        if 1 < gap <= max_gap + 1:
+            bridged[index - gap + 1: index] = True
+    return np.where(np.isfinite(values), values, np.where(bridged, filled, 0.0))
+
+
+def _press_track(closures: list[tuple[float, float]], num_frames: int, fps: float) -> np.ndarray:
+    """1 for every frame whose audio span overlaps a lip closure (so even a 30 ms "p" shows)."""
+    press = np.zeros(num_frames, np.float64)
+    starts, ends = _frame_spans(num_frames, fps)
+    for closure_start, closure_end in closures:
+        overlap = np.minimum(ends, closure_end) - np.maximum(starts, closure_start)
+        press[overlap >= min(PRESS_OVERLAP_S, closure_end - closure_start)] = 1.0
+    return press
+
+
+def speech_with_loud_frames(
+    segments: list[tuple[float, float]], features: AudioFeatures, fps: float = FPS
+) -> list[tuple[float, float]]:
+    """VAD segments plus the frames as loud as speech around them (the VAD can end a held vowel early)."""
+    if not segments:
+        return []
+    num_frames = len(features.loudness_db)
+    centres = (np.arange(num_frames) + 0.5) / fps
+    inside = np.zeros(num_frames, bool)
+    for start, end in segments:
+        inside |= (centres >= start) & (centres <= end)
+    loud_level = float(np.percentile(features.loudness_db[inside], 95)) if inside.any() else 0.0
+    loud = features.loudness_db > loud_level - LOUD_AS_SPEECH_DB
+    extra = [(start / fps, end / fps) for start, end in articulation.runs(loud & ~inside)]
+    return sorted(segments + extra)
 
 
 def blink_track(num_frames: int, rng: np.random.Generator, fps: float = FPS) -> np.ndarray:
@@ -194,8 +282,8 @@ def build_controls(
     """All control tracks of one video (deterministic for a given seed)."""
     rng = np.random.default_rng(seed)
     features = audio_features(samples, sample_rate, num_frames)
-    gate = speech_gate(num_frames, segments)
-    opening, spread = mouth_tracks(features, gate)
+    gate = speech_gate(num_frames, speech_with_loud_frames(segments, features))
+    opening, spread, press = mouth_tracks(features, gate, articulation.analyse(samples, sample_rate))
     # Stressed syllables: loudness well above its local (1 s) average drives nods and brows.
     emphasis = np.clip(opening - _smooth(opening, sigma_frames=12.0) - 0.15, 0.0, None)
     emphasis = _smooth(emphasis, sigma_frames=3.0)
@@ -212,6 +300,7 @@ def build_controls(
     return Controls(
         mouth=(_soft_limit(opening * dynamic_scale, 1.6)).astype(np.float32),
         spread=np.clip(spread * min(dynamic_scale, 1.5), -1.0, 1.0).astype(np.float32),
+        press=press,
         blink=blink,
         brow=(brow * motion_scale).astype(np.float32),
         yaw=(yaw * motion_scale).astype(np.float32),
