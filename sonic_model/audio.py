@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,11 +204,12 @@ def _vad_weights() -> dict[str, np.ndarray]:
 def _conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
     """Conv1d (kernel 3, padding 1) on [chunks, time, channels]; weight is torch's [out, in, k]."""
     padded = np.pad(x, ((0, 0), (1, 1), (0, 0)))
-    length = (x.shape[1] - 1) // stride + 1
-    out = bias.astype(np.float32) + sum(
-        padded[:, k: k + stride * (length - 1) + 1: stride] @ weight[:, :, k].T for k in range(weight.shape[2])
-    )
-    return np.maximum(out, 0.0, out=out)
+    chunks, length = x.shape[0], (x.shape[1] - 1) // stride + 1
+    out = np.broadcast_to(bias.astype(np.float32), (chunks * length, weight.shape[0])).copy()
+    for k in range(weight.shape[2]):  # one GEMM per tap over all chunks and steps at once
+        taps = np.ascontiguousarray(padded[:, k: k + stride * (length - 1) + 1: stride]).reshape(chunks * length, -1)
+        out += taps @ weight[:, :, k].T
+    return np.maximum(out, 0.0, out=out).reshape(chunks, length, -1)
 
 
 def speech_probabilities(samples: np.ndarray) -> np.ndarray:
@@ -224,7 +226,7 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     # STFT as a strided convolution (n_fft 256, hop 128), then magnitudes of its 129 bins
     stft = w["stft_conv.weight"][:, 0, :]
     windows = np.lib.stride_tricks.sliding_window_view(inputs, stft.shape[1], axis=1)[:, ::128]
-    spectrum = windows @ stft.T
+    spectrum = (np.ascontiguousarray(windows).reshape(-1, stft.shape[1]) @ stft.T).reshape(chunks, -1, stft.shape[0])
     bins = stft.shape[0] // 2
     x = np.sqrt(spectrum[..., :bins] ** 2 + spectrum[..., bins:] ** 2)
     for name, stride in (("conv1", 1), ("conv2", 2), ("conv3", 2), ("conv4", 1)):
@@ -237,11 +239,12 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     h = np.zeros(size, np.float32)
     c = np.zeros(size, np.float32)
     hidden = np.empty((chunks, size), np.float32)
+    input_gate, forget_gate, cell_gate, output_gate = (slice(k * size, (k + 1) * size) for k in range(4))
     for index in range(chunks):
         gates = gates_in[index] + h @ weight_hh
-        i, f, g, o = (gates[k * size: (k + 1) * size] for k in range(4))
-        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        h = _sigmoid(o) * np.tanh(c)
+        gate = _sigmoid(gates)  # the cell gate's share is unused: it takes tanh below
+        c = gate[forget_gate] * c + gate[input_gate] * np.tanh(gates[cell_gate])
+        h = gate[output_gate] * np.tanh(c)
         hidden[index] = h
     logits = np.maximum(hidden, 0.0) @ w["final_conv.weight"][0, :, 0] + w["final_conv.bias"][0]
     return _sigmoid(logits).astype(np.float32)
@@ -303,14 +306,29 @@ def segments_from_probabilities(
     return [(start, end) for start, end in speeches]
 
 
+_LAST_PROBABILITIES: tuple | None = None  # (weakref to samples, length, probabilities)
+
+
 def speech_segments(
     clip: AudioClip, *, min_silence_s: float = 0.1, min_speech_s: float = 0.1
 ) -> list[tuple[float, float]]:
     """Speech intervals [(start_s, end_s), ...] found by silero-vad (model shipped in its wheel)."""
     if clip.sample_rate != SAMPLE_RATE:
         raise ValueError(f"speech_segments needs {SAMPLE_RATE} Hz audio (load_audio resamples to it), got {clip.sample_rate} Hz")
-    probabilities = speech_probabilities(clip.samples)
+    # A render asks twice for the same clip (the generator, then lip-sync calibration): the
+    # probabilities of the last clip seen are kept (keyed on the very array, held weakly).
+    global _LAST_PROBABILITIES
+    last = _LAST_PROBABILITIES
+    if last is not None and last[0]() is clip.samples and last[1] == len(clip.samples):
+        probabilities = last[2]
+    else:
+        probabilities = speech_probabilities(clip.samples)
+        try:
+            _LAST_PROBABILITIES = (weakref.ref(clip.samples), len(clip.samples), probabilities)
+        except TypeError:  # not weak-referenceable (a view of a foreign buffer): no caching
+            pass
     segments = segments_from_probabilities(
         probabilities, len(clip.samples), min_silence_s=min_silence_s, min_speech_s=min_speech_s
     )
     return [(start / clip.sample_rate, end / clip.sample_rate) for start, end in segments]
+

@@ -53,7 +53,7 @@ F1_CLOSED_HZ, F1_OPEN_HZ = 330.0, 720.0
 # Rounding/spreading from F2 + F3 (Hz, speaker-scaled): neutral at ROUNDING_CENTRE_HZ, and
 # ROUNDING_OCTAVES octaves either side saturate the tanh.
 ROUNDING_CENTRE_HZ = 4500.0
-ROUNDING_OCTAVES = 0.2
+ROUNDING_OCTAVES = 0.17
 # Open vowels are never rounded by this cue ("ah" has a low F2 too): F1 above this fades it out.
 ROUND_F1_FADE_HZ = (560.0, 760.0)
 # Closures: steps this far below the local speech level are silent (stop closures) ...
@@ -93,14 +93,17 @@ def analyse(samples: np.ndarray, sample_rate: int) -> Phonetics:
     hop = int(round(HOP_S * ANALYSIS_RATE))
     count = max(1, int(np.ceil(len(audio) / hop)))
     padded = np.concatenate([np.zeros(window // 2, np.float32), audio, np.zeros(window, np.float32)])
-    emphasised = np.append(padded[:1], padded[1:] - PRE_EMPHASIS * padded[:-1]).astype(np.float32)
     frames_raw = np.lib.stride_tricks.sliding_window_view(padded, window)[::hop][:count]
-    frames_emph = np.lib.stride_tricks.sliding_window_view(emphasised, window)[::hop][:count]
     taper = np.hamming(window).astype(np.float32)
     freqs = np.fft.rfftfreq(FFT_SIZE, 1.0 / ANALYSIS_RATE)
+    # pre-emphasis (first difference) applied in the frequency domain, for the LPC
+    emphasis = np.abs(1.0 - PRE_EMPHASIS * np.exp(-2j * np.pi * freqs / ANALYSIS_RATE)) ** 2
     band = (freqs >= 60) & (freqs < 5000)
     low = band & (freqs < 500)
     lags = np.arange(int(ANALYSIS_RATE / PITCH_RANGE_HZ[1]), int(ANALYSIS_RATE / PITCH_RANGE_HZ[0]) + 1)
+    taper_power = np.abs(np.fft.rfft(taper.astype(np.float64), n=FFT_SIZE)) ** 2
+    taper_autocorr = np.fft.irfft(taper_power, n=FFT_SIZE)
+    taper_autocorr = taper_autocorr[lags] / taper_autocorr[0]
     columns = {name: np.full(count, np.nan, np.float64) for name in ("level", "low", "centroid", "voicing", "pitch", "f1", "f2", "f3")}
     for first in range(0, count, BLOCK):
         block = slice(first, min(first + BLOCK, count))
@@ -110,18 +113,21 @@ def analyse(samples: np.ndarray, sample_rate: int) -> Phonetics:
         columns["level"][block] = 10 * np.log10(np.mean(raw * raw, axis=1) + 1e-12)
         columns["low"][block] = power[:, low].sum(axis=1) / total
         columns["centroid"][block] = power[:, band] @ freqs[band] / total
-        # voicing and pitch: normalised autocorrelation (of the plain signal) at pitch lags
-        centred = raw - raw.mean(axis=1, keepdims=True)
-        autocorr = np.fft.irfft(np.abs(np.fft.rfft(centred, n=2 * FFT_SIZE, axis=1)) ** 2, axis=1)
-        normalised = autocorr[:, lags] / (autocorr[:, :1] + 1e-12)
+        # voicing and pitch: normalised autocorrelation at pitch lags, from the same spectrum
+        # (FFT_SIZE >= window + longest lag, so it is not circular), divided by the window's own
+        # autocorrelation so a periodic signal scores ~1 at its period (Boersma 1993)
+        autocorr = np.fft.irfft(power, n=FFT_SIZE, axis=1)
+        normalised = autocorr[:, lags] / (autocorr[:, :1] + 1e-12) / taper_autocorr
         peak = normalised.max(axis=1)
         # the shortest lag within 90 % of the peak: the period, not a multiple of it
         best = np.argmax(normalised >= 0.9 * peak[:, None], axis=1)
         columns["voicing"][block] = peak
         columns["pitch"][block] = ANALYSIS_RATE / lags[best]
-        formants = _formants(frames_emph[block].astype(np.float64) * taper)
-        for index, name in enumerate(("f1", "f2", "f3")):
-            columns[name][block] = formants[:, index]
+        candidates = np.flatnonzero(peak > VOICING_THRESHOLD)  # formants only where voiced
+        if candidates.size:
+            formants = _formants(power[candidates] * emphasis)
+            for index, name in enumerate(("f1", "f2", "f3")):
+                columns[name][first + candidates] = formants[:, index]
     level = columns["level"]
     loud = level > np.percentile(level, 95) - 35.0 if count else np.zeros(0, bool)
     voiced = (columns["voicing"] > VOICING_THRESHOLD) & loud
@@ -170,17 +176,16 @@ def _resample(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return soxr.resample(samples, sample_rate, ANALYSIS_RATE, quality="MQ").astype(np.float32)
 
 
-def _formants(frames: np.ndarray) -> np.ndarray:
-    """F1-F3 (Hz) of windowed, pre-emphasised frames [N, window] by LPC; NaN where not found."""
+def _formants(power: np.ndarray) -> np.ndarray:
+    """F1-F3 (Hz) by LPC from pre-emphasised power spectra [N, FFT_SIZE // 2 + 1]; NaN where not found."""
     order = LPC_ORDER
-    spectrum = np.fft.rfft(frames, n=FFT_SIZE, axis=1)
-    autocorr = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, : order + 1]
+    autocorr = np.fft.irfft(power, n=FFT_SIZE, axis=1)[:, : order + 1]
     energy = autocorr[:, 0]
     autocorr[:, 0] = energy * (1.0 + 1e-4) + 1e-12  # white-noise correction: well-posed solves
     toeplitz = autocorr[:, np.abs(np.arange(order)[:, None] - np.arange(order)[None, :])]
     coefficients = np.linalg.solve(toeplitz, autocorr[:, 1:, None])[..., 0]
     # roots of 1 - sum a_k z^-k: eigenvalues of the companion matrix
-    companion = np.zeros((len(frames), order, order))
+    companion = np.zeros((len(power), order, order))
     companion[:, 0, :] = coefficients
     companion[:, np.arange(1, order), np.arange(order - 1)] = 1.0
     roots = np.linalg.eigvals(companion)

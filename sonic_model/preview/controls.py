@@ -37,16 +37,18 @@ WINDOW_S = 0.050
 LOOKAHEAD_S = 0.020
 FFT_SIZE = 1024
 FEATURE_BLOCK = 256  # frames analysed at once
-BANDS_HZ = {"total": (80, 8000), "low": (80, 300), "f1": (300, 1000), "high": (2500, 8000)}
+BANDS_HZ = {"total": (80, 8000), "high": (2500, 8000)}
 # Loudness range mapped to mouth opening 0..1, in dB below the clip's loud-speech level.
 OPEN_RANGE_DB = 30.0
 # Openings below this are a closed mouth (lips rest together in stops and very soft sounds).
 CLOSED_BELOW = 0.06
 # Mouth opening transitions into a long pause take this long (and start this early before speech).
 PAUSE_RAMP_S = 0.08
-# Frames this loud (dB below the clip's loud-speech level) count as speech even where the VAD
-# ended a segment early (it does on long sustained vowels).
+# Frames this loud (dB below the clip's loud-speech level) right next to speech count as speech
+# even where the VAD ended a segment early (it does on long sustained vowels) ...
 LOUD_AS_SPEECH_DB = 18.0
+# ... and so do voiced stretches at least this long, next to speech or not (a held "oooo").
+VOICED_RUN_FRAMES = 5
 # Jaw opening factor from the first formant: close vowels x JAW_BY_F1[0], open ones x JAW_BY_F1[1].
 JAW_BY_F1 = (0.7, 1.25)
 # Rounded lips leave a smaller hole: the opening shrinks by this share at full rounding.
@@ -97,17 +99,14 @@ class Controls:
 
 @dataclass(frozen=True)
 class AudioFeatures:
-    """Per-frame features: loudness in dB and band-energy fractions of the analysis window."""
+    """Per-frame features: loudness in dB and the energy share of the fricative band."""
 
     loudness_db: np.ndarray
-    low_fraction: np.ndarray  # 80-300 Hz: voicing
-    f1_fraction: np.ndarray  # 300-1000 Hz: first formant, large for open vowels
     high_fraction: np.ndarray  # 2.5-8 kHz: fricatives ("s", "f", "sh")
-    log_centroid: np.ndarray  # log2 of the spectral centroid (Hz)
 
 
 def audio_features(samples: np.ndarray, sample_rate: int, num_frames: int, fps: float = FPS) -> AudioFeatures:
-    """Loudness and band fractions of a Hann window centred `LOOKAHEAD_S` after each frame's middle.
+    """Loudness and fricative share of a Hann window centred `LOOKAHEAD_S` after each frame's middle.
 
     Computed in blocks of frames so memory stays small however long the audio is.
     """
@@ -120,23 +119,18 @@ def audio_features(samples: np.ndarray, sample_rate: int, num_frames: int, fps: 
     taper = np.hanning(window).astype(np.float32)
     freqs = np.fft.rfftfreq(FFT_SIZE, 1.0 / sample_rate)
     bands = {name: (freqs >= low) & (freqs < high) for name, (low, high) in BANDS_HZ.items()}
-    in_band = bands["total"]
-    columns = {name: np.empty(num_frames, np.float64) for name in ("rms", "centroid", *BANDS_HZ)}
+    columns = {name: np.empty(num_frames, np.float64) for name in ("rms", *BANDS_HZ)}
     for first in range(0, num_frames, FEATURE_BLOCK):
         block = slice(first, min(first + FEATURE_BLOCK, num_frames))
         frames = windows[starts[block]]
         spectrum = np.abs(np.fft.rfft(frames * taper, n=FFT_SIZE, axis=1)) ** 2
         for name, mask in bands.items():
             columns[name][block] = spectrum[:, mask].sum(axis=1)
-        columns["centroid"][block] = spectrum[:, in_band] @ freqs[in_band]
         columns["rms"][block] = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
     total = columns["total"] + 1e-12
     return AudioFeatures(
         loudness_db=(20 * np.log10(columns["rms"] + 1e-7)).astype(np.float32),
-        low_fraction=(columns["low"] / total).astype(np.float32),
-        f1_fraction=(columns["f1"] / total).astype(np.float32),
         high_fraction=(columns["high"] / total).astype(np.float32),
-        log_centroid=np.log2(columns["centroid"] / total + 1.0).astype(np.float32),
     )
 
 
@@ -175,7 +169,8 @@ def mouth_tracks(
     reference = features.loudness_db[speech] if speech.any() else features.loudness_db
     loud_level = float(np.percentile(reference, 95)) if reference.size else 0.0
     opening = np.clip((features.loudness_db - (loud_level - OPEN_RANGE_DB)) / OPEN_RANGE_DB, 0.0, 1.0)
-    # Spectral shape: fricatives keep the teeth nearly together, open vowels drop the jaw.
+    # Fricatives keep the teeth nearly together; the first formant says how far the jaw drops
+    # on a vowel (consonants and silence keep the loudness alone).
     opening *= 1.0 - 0.55 * np.clip((features.high_fraction - 0.25) / 0.5, 0.0, 1.0)
     openness = _per_frame(phonetics, articulation.jaw_openness(phonetics), num_frames, fps)
     jaw = np.where(np.isfinite(openness), JAW_BY_F1[0] + (JAW_BY_F1[1] - JAW_BY_F1[0]) * np.nan_to_num(openness), 1.0)
@@ -237,20 +232,31 @@ def _press_track(closures: list[tuple[float, float]], num_frames: int, fps: floa
 
 
 def speech_with_loud_frames(
-    segments: list[tuple[float, float]], features: AudioFeatures, fps: float = FPS
+    segments: list[tuple[float, float]], features: AudioFeatures, voiced: np.ndarray, fps: float = FPS
 ) -> list[tuple[float, float]]:
-    """VAD segments plus the frames as loud as speech around them (the VAD can end a held vowel early)."""
-    if not segments:
-        return []
+    """VAD segments, plus the stretches as loud as speech that are right next to one or voiced.
+
+    The VAD can end a held vowel early, or miss a short isolated one ("oh!", a sung "oooo");
+    `voiced` is each frame's voiced share (0..1). Loud unvoiced noise away from speech (a cough,
+    a door) is left out.
+    """
     num_frames = len(features.loudness_db)
     centres = (np.arange(num_frames) + 0.5) / fps
     inside = np.zeros(num_frames, bool)
     for start, end in segments:
         inside |= (centres >= start) & (centres <= end)
-    loud_level = float(np.percentile(features.loudness_db[inside], 95)) if inside.any() else 0.0
+    reference = features.loudness_db[inside] if inside.any() else features.loudness_db
+    if reference.size == 0:
+        return list(segments)
+    loud_level = float(np.percentile(reference, 95))
     loud = features.loudness_db > loud_level - LOUD_AS_SPEECH_DB
-    extra = [(start / fps, end / fps) for start, end in articulation.runs(loud & ~inside)]
-    return sorted(segments + extra)
+    extra = []
+    for start, end in articulation.runs(loud & ~inside):
+        next_to_speech = (start > 0 and inside[start - 1]) or (end < num_frames and inside[end])
+        held_voice = end - start >= VOICED_RUN_FRAMES and float(np.mean(voiced[start:end])) >= 0.6
+        if next_to_speech or held_voice:
+            extra.append((start / fps, end / fps))
+    return sorted(list(segments) + extra)
 
 
 def blink_track(num_frames: int, rng: np.random.Generator, fps: float = FPS) -> np.ndarray:
@@ -282,8 +288,10 @@ def build_controls(
     """All control tracks of one video (deterministic for a given seed)."""
     rng = np.random.default_rng(seed)
     features = audio_features(samples, sample_rate, num_frames)
-    gate = speech_gate(num_frames, speech_with_loud_frames(segments, features))
-    opening, spread, press = mouth_tracks(features, gate, articulation.analyse(samples, sample_rate))
+    phonetics = articulation.analyse(samples, sample_rate)
+    voiced = np.nan_to_num(_per_frame(phonetics, phonetics.voiced.astype(np.float64), num_frames, FPS))
+    gate = speech_gate(num_frames, speech_with_loud_frames(segments, features, voiced))
+    opening, spread, press = mouth_tracks(features, gate, phonetics)
     # Stressed syllables: loudness well above its local (1 s) average drives nods and brows.
     emphasis = np.clip(opening - _smooth(opening, sigma_frames=12.0) - 0.15, 0.0, None)
     emphasis = _smooth(emphasis, sigma_frames=3.0)
