@@ -69,7 +69,7 @@ LOWER_TEETH = 0.035  # x IOD, the lower incisors' visible height on wide opening
 # Tongue: its top is this share of the gap above the lower lip when wide open.
 TONGUE_SHARE = 0.36
 # Inner-lip rim (x IOD): the moist inside of the lips, lit, between the lips and the dark cavity.
-RIM_WIDTH = 0.018
+RIM_WIDTH = 0.022
 # Brow raise at brow control 1 (x IOD).
 BROW_LIFT = 0.04
 # Blink: how far above the upper lid the skin stretches (x IOD); lids stop this short of shut.
@@ -266,14 +266,14 @@ class FaceRig:
     def _build_mouth_fields(self) -> None:
         """Mouth fields on the jaw ROI, in the portrait's own geometry, and the lip-shape shifts.
 
-        `mouth_fields` [h, w, 4]: w_up / w_low (how much each pixel follows the upper lip / the
-        jaw as the mouth opens), profile (the gap's shape across the mouth) and d (signed
-        distance below the lips' line). `lip_fields` [h, w, 4]: pout_dv (rounded lips look
-        fuller, at full rounding) and press_dv (closes the rest gap and thins the lips), both
-        backward vertical shifts. `shape_du` maps lip shape -1 / +1 to a backward horizontal
-        shift (the mouth narrowed / widened about its centre). A frame reads the fields *through*
-        its shape shift (one small remap), so the opening, its interior and the press always
-        have the reshaped mouth's exact outline.
+        w_up / w_low: how much each pixel follows the upper lip / the jaw as the mouth opens;
+        `gap_fields` [h, w, 2]: profile (the gap's shape across the mouth) and d (signed distance
+        below the lips' line); pout_dv (rounded lips look fuller, at full rounding) and press_dv
+        (closes the rest gap and thins the lips), both backward vertical shifts. `shape_du` maps
+        lip shape -1 / +1 to a backward horizontal shift (the mouth narrowed / widened about its
+        centre). A frame builds its vertical shift in the portrait's geometry and reads it
+        *through* its shape shift (one remap of one channel), so the opening, its interior and
+        the press always have the reshaped mouth's exact outline.
         """
         m, iod = self.mouth, self.iod
         xs, ys = self.jaw_roi.grid()
@@ -307,9 +307,9 @@ class FaceRig:
         close = gap * (1.0 - smoothstep(0.0, 1.0, np.abs(d) / reach))
         thin = PRESS_THIN * d * (1.0 - smoothstep(0.5, 1.5, np.abs(d) / lip))
         press_dv = (close + thin) * across
-        zero = np.zeros_like(d)
-        self.mouth_fields = np.ascontiguousarray(np.stack([w_up, w_low, profile, d], axis=-1), np.float32)
-        self.lip_fields = np.ascontiguousarray(np.stack([pout_dv, press_dv, zero, zero], axis=-1), np.float32)
+        self.w_up, self.w_low = w_up.astype(np.float32), w_low.astype(np.float32)
+        self.pout_dv, self.press_dv = pout_dv.astype(np.float32), press_dv.astype(np.float32)
+        self.gap_fields = np.ascontiguousarray(np.stack([profile, d], axis=-1), np.float32)
         self.shape_du = {level: self._shape_shift(u, v, level) for level in (-1.0, 1.0)}
         self.jaw_u = u
         # The interior is only ever painted inside this sub-box of the jaw ROI.
@@ -456,7 +456,7 @@ class FaceRig:
         # darker and redder inside: the cavity is lit only from the front, through the lips
         self.cavity_colour = np.clip(lip * np.array([0.34, 0.2, 0.2], np.float32), 4, 255)
         self.tongue_colour = np.clip(lip * np.array([0.8, 0.52, 0.54], np.float32), 0, 255)
-        self.rim_colour = np.clip(lip * np.array([0.62, 0.42, 0.42], np.float32), 0, 255)
+        self.rim_colour = np.clip(lip * np.array([0.7, 0.47, 0.47], np.float32), 0, 255)
 
     def _build_interior(self) -> None:
         """Frame-independent parts of the interior: a faint mottling so no area is one flat colour."""
@@ -501,22 +501,24 @@ class FaceRig:
         spread = float(np.clip(c.spread, -1.0, 1.0))
         press = float(np.clip(c.press, 0.0, 1.0))
         jaw = self.jaw_roi.within(local)
+        # the mouth's vertical motion, in the portrait's own geometry (before the lip shape)
+        mouth_dv = None
+        if opening > 1e-3:
+            profile, d = self.gap_fields[..., 0], self.gap_fields[..., 1]
+            # the split line sits mid-gap: above it the upper lip's field, below it the jaw's
+            lower = d > opening * (self.lower_gap - self.upper_gap) / 2 * profile
+            mouth_dv = np.where(lower, -opening * self.lower_gap * self.w_low, opening * self.upper_gap * self.w_up)
+        pout = -spread * (1.0 - press)  # pressed lips cannot pout
+        if pout > 1e-3:
+            mouth_dv = np.float32(pout) * self.pout_dv + (0.0 if mouth_dv is None else mouth_dv)
+        if press > 1e-3:
+            mouth_dv = np.float32(press) * self.press_dv + (0.0 if mouth_dv is None else mouth_dv)
         shape_du = None
         if abs(spread) > 1e-3:
             shape_du = abs(spread) * self.shape_du[-1.0 if spread < 0 else 1.0]
             du[jaw] += shape_du
-        fields = self._through_shape(self.mouth_fields, shape_du) if opening > 1e-3 else None
-        if fields is not None:
-            w_up, w_low, profile, d = (fields[..., k] for k in range(4))
-            # the split line sits mid-gap: above it the upper lip's field, below it the jaw's
-            lower = d > opening * (self.lower_gap - self.upper_gap) / 2 * profile
-            dv[jaw] += np.where(lower, -opening * self.lower_gap * w_low, opening * self.upper_gap * w_up)
-        if spread < -1e-3 or press > 1e-3:
-            lip_fields = self._through_shape(self.lip_fields, shape_du)
-            if spread < -1e-3:  # pressed lips cannot pout
-                dv[jaw] += np.float32(-spread * (1.0 - press)) * lip_fields[..., 0]
-            if press > 1e-3:
-                dv[jaw] += np.float32(press) * lip_fields[..., 1]
+        if mouth_dv is not None:
+            dv[jaw] += self._through_shape(np.ascontiguousarray(mouth_dv, np.float32), shape_du)
         if c.blink > 1e-3:
             self._add_blink(dv, min(c.blink, 1.0))
         dx, dy = self.frame.vector_to_image(du, dv)
@@ -524,31 +526,42 @@ class FaceRig:
             self.image, self.local_x + dx, self.local_y + dy,
             interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
         )
-        if fields is not None:
-            self._paint_interior(warped, jaw, fields, opening, spread)
+        if opening > 1e-3:
+            self._paint_interior(warped, jaw, self._gap_in_cavity(shape_du), opening, spread)
         elif press > 1e-3 and self.rest_gap_px > 1.0:
-            self._paint_seal(warped, jaw, shape_du, press)
+            self._paint_seal(warped, jaw, self._gap_in_cavity(shape_du), press)
         work[local.slices] = warped
 
-    def _paint_seal(self, warped: np.ndarray, jaw: tuple[slice, slice], shape_du: np.ndarray | None, press: float) -> None:
+    def _paint_seal(self, warped: np.ndarray, jaw: tuple[slice, slice], gap: np.ndarray, press: float) -> None:
         """The shadow line where lips that were apart at rest now meet (pressed for "m"/"b"/"p")."""
         rows, cols = self.cavity
         if rows.stop <= rows.start:
             return
-        fields = self._through_shape(self.mouth_fields, shape_du)[rows, cols]
-        profile, d = fields[..., 2], fields[..., 3]
+        profile, d = gap[..., 0], gap[..., 1]
         weight = SEAL_SHADE * press * np.exp(-((d / 1.5) ** 2)) * np.minimum(4.0 * profile, 1.0)
         region = warped[jaw][rows, cols].astype(np.float32)
         region += weight[..., None] * (self.rim_colour - region)
         warped[jaw][rows, cols] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
 
-    def _through_shape(self, fields: np.ndarray, shape_du: np.ndarray | None) -> np.ndarray:
-        """Fields [h, w, 4] of the jaw ROI as the reshaped mouth sees them (identity for no shape)."""
+    def _through_shape(self, field: np.ndarray, shape_du: np.ndarray | None) -> np.ndarray:
+        """A field of the jaw ROI as the reshaped mouth sees it (identity for no lip shape)."""
         if shape_du is None:
-            return fields
+            return field
         offset_x, offset_y = self.frame.vector_to_image(shape_du, np.float32(0.0))
         grid_x, grid_y = self.jaw_grid
-        return cv2.remap(fields, grid_x + offset_x, grid_y + offset_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.remap(field, grid_x + offset_x, grid_y + offset_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def _gap_in_cavity(self, shape_du: np.ndarray | None) -> np.ndarray:
+        """Profile and d [h, w, 2] over the cavity box, through the lip shape."""
+        rows, cols = self.cavity
+        if shape_du is None:
+            return self.gap_fields[rows, cols]
+        offset_x, offset_y = self.frame.vector_to_image(shape_du[rows, cols], np.float32(0.0))
+        grid_x, grid_y = self.jaw_grid
+        return cv2.remap(
+            self.gap_fields, grid_x[rows, cols] + offset_x, grid_y[rows, cols] + offset_y,
+            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+        )
 
     def _add_blink(self, dv: np.ndarray, blink: float) -> None:
         """Lower each upper lid towards the lower lid, stretching the lid skin above it."""
@@ -568,7 +581,7 @@ class FaceRig:
             dv[where] += source - v
 
     def _paint_interior(
-        self, warped: np.ndarray, jaw: tuple[slice, slice], fields: np.ndarray, opening: float, spread: float
+        self, warped: np.ndarray, jaw: tuple[slice, slice], gap_fields: np.ndarray, opening: float, spread: float
     ) -> None:
         """Paint the gap between the lips, back to front: cavity, tongue, teeth, inner-lip rim.
 
@@ -582,8 +595,7 @@ class FaceRig:
         rows, cols = self.cavity
         if rows.stop <= rows.start:
             return
-        profile = fields[rows, cols, 2]
-        d = fields[rows, cols, 3]
+        profile, d = gap_fields[..., 0], gap_fields[..., 1]
         top = -opening * self.upper_gap * profile  # gap edges as distances below the lips' line
         bottom = opening * self.lower_gap * profile
         alpha = np.clip(d - top + 0.5, 0.0, 1.0) * np.clip(bottom - d + 0.5, 0.0, 1.0)
@@ -598,9 +610,9 @@ class FaceRig:
         x = (self.jaw_u[rows, cols] - m.centre_u) / (m.half_width * (1.0 + _shape_gain(spread) * spread))
         across = np.minimum(np.abs(x), 1.0)
 
-        light = (0.5 + 0.5 * (1.0 - across**1.5)) * (0.7 + 0.45 * depth)
+        light = (0.45 + 0.55 * (1.0 - across**1.5)) * (0.6 + 0.6 * depth)
         colour = self.cavity_colour * light[..., None]
-        tongue_share = TONGUE_SHARE * float(smoothstep(0.35, 1.1, opening))
+        tongue_share = TONGUE_SHARE * float(smoothstep(0.2, 1.0, opening))
         if tongue_share > 0:
             arch = np.sqrt(np.clip(1.0 - (across / 0.8) ** 2, 0.0, 1.0))
             into = (depth - (1.0 - tongue_share * arch)) * gap  # px below the tongue's top edge
