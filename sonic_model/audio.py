@@ -158,7 +158,7 @@ def _vad_weights() -> dict[str, np.ndarray]:
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("silero-vad is not installed; it ships the speech-activity model (pip install silero-vad)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / VAD_MODEL_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / VAD_MODEL_FILE
 
     class ScriptObject:  # a scripted module: only its attributes are kept
         pass
@@ -314,7 +314,9 @@ def speech_segments(
 ) -> list[tuple[float, float]]:
     """Speech intervals [(start_s, end_s), ...] found by silero-vad (model shipped in its wheel)."""
     if clip.sample_rate != SAMPLE_RATE:
-        raise ValueError(f"speech_segments needs {SAMPLE_RATE} Hz audio (load_audio resamples to it), got {clip.sample_rate} Hz")
+        raise ValueError(
+            f"speech_segments needs {SAMPLE_RATE} Hz audio (load_audio resamples to it), got {clip.sample_rate} Hz"
+        )
     # A render asks twice for the same clip (the generator, then lip-sync calibration): the
     # probabilities of the last clip seen are kept (keyed on the very array, held weakly).
     global _LAST_PROBABILITIES

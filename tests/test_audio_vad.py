@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sonic_model.audio import AudioClip, load_audio, speech_probabilities, speech_segments
+from sonic_model.audio import (
+    AudioClip,
+    load_audio,
+    speech_probabilities,
+    speech_segments,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEECH = sorted(FIXTURES.glob("speech_*"))

@@ -77,17 +77,15 @@ def test_rounded_vowel_makes_a_narrower_mouth_than_a_spread_one(vowels, voice):
         name: float(np.mean([_mouth_width(measured[name][index][1]) for index in _vowel_frames(name, voice)]))
         for name in measured
     }
-    ratio = widths["vowels_oo_16k.wav"] / widths["vowels_ee_16k.wav"]
-    print(f"{portrait} {voice}: width oo {widths['vowels_oo_16k.wav']:.3f} / ee {widths['vowels_ee_16k.wav']:.3f} IOD = {ratio:.3f}")
+    rounded, spread = widths["vowels_oo_16k.wav"], widths["vowels_ee_16k.wav"]
+    ratio = rounded / spread
+    print(f"{portrait} {voice}: width oo {rounded:.3f} / ee {spread:.3f} IOD = {ratio:.3f}")
     assert ratio <= 0.85, (portrait, voice, widths)
 
 
-MAMA_PAPA_ONSETS = [
-    (start, phoneme) for segment in SPEECH["mama_papa_16k.wav"] for start, phoneme in segment["phonemes"] if phoneme in ("m", "p")
-]
-MAMA_PAPA_VOWELS = [
-    start + 0.06 for segment in SPEECH["mama_papa_16k.wav"] for start, phoneme in segment["phonemes"] if phoneme in ("a", "A:")
-]
+MAMA_PAPA_PHONEMES = [(start, phoneme) for segment in SPEECH["mama_papa_16k.wav"] for start, phoneme in segment["phonemes"]]
+MAMA_PAPA_ONSETS = [(start, phoneme) for start, phoneme in MAMA_PAPA_PHONEMES if phoneme in ("m", "p")]
+MAMA_PAPA_VOWELS = [start + 0.06 for start, phoneme in MAMA_PAPA_PHONEMES if phoneme in ("a", "A:")]
 
 
 @pytest.fixture(scope="module", params=sorted(PORTRAITS))
@@ -127,8 +125,10 @@ def test_open_mouth_interior_is_neither_black_nor_flat(mama_papa):
     black = float(np.mean(luminance < 8))
     spread = float(np.std(luminance))
     hue_spread = float(np.std(inside[:, 0] - inside[:, 2]))
-    print(f"{portrait}: interior of {len(inside)} px, luminance 5/50/95 % = {np.percentile(luminance, [5, 50, 95]).round(1)}, "
-          f"std {spread:.1f}, red-blue std {hue_spread:.1f}, near-black share {black:.3f}")
+    print(
+        f"{portrait}: interior of {len(inside)} px, luminance 5/50/95 % = {np.percentile(luminance, [5, 50, 95]).round(1)}, "
+        f"std {spread:.1f}, red-blue std {hue_spread:.1f}, near-black share {black:.3f}"
+    )
     assert black < 0.02  # not a black hole
     assert np.percentile(luminance, 5) >= 10
     assert spread >= 12  # shading, teeth, tongue: not one flat colour

@@ -89,8 +89,8 @@ class Phonetics:
 def analyse(samples: np.ndarray, sample_rate: int) -> Phonetics:
     """Formants, voicing, level and spectral shape every `HOP_S` seconds."""
     audio = _resample(np.asarray(samples, np.float32), sample_rate)
-    window = int(round(WINDOW_S * ANALYSIS_RATE))
-    hop = int(round(HOP_S * ANALYSIS_RATE))
+    window = round(WINDOW_S * ANALYSIS_RATE)
+    hop = round(HOP_S * ANALYSIS_RATE)
     count = max(1, int(np.ceil(len(audio) / hop)))
     padded = np.concatenate([np.zeros(window // 2, np.float32), audio, np.zeros(window, np.float32)])
     frames_raw = np.lib.stride_tricks.sliding_window_view(padded, window)[::hop][:count]
@@ -104,7 +104,8 @@ def analyse(samples: np.ndarray, sample_rate: int) -> Phonetics:
     taper_power = np.abs(np.fft.rfft(taper.astype(np.float64), n=FFT_SIZE)) ** 2
     taper_autocorr = np.fft.irfft(taper_power, n=FFT_SIZE)
     taper_autocorr = taper_autocorr[lags] / taper_autocorr[0]
-    columns = {name: np.full(count, np.nan, np.float64) for name in ("level", "low", "centroid", "voicing", "pitch", "f1", "f2", "f3")}
+    names = ("level", "low", "centroid", "voicing", "pitch", "f1", "f2", "f3")
+    columns = {name: np.full(count, np.nan, np.float64) for name in names}
     for first in range(0, count, BLOCK):
         block = slice(first, min(first + BLOCK, count))
         raw = frames_raw[block].astype(np.float64)
@@ -131,7 +132,7 @@ def analyse(samples: np.ndarray, sample_rate: int) -> Phonetics:
     level = columns["level"]
     loud = level > np.percentile(level, 95) - 35.0 if count else np.zeros(0, bool)
     voiced = (columns["voicing"] > VOICING_THRESHOLD) & loud
-    pitch = _local_median(np.where(voiced, columns["pitch"], np.nan), int(round(SPEAKER_WINDOW_S / HOP_S)))
+    pitch = _local_median(np.where(voiced, columns["pitch"], np.nan), round(SPEAKER_WINDOW_S / HOP_S))
     scale = np.clip((pitch / REFERENCE_PITCH_HZ) ** PITCH_EXPONENT, *SCALE_RANGE)
     unvoiced = ~voiced
     for name in ("f1", "f2", "f3"):
@@ -213,7 +214,7 @@ def lip_rounding(ph: Phonetics) -> np.ndarray:
 def _closure_masks(ph: Phonetics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per step: silent (a stop closure or a pause), murmur (nasal or voice bar), loud (speech)."""
     level = ph.level_db.astype(np.float64)
-    reach = max(1, int(round(LOCAL_LEVEL_S / HOP_S)))
+    reach = max(1, round(LOCAL_LEVEL_S / HOP_S))
     local = _running_max(level, reach) if len(level) else level
     loud = level > (np.percentile(level, 95) - 30.0 if len(level) else 0.0)
     silent = (level < local - SILENT_BELOW_DB) | ~loud
@@ -239,10 +240,10 @@ def labial_closures(ph: Phonetics) -> list[tuple[float, float]]:
     steps = len(ph.level_db)
     if steps < 3:
         return []
-    reach = max(1, int(round(LOCAL_LEVEL_S / HOP_S)))
+    reach = max(1, round(LOCAL_LEVEL_S / HOP_S))
     silent, murmur, loud = _closure_masks(ph)
-    shortest, longest = (int(round(limit / HOP_S)) for limit in CLOSURE_S)
-    lead = int(round(PAUSE_LEAD_S / HOP_S))
+    shortest, longest = (round(limit / HOP_S) for limit in CLOSURE_S)
+    lead = round(PAUSE_LEAD_S / HOP_S)
     closures = []
     for start, end in runs(silent | murmur):
         pause = silent[start:end].sum() > longest  # a breath or a pause, not a stop closure

@@ -76,7 +76,8 @@ class Controls:
     """Per-frame controls, each an array of length `num_frames`.
 
     mouth: opening 0..~2 (1 = a loud open vowel at dynamic_scale 1); spread: -1 (round) .. 1
-    (spread); press: 1 where the lips are shut and pressed ("m", "b", "p"), else 0; blink: 0 (open) .. 1 (shut); brow: 0..1 raise; yaw/pitch/roll in radians (positive
+    (spread); press: 1 where the lips are shut and pressed ("m", "b", "p"), else 0; blink: 0
+    (open) .. 1 (shut); brow: 0..1 raise; yaw/pitch/roll in radians (positive
     yaw turns the face to the image's right, positive pitch nods down, positive roll is
     clockwise on screen); shift_x/shift_y in inter-ocular distances.
     """

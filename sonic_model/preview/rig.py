@@ -187,8 +187,9 @@ class _MouthGeometry:
         # The portrait's own gap either side of the line (a smile showing teeth), per column.
         self.gap_up = np.maximum(mid_v[order] - v[upper][order], 0.0).astype(np.float64)
         self.gap_low = np.maximum(v[lower][order] - mid_v[order], 0.0).astype(np.float64)
-        outer_up = float(np.interp(self.centre_u, *_sorted_xy(u[list(mesh.OUTER_LIP_UPPER_CONTOUR)], v[list(mesh.OUTER_LIP_UPPER_CONTOUR)])))
-        outer_low = float(np.interp(self.centre_u, *_sorted_xy(u[list(mesh.OUTER_LIP_LOWER_CONTOUR)], v[list(mesh.OUTER_LIP_LOWER_CONTOUR)])))
+        outer_upper, outer_lower = list(mesh.OUTER_LIP_UPPER_CONTOUR), list(mesh.OUTER_LIP_LOWER_CONTOUR)
+        outer_up = float(np.interp(self.centre_u, *_sorted_xy(u[outer_upper], v[outer_upper])))
+        outer_low = float(np.interp(self.centre_u, *_sorted_xy(u[outer_lower], v[outer_lower])))
         inner_up = line_at_centre - float(np.interp(self.centre_u, self.line_u, self.gap_up))
         inner_low = line_at_centre + float(np.interp(self.centre_u, self.line_u, self.gap_low))
         # red-lip thickness of each lip at the centre (floors guard against odd meshes)
@@ -549,7 +550,9 @@ class FaceRig:
             return field
         offset_x, offset_y = self.frame.vector_to_image(shape_du, np.float32(0.0))
         grid_x, grid_y = self.jaw_grid
-        return cv2.remap(field, grid_x + offset_x, grid_y + offset_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.remap(
+            field, grid_x + offset_x, grid_y + offset_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
 
     def _gap_in_cavity(self, shape_du: np.ndarray | None) -> np.ndarray:
         """Profile and d [h, w, 2] over the cavity box, through the lip shape."""
@@ -634,7 +637,7 @@ class FaceRig:
             to_gap = np.abs(phase - np.round(phase))  # 0 between two teeth, 0.5 mid-tooth
             between = np.exp(-((to_gap / 0.08) ** 2))
             edge = iod * (TEETH_EDGE_BELOW_LINE - TEETH_ARC * across**2) - 1.5 * between  # rounded corners
-            teeth = np.clip(edge - d + 0.5, 0.0, 1.0) * (1.0 - smoothstep(TEETH_HALF_WIDTH[0], TEETH_HALF_WIDTH[1], across))
+            teeth = np.clip(edge - d + 0.5, 0.0, 1.0) * (1.0 - smoothstep(*TEETH_HALF_WIDTH, across))
             shade = (0.58 + 0.42 * smoothstep(0.0, 0.035 * iod, below_top)) * (1.0 - 0.3 * across**2)
             shade = shade * (1.0 - 0.25 * between) * (1.0 - 0.12 * (1.0 - smoothstep(0.0, 2.0, edge - d)))
             colour += teeth[..., None] * (self.teeth_colour * shade[..., None] - colour)
