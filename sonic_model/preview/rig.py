@@ -62,7 +62,7 @@ JAW_BROADENING = 1.0
 # so the rising upper lip uncovers them; they fade into the cheeks' shadow across TEETH_HALF_WIDTH
 # (fractions of the mouth's half-width).
 TEETH_EDGE_BELOW_LINE = 0.028
-TEETH_ARC = 0.05
+TEETH_ARC = 0.09
 TEETH_HALF_WIDTH = (0.45, 0.8)
 TOOTH_WIDTH = 0.085  # x IOD, a central incisor; the others look narrower as the arch turns away
 LOWER_TEETH = 0.035  # x IOD, the lower incisors' visible height on wide openings
@@ -627,7 +627,7 @@ class FaceRig:
         if lower_height > 0.5:
             # the lower incisors' edges, just inside the lower lip, in its shadow
             lower_teeth = np.clip(lower_height - above_bottom + 0.5, 0.0, 1.0) * (1.0 - smoothstep(0.12, 0.35, across))
-            colour += (0.55 * lower_teeth)[..., None] * (self.teeth_colour * 0.6 - colour)
+            colour += (0.4 * lower_teeth)[..., None] * (self.teeth_colour * 0.65 - colour)
         teeth = np.zeros_like(d)
         if not self.own_teeth:
             # the central incisors meet on the face's centre line; a tooth's apparent width
