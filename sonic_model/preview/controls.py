@@ -50,9 +50,9 @@ LOUD_AS_SPEECH_DB = 18.0
 # ... and so do voiced stretches at least this long, next to speech or not (a held "oooo").
 VOICED_RUN_FRAMES = 5
 # Jaw opening factor from the first formant: close vowels x JAW_BY_F1[0], open ones x JAW_BY_F1[1].
-JAW_BY_F1 = (0.55, 1.25)
+JAW_BY_F1 = (0.7, 1.2)
 # Rounded lips leave a smaller hole: the opening shrinks by this share at full rounding.
-ROUND_NARROWS_OPENING = 0.3
+ROUND_NARROWS_OPENING = 0.2
 # A frame is pressed shut when a labial closure overlaps its audio span by at least this much.
 PRESS_OVERLAP_S = 0.008
 # Gaps in the (voiced-only) lip-shape track up to this long are bridged; longer ones relax to 0.
