@@ -64,26 +64,26 @@ def _vowel_frames(speech: str, voice: str) -> range:
 def vowels(request) -> tuple[str, dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]]:
     portrait = request.param
     measured = {}
-    for name in ("vowels_oo_16k.wav", "vowels_ee_16k.wav"):
+    for name in ("vowels_oo_16k.flac", "vowels_ee_16k.flac"):
         wanted = {index for segment in SPEECH[name] for index in _vowel_frames(name, segment["voice"])}
         measured[name] = _render(portrait, name, wanted)
     return portrait, measured
 
 
-@pytest.mark.parametrize("voice", [segment["voice"] for segment in SPEECH["vowels_oo_16k.wav"]])
+@pytest.mark.parametrize("voice", [segment["voice"] for segment in SPEECH["vowels_oo_16k.flac"]])
 def test_rounded_vowel_makes_a_narrower_mouth_than_a_spread_one(vowels, voice):
     portrait, measured = vowels
     widths = {
         name: float(np.mean([_mouth_width(measured[name][index][1]) for index in _vowel_frames(name, voice)]))
         for name in measured
     }
-    rounded, spread = widths["vowels_oo_16k.wav"], widths["vowels_ee_16k.wav"]
+    rounded, spread = widths["vowels_oo_16k.flac"], widths["vowels_ee_16k.flac"]
     ratio = rounded / spread
     print(f"{portrait} {voice}: width oo {rounded:.3f} / ee {spread:.3f} IOD = {ratio:.3f}")
     assert ratio <= 0.85, (portrait, voice, widths)
 
 
-MAMA_PAPA_PHONEMES = [(start, phoneme) for segment in SPEECH["mama_papa_16k.wav"] for start, phoneme in segment["phonemes"]]
+MAMA_PAPA_PHONEMES = [(start, phoneme) for segment in SPEECH["mama_papa_16k.flac"] for start, phoneme in segment["phonemes"]]
 MAMA_PAPA_ONSETS = [(start, phoneme) for start, phoneme in MAMA_PAPA_PHONEMES if phoneme in ("m", "p")]
 MAMA_PAPA_VOWELS = [start + 0.06 for start, phoneme in MAMA_PAPA_PHONEMES if phoneme in ("a", "A:")]
 
@@ -93,7 +93,7 @@ def mama_papa(request):
     # frame 0 (0.45 s of silence: the portrait at rest), each onset's frame +-1, the open vowels
     wanted = {0} | {int(start * FPS) + step for start, _ in MAMA_PAPA_ONSETS for step in (-1, 0, 1)}
     wanted |= {int(start * FPS) for start in MAMA_PAPA_VOWELS}
-    return request.param, _render(request.param, "mama_papa_16k.wav", wanted)
+    return request.param, _render(request.param, "mama_papa_16k.flac", wanted)
 
 
 def test_lips_close_at_every_m_and_p(mama_papa):
