@@ -36,13 +36,13 @@ from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from manifests.schema import read_manifest
-from sonic_model.errors import SonicCatalogError
+from sonic_model.errors import RenderFailed, SonicCatalogError
 from sonic_model.render import RenderParams
 from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task, write_run_info
 from tasks.publish import check_and_publish_task, now_iso, update_index_task
 from tasks.records import ERROR, QUARANTINED, RowInfo, RowOutcome
 from tasks.render import (
-    DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, GPU_RESOURCE, RENDERS_PER_GPU, GeneratorChoice, RenderFailed,
+    DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, GPU_RESOURCE, RENDERS_PER_GPU, GeneratorChoice,
     choose_generator, discard_scratch, remove_tree, render_task_options, render_video_task,
 )
 from tasks.report import write_report_task
@@ -180,7 +180,7 @@ def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: s
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
         if rendered is not None:
             discard_scratch(rendered)
-        reason = str(exc) if isinstance(exc, (SonicCatalogError, RenderFailed)) else f"{type(exc).__name__}: {exc}"
+        reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
         return RowOutcome(info=info, status=ERROR, reason=reason or type(exc).__name__)
 
 

@@ -341,10 +341,6 @@ def _retry_unless_bad_input(task, task_run, state) -> bool:
     return not isinstance(exc, SonicCatalogError)
 
 
-class RenderFailed(RuntimeError):
-    """A render kept failing for reasons other than its inputs, through every retry."""
-
-
 def render_task_options(retries: int = DEFAULT_RENDER_RETRIES, retry_delay_s: float = DEFAULT_RETRY_DELAY_S) -> dict:
     """Prefect task options for the render task: `retries` more attempts, `retry_delay_s` apart."""
     return {

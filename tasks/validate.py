@@ -50,7 +50,9 @@ from manifests.schema import (
 )
 from sonic_model.audio import DEFAULT_MAX_SECONDS, MIN_SECONDS  # noqa: F401
 from sonic_model.crop import EXPAND_RATIO_RANGE, MIN_RESOLUTION_RANGE
-from sonic_model.errors import AudioError, InputError, NoFaceError, SonicCatalogError
+from sonic_model.errors import (
+    AmbiguousFaceError, DurationMismatchError, InputError, NoFaceError, NoSpeechError, SonicCatalogError, TruncatedAudioError,
+)
 from sonic_model.image import DEFAULT_MAX_PIXELS  # noqa: F401
 from sonic_model.postprocess.smoothing import MOTION_SMOOTHING_RANGE
 from sonic_model.render import (
@@ -132,22 +134,6 @@ class ProbedRow:
         values = dataclasses.asdict(self)
         values["face_box"] = list(self.face_box)
         return values
-
-
-class AmbiguousFaceError(NoFaceError):
-    """Two or more faces of similar size: the subject cannot be chosen safely."""
-
-
-class NoSpeechError(AudioError):
-    """The audio decodes but holds no speech."""
-
-
-class DurationMismatchError(AudioError):
-    """The declared `duration_s` does not match the decoded audio."""
-
-
-class TruncatedAudioError(AudioError):
-    """The file's header promises much more audio than decodes: the file was cut short."""
 
 
 # A header (mp3 Xing/Info, MP4 moov, FLAC STREAMINFO, ...) may overstate the decodable audio by

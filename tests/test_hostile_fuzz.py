@@ -25,7 +25,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from manifests.schema import ManifestError, read_manifest
+from manifests.schema import read_manifest
+from sonic_model.errors import ManifestError
 from tasks.validate import ProbedRow, Quarantine, probe_or_quarantine, validate_table
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"

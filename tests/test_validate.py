@@ -23,21 +23,22 @@ from PIL import Image
 
 from manifests import ManifestError, ManifestRow, read_manifest
 from sonic_catalog.cli import main
-from sonic_model.errors import AudioError, ImageError, InputError, NoFaceError
-from tasks.storage import (
+from sonic_model.errors import (
+    AmbiguousFaceError,
+    AudioError,
+    AudioTooShortError,
+    DurationMismatchError,
+    ImageError,
+    InputError,
     MediaNotFoundError,
     MediaTooLargeError,
-    UriNotAllowedError,
-    check_uri_allowed,
-    default_roots,
-    materialize,
-    read_bytes,
-)
-from tasks.validate import (
-    AmbiguousFaceError,
-    DurationMismatchError,
-    MediaLimits,
+    NoFaceError,
     NoSpeechError,
+    UriNotAllowedError,
+)
+from tasks.storage import check_uri_allowed, default_roots, materialize, read_bytes
+from tasks.validate import (
+    MediaLimits,
     ProbedRow,
     Quarantine,
     probe_media,
@@ -372,7 +373,7 @@ def test_probe_good_row_returns_what_the_renderer_needs(media_dir):
         ({"portrait_uri": "tiny.png"}, ImageError, "portrait is 32x32, too small"),
         ({"portrait_uri": "bomb.png"}, ImageError, "portrait is 20000x20000 = 400.0 MP, over the limit"),
         ({"audio_uri": "empty.wav"}, AudioError, "audio is an empty file"),
-        ({"audio_uri": "ten_ms.wav"}, AudioError, "audio is 10 ms long, shorter than the minimum"),
+        ({"audio_uri": "ten_ms.wav"}, AudioTooShortError, "audio is 10 ms long, shorter than the minimum"),
         ({"audio_uri": "missing.wav"}, MediaNotFoundError, "audio_uri 'missing.wav': not found"),
         ({"audio_uri": "../../../etc/passwd"}, UriNotAllowedError, "is outside the allowed roots"),
         ({"portrait_uri": "http://example.com/p.jpg"}, UriNotAllowedError, "URI scheme 'http' is not allowed"),
