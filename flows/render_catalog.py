@@ -43,8 +43,9 @@ from tasks.publish import check_and_publish_task, now_iso, update_index_task
 from tasks.records import ERROR, QUARANTINED, RowInfo, RowOutcome
 from tasks.render import (
     DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, GPU_RESOURCE, RENDERS_PER_GPU, GeneratorChoice,
-    choose_generator, discard_scratch, remove_tree, render_task_options, render_video_task,
+    choose_generator, render_task_options, render_video_task,
 )
+from tasks.scratch import discard_scratch, remove_tree
 from tasks.report import write_report_task
 from tasks.validate import MediaLimits, Quarantine, probe_row_task, validate_table_task
 

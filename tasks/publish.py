@@ -38,7 +38,7 @@ from sonic_model.encode import AI_DISCLOSURE
 from tasks.records import (
     FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RenderedVideo, RowInfo, RowOutcome, postprocess_figures,
 )
-from tasks.render import discard_scratch
+from tasks.scratch import discard_scratch
 
 INDEX_PARQUET = "index.parquet"
 INDEX_JSON = "index.json"
@@ -311,7 +311,7 @@ def check_and_publish_task(rendered: RenderedVideo, thresholds: Any, catalog_url
     The video may sit in shared scratch (a cluster run): `localized` gives local paths here.
     """
     from tasks import qa
-    from tasks.render import localized
+    from tasks.scratch import localized
 
     publishing = False
     try:

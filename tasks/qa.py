@@ -47,7 +47,7 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
 
     Its files may sit in shared scratch (a cluster run): `localized` fetches them if needed.
     """
-    from tasks.render import localized
+    from tasks.scratch import localized
 
     started = time.perf_counter()
     with localized(rendered) as local:
