@@ -47,7 +47,10 @@ from tasks.render import (
 )
 from tasks.scratch import discard_scratch, remove_tree
 from tasks.report import write_report_task
-from tasks.validate import MediaLimits, Quarantine, probe_row_task, validate_table_task
+from tasks.limits import MediaLimits
+from tasks.probe import probe_row_task
+from tasks.records import Quarantine
+from tasks.table import validate_table_task
 
 # A render attempt running longer than this fails the row (`--row-timeout`); generous: a
 # 10-minute script with Sonic on a slow GPU takes well under this.

@@ -4,7 +4,7 @@
 validation suite and the README table all follow it. Reading is deliberately strict about the
 *table* (not Parquet, a required column missing, a column whose values cannot be cast safely,
 no rows: `ManifestError`, the whole run stops) and lenient about *rows* (a null consent or an
-out-of-range seed is a row problem for `tasks.validate.validate_table` to quarantine).
+out-of-range seed is a row problem for `tasks.table.validate_table` to quarantine).
 """
 
 from __future__ import annotations

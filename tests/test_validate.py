@@ -37,15 +37,10 @@ from sonic_model.errors import (
     UriNotAllowedError,
 )
 from tasks.storage import check_uri_allowed, default_roots, materialize, read_bytes
-from tasks.validate import (
-    MediaLimits,
-    ProbedRow,
-    Quarantine,
-    probe_media,
-    probe_row_task,
-    probe_or_quarantine,
-    validate_table,
-)
+from tasks.limits import MediaLimits
+from tasks.probe import probe_media, probe_or_quarantine, probe_row_task
+from tasks.records import ProbedRow, Quarantine
+from tasks.table import validate_table
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
