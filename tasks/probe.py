@@ -27,7 +27,8 @@ from prefect.cache_policies import NONE as NO_CACHE
 
 from manifests.schema import ManifestRow, resolve_uri
 from sonic_model.errors import (
-    AmbiguousFaceError, DurationMismatchError, InputError, NoFaceError, NoSpeechError, SonicCatalogError, TruncatedAudioError,
+    AmbiguousFaceError, AudioTooShortError, DurationMismatchError, InputError, NoFaceError, NoSpeechError, SonicCatalogError,
+    TruncatedAudioError,
 )
 from sonic_model.render import RenderParams
 from tasks.limits import MediaLimits
@@ -163,7 +164,7 @@ def _probe_audio(row, manifest_url, limits, schemes, roots):
     try:
         clip = load_audio(data, max_seconds=limits.max_audio_seconds, min_seconds=limits.min_audio_seconds)
     except InputError as exc:
-        if header_s is not None and header_s >= limits.min_audio_seconds and "shorter than the minimum" in str(exc):
+        if header_s is not None and header_s >= limits.min_audio_seconds and isinstance(exc, AudioTooShortError):
             raise TruncatedAudioError(
                 f"audio file is truncated: its header says {header_s:.2f} s but almost nothing decodes "
                 f"({exc}); upload the complete file ({redact(uri)})"
