@@ -153,7 +153,7 @@ def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: s
             row, manifest, limits, defaults=defaults, catalog_url=catalog, choice=choice
         )
         if isinstance(probed, Quarantine):
-            return RowOutcome(info=info, status=QUARANTINED, reason=probed.reason)
+            return RowOutcome(info=info, status=QUARANTINED, reasons=probed.reasons)
         if isinstance(probed, RowOutcome):
             return probed  # already published with the same content key
 
@@ -185,7 +185,7 @@ def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: s
         if rendered is not None:
             discard_scratch(rendered)
         reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
-        return RowOutcome(info=info, status=ERROR, reason=reason or type(exc).__name__)
+        return RowOutcome(info=info, status=ERROR, reasons=(reason or type(exc).__name__,))
 
 
 def run_rows(pipelines: Iterable[RowPipeline], concurrency: int | None) -> list[RowOutcome]:
@@ -358,7 +358,7 @@ def render_catalog(
     add_outcome_listener(progress_ledger)
     outcomes = []
     for quarantine in refused:
-        outcome = RowOutcome(info=infos.get(quarantine.row_id, RowInfo(row_id=quarantine.row_id)), status=QUARANTINED, reason=quarantine.reason)
+        outcome = RowOutcome(info=infos.get(quarantine.row_id, RowInfo(row_id=quarantine.row_id)), status=QUARANTINED, reasons=quarantine.reasons)
         _announce(outcome)
         outcomes.append(outcome)
     try:

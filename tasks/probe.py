@@ -27,8 +27,8 @@ from prefect.cache_policies import NONE as NO_CACHE
 
 from manifests.schema import ManifestRow, resolve_uri
 from sonic_model.errors import (
-    AmbiguousFaceError, AudioTooShortError, DurationMismatchError, InputError, NoFaceError, NoSpeechError, SonicCatalogError,
-    TruncatedAudioError,
+    AmbiguousFaceError, AudioTooShortError, DurationMismatchError, InputError, MediaErrors, NoFaceError, NoSpeechError,
+    SonicCatalogError, TruncatedAudioError,
 )
 from sonic_model.render import RenderParams
 from tasks.limits import MediaLimits
@@ -59,8 +59,8 @@ def probe_media(
 ) -> ProbedRow:
     """Open and check one row's portrait and audio; return what the renderer needs.
 
-    Raises an `InputError` subclass whose message names the specific problem (when both the
-    portrait and the audio are bad, both problems, joined by '; ').
+    Raises an `InputError` subclass whose message names the specific problem; when both the
+    portrait and the audio are bad, `MediaErrors` holding both.
     """
     allowed_schemes = tuple(allowed_schemes)
     roots = list(allowed_roots) if allowed_roots is not None else default_roots(manifest_url)
@@ -75,10 +75,10 @@ def probe_media(
         audio = _probe_audio(row, manifest_url, limits, allowed_schemes, roots)
     except InputError as exc:
         errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
     if errors:
-        if len(errors) == 1:
-            raise errors[0]
-        raise type(errors[0])("; ".join(str(e) for e in errors))
+        raise MediaErrors(errors)
     portrait_uri, portrait_sha256, face_box = portrait
     audio_uri, audio_sha256, duration_s = audio
     return ProbedRow(
@@ -250,7 +250,9 @@ def probe_or_quarantine(row: ManifestRow, manifest_url: str, limits: MediaLimits
     """`probe_media`, with every failure turned into a `Quarantine` (used by the task and the CLI)."""
     try:
         return probe_media(row, manifest_url, limits, **kwargs)
+    except MediaErrors as exc:
+        return Quarantine(row.row_id, PROBE_STAGE, tuple(str(error) for error in exc.errors))
     except SonicCatalogError as exc:
-        return Quarantine(row.row_id, PROBE_STAGE, str(exc))
+        return Quarantine(row.row_id, PROBE_STAGE, (str(exc),))
     except Exception as exc:  # a decoder bug on hostile bytes must not take the batch down
-        return Quarantine(row.row_id, PROBE_STAGE, f"media could not be probed ({type(exc).__name__}: {str(exc)[:200]})")
+        return Quarantine(row.row_id, PROBE_STAGE, (f"media could not be probed ({type(exc).__name__}: {str(exc)[:200]})",))

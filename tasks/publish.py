@@ -152,7 +152,7 @@ def find_published(catalog_url: str, info: RowInfo, key: str) -> RowOutcome | No
     return RowOutcome(
         info=info,
         status=SKIPPED_CACHED,
-        reason=f"already published by run {sidecar.get('run_id', '?')} with the same inputs and parameters",
+        reasons=(f"already published by run {sidecar.get('run_id', '?')} with the same inputs and parameters",),
         output_uri=catalog.uri(video_path),
         poster_uri=catalog.uri(catalog.path(poster)) if poster else None,
         sidecar_uri=catalog.uri(sidecar_path),
@@ -266,7 +266,7 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
             return RowOutcome(
                 info=info,
                 status=FAILED_QA,
-                reason="; ".join(checked.failures) or "failed QA",
+                reasons=checked.failures or ("failed QA",),
                 output_uri=catalog.uri(video_path),
                 poster_uri=catalog.uri(poster_path),
                 plot_uri=catalog.uri(plot_path) if plot_path else None,

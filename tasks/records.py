@@ -119,13 +119,27 @@ def quoted(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "...'"
 
 
+# A row's reasons stay apart in the records; written out (ledger, report, console) they are
+# joined by this, so no single reason may contain it.
+REASON_SEPARATOR = "; "
+
+
+def joined(reasons: tuple[str, ...]) -> str:
+    """A row's reasons as the ledger, the report and the console write them."""
+    return REASON_SEPARATOR.join(reasons)
+
+
 @dataclass(frozen=True)
 class Quarantine:
-    """A row that will not be rendered: its id, the stage that refused it, and why."""
+    """A row that will not be rendered: its id, the stage that refused it, and why (each reason apart)."""
 
     row_id: str
     stage: str
-    reason: str
+    reasons: tuple[str, ...]
+
+    @property
+    def reason(self) -> str:
+        return joined(self.reasons)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -199,7 +213,7 @@ class RowOutcome:
 
     info: RowInfo
     status: str
-    reason: str = ""
+    reasons: tuple[str, ...] = ()
     output_uri: str | None = None
     poster_uri: str | None = None
     sidecar_uri: str | None = None
@@ -213,6 +227,11 @@ class RowOutcome:
     @property
     def in_catalog(self) -> bool:
         return self.status in IN_CATALOG
+
+    @property
+    def reason(self) -> str:
+        """Why the row ended as it did, as the ledger and the report write it ('' when published)."""
+        return joined(self.reasons)
 
     def as_dict(self) -> dict:
         return asdict(self)

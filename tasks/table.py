@@ -44,7 +44,7 @@ from sonic_model.render import (
     MOTION_SCALE_RANGE,
     SEED_RANGE,
 )
-from tasks.records import Quarantine, quoted
+from tasks.records import REASON_SEPARATOR, Quarantine, quoted
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, check_uri_allowed, default_roots, redact, uri_scheme
 
 # row_id becomes part of published object keys: keep it to characters that are safe everywhere.
@@ -104,8 +104,8 @@ def validate_table(
     reasons: dict[int, list[str]] = {}
 
     def add(position: int, reason: str) -> None:
-        # '; ' separates a row's reasons, so it must not occur inside one.
-        reason = reason.replace("; ", ", ")
+        # The separator of a row's reasons (once written out) must not occur inside one.
+        reason = reason.replace(REASON_SEPARATOR, ", ")
         bucket = reasons.setdefault(int(position), [])
         if reason not in bucket:
             bucket.append(reason)
@@ -188,7 +188,7 @@ def validate_table(
     good_positions = [p for p in range(count) if p not in reasons]
 
     quarantined = [
-        Quarantine(row_id=_row_label(row_ids.iat[p], p), stage=VALIDATE_STAGE, reason="; ".join(reasons[p]))
+        Quarantine(row_id=_row_label(row_ids.iat[p], p), stage=VALIDATE_STAGE, reasons=tuple(reasons[p]))
         for p in sorted(reasons)
     ]
     return _rows_at(frame, good_positions), quarantined
