@@ -212,10 +212,7 @@ def _header_seconds(data: bytes) -> float | None:
 # --- the Prefect task ----------------------------------------------------------------------------
 
 
-# One task per row for everything before the render: on a cluster each Prefect task costs tens of
-# milliseconds of CPU (worker, flow and server together; benchmarks/fanout_scaling.py), so the
-# probe and the catalog lookup travel together. No cache: a re-run must re-read the files so a
-# fixed one is picked up.
+# No cache: a re-run must re-read the files, so a fixed one is picked up.
 @task(name="probe-row", task_run_name="probe-{row.row_id}", cache_policy=NO_CACHE)
 def probe_row_task(
     row: ManifestRow,
@@ -225,25 +222,11 @@ def probe_row_task(
     allowed_schemes: Iterable[str] = DEFAULT_ALLOWED_SCHEMES,
     allowed_roots: Iterable[str] | None = None,
     defaults: RenderParams = RenderParams(),
-    catalog_url: str | None = None,
-    choice=None,
-):
-    """Probe a row's media; bad input becomes a `Quarantine`, never an exception.
-
-    Given `catalog_url` and the generator `choice`, a row whose content is already published
-    there comes back as its `skipped_cached` outcome (`tasks.publish.find_published`) instead
-    of a `ProbedRow` to render.
-    """
-    probed = probe_or_quarantine(
+) -> ProbedRow | Quarantine:
+    """Probe a row's media; bad input becomes a `Quarantine`, never an exception."""
+    return probe_or_quarantine(
         row, manifest_url, limits, allowed_schemes=allowed_schemes, allowed_roots=allowed_roots, defaults=defaults
     )
-    if isinstance(probed, Quarantine) or catalog_url is None or choice is None:
-        return probed
-    from tasks.publish import find_published
-    from tasks.records import RowInfo
-    from tasks.render import key_for
-
-    return find_published(catalog_url, RowInfo.from_row(row), key_for(probed, choice)) or probed
 
 
 def probe_or_quarantine(row: ManifestRow, manifest_url: str, limits: MediaLimits = MediaLimits(), **kwargs) -> ProbedRow | Quarantine:
