@@ -47,7 +47,6 @@ TRUNCATION_TOLERANCE_S = 1.0
 TRUNCATION_TOLERANCE_RATIO = 0.25
 
 
-
 def probe_media(
     row: ManifestRow,
     manifest_url: str,
@@ -215,21 +214,15 @@ def _header_seconds(data: bytes) -> float | None:
 # No cache: a re-run must re-read the files, so a fixed one is picked up.
 @task(name="probe-row", task_run_name="probe-{row.row_id}", cache_policy=NO_CACHE)
 def probe_row_task(
-    row: ManifestRow,
-    manifest_url: str,
-    limits: MediaLimits = MediaLimits(),
-    *,
-    allowed_schemes: Iterable[str] = DEFAULT_ALLOWED_SCHEMES,
-    allowed_roots: Iterable[str] | None = None,
-    defaults: RenderParams = RenderParams(),
+    row: ManifestRow, manifest_url: str, limits: MediaLimits = MediaLimits(), **options
 ) -> ProbedRow | Quarantine:
-    """Probe a row's media; bad input becomes a `Quarantine`, never an exception."""
-    return probe_or_quarantine(
-        row, manifest_url, limits, allowed_schemes=allowed_schemes, allowed_roots=allowed_roots, defaults=defaults
-    )
+    """`probe_media` as a task, with its options; bad input becomes a `Quarantine`, never an exception."""
+    return probe_or_quarantine(row, manifest_url, limits, **options)
 
 
-def probe_or_quarantine(row: ManifestRow, manifest_url: str, limits: MediaLimits = MediaLimits(), **kwargs) -> ProbedRow | Quarantine:
+def probe_or_quarantine(
+    row: ManifestRow, manifest_url: str, limits: MediaLimits = MediaLimits(), **kwargs
+) -> ProbedRow | Quarantine:
     """`probe_media`, with every failure turned into a `Quarantine` (used by the task and the CLI)."""
     try:
         return probe_media(row, manifest_url, limits, **kwargs)
@@ -238,4 +231,5 @@ def probe_or_quarantine(row: ManifestRow, manifest_url: str, limits: MediaLimits
     except SonicCatalogError as exc:
         return Quarantine(row.row_id, PROBE_STAGE, (str(exc),))
     except Exception as exc:  # a decoder bug on hostile bytes must not take the batch down
-        return Quarantine(row.row_id, PROBE_STAGE, (f"media could not be probed ({type(exc).__name__}: {str(exc)[:200]})",))
+        reason = f"media could not be probed ({type(exc).__name__}: {str(exc)[:200]})"
+        return Quarantine(row.row_id, PROBE_STAGE, (reason,))

@@ -383,14 +383,9 @@ def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_sche
 
 
 @task(name="validate-table", task_run_name="validate-table", cache_policy=NO_CACHE)
-def validate_table_task(
-    df,
-    *,
-    allowed_schemes: Iterable[str] = DEFAULT_ALLOWED_SCHEMES,
-    manifest_url: str | None = None,
-    allowed_roots: Iterable[str] | None = None,
-) -> tuple[list[ManifestRow], list[Quarantine]]:
-    """`validate_table` as a task (no cache: a DataFrame is the input and re-runs must re-check)."""
-    rows, quarantined = validate_table(df, allowed_schemes=allowed_schemes, manifest_url=manifest_url, allowed_roots=allowed_roots)
+def validate_table_task(df, **options) -> tuple[list[ManifestRow], list[Quarantine]]:
+    """`validate_table` as a task, with its options (no cache: a DataFrame is the input and re-runs
+    must re-check)."""
+    rows, quarantined = validate_table(df, **options)
     get_run_logger().info("table validation: %d rows good, %d quarantined", len(rows), len(quarantined))
     return rows, quarantined

@@ -428,7 +428,8 @@ def test_both_bad_files_are_reported_together(media_dir):
     row = ManifestRow(**good("both-bad", portrait_uri="text.jpg", audio_uri="text.wav"))
     quarantine = probe_or_quarantine(row, str(media_dir / "manifest.parquet"))
     assert len(quarantine.reasons) == 2 and quarantine.reason == "; ".join(quarantine.reasons)
-    assert quarantine.reasons[0].startswith("portrait is not a readable image") and "audio cannot be decoded" in quarantine.reasons[1]
+    assert quarantine.reasons[0].startswith("portrait is not a readable image")
+    assert "audio cannot be decoded" in quarantine.reasons[1]
 
 
 def test_probe_task_turns_bad_input_into_quarantine(media_dir):
