@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sonic_model.errors import AudioError
+from sonic_model.errors import AudioError, AudioTooShortError
 
 SAMPLE_RATE = 16_000
 # Shorter than one video frame there is nothing to animate.
@@ -103,7 +103,9 @@ def load_audio(
     samples = resample(samples, source_rate, SAMPLE_RATE)
     clip = AudioClip(np.clip(samples, -1.0, 1.0), SAMPLE_RATE, int(source_rate), int(channels))
     if clip.duration_s < min_seconds:
-        raise AudioError(f"audio is {clip.duration_s * 1000:.0f} ms long, shorter than the minimum {min_seconds:g} s: {name}")
+        raise AudioTooShortError(
+            f"audio is {clip.duration_s * 1000:.0f} ms long, shorter than the minimum {min_seconds:g} s: {name}"
+        )
     if max_seconds is not None and clip.duration_s > max_seconds:
         raise AudioError(
             f"audio is {clip.duration_s:.1f} s, longer than the limit of {max_seconds:g} s; split "
