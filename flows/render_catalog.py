@@ -37,7 +37,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from manifests.schema import read_manifest
 from sonic_model.errors import SonicCatalogError
-from sonic_model.render import RenderParams
+from sonic_model.generators import RenderParams
 from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task, write_run_info
 from tasks.publish import check_and_publish_task, now_iso, update_index_task
 from tasks.records import ERROR, QUARANTINED, RowInfo, RowOutcome
