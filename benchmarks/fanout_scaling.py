@@ -130,13 +130,12 @@ def main() -> int:
             # Only the workers patch the media work (every row task runs there). This process
             # needs just the stand-in generator's name and version (for content keys); nothing
             # of the stand-in module may travel in a pickled task (the scheduler lacks it).
-            from tasks.render import register_generator
+            from sonic_model.generators import register_generator
 
-            def fixed_cost_factory(weights=None):
+            def fixed_cost_factory():
                 raise AssertionError("the flow's process never renders")
 
-            fixed_cost_factory.version = VERSION
-            register_generator(NAME, fixed_cost_factory)
+            register_generator(NAME, fixed_cost_factory, version=VERSION)
 
             from flows.render_catalog import render_catalog
             from flows.task_runners import task_runner_for

@@ -23,6 +23,7 @@ import tasks.publish
 import tasks.qa
 import tasks.render
 import tasks.probe
+from sonic_model.generators import register_generator
 from sonic_model.render import RenderResult
 from tasks.records import CheckedVideo, ProbedRow
 
@@ -46,7 +47,7 @@ def fake_probe(row, manifest_url, limits=None, **kwargs):
     )
 
 
-def fixed_cost_render_video(generator, portrait_path, audio_path, out_path, params=None):
+def fixed_cost_render_video(generator, portrait_path, audio_path, out_path, params=None, *, face_box=None):
     began = time.time()
     time.sleep(RENDER_S)  # the "GPU" time of one row: no CPU
     ended = time.time()
@@ -75,9 +76,4 @@ class _Named:
     name, version = NAME, VERSION
 
 
-def _factory(weights=None):
-    return _Named()
-
-
-_factory.version = VERSION
-tasks.render.register_generator(NAME, _factory)
+register_generator(NAME, _Named, version=VERSION)

@@ -36,14 +36,16 @@ FIXTURES = ROOT / "tests" / "fixtures"
 def prepare_media(work: Path) -> tuple[Path, Path]:
     """`work/media/` with a portrait (hopper.jpg) and speech (de.wav), and one real preview video
     of them (`work/prepared.mp4`, 128 px), the stand-ins' output. Shared with fanout_scaling.py."""
-    from sonic_model.render import RenderParams, get_generator, render_video
+    from sonic_model.generators import RenderParams, create_generator
+    from sonic_model.render import render_video
 
     media = work / "media"
     media.mkdir(parents=True)
     shutil.copy(FIXTURES / "portrait_hopper.jpg", media / "hopper.jpg")
     shutil.copy(FIXTURES / "speech_de_48k_stereo.wav", media / "de.wav")
     video = work / "prepared.mp4"
-    render_video(get_generator("preview"), media / "hopper.jpg", media / "de.wav", video, RenderParams(min_resolution=128))
+    render_video(create_generator("preview"), media / "hopper.jpg", media / "de.wav", video,
+                 RenderParams(min_resolution=128))
     return media, video
 
 

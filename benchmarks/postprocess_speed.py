@@ -48,9 +48,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from sonic_model.audio import load_audio
+    from sonic_model.generators import RenderParams, create_generator
     from sonic_model.image import load_image
     from sonic_model.postprocess import calibrate_video
-    from sonic_model.render import RenderParams, get_generator, render_video
+    from sonic_model.render import render_video
 
     work = Path(tempfile.mkdtemp(prefix="postprocess-bench-"))
     speech_path = work / "speech.wav"
@@ -60,7 +61,7 @@ def main() -> None:
 
     def render(out: str, **switches):
         params = RenderParams(min_resolution=args.resolution, **switches)
-        return render_video(get_generator("preview"), portrait, speech_path, work / out, params, audio=audio)
+        return render_video(create_generator("preview"), portrait, speech_path, work / out, params, audio=audio)
 
     render("warmup.mp4")  # loads torch/VAD, tflite interpreters, ffmpeg page cache
     plain_s, _ = best_time(args.repeats, lambda: render("plain.mp4", lipsync_calibration=False, motion_smoothing=0.0))

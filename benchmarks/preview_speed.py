@@ -100,13 +100,14 @@ class ChildPeakMemory:
 
 def measure(portrait: Path, audio: Path, out: Path, started: float) -> dict:
     """A cold render, then the same render warm (call in a fresh interpreter)."""
-    from sonic_model.render import RenderParams, get_generator, render_video
+    from sonic_model.generators import RenderParams, create_generator
+    from sonic_model.render import render_video
 
     params = RenderParams(min_resolution=512)
-    cold = render_video(get_generator("preview"), portrait, audio, out.with_suffix(".cold.mp4"), params)
+    cold = render_video(create_generator("preview"), portrait, audio, out.with_suffix(".cold.mp4"), params)
     cold_finished = time.perf_counter()
     sampler = ChildPeakMemory()
-    result = render_video(get_generator("preview"), portrait, audio, out, params)
+    result = render_video(create_generator("preview"), portrait, audio, out, params)
     children = sampler.stop()
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {

@@ -37,9 +37,10 @@ SECONDS = 10.0
 def render(portrait: np.ndarray, audio_wav: Path, out_path: Path, generator: str) -> str:
     if generator == "preview":
         try:
-            from sonic_model.render import RenderParams, get_generator, render_video
+            from sonic_model.generators import RenderParams, create_generator
+            from sonic_model.render import render_video
 
-            render_video(get_generator("preview"), portrait, audio_wav, out_path, RenderParams(min_resolution=512))
+            render_video(create_generator("preview"), portrait, audio_wav, out_path, RenderParams(min_resolution=512))
             return "preview generator"
         except ImportError as exc:
             print(f"preview generator not available ({exc}); using the synthetic animator")

@@ -31,7 +31,7 @@ from flows.row_stages import render_one_row
 from flows.run_record import RunInfo, announcer, publish_run_artifacts
 from flows.task_runners import local_task_runner, on_cluster
 from manifests.schema import read_manifest
-from sonic_model.render import RenderParams
+from sonic_model.generators import RenderParams
 from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task
 from tasks.limits import MediaLimits
 from tasks.publish import now_iso, update_index_task

@@ -19,7 +19,7 @@ from typing import Any
 from flows.row_driver import RowPipeline
 from manifests.schema import ManifestRow
 from sonic_model.errors import RenderFailed, SonicCatalogError
-from sonic_model.render import RenderParams
+from sonic_model.generators import RenderParams
 from tasks.limits import MediaLimits
 from tasks.lookup import find_published_task
 from tasks.probe import probe_row_task

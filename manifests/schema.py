@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from sonic_model.errors import ManifestError
-from sonic_model.render import RenderParams
+from sonic_model.generators import RenderParams
 
 REQUIRED_COLUMNS = ("row_id", "portrait_uri", "audio_uri", "language", "consent_ref")
 # Per-row generation overrides: a null cell means "use the run's default".

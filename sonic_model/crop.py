@@ -134,6 +134,28 @@ def prepare_portrait(
     )
 
 
+def checked_face_box(face_box, image_wh: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A given face box (x, y, width, height in pixels) as floats, or `ParameterError` when it is
+    malformed or not on the image (1 px of slack for rounding)."""
+    width, height = image_wh
+    try:
+        x, y, w, h = (float(v) for v in face_box)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"face_box must be four numbers (x, y, width, height) in pixels, got {face_box!r}"
+        ) from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+        raise ParameterError(
+            f"face_box {face_box!r} must be finite with a positive width and height (x, y, width, height)"
+        )
+    if x < -1 or y < -1 or x + w > width + 1 or y + h > height + 1:
+        raise ParameterError(
+            f"face_box (x={x:g}, y={y:g}, w={w:g}, h={h:g}) is not inside the {width}x{height} portrait; "
+            "pass the box measured on this same image (after EXIF orientation)"
+        )
+    return (x, y, w, h)
+
+
 def check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
     """Raise `ParameterError` naming the parameter and its allowed range."""
     low, high = bounds

@@ -138,3 +138,7 @@ class OutputError(SonicCatalogError):
 
 class WeightsError(SonicCatalogError):
     """Model weights are missing or do not match the expected release."""
+
+
+class GeneratorUnavailableError(SonicCatalogError):
+    """A registered generator cannot be loaded here (its code or a dependency fails to import)."""

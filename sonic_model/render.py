@@ -1,8 +1,8 @@
 """Portrait + audio -> MP4 with any generator: the render path every caller shares.
 
-A generator turns (portrait, audio, parameters) into a stream of frames; `render_video` feeds
-that stream to the one encoder and reports what it made. Generators register by name in
-`GENERATORS`, so the CLI and the catalog flow select them with a string.
+A generator (`sonic_model.generators.Generator`, created by name with `create_generator`)
+turns (portrait, audio, parameters) into a stream of frames; `render_video` feeds that stream to
+the one encoder, runs the post-processing in the same pass and reports what it made.
 """
 
 from __future__ import annotations
@@ -10,81 +10,17 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from sonic_model.audio import AudioClip, load_audio
-from sonic_model.crop import EXPAND_RATIO_RANGE, MIN_RESOLUTION_RANGE, check_range
 from sonic_model.encode import FPS, VideoWriter, frame_count
-from sonic_model.errors import ParameterError
+from sonic_model.generators import FaceBoxXYWH, Generator, RenderParams
 from sonic_model.image import load_image
-from sonic_model.postprocess.lipsync import MAX_AV_OFFSET_MS, audio_delay_ms, measure_offset_from_mouth, mux_shifted_audio
-from sonic_model.postprocess.smoothing import DEFAULT_MOTION_SMOOTHING, MOTION_SMOOTHING_RANGE, HeadMotionSmoother
-
-DYNAMIC_SCALE_RANGE = (0.5, 2.0)
-MOTION_SCALE_RANGE = (0.5, 2.0)
-INFERENCE_STEPS_RANGE = (1, 100)
-SEED_RANGE = (0, 2**32 - 1)
-AV_OFFSET_MS_RANGE = (-MAX_AV_OFFSET_MS, MAX_AV_OFFSET_MS)
-
-
-@dataclass(frozen=True)
-class RenderParams:
-    """Generation parameters; defaults are the Sonic workflow's."""
-
-    min_resolution: int = 512
-    expand_ratio: float = 0.5
-    inference_steps: int = 25
-    dynamic_scale: float = 1.0
-    motion_scale: float = 1.0
-    seed: int = 42
-    paste_back: bool = False
-    # Post-processing (sonic_model.postprocess), on by default like the seed workflow's switches.
-    lipsync_calibration: bool = True
-    # Gaussian sigma of the head-path smoother in frames (0 = off).
-    motion_smoothing: float = DEFAULT_MOTION_SMOOTHING
-    # Manual audio-visual correction in ms (positive = picture late: the sound is delayed by
-    # this much); None = measure and correct automatically when `lipsync_calibration` is on.
-    av_offset_ms: float | None = None
-
-    def validated(self) -> "RenderParams":
-        """Return self, or raise `ParameterError` naming the first out-of-range value."""
-        check_range("min_resolution", self.min_resolution, MIN_RESOLUTION_RANGE)
-        check_range("expand_ratio", self.expand_ratio, EXPAND_RATIO_RANGE)
-        check_range("inference_steps", self.inference_steps, INFERENCE_STEPS_RANGE)
-        check_range("dynamic_scale", self.dynamic_scale, DYNAMIC_SCALE_RANGE)
-        check_range("motion_scale", self.motion_scale, MOTION_SCALE_RANGE)
-        check_range("seed", self.seed, SEED_RANGE)
-        check_range("motion_smoothing", self.motion_smoothing, MOTION_SMOOTHING_RANGE)
-        if self.av_offset_ms is not None:
-            if not (isinstance(self.av_offset_ms, (int, float)) and math.isfinite(self.av_offset_ms)):
-                raise ParameterError(f"av_offset_ms={self.av_offset_ms!r} must be a number of milliseconds")
-            check_range("av_offset_ms", self.av_offset_ms, AV_OFFSET_MS_RANGE)
-        if not isinstance(self.lipsync_calibration, (bool, np.bool_)):
-            raise ParameterError(f"lipsync_calibration must be true or false, got {self.lipsync_calibration!r}")
-        if int(self.min_resolution) != self.min_resolution or int(self.inference_steps) != self.inference_steps:
-            raise ParameterError("min_resolution and inference_steps must be whole numbers")
-        return self
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-class Generator(Protocol):
-    """What a generator provides. It must yield exactly `frame_count(audio.duration_s)` frames."""
-
-    name: str
-    version: str
-
-    def output_size(self, portrait_rgb: np.ndarray, params: RenderParams) -> tuple[int, int]:
-        """(width, height) of the frames `frames` will yield."""
-
-    def frames(self, portrait_rgb: np.ndarray, audio: AudioClip, params: RenderParams) -> Iterator[np.ndarray]:
-        """Yield [H, W, 3] uint8 frames at 25 fps, one at a time."""
+from sonic_model.postprocess.lipsync import audio_delay_ms, measure_offset_from_mouth, mux_shifted_audio
+from sonic_model.postprocess.smoothing import HeadMotionSmoother
 
 
 @dataclass(frozen=True)
@@ -117,21 +53,6 @@ class RenderResult:
         return asdict(self)
 
 
-def get_generator(name: str, *, weights: str | Path | None = None, device: str | None = None) -> Generator:
-    """Create a generator by name ('preview', or 'sonic' with `weights`)."""
-    if name == "preview":
-        from sonic_model.preview import PreviewGenerator
-
-        return PreviewGenerator()
-    if name == "sonic":
-        if weights is None:
-            raise ParameterError("the sonic generator needs --weights DIR (the downloaded Sonic release)")
-        from sonic_model.sonic import SonicGenerator
-
-        return SonicGenerator(weights, device=device)
-    raise ParameterError(f"unknown generator {name!r}; choose 'preview' or 'sonic'")
-
-
 def render_video(
     generator: Generator,
     portrait: str | Path | np.ndarray,
@@ -141,9 +62,12 @@ def render_video(
     *,
     audio: AudioClip | None = None,
     max_audio_seconds: float | None = None,
+    face_box: FaceBoxXYWH | None = None,
 ) -> RenderResult:
     """Render one talking video. Raises a `SonicCatalogError` subclass for any bad input.
 
+    `face_box` (x, y, width, height in the portrait's pixels) is the face to animate, e.g. the
+    one the input probe approved; None lets the generator pick the subject (the largest face).
     The original audio file is muxed (not the 16 kHz copy the generator listens to), so the
     published sound keeps its quality.
     """
@@ -152,7 +76,7 @@ def render_video(
     portrait_rgb = portrait if isinstance(portrait, np.ndarray) else load_image(portrait)
     if audio is None:
         audio = load_audio(audio_path) if max_audio_seconds is None else load_audio(audio_path, max_seconds=max_audio_seconds)
-    width, height = generator.output_size(portrait_rgb, params)
+    width, height = generator.output_size(portrait_rgb, params, face_box=face_box)
     num_frames = frame_count(audio.duration_s)
     out_path = Path(out_path)
     # Tracking is needed for either step; the same tracker pass serves both.
@@ -169,7 +93,7 @@ def render_video(
             audio_path=audio_path,
             generator=f"{generator.name} {generator.version}",
         ) as writer:
-            for frame in smoother.run(generator.frames(portrait_rgb, audio, params)):
+            for frame in smoother.run(generator.frames(portrait_rgb, audio, params, face_box=face_box)):
                 writer.write(frame)
         measurement = None
         if smoother.track and smoother.mouth_opening:

@@ -30,7 +30,7 @@ from sonic_model.errors import (
     AmbiguousFaceError, AudioTooShortError, DurationMismatchError, InputError, MediaErrors, NoFaceError, NoSpeechError,
     SonicCatalogError, TruncatedAudioError,
 )
-from sonic_model.render import RenderParams
+from sonic_model.generators import RenderParams
 from tasks.limits import MediaLimits
 from tasks.records import ProbedRow, Quarantine, quoted
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, check_uri_allowed, default_roots, read_bytes, redact

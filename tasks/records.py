@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from manifests.schema import ManifestRow
-from sonic_model.render import RenderParams
+from sonic_model.generators import RenderParams
 
 # The statuses a ledger row can have; only the first two mean "the video is in the catalog".
 PUBLISHED = "published"

@@ -22,8 +22,10 @@ uploads its video. The GPU goes from one row to the next without waiting for Pre
 storage (benchmarks/fanout_scaling.py: the gap between renders fell from ~55 ms to a few ms).
 Outside a GPU worker (a local run) there are no slots and nothing waits.
 
-Generator cache: the generator is created once per worker process and kept (`_GENERATORS`):
-Sonic's weights take tens of seconds to load, a row seconds. A render that fails with anything
+Generators come from the one registry, `sonic_model.generators` (names, factories, versions;
+a test or benchmark registers a stand-in there, in every worker with `sonic-catalog worker
+--preload`). The generator is created once per worker process and kept (`_GENERATORS`): Sonic's
+weights take tens of seconds to load, a row seconds. A render that fails with anything
 but a bad-input error (`SonicCatalogError`) drops the cached generator, so a lost GPU/model is
 loaded afresh by the retry (Prefect task retries, `render_task_options`).
 """
@@ -37,8 +39,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, is_dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +48,13 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from sonic_model.errors import SonicCatalogError
-from sonic_model.render import RenderParams, get_generator, render_video
+from sonic_model.generators import RenderParams, create_generator, generator_version
+from sonic_model.render import render_video
 from tasks.records import RenderedVideo, RowInfo, content_key
 from tasks.scratch import join_uri, upload_to_scratch
 
 _GENERATORS: dict[tuple[str, str], Any] = {}
 _GENERATORS_LOCK = threading.Lock()
-# Extra generator factories by name, per process (e.g. a stand-in a test or benchmark registers
-# in every worker with `sonic-catalog worker --preload`); the built-in names come from sonic_model.
-_FACTORIES: dict[str, Callable[..., Any]] = {}
 
 DEFAULT_RENDER_RETRIES = 2
 DEFAULT_RETRY_DELAY_S = 5.0
@@ -102,18 +102,12 @@ class GeneratorChoice:
     weights: str | None = None
 
 
-def register_generator(name: str, factory: Callable[..., Any]) -> None:
-    """Make `factory(weights=...)` the generator called `name` in this process."""
-    _FACTORIES[name] = factory
-
-
 def cached_generator(name: str, weights: str | Path | None = None):
     """The generator for (name, weights), created on first use in this process and kept."""
     key = (name, str(weights) if weights else "")
     with _GENERATORS_LOCK:
         if key not in _GENERATORS:
-            factory = _FACTORIES.get(name)
-            _GENERATORS[key] = factory(weights=weights) if factory else get_generator(name, weights=weights)
+            _GENERATORS[key] = create_generator(name, weights=weights)
         return _GENERATORS[key]
 
 
@@ -124,21 +118,11 @@ def forget_generator(name: str, weights: str | Path | None = None) -> None:
 
 
 def choose_generator(name: str, weights: str | Path | None = None) -> GeneratorChoice:
-    """Name + version of a generator, without loading weights where the class says its version."""
-    version = None
-    if name == "sonic":
-        try:
-            from sonic_model.sonic import SonicGenerator
+    """Name + version of a registered generator, without loading its weights.
 
-            version = getattr(SonicGenerator, "version", None)
-            version = version if isinstance(version, str) else None
-        except ImportError:
-            version = None
-    if version is None and name in _FACTORIES:
-        version = getattr(_FACTORIES[name], "version", None)
-    if version is None:
-        version = cached_generator(name, weights).version
-    return GeneratorChoice(name=name, version=str(version), weights=str(weights) if weights else None)
+    Raises `ParameterError` for an unknown name and `GeneratorUnavailableError` when the
+    generator's code does not import here, before any row is touched."""
+    return GeneratorChoice(name=name, version=generator_version(name), weights=str(weights) if weights else None)
 
 
 def params_dict(params: Any) -> dict:
@@ -201,12 +185,16 @@ def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None
             generator_version=choice.version,
             params=params,
         )
+        # Animate the face the probe approved (not whatever the generator's own detector prefers),
+        # as long as the portrait is the one it was measured on; a changed file is detected afresh.
+        face_box = tuple(probed.face_box) if portrait_sha == probed.portrait_sha256 else None
         materialized = time.perf_counter()
         out_path = scratch / "video.mp4"
         try:
             with generation_slot():  # the GPU: one row at a time; the rest of this task overlaps
                 generator = cached_generator(choice.name, choice.weights)
-                result = render_video(generator, portrait_path, audio_path, out_path, RenderParams(**params))
+                result = render_video(generator, portrait_path, audio_path, out_path, RenderParams(**params),
+                                      face_box=face_box)
         except SonicCatalogError:
             raise
         except Exception:

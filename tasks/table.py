@@ -37,7 +37,7 @@ from manifests.schema import (
 from sonic_model.crop import EXPAND_RATIO_RANGE, MIN_RESOLUTION_RANGE
 from sonic_model.errors import InputError, ManifestError
 from sonic_model.postprocess.smoothing import MOTION_SMOOTHING_RANGE
-from sonic_model.render import (
+from sonic_model.generators import (
     AV_OFFSET_MS_RANGE,
     DYNAMIC_SCALE_RANGE,
     INFERENCE_STEPS_RANGE,

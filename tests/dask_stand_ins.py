@@ -18,8 +18,8 @@ import os
 import time
 from pathlib import Path
 
+from sonic_model.generators import register_generator
 from sonic_model.preview.generator import PreviewGenerator
-from tasks.render import register_generator
 
 _COUNTER = itertools.count()
 
@@ -34,32 +34,24 @@ class SlowPreviewGenerator(PreviewGenerator):
     name = "slow-preview"
     version = "1.0-test"
 
-    def frames(self, portrait_rgb, audio, params):
+    def frames(self, portrait_rgb, audio, params, *, face_box=None):
         _mark("rendering")
         time.sleep(float(os.environ.get("SONIC_TEST_RENDER_DELAY_S", "0")))
-        yield from super().frames(portrait_rgb, audio, params)
+        yield from super().frames(portrait_rgb, audio, params, face_box=face_box)
 
 
 class LostModelGenerator(PreviewGenerator):
     name = "lost-model"
     version = "1.0-test"
 
-    def frames(self, portrait_rgb, audio, params):
+    def frames(self, portrait_rgb, audio, params, *, face_box=None):
         _mark("lost")
         raise RuntimeError("CUDA error: an illegal memory access was encountered (simulated: the model is gone)")
         yield  # pragma: no cover - a generator function
 
 
-def _factory(cls):
-    def make(weights=None):
-        return cls()
-
-    make.version = cls.version
-    return make
-
-
-register_generator("slow-preview", _factory(SlowPreviewGenerator))
-register_generator("lost-model", _factory(LostModelGenerator))
+register_generator("slow-preview", SlowPreviewGenerator)
+register_generator("lost-model", LostModelGenerator)
 
 
 def dask_setup(worker) -> None:  # noqa: ARG001 - Dask's preload hook; registering at import is enough
@@ -67,19 +59,8 @@ def dask_setup(worker) -> None:  # noqa: ARG001 - Dask's preload hook; registeri
 
 
 def cli_main(argv: list[str]) -> int:
-    """The real `sonic-catalog` entry point, with `--generator` also accepting the names above
-    (the CLI's choices list only the built-in generators)."""
-    import sonic_catalog.commands.render_one as render_one
-
-    built_in = render_one.add_generation_options
-
-    def add_generation_options(parser):
-        built_in(parser)
-        for action in parser._actions:
-            if action.dest == "generator":
-                action.choices = None
-
-    render_one.add_generation_options = add_generation_options
+    """The real `sonic-catalog` entry point; `--generator` accepts the names above because the
+    CLI offers every generator registered when it builds its parser."""
     from sonic_catalog.cli import main
 
     return main(argv)

@@ -14,7 +14,7 @@ from manifests import MANIFEST_SCHEMA, REQUIRED_COLUMNS, ManifestError, Manifest
 from manifests.schema import NAN_CELLS_ATTR
 from sonic_catalog.cli import main
 from sonic_model.errors import ParameterError
-from sonic_model.render import RenderParams
+from sonic_model.generators import RenderParams
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "manifests" / "examples"
 EXAMPLE = EXAMPLES / "catalog.parquet"

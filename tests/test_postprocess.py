@@ -23,11 +23,12 @@ from sonic_model.audio import load_audio
 from sonic_model.encode import FPS, VideoWriter, frame_count
 from sonic_model.errors import ParameterError
 from sonic_model.face import LandmarkTracker
+from sonic_model.generators import RenderParams, create_generator
 from sonic_model.image import load_image
 from sonic_model.postprocess import calibrate_video
 from sonic_model.probe import iter_video_frames, probe_video
 from sonic_model.qa import check_video, head_anchor, head_jitter
-from sonic_model.render import RenderParams, get_generator, render_video
+from sonic_model.render import render_video
 from sonic_model.sync import measure_av_sync
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -45,7 +46,7 @@ def speech():
 @pytest.fixture(scope="module")
 def preview_frames(speech) -> list[np.ndarray]:
     """The preview generator's frames for the fixture, without any post-processing."""
-    generator = get_generator("preview")
+    generator = create_generator("preview")
     return list(generator.frames(load_image(PORTRAIT), speech, RenderParams(**PLAIN)))
 
 
@@ -129,7 +130,8 @@ def test_calibrate_brings_an_early_picture_back(tmp_path, preview_frames, speech
 def test_render_applies_a_manual_offset_in_the_generators_own_encode(tmp_path, speech):
     out = tmp_path / "manual.mp4"
     # The preview is in sync, so delaying its sound by 80 ms makes the picture 2 frames early.
-    result = render_video(get_generator("preview"), PORTRAIT, SPEECH, out, RenderParams(min_resolution=256, av_offset_ms=80))
+    result = render_video(create_generator("preview"), PORTRAIT, SPEECH, out,
+                          RenderParams(min_resolution=256, av_offset_ms=80))
     assert result.av_offset_applied_ms == 80
     assert measure_av_sync(out).offset_frames == -2
     assert_duration_matches_audio(out, speech)
@@ -152,15 +154,15 @@ class ShakenPreview:
     name, version = "shaken-preview", "test"
 
     def __init__(self, shift_px: float, angle_deg: float, seed: int = 7):
-        self.preview = get_generator("preview")
+        self.preview = create_generator("preview")
         self.shift_px, self.angle_deg = shift_px, angle_deg
         self.rng = np.random.default_rng(seed)
 
-    def output_size(self, portrait_rgb, params):
-        return self.preview.output_size(portrait_rgb, params)
+    def output_size(self, portrait_rgb, params, *, face_box=None):
+        return self.preview.output_size(portrait_rgb, params, face_box=face_box)
 
-    def frames(self, portrait_rgb, audio, params) -> Iterator[np.ndarray]:
-        for frame in self.preview.frames(portrait_rgb, audio, params):
+    def frames(self, portrait_rgb, audio, params, *, face_box=None) -> Iterator[np.ndarray]:
+        for frame in self.preview.frames(portrait_rgb, audio, params, face_box=face_box):
             height, width = frame.shape[:2]
             dx, dy = self.rng.normal(0, self.shift_px, 2)
             matrix = cv2.getRotationMatrix2D((width / 2, height / 2), self.rng.normal(0, self.angle_deg), 1.0)
@@ -185,7 +187,7 @@ def test_smoothing_halves_head_shake_and_keeps_lip_sync(tmp_path, speech):
 def test_smoothing_leaves_a_steady_head_steady(tmp_path, preview_frames):
     steady = encode(preview_frames, tmp_path / "steady.mp4")
     smoothed = tmp_path / "smoothed.mp4"
-    render_video(get_generator("preview"), PORTRAIT, SPEECH, smoothed, RenderParams(min_resolution=256))
+    render_video(create_generator("preview"), PORTRAIT, SPEECH, smoothed, RenderParams(min_resolution=256))
     # Within the tracker's own noise: corrections below its floor are not applied.
     assert jitter_of(smoothed) <= 1.25 * jitter_of(steady)
 

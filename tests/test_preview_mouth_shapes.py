@@ -24,7 +24,7 @@ from sonic_model.face import (
 )
 from sonic_model.image import load_image
 from sonic_model.preview import PreviewGenerator
-from sonic_model.render import RenderParams
+from sonic_model.generators import RenderParams
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PORTRAITS = {"hopper": FIXTURES / "portrait_hopper.jpg", "astronaut": FIXTURES / "portrait_astronaut.jpg"}

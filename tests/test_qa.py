@@ -299,10 +299,11 @@ def test_a_file_that_is_not_a_video_fails_without_raising(tmp_path, hopper, spee
 
 
 def test_preview_generator_render_passes_qa(tmp_path, hopper, speech):
-    from sonic_model.render import RenderParams, get_generator, render_video
+    from sonic_model.generators import RenderParams, create_generator
+    from sonic_model.render import render_video
 
     video = tmp_path / "preview.mp4"
-    render_video(get_generator("preview"), hopper, SPEECH, video, RenderParams(), audio=speech)
+    render_video(create_generator("preview"), hopper, SPEECH, video, RenderParams(), audio=speech)
     result = check_video(video, hopper, speech)
     assert result.passed, result.failures
     assert abs(result.figures["av_offset_frames"]) <= 1 and result.figures["sync_correlation"] > 0.5

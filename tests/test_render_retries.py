@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sonic_model.generators import register_generator
 from sonic_model.preview.generator import PreviewGenerator
-from tasks.render import register_generator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOADS = Counter()
@@ -27,12 +27,12 @@ class FlakyGenerator(PreviewGenerator):
     name = "flaky-test"
     version = "1.0-test"
 
-    def frames(self, portrait_rgb, audio, params):
+    def frames(self, portrait_rgb, audio, params, *, face_box=None):
         astronaut = portrait_rgb.shape[0] == portrait_rgb.shape[1]  # the astronaut is square, Hopper is not
         if astronaut or FAILURES["hopper"] == 0:
             FAILURES["astronaut" if astronaut else "hopper"] += 1
             raise RuntimeError("CUDA error: device-side assert triggered (simulated)")
-        yield from super().frames(portrait_rgb, audio, params)
+        yield from super().frames(portrait_rgb, audio, params, face_box=face_box)
 
 
 def make_flaky(weights=None):
@@ -40,15 +40,12 @@ def make_flaky(weights=None):
     return FlakyGenerator()
 
 
-make_flaky.version = FlakyGenerator.version
-
-
 def test_render_is_retried_with_a_fresh_generator_and_reports_attempts(tmp_path):
     from PIL import Image
 
     assert Image.open(FIXTURES / "portrait_astronaut.jpg").size == (512, 512)
     assert Image.open(FIXTURES / "portrait_hopper.jpg").size == (512, 600)
-    register_generator("flaky-test", make_flaky)
+    register_generator("flaky-test", make_flaky, version=FlakyGenerator.version)
     media = tmp_path / "media"
     media.mkdir()
     for name in ("portrait_astronaut.jpg", "portrait_hopper.jpg", "speech_de_48k_stereo.wav"):
@@ -101,7 +98,7 @@ def _render_concurrently(probed_rows, monkeypatch, tmp_path):
 
     lock, running, most = threading.Lock(), [0], [0]
 
-    def timed_generation(generator, portrait_path, audio_path, out_path, params=None):
+    def timed_generation(generator, portrait_path, audio_path, out_path, params=None, *, face_box=None):
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])

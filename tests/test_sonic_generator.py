@@ -3,16 +3,23 @@
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import soundfile
 import torch
+from two_faces import two_face_photo
 
 from sonic_model.audio import AudioClip, load_audio
+from sonic_model.crop import expand_square_crop, prepare_portrait
 from sonic_model.encode import frame_count
-from sonic_model.errors import AudioError, NoFaceError, WeightsError
+from sonic_model.errors import AudioError, NoFaceError, ParameterError, WeightsError
 from sonic_model.face import FaceBox
+from sonic_model.generators import RenderParams
 from sonic_model.image import load_image
-from sonic_model.render import RenderParams
+from sonic_model.paste_back import FacePaster
+from sonic_model.probe import probe_video
+from sonic_model.render import render_video
 from sonic_model.sonic import SonicGenerator
 from sonic_model.sonic.audio_features import whisper_input_features, whisper_states
 from sonic_model.sonic.pipeline import SonicPipeline, SonicSettings
@@ -189,3 +196,101 @@ def test_unsupported_settings_and_too_short_audio_are_clear_errors(generator, po
         next(generator.pipeline.run(portrait, FACE.xywh, speech.samples, SonicSettings(i2i_noise_strength=0.5)))
     with pytest.raises(ValueError, match=r"1000 samples at 16 kHz; Sonic needs at least 1280"):
         next(generator.pipeline.run(portrait, FACE.xywh, speech.samples[:1000], SonicSettings(min_resolution=64)))
+
+
+# --- which face: the given box (the probe's), else the detector's largest ------------------------
+
+
+class _CropFed(Exception):
+    """Stops a run once the pipeline has been handed its crop (all these tests need)."""
+
+
+def _crop_fed_to_pipeline(generator, photo, monkeypatch, **kwargs) -> tuple[tuple, np.ndarray]:
+    """(face box, model-resolution crop as uint8) that `frames` hands to the pipeline's step 1."""
+    fed = []
+    original = SonicPipeline.prepare_portrait
+
+    def recording(self, rgb, face_box_xywh, settings, recorder):
+        ref_tensor, face_mask, clip_pixels = original(self, rgb, face_box_xywh, settings, recorder)
+        image = ((ref_tensor.float() + 1) / 2 * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        fed.append((tuple(face_box_xywh), image))
+        raise _CropFed
+
+    monkeypatch.setattr(SonicPipeline, "prepare_portrait", recording)
+    with pytest.raises(_CropFed):
+        silence = AudioClip(np.zeros(3200, np.float32))
+        next(iter(generator.frames(photo, silence, RenderParams(min_resolution=64), **kwargs)))
+    monkeypatch.setattr(SonicPipeline, "prepare_portrait", original)
+    return fed[0]
+
+
+def test_the_given_face_is_animated_not_the_largest(generator, monkeypatch):
+    photo, largest, other = two_face_photo()
+    generator._face_cache.clear()
+    monkeypatch.setattr(generator, "_detector", None)  # the real detector (the tiny release has no yoloface)
+    try:
+        def crop_of(box) -> np.ndarray:
+            return prepare_portrait(photo, box.xywh, expand_ratio=0.5, min_resolution=64).image.astype(int)
+
+        box, crop = _crop_fed_to_pipeline(generator, photo, monkeypatch, face_box=other.xywh)
+        assert box == pytest.approx(other.xywh)
+        assert np.abs(crop.astype(int) - crop_of(other)).max() <= 1  # the astronaut's crop, to rounding
+        assert np.abs(crop.astype(int) - crop_of(largest)).mean() > 60  # not Hopper's (measured ~83)
+        assert generator.output_size(photo, RenderParams(min_resolution=64), face_box=other.xywh) == (64, 64)
+        # No box given (render-one): detected as before, the largest face.
+        box, crop = _crop_fed_to_pipeline(generator, photo, monkeypatch)
+        assert box == pytest.approx(largest.xywh)
+        assert np.abs(crop.astype(int) - crop_of(largest)).max() <= 1
+    finally:
+        generator._face_cache.clear()
+
+
+def test_a_face_box_off_the_portrait_is_refused(generator, portrait):
+    with pytest.raises(ParameterError, match="not inside the 512x512 portrait"):
+        generator.output_size(portrait, PARAMS, face_box=(500, 10, 100, 100))
+
+
+# --- paste_back: the generated crop composited into the whole photo --------------------------------
+
+
+def test_paste_back_puts_the_generated_crop_into_the_whole_photo(generator, portrait, tmp_path, monkeypatch):
+    pasted = []  # (generated crop frame, composited frame) for every frame of the run
+    original = FacePaster.paste
+
+    def recording(self, frame):
+        composited = original(self, frame)
+        pasted.append((frame, composited))
+        return composited
+
+    monkeypatch.setattr(FacePaster, "paste", recording)
+    silence, out = tmp_path / "silence.wav", tmp_path / "pasted.mp4"
+    soundfile.write(silence, np.zeros(3200, np.float32), 16000)  # 0.2 s: 5 frames
+    params = RenderParams(min_resolution=64, inference_steps=1, paste_back=True,
+                          lipsync_calibration=False, motion_smoothing=0.0)
+    assert generator.output_size(portrait, params, face_box=FACE.xywh) == (512, 512)
+    result = render_video(generator, portrait, silence, out, params, face_box=FACE.xywh)
+    info = probe_video(out)
+    assert (info.width, info.height) == (result.width, result.height) == (512, 512)
+    assert result.frames == len(pasted) == 5
+    x0, y0, x1, y1 = expand_square_crop(FACE.xywh, (512, 512), 0.5)
+    outside = np.ones((512, 512), bool)
+    outside[y0:y1, x0:x1] = False
+    middle = (slice(y0 + 40, y1 - 40), slice(x0 + 40, x1 - 40))
+    for generated, frame in pasted:
+        assert generated.shape == (64, 64, 3) and frame.shape == (512, 512, 3)
+        assert np.array_equal(frame[outside], portrait[outside])  # the photo untouched outside the crop
+        # the middle of the crop: the generated frame scaled back to the crop's size
+        scaled = cv2.resize(generated, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LANCZOS4).astype(int)
+        assert np.abs(frame[middle].astype(int) - scaled[40:-40, 40:-40]).max() <= 1
+        assert np.abs(frame[middle].astype(int) - portrait[middle].astype(int)).mean() > 20
+
+
+def test_face_paster_feathers_only_inside_the_photo():
+    photo = np.zeros((100, 200, 3), np.uint8)
+    paster = FacePaster(photo, (0, 20, 50, 70))  # touches the left border only
+    pasted = paster.paste(np.full((64, 64, 3), 200, np.uint8))
+    assert paster.size == (200, 100) and pasted.shape == (100, 200, 3)
+    assert pasted[45, 0, 0] == 200  # on the photo's border: no feather, the generated pixel itself
+    assert pasted[20, 25, 0] < 20 and pasted[45, 49, 0] < 20  # at an inner edge: almost the photo
+    assert pasted[45, 25, 0] == 200  # the middle: the generated pixel
+    assert not pasted[:20].any() and not pasted[70:].any() and not pasted[:, 50:].any()

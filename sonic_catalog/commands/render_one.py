@@ -7,14 +7,18 @@ import json
 from pathlib import Path
 
 from sonic_model.audio import load_audio
+from sonic_model.generators import RenderParams, create_generator, generator_names
 from sonic_model.image import load_image
-from sonic_model.render import RenderParams, get_generator, render_video
+from sonic_model.render import render_video
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that renders."""
     defaults = RenderParams()
-    parser.add_argument("--generator", default="preview", choices=["preview", "sonic"], help="default: preview (CPU, no weights)")
+    # Every generator registered when the parser is built: the built-ins, and any that code
+    # calling the CLI registered first (tests/dask_stand_ins.py does).
+    parser.add_argument("--generator", default="preview", choices=generator_names(),
+                        help="default: preview (CPU, no weights)")
     parser.add_argument("--weights", type=Path, help="directory of the downloaded Sonic release (for --generator sonic)")
     parser.add_argument("--min-resolution", type=int, default=defaults.min_resolution, help="short side of the video in px, rounded to a multiple of 64 (default %(default)s)")
     parser.add_argument("--expand-ratio", type=float, default=defaults.expand_ratio, help="face box expansion on each side (default %(default)s)")
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     # Inputs first: a bad file should fail in milliseconds, not after loading model weights.
     portrait = load_image(args.portrait)
     audio = load_audio(args.audio)
-    generator = get_generator(args.generator, weights=args.weights)
+    generator = create_generator(args.generator, weights=args.weights)
     result = render_video(generator, portrait, args.audio, args.out, params, audio=audio)
     if args.json:
         print(json.dumps(result.as_dict()))

@@ -1,11 +1,13 @@
 """The preview generator: a talking portrait on a CPU, no model weights.
 
-Pipeline per video: the largest face -> the Sonic crop at `min_resolution` (or the full photo
-with `paste_back=True`) -> face mesh on that image -> a `FaceRig` -> control tracks from the
-audio (loudness, spectrum, speech segments) -> one warped frame per 40 ms, yielded one at a time.
+Pipeline per video: the given face box (the face the input probe approved), else the largest
+face -> the Sonic crop at `min_resolution` (or the full photo with `paste_back=True`) -> face
+mesh on that image -> a `FaceRig` -> control tracks from the audio (loudness, spectrum, speech
+segments) -> one warped frame per 40 ms, yielded one at a time.
 
-The portrait preparation (face detection, mesh, rig fields) is cached for the last portrait and
-parameters seen, because `render_video` asks for `output_size` before it asks for `frames`.
+The portrait preparation (face detection, mesh, rig fields) is cached for the last portrait,
+face box and parameters seen, because `render_video` asks for `output_size` before it asks for
+`frames`.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from sonic_model.audio import AudioClip, speech_segments
-from sonic_model.crop import prepare_portrait
+from sonic_model.crop import checked_face_box, prepare_portrait
 from sonic_model.encode import FPS, frame_count
-from sonic_model.face import face_landmarks, largest_face
+from sonic_model.face import FaceBox, face_landmarks, largest_face
+from sonic_model.generators import DYNAMIC_SCALE_RANGE, MOTION_SCALE_RANGE, FaceBoxXYWH, RenderParams
 from sonic_model.preview.controls import Controls, build_controls
 from sonic_model.preview.rig import FaceRig, FrameControls
-from sonic_model.render import DYNAMIC_SCALE_RANGE, MOTION_SCALE_RANGE, RenderParams
 
 __all__ = ["PreviewGenerator", "DYNAMIC_SCALE_RANGE", "MOTION_SCALE_RANGE", "DEFAULT_DYNAMIC_SCALE", "DEFAULT_MOTION_SCALE"]
 
@@ -55,13 +57,18 @@ class PreviewGenerator:
         self._cached_key: tuple | None = None
         self._cached: PreparedFace | None = None
 
-    def output_size(self, portrait_rgb: np.ndarray, params: RenderParams) -> tuple[int, int]:
+    def output_size(
+        self, portrait_rgb: np.ndarray, params: RenderParams, *, face_box: FaceBoxXYWH | None = None
+    ) -> tuple[int, int]:
         """(width, height): the Sonic crop at min_resolution, or the photo's own size with paste_back."""
-        return self.prepare(portrait_rgb, params).size
+        return self.prepare(portrait_rgb, params, face_box).size
 
-    def frames(self, portrait_rgb: np.ndarray, audio: AudioClip, params: RenderParams) -> Iterator[np.ndarray]:
-        """Yield exactly `frame_count(audio.duration_s)` RGB uint8 frames at 25 fps."""
-        prepared = self.prepare(portrait_rgb, params)
+    def frames(
+        self, portrait_rgb: np.ndarray, audio: AudioClip, params: RenderParams, *, face_box: FaceBoxXYWH | None = None
+    ) -> Iterator[np.ndarray]:
+        """Yield exactly `frame_count(audio.duration_s)` RGB uint8 frames at 25 fps of the face at
+        `face_box` (x, y, width, height in portrait pixels; None: the largest face)."""
+        prepared = self.prepare(portrait_rgb, params, face_box)
         controls = self.controls(audio, params)
         rig = prepared.rig
         for index in range(controls.num_frames):
@@ -80,12 +87,16 @@ class PreviewGenerator:
             seed=params.seed,
         )
 
-    def prepare(self, portrait_rgb: np.ndarray, params: RenderParams) -> PreparedFace:
+    def prepare(
+        self, portrait_rgb: np.ndarray, params: RenderParams, face_box: FaceBoxXYWH | None = None
+    ) -> PreparedFace:
         """Face, crop, mesh and rig for this portrait (cached for the last one seen)."""
-        key = (_fingerprint(portrait_rgb), params.min_resolution, params.expand_ratio, params.paste_back)
+        if face_box is not None:
+            face_box = checked_face_box(face_box, (portrait_rgb.shape[1], portrait_rgb.shape[0]))
+        key = (_fingerprint(portrait_rgb), face_box, params.min_resolution, params.expand_ratio, params.paste_back)
         with self._lock:
             if key != self._cached_key:
-                self._cached = _prepare_face(portrait_rgb, params)
+                self._cached = _prepare_face(portrait_rgb, params, face_box)
                 self._cached_key = key
             return self._cached
 
@@ -105,9 +116,10 @@ def frame_controls(controls: Controls, index: int) -> FrameControls:
     )
 
 
-def _prepare_face(portrait_rgb: np.ndarray, params: RenderParams) -> PreparedFace:
+def _prepare_face(portrait_rgb: np.ndarray, params: RenderParams, face_box: FaceBoxXYWH | None) -> PreparedFace:
     portrait_rgb = np.ascontiguousarray(portrait_rgb)
-    box = largest_face(portrait_rgb)
+    # A given box has no detector key points: the face mesh levels the eyes itself (its second pass).
+    box = FaceBox(*face_box, score=1.0) if face_box is not None else largest_face(portrait_rgb)
     if params.paste_back:
         # Animate the photo itself: no resampling of anything outside the moving face and head.
         image = portrait_rgb

@@ -10,8 +10,12 @@ Differences from the public implementation, on purpose:
   holds the latents but never the whole video;
 - audio longer than 30 s runs through several Whisper windows; audio longer than
   `max_audio_seconds` is refused with `AudioError` (the public one silently cuts at 400 s);
-- no face -> `NoFaceError`; several faces -> the largest (ties: score, then top-left);
-- it yields frames only: the caller's encoder makes the one lossy encode.
+- it animates the face it is given (`face_box`: the one the input probe approved), so the
+  detector can never pick someone else; without one, no face -> `NoFaceError` and several
+  faces -> the largest (ties: score, then top-left);
+- it yields frames only: the caller's encoder makes the one lossy encode;
+- `paste_back=True` composites each generated crop back into the whole photo
+  (`sonic_model.paste_back`).
 
 Parameters (`RenderParams`): `min_resolution`, `expand_ratio`, `inference_steps`,
 `dynamic_scale` (multiplies the motion buckets: larger = more head motion) and `seed` act as in
@@ -37,10 +41,11 @@ import numpy as np
 import torch
 
 from sonic_model.audio import AudioClip
-from sonic_model.crop import expand_square_crop, model_resolution
+from sonic_model.crop import checked_face_box, expand_square_crop, model_resolution
 from sonic_model.encode import frame_count
 from sonic_model.errors import AudioError, NoFaceError
-from sonic_model.render import RenderParams
+from sonic_model.generators import FaceBoxXYWH, RenderParams
+from sonic_model.paste_back import FacePaster
 from sonic_model.sonic.models import load_sonic_models
 from sonic_model.sonic.pipeline import SonicPipeline, SonicSettings
 
@@ -94,6 +99,12 @@ class SonicGenerator:
             self._face_cache[key] = (best.x, best.y, best.w, best.h)
         return self._face_cache[key]
 
+    def subject_box(self, portrait_rgb: np.ndarray, face_box: FaceBoxXYWH | None = None) -> FaceBoxXYWH:
+        """The face to animate: `face_box` when given (checked against the image), else detected."""
+        if face_box is not None:
+            return checked_face_box(face_box, (portrait_rgb.shape[1], portrait_rgb.shape[0]))
+        return self.face_box(portrait_rgb)
+
     def settings(self, params: RenderParams) -> SonicSettings:
         low, high = self.base_settings.guidance_scale_audio_min_max
         return replace(
@@ -107,15 +118,22 @@ class SonicGenerator:
         )
 
     # --- the generator protocol ---
-    def output_size(self, portrait_rgb: np.ndarray, params: RenderParams) -> tuple[int, int]:
+    def output_size(
+        self, portrait_rgb: np.ndarray, params: RenderParams, *, face_box: FaceBoxXYWH | None = None
+    ) -> tuple[int, int]:
         height, width = portrait_rgb.shape[:2]
+        if params.paste_back:
+            return width, height
         settings = self.settings(params)
         if settings.crop:
-            x0, y0, x1, y1 = expand_square_crop(self.face_box(portrait_rgb), (width, height), settings.expand_ratio)
+            face = self.subject_box(portrait_rgb, face_box)
+            x0, y0, x1, y1 = expand_square_crop(face, (width, height), settings.expand_ratio)
             width, height = x1 - x0, y1 - y0
         return model_resolution(width, height, settings.min_resolution)
 
-    def frames(self, portrait_rgb: np.ndarray, audio: AudioClip, params: RenderParams) -> Iterator[np.ndarray]:
+    def frames(
+        self, portrait_rgb: np.ndarray, audio: AudioClip, params: RenderParams, *, face_box: FaceBoxXYWH | None = None
+    ) -> Iterator[np.ndarray]:
         if audio.sample_rate != 16000:
             raise AudioError(f"the Sonic generator needs 16 kHz audio, got {audio.sample_rate} Hz")
         if audio.duration_s > self.max_audio_seconds:
@@ -124,8 +142,23 @@ class SonicGenerator:
         audio_frames_needed = int(np.ceil(audio.duration_s * 25)) + 2
         if audio_frames_needed > settings.max_audio_frames_25fps:
             settings = replace(settings, max_audio_frames_25fps=audio_frames_needed)
-        face = self.face_box(portrait_rgb)
+        face = self.subject_box(portrait_rgb, face_box)
+        paster = None
+        if params.paste_back:
+            # The crop the pipeline animates (the same rule and inputs as its step 1), pasted back.
+            height, width = portrait_rgb.shape[:2]
+            crop_box = (0, 0, width, height)
+            if settings.crop:
+                crop_box = expand_square_crop(face, (width, height), settings.expand_ratio)
+            paster = FacePaster(portrait_rgb, crop_box)
         # No grad-mode context here: one held across `yield` would leak into the caller's code;
         # the pipeline's steps are each decorated with torch.no_grad (generator-aware).
         with self._lock:
-            yield from self.pipeline.run(portrait_rgb, face, audio.samples, settings, output_frames=frame_count(audio.duration_s))
+            stream = self.pipeline.run(
+                portrait_rgb, face, audio.samples, settings, output_frames=frame_count(audio.duration_s)
+            )
+            try:
+                for frame in stream:
+                    yield frame if paster is None else paster.paste(frame)
+            finally:
+                stream.close()  # a caller that stops early frees the latents now
