@@ -377,3 +377,29 @@ def test_s3_object_overwritten_with_the_same_length_is_rendered(moto_s3):
     assert second.decisions() == {"r0": SKIP, "r1": WORK, "r2": SKIP, "r3": WORK}
     assert second.why("r1") == "audio changed since run run-1" and "missing" in second.why("r3")
     assert second.plan.hashed_inputs == 1  # only the overwritten object was read; the rest by their ETags
+
+
+# --- the index update costs what changed ------------------------------------------------------------
+
+
+def test_index_update_reads_only_new_sidecars_and_checks_liveness_with_one_listing(tmp_path, monkeypatch):
+    write_media(tmp_path / "media", count=40)
+    settle()
+    manifest, catalog = str(tmp_path / "manifest.parquet"), str(tmp_path / "catalog")
+    rows = [row(f"r{i}", "media/face.jpg", f"media/a{i}.wav") for i in range(40)]
+    Run(rows, manifest, catalog, "run-1")
+    (tmp_path / "media" / "a3.wav").write_bytes(b"other speech " * 46 + b"xx")
+    (tmp_path / "catalog" / "course" / "en" / "r7.json").unlink()  # withdrawn: must leave the index
+    reads, listings = [], []
+    monkeypatch.setattr(Catalog, "exists", lambda self, path: pytest.fail(f"a request per entry: exists({path})"))
+    original_read, original_list = Catalog.read_json, Catalog.published_objects
+    monkeypatch.setattr(Catalog, "read_json", lambda self, path: reads.append(path) or original_read(self, path))
+    monkeypatch.setattr(Catalog, "published_objects", lambda self: listings.append(1) or original_list(self))
+    second = Run(rows, manifest, catalog, "run-2")
+    assert sorted(second.rendered) == ["r3", "r7"]
+    # the plan lists once; the index update lists once and reads the two new sidecars
+    assert len(listings) == 2 and sorted(Path(p).name for p in reads) == ["r3.json", "r7.json"]
+    index = read_index(catalog)
+    assert len(index) == 40 and index.set_index("row_id").run_id["r3"] == "run-2"
+    public = json.loads((tmp_path / "catalog" / "index.json").read_text())["videos"]
+    assert len(public) == 40 and set(public[0]) == set(INDEX_COLUMNS)  # fingerprints stay out of the public index
