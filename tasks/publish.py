@@ -427,34 +427,42 @@ def index_entry(catalog: Catalog, sidecar_path: str, sidecar: dict) -> dict:
     }
 
 
-def read_index(catalog_url: str):
-    """The catalog index as a DataFrame (empty, with the index columns, if there is none yet).
+def _read_index_table(catalog: Catalog):
+    """index.parquet as a pyarrow Table with every index column (None if there is no index yet).
 
     An index written before the input-memory columns existed gets them, empty (its rows are
     then hashed once by the next plan, and remembered from then on).
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with catalog.fs.open(catalog.path(INDEX_PARQUET), "rb") as handle:
+            table = pq.read_table(handle, pre_buffer=False)  # see manifests.schema.read_manifest
+    except FileNotFoundError:
+        return None
+    for name in INDEX_PARQUET_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    return table
+
+
+def read_index(catalog_url: str):
+    """The catalog index as a DataFrame (empty, with the index columns, if there is none yet)."""
     import pandas as pd
 
-    catalog = Catalog(catalog_url)
-    path = catalog.path(INDEX_PARQUET)
-    try:
-        with catalog.fs.open(path, "rb") as handle:
-            frame = pd.read_parquet(handle, pre_buffer=False)  # see manifests.schema.read_manifest
-    except FileNotFoundError:
+    table = _read_index_table(Catalog(catalog_url))
+    if table is None:
         return pd.DataFrame({name: pd.Series(dtype="object") for name in INDEX_PARQUET_COLUMNS})
-    for name in INDEX_PARQUET_COLUMNS:
-        if name not in frame.columns:
-            frame[name] = pd.Series([None] * len(frame), dtype="object")
-    return frame
+    return table.to_pandas()
 
 
 def index_records(catalog_url: str) -> dict[str, dict]:
     """The index as {key: entry} with plain Python values (None for missing), read once."""
-    import pandas as pd
-
-    frame = read_index(catalog_url)
-    plain = frame.astype(object).where(pd.notna(frame), None)
-    return {record["key"]: {name: _plain(value) for name, value in record.items()} for record in plain.to_dict("records")}
+    table = _read_index_table(Catalog(catalog_url))
+    if table is None:
+        return {}
+    return {record["key"]: record for record in table.to_pylist()}
 
 
 def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str, SeenInputs] | None = None) -> dict:

@@ -403,3 +403,13 @@ def test_index_update_reads_only_new_sidecars_and_checks_liveness_with_one_listi
     assert len(index) == 40 and index.set_index("row_id").run_id["r3"] == "run-2"
     public = json.loads((tmp_path / "catalog" / "index.json").read_text())["videos"]
     assert len(public) == 40 and set(public[0]) == set(INDEX_COLUMNS)  # fingerprints stay out of the public index
+
+
+def test_content_keys_match_the_renderer_s():
+    from tasks.plan import _KeyMaker
+
+    plan_settings = settings()
+    for params in (RenderParams().as_dict(), RenderParams(seed=7, av_offset_ms=12.5, expand_ratio=0.75).as_dict()):
+        for portrait, audio in (("a" * 64, "b" * 64), (hashlib.sha256(b"x").hexdigest(), hashlib.sha256(b"y").hexdigest())):
+            assert _KeyMaker(plan_settings, params)(portrait, audio) == content_key(
+                portrait_sha256=portrait, audio_sha256=audio, generator="preview", generator_version="1.0", params=params)
