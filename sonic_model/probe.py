@@ -75,3 +75,27 @@ def iter_video_frames(path: str | Path, *, step: int = 1) -> Iterator[tuple[int,
         for index, frame in enumerate(container.decode(stream)):
             if index % step == 0:
                 yield index, frame.to_ndarray(format="rgb24")
+
+
+def iter_rgb_and_luma_frames(video_path: str | Path) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield (index, RGB uint8, luma uint8 0-255) per frame, decoding one frame at a time.
+
+    For yuv420p (every video we make) the planes are taken raw and converted by OpenCV, about
+    6x cheaper than PyAV's swscale RGB conversion (2.5 ms -> 0.4 ms per 512 px frame; the
+    results differ by ~1 level). Luma is the Y plane mapped from video range (16-235) to 0-255.
+    """
+    import av
+    import cv2
+
+    with av.open(str(video_path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+                planes = frame.to_ndarray()  # [H * 3/2, W]: Y, then U and V quarter planes
+                rgb = cv2.cvtColor(planes, cv2.COLOR_YUV2RGB_I420)
+                luma = cv2.convertScaleAbs(planes[: frame.height], alpha=255.0 / 219.0, beta=-16 * 255.0 / 219.0)
+            else:
+                rgb = frame.to_ndarray(format="rgb24")
+                luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            yield index, rgb, luma

@@ -26,8 +26,9 @@ from sonic_model.face import LandmarkTracker
 from sonic_model.image import load_image
 from sonic_model.postprocess import calibrate_video
 from sonic_model.probe import iter_video_frames, probe_video
-from sonic_model.qa import check_video, head_anchor, head_jitter, measure_av_sync
+from sonic_model.qa import check_video, head_anchor, head_jitter
 from sonic_model.render import RenderParams, get_generator, render_video
+from sonic_model.sync import measure_av_sync
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PORTRAIT = FIXTURES / "portrait_hopper.jpg"
@@ -211,3 +212,12 @@ def test_render_one_defaults_still_pass_qa(tmp_path, speech):
     qa = check_video(out, load_image(PORTRAIT), speech)
     assert qa.passed, qa.failures
     assert_duration_matches_audio(out, speech)
+
+
+def test_render_path_does_not_import_qa():
+    # Calibration measures sync with `sonic_model.sync`; rendering must not pull in the QA package.
+    probe = "import sys, sonic_model.render; print(sorted(m for m in sys.modules if m.startswith('sonic_model.')))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    loaded = done.stdout.split("'")
+    assert "sonic_model.sync" in loaded and "sonic_model.postprocess.lipsync" in loaded, done.stdout
+    assert not [name for name in loaded if name == "sonic_model.qa" or name.startswith("sonic_model.qa.")], done.stdout

@@ -22,15 +22,8 @@ from sonic_model.encode import FPS, VideoWriter, frame_count
 from sonic_model.errors import InputError
 from sonic_model.face import face_landmarks, interocular_distance
 from sonic_model.image import load_image
-from sonic_model.qa import (
-    QAResult,
-    QAThresholds,
-    check_video,
-    estimate_av_offset,
-    integrated_loudness,
-    measure_av_sync,
-    plot_sync,
-)
+from sonic_model.qa import QAResult, QAThresholds, check_video, integrated_loudness, plot_sync
+from sonic_model.sync import estimate_av_offset, measure_av_sync
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # 6 s of English with a 1.5 s pause in the middle (speech 0.03-1.76 s and 3.27-5.73 s).

@@ -25,7 +25,7 @@ import numpy as np
 from sonic_model.audio import AudioClip, frame_envelope, speech_segments
 from sonic_model.encode import FPS, ffmpeg_executable
 from sonic_model.errors import InputError, OutputError
-from sonic_model.qa import SyncMeasurement, estimate_av_offset, measure_av_sync, speech_mask_for_frames
+from sonic_model.sync import SyncMeasurement, estimate_av_offset, measure_av_sync, speech_mask_for_frames
 
 # An override or correction beyond this is a mistake, not a sync error (QA searches ±320 ms).
 MAX_AV_OFFSET_MS = 1000.0

@@ -1,0 +1,115 @@
+"""What a video must satisfy to be published: `QAThresholds`, each default with its source."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sonic_model.encode import FPS
+from sonic_model.errors import InputError
+
+
+@dataclass(frozen=True)
+class QAThresholds:
+    """What a video must satisfy to be published. Every default is documented by its comment.
+
+    Change them per run with `QAThresholds().with_overrides({"min_sync_correlation": 0.2})`.
+    """
+
+    # Container: the catalog's delivery format (README "Every video is H.264 (yuv420p) + AAC at 25 fps").
+    expected_video_codec: str = "h264"
+    expected_pix_fmt: str = "yuv420p"
+    expected_audio_codec: str = "aac"
+    expected_fps: float = float(FPS)
+    # Picture size: the short side must be at least this (the generators' smallest output is 256);
+    # an exact size can be demanded with expected_width/expected_height (None = any).
+    min_short_side: int = 256
+    expected_width: int | None = None
+    expected_height: int | None = None
+    # Duration: the video must last as long as the script audio to within one frame (DESIGN.md 4.3).
+    max_duration_mismatch_frames: float = 1.0
+    # Sync: a viewer notices lips ~45 ms early or ~125 ms late (ITU-R BT.1359); 2 frames = 80 ms.
+    max_abs_av_offset_frames: int = 2
+    # Pearson correlation of mouth opening with the speech envelope at the best lag, over speech
+    # frames. Real talking heads reach 0.4-0.8; a mouth that ignores the audio stays near 0.
+    min_sync_correlation: float = 0.3
+    # Search window for the best lag (±8 frames = ±320 ms, beyond any plausible generator delay).
+    max_sync_search_frames: int = 8
+    # Closed mouth in silence: in every pause of at least `min_silence_s`, the median mouth opening
+    # (inner-lip gap / eye-corner distance) may exceed the portrait's own by at most this much.
+    # Measured relative to the portrait because a smiling photo shows teeth at rest (~0.1).
+    min_silence_s: float = 0.3
+    max_silence_mouth_opening_excess: float = 0.06
+    # Face present: fraction of sampled frames where the face mesh finds the face.
+    min_face_present_ratio: float = 1.0
+    # Every n-th frame gets landmarks (1 = all; the tracker costs ~1 ms per frame).
+    landmark_frame_step: int = 1
+    # Identity: dlib 128-d descriptor distance to the portrait (same person 0.1-0.2, different
+    # people 0.7-0.9; 0.6 is dlib's own threshold). Measured on `identity_samples` spread frames.
+    max_identity_distance: float = 0.6
+    identity_samples: int = 3
+    # Flicker: largest jump of mean luminance (0-255) between consecutive frames. A talking head
+    # under fixed light changes by < 2; a visible flash is > 8.
+    max_luma_jump: float = 8.0
+    # Frozen: frames whose 64x64 grey thumbnails differ by less than `frozen_pixel_tolerance`
+    # (0-255) everywhere are "the same frame" (H.264 re-codes a repeated frame with changes of
+    # 1-3 levels; a moving mouth changes its thumbnail pixels by 10-150); during speech, runs
+    # of them longer than this fail (12 frames = 0.48 s of a still picture while someone talks).
+    frozen_pixel_tolerance: float = 4.0
+    max_frozen_run_frames: int = 12
+    # Jitter: RMS frame-to-frame acceleration of the head (mean of rigid landmarks: eye corners,
+    # nose bridge and tip), in units of the eye-corner distance. Measured here: a still head whose
+    # mouth talks reads ~0.012 (mesh noise); the same with a random 2 px (sd) shake per frame 0.058.
+    max_head_jitter: float = 0.025
+    # Black frames: mean luminance below `black_luma` (0-255); none allowed.
+    black_luma: float = 16.0
+    max_black_frames: int = 0
+    # Audio: integrated loudness (ITU-R BS.1770 K-weighted, gated) of the track in the file.
+    # Speech for the web is mastered around -16..-23 LUFS; outside -35..-8 it is broken or silent.
+    min_loudness_lufs: float = -35.0
+    max_loudness_lufs: float = -8.0
+    # Samples at or above full scale (|x| >= 0.999): more than 0.1 % is audible distortion.
+    max_clipping_ratio: float = 0.001
+
+    def with_overrides(self, overrides: dict[str, Any] | None) -> "QAThresholds":
+        """A copy with some values changed; unknown names or wrong types raise `InputError`."""
+        if not overrides:
+            return self
+        known = {f.name: f for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise InputError(
+                f"unknown QA threshold(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        converted = {name: _convert_threshold(name, value, getattr(self, name)) for name, value in overrides.items()}
+        return dataclasses.replace(self, **converted)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _convert_threshold(name: str, value: Any, default: Any) -> Any:
+    """Coerce an override to the default's type (CLI and manifests give strings and floats)."""
+    if value is None:
+        if name in ("expected_width", "expected_height"):
+            return None
+        raise InputError(f"QA threshold {name} cannot be empty")
+    try:
+        if isinstance(default, bool):
+            raise TypeError
+        if isinstance(default, str):
+            return str(value)
+        if isinstance(default, int) or name in ("expected_width", "expected_height"):
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError
+        return number
+    except (TypeError, ValueError):
+        kind = "a whole number" if isinstance(default, int) else "a number" if not isinstance(default, str) else "text"
+        raise InputError(f"QA threshold {name} must be {kind}, got {value!r}") from None
