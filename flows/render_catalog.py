@@ -1,7 +1,7 @@
 """The main job: a Parquet manifest in, a published and checked catalog out.
 
-    read manifest -> validate table -> per row: probe media (already published?) ->
-    render -> QA and publish (or file the QA failure) -> catalog index -> ledger -> report
+    read manifest -> validate table -> plan (what changed?) -> per row that needs work: probe
+    media -> render -> QA and publish (or file the QA failure) -> catalog index -> ledger -> report
 
 Every row ends with exactly one verdict (published, skipped_cached, quarantined, failed_qa,
 error); a bad row never stops the others. Rows move through their stages independently, up to
@@ -20,6 +20,7 @@ the end of the run), because QA and publish may run on another machine.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import sys
@@ -39,8 +40,9 @@ from manifests.schema import read_manifest
 from sonic_model.errors import SonicCatalogError
 from sonic_model.render import RenderParams
 from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task, write_run_info
-from tasks.publish import check_and_publish_task, now_iso, update_index_task
-from tasks.records import ERROR, QUARANTINED, RowInfo, RowOutcome
+from tasks.plan import PlanSettings, plan_run_task, update_catalog_state_task
+from tasks.publish import check_and_publish_task, now_iso
+from tasks.records import ERROR, PUBLISHED, QUARANTINED, SKIPPED_CACHED, RowInfo, RowOutcome
 from tasks.render import (
     DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, GPU_RESOURCE, RENDERS_PER_GPU, GeneratorChoice, RenderFailed,
     choose_generator, discard_scratch, remove_tree, render_task_options, render_video_task,
@@ -133,7 +135,8 @@ RowPipeline = Generator[PrefectFuture, Any, RowOutcome]
 
 def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: GeneratorChoice,
                    defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None = None,
-                   scratch_url: str | None = None, on_cluster: bool = False) -> RowPipeline:
+                   scratch_url: str | None = None, on_cluster: bool = False, look_up: bool = True,
+                   plan: str = "") -> RowPipeline:
     """The stages of one row; yields each task's future and gets its result back.
 
     Three tasks a row: probe (with the catalog lookup), render, check-and-publish. Each Prefect
@@ -141,15 +144,27 @@ def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: s
     run back to back on the same kind of machine share a task.
     `render_options`: the render task's retry policy (`render_task_options`). On a cluster the
     render task needs a GPU slot and writes to `scratch_url`; the other two need none.
+    `look_up=False` leaves the catalog lookup out of the probe: the run's plan (tasks/plan.py)
+    has already found that this row's content is not in the catalog, or was told to render it
+    anyway (`--force`). `plan`: why the plan sent the row here, kept on its verdict.
     """
+    outcome = yield from _stages(row, info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
+                                 defaults=defaults, limits=limits, thresholds=thresholds, render_options=render_options,
+                                 scratch_url=scratch_url, on_cluster=on_cluster, look_up=look_up)
+    return dataclasses.replace(outcome, plan=plan) if plan else outcome
+
+
+def _stages(row, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: GeneratorChoice,
+            defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None,
+            scratch_url: str | None, on_cluster: bool, look_up: bool) -> RowPipeline:
     render_options = render_options or render_task_options()
     rendered = None
     try:
         probed = yield probe_row_task.with_options(task_run_name=_named("probe", info.row_id)).submit(
-            row, manifest, limits, defaults=defaults, catalog_url=catalog, choice=choice
+            row, manifest, limits, defaults=defaults, catalog_url=catalog if look_up else None, choice=choice
         )
         if isinstance(probed, Quarantine):
-            return RowOutcome(info=info, status=QUARANTINED, reason=probed.reason)
+            return RowOutcome(info=info, status=QUARANTINED, reason=probed.reason, transient=probed.transient)
         if isinstance(probed, RowOutcome):
             return probed  # already published with the same content key
 
@@ -263,23 +278,39 @@ def summarise(run_id: str, outcomes: list[RowOutcome]) -> dict:
     }
 
 
+# The table artifact lists at most this many rows (those needing a person first): every row of
+# a 100,000-row nightly would put megabytes into Prefect's database each night. The ledger has them all.
+ARTIFACT_ROWS = 1000
+_ARTIFACT_ORDER = {PUBLISHED: 1, SKIPPED_CACHED: 2}  # quarantined, failed_qa, error: 0
+
+
 def publish_run_artifacts(summary: dict, outcomes: list[RowOutcome]) -> None:
     """A table of verdicts and a markdown summary, shown on the flow run in Prefect's UI."""
+    shown = sorted(outcomes, key=lambda o: _ARTIFACT_ORDER.get(o.status, 0))[:ARTIFACT_ROWS]
+    left_out = len(outcomes) - len(shown)
     create_table_artifact(
         key="catalog-run-ledger",
         table=[
             {"row_id": o.info.row_id, "status": o.status, "reason": o.reason[:200], "output": o.output_uri or ""}
-            for o in outcomes
+            for o in shown
         ],
-        description=f"Verdict of every manifest row in run {summary['run_id']}",
+        description=(f"Verdict of every manifest row in run {summary['run_id']}" if not left_out else
+                     f"Verdicts of run {summary['run_id']}: the {len(shown)} rows needing a person or published first; "
+                     f"{left_out} more (skipped as unchanged) in the ledger"),
     )
     counts = "\n".join(f"| {status} | {count} |" for status, count in sorted(summary["counts"].items()))
+    plan = summary.get("plan") or {}
+    plan_line = (
+        f"Plan: {plan.get('work', 0)} rows needed work, {plan.get('skip', 0)} unchanged rows skipped and "
+        f"{plan.get('keep_quarantine', 0)} quarantines kept without a task ({plan.get('hashed_inputs', 0)} inputs hashed)\n\n"
+        if plan else ""
+    )
     create_markdown_artifact(
         key="catalog-run-summary",
         markdown=(
             f"# Catalog run `{summary['run_id']}`\n\n"
             f"Manifest: `{summary['manifest']}`  \nCatalog: `{summary['catalog']}`\n\n"
-            f"| status | rows |\n|---|---|\n{counts}\n\n"
+            f"| status | rows |\n|---|---|\n{counts}\n\n{plan_line}"
             f"Ledger: `{summary['ledger']}`  \nReport: `{summary['report']}`  \nIndex: `{summary['index']['index_parquet']}`\n"
         ),
         description="Catalog run summary",
@@ -304,8 +335,16 @@ def render_catalog(
     retry_delay_s: float = DEFAULT_RETRY_DELAY_S,
     limits: dict | None = None,
     row_timeout_s: float | None = DEFAULT_ROW_TIMEOUT_S,
+    force: bool = False,
+    recheck: bool = False,
 ) -> dict:
     """Render every row of `manifest` into `catalog`; returns the run summary.
+
+    Before any row's own work, the plan (`tasks/plan.py`) settles every row whose published
+    video is unchanged (`skipped_cached`) or whose quarantine still holds (inputs, limits and
+    parameters unchanged), from storage metadata and without a task per row; the other rows go
+    the full way. `force`: every row goes the full way. `recheck`: remembered quarantines are
+    probed again.
 
     `only_rows` restricts rendering to those row ids (what `rerun` uses); the whole table is
     still validated, because a duplicate id is only visible in the whole table.
@@ -338,7 +377,7 @@ def render_catalog(
         "weights": weights, "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {},
         "only_rows": only_rows, "rerun_of": rerun_of, "started_at": started_at, "flow_run_id": str(flow_run.get_id() or ""),
         "on_cluster": on_cluster, "render_retries": render_options["retries"], "retry_delay_s": render_options["retry_delay_seconds"],
-        "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s,
+        "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s, "force": force, "recheck": recheck,
     })
 
     table = read_manifest(manifest)
@@ -349,6 +388,12 @@ def render_catalog(
     infos = _row_infos(table)
     logger.info("run %s: %d rows to render, %d refused by table validation", run_id, len(rows), len(refused))
 
+    # Settle what needs no work (unchanged rows, quarantines that still hold) in one step.
+    plan = plan_run_task(rows, manifest, catalog, PlanSettings(
+        generator=choice.name, generator_version=choice.version, defaults=defaults_params, limits=media_limits.as_dict(),
+        max_file_bytes=media_limits.max_file_bytes, force=force, recheck=recheck,
+    ))
+
     # Rewrites the run's ledger as verdicts come in, so a killed run leaves one `rerun` can use.
     progress_ledger = ProgressLedger(catalog, run_id)
     add_outcome_listener(progress_ledger)
@@ -357,33 +402,40 @@ def render_catalog(
         outcome = RowOutcome(info=infos.get(quarantine.row_id, RowInfo(row_id=quarantine.row_id)), status=QUARANTINED, reason=quarantine.reason)
         _announce(outcome)
         outcomes.append(outcome)
+    for outcome in plan.settled():
+        _announce(outcome)
     try:
-        outcomes += run_rows(
+        worked = iter(run_rows(
             (
-                render_one_row(row, RowInfo.from_row(row), manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
+                render_one_row(planned.row, planned.info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
                                defaults=defaults_params, limits=media_limits, thresholds=thresholds,
-                               render_options=render_options, scratch_url=scratch_url, on_cluster=on_cluster)
-                for row in rows
+                               render_options=render_options, scratch_url=scratch_url, on_cluster=on_cluster,
+                               look_up=False, plan=planned.why)
+                for planned in plan.work()
             ),
             concurrency,
-        )
+        ))
     finally:
         remove_outcome_listener(progress_ledger)
         if scratch_url:
             remove_tree(scratch_url)  # leftovers of attempts on workers that died
+    # In manifest order: each planned row's verdict, settled by the plan or reached by its stages.
+    outcomes += [planned.outcome if planned.outcome is not None else next(worked) for planned in plan.rows]
 
-    index = update_index_task(catalog, outcomes)
+    index = update_catalog_state_task(catalog, outcomes, plan, run_id)
     ledger = write_ledger_task(catalog, run_id, outcomes)
     summary = {
         **summarise(run_id, outcomes), "manifest": manifest, "catalog": catalog, "generator": choice.name, "generator_version": choice.version,
         "started_at": started_at, "finished_at": now_iso(), "ledger": ledger, "index": index,
+        "plan": {**plan.counts(), "hashed_inputs": plan.hashed_inputs, "seconds": plan.timings.get("total_s")},
     }
     summary["report"] = write_report_task(catalog, run_id, outcomes, summary)
     write_run_info(catalog, run_id, {**summary, "only_rows": only_rows, "rerun_of": rerun_of, "weights": weights,
                                      "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {},
                                      "on_cluster": on_cluster, "render_retries": render_options["retries"],
                                      "retry_delay_s": render_options["retry_delay_seconds"],
-                                     "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s})
+                                     "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s,
+                                     "force": force, "recheck": recheck, "flow_run_id": str(flow_run.get_id() or "")})
     publish_run_artifacts(summary, outcomes)
     logger.info("run %s finished: %s", run_id, summary["counts"])
     return summary

@@ -614,13 +614,14 @@ def plan_rows(
             continue
         remembered = quarantines.get(key)
         if remembered is not None and not settings.recheck and _same_quarantine(remembered, seen, conditions):
+            why = f"quarantined by run {remembered.run_id}, nothing changed since"
             outcome = RowOutcome(
                 info=info, status=QUARANTINED,
                 reason=(f"quarantine kept: {remembered.reason} (inputs, limits and parameters unchanged since run "
                         f"{remembered.run_id}; --recheck to probe again)"),
+                plan=why,
             )
-            plans.append(RowPlan(row, info, key, KEEP_QUARANTINE, f"quarantined by run {remembered.run_id}, nothing changed since",
-                                 seen, conditions, outcome))
+            plans.append(RowPlan(row, info, key, KEEP_QUARANTINE, why, seen, conditions, outcome))
             continue
         entry = entries.get(key)
         if entry is None:
@@ -768,6 +769,7 @@ def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str
         info=info,
         status=SKIPPED_CACHED,
         reason=reason,
+        plan=reason,
         output_uri=catalog.uri(catalog.path(entry.video)),
         poster_uri=catalog.uri(catalog.path(entry.poster)) if entry.poster else None,
         sidecar_uri=catalog.uri(catalog.path(entry.sidecar)),
@@ -780,13 +782,14 @@ def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str
 
 def remember_quarantines(
     catalog_url: str, plan: RunPlan, outcomes: Iterable[RowOutcome], run_id: str, *,
-    lasting: Callable[[RowOutcome], bool] = lambda outcome: True,
+    lasting: Callable[[RowOutcome], bool] = lambda outcome: not outcome.transient,
 ) -> dict:
     """Update `_state/quarantines.parquet` after a run: read once, merge, write once.
 
     A planned row quarantined by this run's probe is remembered (with the fingerprints and
     conditions the plan saw) when `lasting(outcome)` says its verdict comes from the inputs'
-    content (not a storage hiccup that may pass) and both fingerprints are trusted; a kept
+    content (default: the outcome is not `transient`, as a storage read that failed is) and
+    both fingerprints are trusted; a kept
     quarantine stays as it was; any other verdict of a planned row forgets the row. Rows the
     run did not plan are left alone.
     """
@@ -835,8 +838,20 @@ def plan_run_task(rows, manifest_url: str, catalog_url: str, settings: PlanSetti
     return plan
 
 
+@task(name="update-catalog-index", task_run_name="update-catalog-index", cache_policy=NO_CACHE)
+def update_catalog_state_task(catalog_url: str, outcomes: list[RowOutcome], plan: RunPlan | None, run_id: str) -> dict:
+    """After a run: the catalog index (with the input fingerprints the plan saw) and the
+    remembered quarantines, each read once and written once (one task for both)."""
+    from tasks.publish import update_index
+
+    index = update_index(catalog_url, outcomes, plan.seen_inputs() if plan is not None else None)
+    if plan is not None:
+        index["quarantines_kept"] = remember_quarantines(catalog_url, plan, outcomes, run_id)["quarantines"]
+    return index
+
+
 __all__ = [
     "DECISIONS", "KEEP_QUARANTINE", "SKIP", "WORK", "Fingerprint", "PlanSettings", "PublishedEntry", "RememberedQuarantine",
     "RowPlan", "RunPlan", "fingerprint_from_info", "fingerprint_inputs", "hash_input", "hash_inputs", "plan_rows",
-    "plan_run_task", "probe_code_version", "read_quarantines", "remember_quarantines", "resolve_inputs", "write_quarantines",
+    "plan_run_task", "probe_code_version", "update_catalog_state_task", "read_quarantines", "remember_quarantines", "resolve_inputs", "write_quarantines",
 ]

@@ -163,6 +163,11 @@ class RowOutcome:
     timings: dict = field(default_factory=dict)
     # Lip-sync calibration and motion smoothing figures of the render (see `postprocess_figures`).
     postprocess: dict = field(default_factory=dict)
+    # Why the run's plan (tasks/plan.py) decided what it did with the row: "unchanged since run
+    # X", "audio changed since run X", "--force", ... ('' for rows the plan never saw).
+    plan: str = ""
+    # A quarantine that may pass with nothing changing (see `tasks.validate.Quarantine.transient`).
+    transient: bool = False
 
     @property
     def in_catalog(self) -> bool:

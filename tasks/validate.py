@@ -105,6 +105,9 @@ class Quarantine:
     row_id: str
     stage: str
     reason: str
+    # True when the refusal may pass with nothing about the row changing (a storage read that
+    # failed, an object not found): such a verdict is not kept by the next run's plan.
+    transient: bool = False
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -685,11 +688,25 @@ def probe_row_task(
     return find_published(catalog_url, RowInfo.from_row(row), key_for(probed, choice)) or probed
 
 
+def _transient(exc: Exception) -> bool:
+    """A refusal that says nothing about the media themselves (the next run's plan probes again).
+
+    When both of a row's media fail, `probe_media` raises the first error's class with both
+    messages: the second's class is lost, so the text is checked too (storage.py's wording).
+    """
+    from tasks.storage import MediaNotFoundError, StorageReadError
+
+    if isinstance(exc, (StorageReadError, MediaNotFoundError)):
+        return True
+    text = str(exc)
+    return any(mark in text for mark in (": not found: ", "permission denied reading ", ": cannot read ", ": cannot open "))
+
+
 def probe_or_quarantine(row: ManifestRow, manifest_url: str, limits: MediaLimits = MediaLimits(), **kwargs) -> ProbedRow | Quarantine:
     """`probe_media`, with every failure turned into a `Quarantine` (used by the task and the CLI)."""
     try:
         return probe_media(row, manifest_url, limits, **kwargs)
     except SonicCatalogError as exc:
-        return Quarantine(row.row_id, PROBE_STAGE, str(exc))
+        return Quarantine(row.row_id, PROBE_STAGE, str(exc), transient=_transient(exc))
     except Exception as exc:  # a decoder bug on hostile bytes must not take the batch down
         return Quarantine(row.row_id, PROBE_STAGE, f"media could not be probed ({type(exc).__name__}: {str(exc)[:200]})")

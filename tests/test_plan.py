@@ -291,13 +291,14 @@ def test_fixed_input_of_a_quarantined_row_is_probed_and_forgotten_once_published
 
 
 def test_storage_trouble_is_not_remembered_as_a_quarantine(local):
-    bad = local["root"] / "media" / "a1.wav"
-    bad.write_bytes(b"BAD" + bad.read_bytes()[3:])
-    settle()
     run = Run(local["rows"], local["manifest"], local["catalog"], "run-1")
-    remember_quarantines(local["catalog"], run.plan, [RowOutcome(info=RowInfo.from_row(local["rows"][1]), status=QUARANTINED,
-                                                                 reason="cannot read")], "run-1b", lasting=lambda o: False)
+    info = RowInfo.from_row(local["rows"][1])
+    unreadable = RowOutcome(info=info, status=QUARANTINED, reason="permission denied reading ...", transient=True)
+    remember_quarantines(local["catalog"], run.plan, [unreadable], "run-1b")
     assert read_quarantines(Catalog(local["catalog"])) == {}
+    lasting = RowOutcome(info=info, status=QUARANTINED, reason="no speech found")
+    remember_quarantines(local["catalog"], run.plan, [lasting], "run-1c")
+    assert list(read_quarantines(Catalog(local["catalog"]))) == ["course/en/r1"]
 
 
 # --- fingerprints -------------------------------------------------------------------------------------
