@@ -350,7 +350,7 @@ class PublishedEntry:
     audio_fingerprint: str | None = None
 
     @classmethod
-    def from_record(cls, record: Mapping) -> "PublishedEntry":
+    def from_record(cls, record: Mapping) -> PublishedEntry:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {name: record.get(name) for name in names}
         values["sidecar"] = values.get("sidecar") or f"{record['key']}.json"
@@ -822,8 +822,8 @@ def remember_quarantines(
 
 # --- the Prefect task ------------------------------------------------------------------------------
 
-from prefect import get_run_logger, task  # noqa: E402  (kept below the pure functions on purpose)
-from prefect.cache_policies import NONE as NO_CACHE  # noqa: E402
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE as NO_CACHE
 
 
 @task(name="plan-run", task_run_name="plan-run", cache_policy=NO_CACHE)
@@ -848,10 +848,3 @@ def update_catalog_state_task(catalog_url: str, outcomes: list[RowOutcome], plan
     if plan is not None:
         index["quarantines_kept"] = remember_quarantines(catalog_url, plan, outcomes, run_id)["quarantines"]
     return index
-
-
-__all__ = [
-    "DECISIONS", "KEEP_QUARANTINE", "SKIP", "WORK", "Fingerprint", "PlanSettings", "PublishedEntry", "RememberedQuarantine",
-    "RowPlan", "RunPlan", "fingerprint_from_info", "fingerprint_inputs", "hash_input", "hash_inputs", "plan_rows",
-    "plan_run_task", "probe_code_version", "update_catalog_state_task", "read_quarantines", "remember_quarantines", "resolve_inputs", "write_quarantines",
-]

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile
-
 from test_catalog_flow import ledger_of, manifest_rows, run_cli, run_id_of, write_media
 
 ROWS = ("good-en", "good-de", "twin-de", "own-audio", "no-face", "no-consent")

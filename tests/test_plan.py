@@ -19,12 +19,22 @@ import fsspec
 import pandas as pd
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
+from test_catalog_flow import moto_s3  # noqa: F401 - the fixture: a moto S3 server on 127.0.0.1
 
 from manifests.schema import ManifestRow
 from sonic_model.render import RenderParams
 from tasks.plan import (
-    KEEP_QUARANTINE, SKIP, WORK, Fingerprint, PlanSettings, fingerprint_from_info, fingerprint_inputs, local_fingerprint,
-    plan_rows, read_quarantines, remember_quarantines,
+    KEEP_QUARANTINE,
+    SKIP,
+    WORK,
+    Fingerprint,
+    PlanSettings,
+    fingerprint_from_info,
+    fingerprint_inputs,
+    local_fingerprint,
+    plan_rows,
+    read_quarantines,
+    remember_quarantines,
 )
 from tasks.publish import INDEX_COLUMNS, Catalog, read_index, update_index
 from tasks.records import PUBLISHED, QUARANTINED, RowInfo, RowOutcome, content_key
@@ -355,10 +365,9 @@ def test_an_input_whose_info_fails_is_hashed_never_assumed_unchanged(tmp_path):
 
 # --- S3 (moto on 127.0.0.1) ----------------------------------------------------------------------------
 
-from test_catalog_flow import moto_s3  # noqa: E402,F401  (the fixture: a moto server on 127.0.0.1)
 
 
-def test_s3_object_overwritten_with_the_same_length_is_rendered(moto_s3):
+def test_s3_object_overwritten_with_the_same_length_is_rendered(moto_s3):  # noqa: F811 (the fixture imported above)
     fs = fsspec.filesystem("s3")
     fs.mkdir("media-bucket")
     fs.pipe_file("media-bucket/faces/face.jpg", b"portrait " * 100)  # alone in its folder: one HEAD
