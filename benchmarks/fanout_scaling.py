@@ -138,7 +138,8 @@ def main() -> int:
             fixed_cost_factory.version = VERSION
             register_generator(NAME, fixed_cost_factory)
 
-            from flows.render_catalog import render_catalog, task_runner_for
+            from flows.render_catalog import render_catalog
+            from flows.task_runners import task_runner_for
 
             flow = render_catalog.with_options(task_runner=task_runner_for(services.scheduler))
             running = 0

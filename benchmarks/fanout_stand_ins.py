@@ -22,9 +22,9 @@ from pathlib import Path
 import tasks.publish
 import tasks.qa
 import tasks.render
-import tasks.validate
+import tasks.probe
 from sonic_model.render import RenderResult
-from tasks.records import CheckedVideo
+from tasks.records import CheckedVideo, ProbedRow
 
 RENDER_S = 1.0
 NAME, VERSION = "fixed-cost", "1.0-bench"
@@ -40,7 +40,7 @@ _PORTRAIT_SHA, _AUDIO_SHA = _sha256(_PORTRAIT), _sha256(_AUDIO)
 
 
 def fake_probe(row, manifest_url, limits=None, **kwargs):
-    return tasks.validate.ProbedRow(
+    return ProbedRow(
         row=row, portrait_uri=str(_PORTRAIT), audio_uri=str(_AUDIO), audio_duration_s=4.58,
         face_box=(0.0, 0.0, 1.0, 1.0), portrait_sha256=_PORTRAIT_SHA, audio_sha256=_AUDIO_SHA, params=row.render_params(),
     )
@@ -64,7 +64,7 @@ def passing_qa(rendered, thresholds=None):
     return CheckedVideo(rendered=rendered, passed=True, failures=(), figures={"stand_in": "yes"})
 
 
-tasks.validate.probe_media = fake_probe
+tasks.probe.probe_media = fake_probe
 tasks.render.render_video = fixed_cost_render_video
 tasks.qa.check_rendered = passing_qa
 _POSTER = Path(os.environ["FANOUT_POSTER"]).read_bytes() if os.environ.get("FANOUT_POSTER") else b""

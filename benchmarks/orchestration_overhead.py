@@ -69,12 +69,12 @@ def install_stand_ins(video: Path, poster: bytes, media: Path) -> None:
     import tasks.publish
     import tasks.qa
     import tasks.render
-    import tasks.validate
-    from tasks.records import CheckedVideo, RenderedVideo, RowInfo, content_key
+    import tasks.probe
+    from tasks.records import CheckedVideo, ProbedRow, RenderedVideo, RowInfo, content_key
 
     def fake_probe(row, manifest_url, limits=None, **kwargs):
         digest = hashlib.sha256(row.row_id.encode()).hexdigest()
-        return tasks.validate.ProbedRow(
+        return ProbedRow(
             row=row, portrait_uri=str(media / "hopper.jpg"), audio_uri=str(media / "de.wav"), audio_duration_s=4.58,
             face_box=(0.0, 0.0, 1.0, 1.0), portrait_sha256=digest, audio_sha256=digest, params=row.render_params(),
         )
@@ -96,7 +96,7 @@ def install_stand_ins(video: Path, poster: bytes, media: Path) -> None:
     def passing_qa(rendered, thresholds=None):
         return CheckedVideo(rendered=rendered, passed=True, failures=(), figures={"stand_in": "yes"})
 
-    tasks.validate.probe_media = fake_probe
+    tasks.probe.probe_media = fake_probe
     tasks.render.render_row = no_op_generator
     tasks.qa.check_rendered = passing_qa
     tasks.publish.poster_jpeg = lambda path, **kw: poster

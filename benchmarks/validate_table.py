@@ -19,7 +19,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from manifests.schema import read_manifest  # noqa: E402
-from tasks.validate import validate_table  # noqa: E402
+from tasks.table import validate_table  # noqa: E402
 
 TARGET_S = 10.0
 

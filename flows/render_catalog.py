@@ -5,258 +5,47 @@
 
 Every row ends with exactly one verdict (published, skipped_cached, quarantined, failed_qa,
 error); a bad row never stops the others. Rows move through their stages independently, up to
-`concurrency` rows at a time, so one row's QA overlaps another's render. The flow only wires
-tasks: the work (and any media logic) lives in `tasks/`.
+`concurrency` rows at a time, so one row's QA overlaps another's render. This module only wires:
+a row's stages are `flows/row_stages.py`, the loop that drives the rows `flows/row_driver.py`,
+the run's run.json, summary, artifacts and listeners `flows/run_record.py`, and the work (and
+any media logic) lives in `tasks/`.
 
-Where the tasks run is the task runner's business (`task_runner_for`): a thread pool in this
-process by default, or a Dask cluster (`--cluster tcp://HOST:8786`, or `SONIC_DASK_ADDRESS` for
-deployments). On a cluster the render task asks for half a `GPU` resource: each GPU worker has
-two renders in flight per GPU, one generating while the other gets ready (see tasks/render.py,
-generation slots), while its spare threads (and CPU-only workers) take probes, QA and
-publishing; a killed worker's task is re-run by the Dask scheduler on a survivor. Renders then
-leave their video in shared scratch under the catalog (`_runs/<run_id>/scratch/`, removed at
-the end of the run), because QA and publish may run on another machine.
+Where the tasks run is the task runner's business (`flows/task_runners.py`): a thread pool in
+this process by default, or a Dask cluster (`--cluster tcp://HOST:8786`, or `SONIC_DASK_ADDRESS`
+through the CLI and the deployments' entrypoint `flows/deployed.py`). On a cluster the render
+task asks for half a `GPU` resource: each GPU worker has two renders in flight per GPU, one
+generating while the other gets ready (see tasks/render.py, generation slots), while its spare
+threads (and CPU-only workers) take probes, QA and publishing; a killed worker's task is re-run
+by the Dask scheduler on a survivor. Renders then leave their video in shared scratch under the
+catalog (`_runs/<run_id>/scratch/`, removed at the end of the run), because QA and publish may
+run on another machine.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import queue
-import sys
-import threading
-from collections import Counter
-from collections.abc import Callable, Generator, Iterable
-from typing import Any
-
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
-from prefect.context import FlowRunContext
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
+from flows.row_driver import run_rows
+from flows.row_stages import render_one_row
+from flows.run_record import RunInfo, announcer, publish_run_artifacts
+from flows.task_runners import local_task_runner, on_cluster
 from manifests.schema import read_manifest
-from sonic_model.errors import SonicCatalogError
 from sonic_model.render import RenderParams
-from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task, write_run_info
+from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task
+from tasks.limits import MediaLimits
 from tasks.plan import PlanSettings, plan_run_task, update_catalog_state_task
-from tasks.publish import check_and_publish_task, now_iso
-from tasks.records import ERROR, PUBLISHED, QUARANTINED, SKIPPED_CACHED, RowInfo, RowOutcome
-from tasks.render import (
-    DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, GPU_RESOURCE, RENDERS_PER_GPU, GeneratorChoice, RenderFailed,
-    choose_generator, discard_scratch, remove_tree, render_task_options, render_video_task,
-)
+from tasks.publish import now_iso
+from tasks.records import QUARANTINED, RowInfo, RowOutcome
+from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, choose_generator, render_task_options
 from tasks.report import write_report_task
-from tasks.validate import MediaLimits, Quarantine, probe_row_task, validate_table_task
+from tasks.scratch import remove_tree
+from tasks.table import validate_table_task
 
 # A render attempt running longer than this fails the row (`--row-timeout`); generous: a
 # 10-minute script with Sonic on a slow GPU takes well under this.
 DEFAULT_ROW_TIMEOUT_S = 1800.0
-
-# Who wants to hear about each row's verdict as it happens (the CLI's progress bar). A plain
-# in-process hook, not a flow parameter: parameters must be serialisable for the API.
-_outcome_listeners: list[Callable[[RowOutcome], None]] = []
-_listeners_lock = threading.Lock()
-
-
-def add_outcome_listener(listener: Callable[[RowOutcome], None]) -> None:
-    with _listeners_lock:
-        _outcome_listeners.append(listener)
-
-
-def remove_outcome_listener(listener: Callable[[RowOutcome], None]) -> None:
-    with _listeners_lock:
-        if listener in _outcome_listeners:
-            _outcome_listeners.remove(listener)
-
-
-# --- where the tasks run -----------------------------------------------------------------------
-
-DASK_ADDRESS_ENV = "SONIC_DASK_ADDRESS"
-LOCAL_THREADS = 4
-
-
-def cluster_address(cluster: str | None = None) -> str | None:
-    """The Dask scheduler to use: the explicit address, else $SONIC_DASK_ADDRESS, else None (local)."""
-    return (cluster or os.environ.get(DASK_ADDRESS_ENV) or "").strip() or None
-
-
-def task_runner_for(cluster: str | None = None, threads: int = LOCAL_THREADS):
-    """A `DaskTaskRunner` connected to `cluster`, or a thread pool in this process."""
-    address = cluster_address(cluster)
-    if address:
-        from prefect_dask import DaskTaskRunner
-
-        return DaskTaskRunner(address=address)
-    return ThreadPoolTaskRunner(max_workers=max(1, threads))
-
-
-def _on_cluster() -> bool:
-    context = FlowRunContext.get()
-    runner = getattr(context, "task_runner", None)
-    return type(runner).__name__ == "DaskTaskRunner"
-
-
-# Dask runs higher priorities first among a worker's ready tasks: when a render ends, the next
-# render queued on that worker takes the freed thread before any waiting probe or publish, so
-# the GPU does not sit idle behind CPU stages.
-RENDER_PRIORITY = 10
-
-
-def _gpu_annotation(on_cluster: bool):
-    """Dask annotations for a render: 1/RENDERS_PER_GPU of a `GPU` (two renders in flight per
-    GPU, generating one at a time: `tasks.render.generation_slot`), render priority. Nothing
-    in a local run."""
-    if not on_cluster:
-        import contextlib
-
-        return contextlib.nullcontext()
-    import dask
-
-    return dask.annotate(resources={GPU_RESOURCE: 1 / RENDERS_PER_GPU}, priority=RENDER_PRIORITY)
-
-
-def _announce(outcome: RowOutcome) -> None:
-    for listener in list(_outcome_listeners):
-        listener(outcome)
-
-
-def _named(stage: str, row_id: str) -> Callable[[], str]:
-    # A callable, not a template string: a row id holding "{" must not be formatted.
-    return lambda: f"{stage}-{row_id}"
-
-
-# --- one row's way through the stages -------------------------------------------------------
-
-
-RowPipeline = Generator[PrefectFuture, Any, RowOutcome]
-
-
-def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: GeneratorChoice,
-                   defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None = None,
-                   scratch_url: str | None = None, on_cluster: bool = False, look_up: bool = True,
-                   plan: str = "") -> RowPipeline:
-    """The stages of one row; yields each task's future and gets its result back.
-
-    Three tasks a row: probe (with the catalog lookup), render, check-and-publish. Each Prefect
-    task on a cluster costs CPU in the worker, the flow and the server, so stages that always
-    run back to back on the same kind of machine share a task.
-    `render_options`: the render task's retry policy (`render_task_options`). On a cluster the
-    render task needs a GPU slot and writes to `scratch_url`; the other two need none.
-    `look_up=False` leaves the catalog lookup out of the probe: the run's plan (tasks/plan.py)
-    has already found that this row's content is not in the catalog, or was told to render it
-    anyway (`--force`). `plan`: why the plan sent the row here, kept on its verdict.
-    """
-    outcome = yield from _stages(row, info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
-                                 defaults=defaults, limits=limits, thresholds=thresholds, render_options=render_options,
-                                 scratch_url=scratch_url, on_cluster=on_cluster, look_up=look_up)
-    return dataclasses.replace(outcome, plan=plan) if plan else outcome
-
-
-def _stages(row, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: GeneratorChoice,
-            defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None,
-            scratch_url: str | None, on_cluster: bool, look_up: bool) -> RowPipeline:
-    render_options = render_options or render_task_options()
-    rendered = None
-    try:
-        probed = yield probe_row_task.with_options(task_run_name=_named("probe", info.row_id)).submit(
-            row, manifest, limits, defaults=defaults, catalog_url=catalog if look_up else None, choice=choice
-        )
-        if isinstance(probed, Quarantine):
-            return RowOutcome(info=info, status=QUARANTINED, reason=probed.reason, transient=probed.transient)
-        if isinstance(probed, RowOutcome):
-            return probed  # already published with the same content key
-
-        render = render_video_task.with_options(task_run_name=_named("render", info.row_id), **render_options)
-        with _gpu_annotation(on_cluster):
-            submitted = render.submit(probed, choice, scratch_url=scratch_url)
-        try:
-            rendered = yield submitted
-        except SonicCatalogError:
-            raise  # a bad input: not retried, its own message is the reason
-        except TimeoutError as exc:  # Prefect's task timeout: a hung or runaway render (--row-timeout)
-            attempts = render_options["retries"] + 1
-            raise RenderFailed(
-                f"render ran past the per-row timeout of {render_options.get('timeout_seconds', 0):g} s "
-                f"(--row-timeout) in {attempts} attempt{'s' if attempts != 1 else ''} and was abandoned"
-            ) from exc
-        except Exception as exc:  # noqa: BLE001 - retries ran out: say so, with the last error
-            attempts = render_options["retries"] + 1
-            raise RenderFailed(
-                f"render failed after {attempts} attempt{'s' if attempts != 1 else ''} "
-                f"(retry policy: {render_options['retries']} retries, {render_options['retry_delay_seconds']:g} s apart); "
-                f"last error: {type(exc).__name__}: {exc}"
-            ) from exc
-        publish = check_and_publish_task.with_options(task_run_name=_named("check-publish", info.row_id))
-        submitted = publish.submit(rendered, thresholds, catalog, run_id)
-        rendered = None  # from here on the check-and-publish task owns (and removes) the scratch files
-        return (yield submitted)
-    except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
-        if rendered is not None:
-            discard_scratch(rendered)
-        reason = str(exc) if isinstance(exc, (SonicCatalogError, RenderFailed)) else f"{type(exc).__name__}: {exc}"
-        return RowOutcome(info=info, status=ERROR, reason=reason or type(exc).__name__)
-
-
-def run_rows(pipelines: Iterable[RowPipeline], concurrency: int | None) -> list[RowOutcome]:
-    """Drive row pipelines, at most `concurrency` rows in flight (None or < 1: all at once);
-    outcomes in input order.
-
-    A finished task's result is sent into its row's pipeline, which answers with the next
-    task's future or its final verdict; a failed task's exception is thrown into the pipeline.
-    Rows already under way come first: every finished task is handed on before another row is
-    started, so the first renders are submitted as soon as their probes finish, not after the
-    flow has submitted every row's probe (about 25 ms of flow CPU each on a cluster).
-    """
-    pending = iter(enumerate(pipelines))
-    if concurrency is None or concurrency < 1:
-        concurrency = sys.maxsize
-    outcomes: dict[int, RowOutcome] = {}
-    in_flight: dict[PrefectFuture, tuple[int, RowPipeline]] = {}
-    finished: queue.SimpleQueue[PrefectFuture] = queue.SimpleQueue()  # filled by the futures' callbacks
-
-    def advance(position: int, pipeline: RowPipeline, value: Any = None, error: BaseException | None = None) -> bool:
-        try:
-            future = pipeline.throw(error) if error is not None else pipeline.send(value)
-        except StopIteration as done:
-            outcomes[position] = done.value
-            _announce(done.value)
-            return False
-        in_flight[future] = (position, pipeline)
-        future.add_done_callback(finished.put)
-        return True
-
-    def hand_on(future: PrefectFuture) -> None:
-        position, pipeline = in_flight.pop(future)
-        try:
-            value = future.result()
-        except Exception as exc:  # noqa: BLE001 - handed to the row, which records it
-            advance(position, pipeline, error=exc)
-        else:
-            advance(position, pipeline, value)
-
-    rows_left = True
-    while True:
-        try:  # everything finished so far first
-            while True:
-                hand_on(finished.get_nowait())
-        except queue.Empty:
-            pass
-        if rows_left and len(in_flight) < concurrency:  # a row has one task in flight at a time
-            next_row = next(pending, None)
-            if next_row is None:
-                rows_left = False
-            else:
-                advance(*next_row)
-            continue
-        if not in_flight:
-            break
-        hand_on(finished.get())
-    return [outcomes[position] for position in sorted(outcomes)]
-
-
-# --- the flow ----------------------------------------------------------------------------------
 
 
 def _row_infos(table) -> dict[str, RowInfo]:
@@ -268,59 +57,10 @@ def _row_infos(table) -> dict[str, RowInfo]:
     return infos
 
 
-def summarise(run_id: str, outcomes: list[RowOutcome]) -> dict:
-    counts = Counter(outcome.status for outcome in outcomes)
-    return {
-        "run_id": run_id,
-        "rows": len(outcomes),
-        "counts": dict(counts),
-        "all_in_catalog": all(outcome.in_catalog for outcome in outcomes),
-    }
-
-
-# The table artifact lists at most this many rows (those needing a person first): every row of
-# a 100,000-row nightly would put megabytes into Prefect's database each night. The ledger has them all.
-ARTIFACT_ROWS = 1000
-_ARTIFACT_ORDER = {PUBLISHED: 1, SKIPPED_CACHED: 2}  # quarantined, failed_qa, error: 0
-
-
-def publish_run_artifacts(summary: dict, outcomes: list[RowOutcome]) -> None:
-    """A table of verdicts and a markdown summary, shown on the flow run in Prefect's UI."""
-    shown = sorted(outcomes, key=lambda o: _ARTIFACT_ORDER.get(o.status, 0))[:ARTIFACT_ROWS]
-    left_out = len(outcomes) - len(shown)
-    create_table_artifact(
-        key="catalog-run-ledger",
-        table=[
-            {"row_id": o.info.row_id, "status": o.status, "reason": o.reason[:200], "output": o.output_uri or ""}
-            for o in shown
-        ],
-        description=(f"Verdict of every manifest row in run {summary['run_id']}" if not left_out else
-                     f"Verdicts of run {summary['run_id']}: the {len(shown)} rows needing a person or published first; "
-                     f"{left_out} more (skipped as unchanged) in the ledger"),
-    )
-    counts = "\n".join(f"| {status} | {count} |" for status, count in sorted(summary["counts"].items()))
-    plan = summary.get("plan") or {}
-    plan_line = (
-        f"Plan: {plan.get('work', 0)} rows needed work, {plan.get('skip', 0)} unchanged rows skipped and "
-        f"{plan.get('keep_quarantine', 0)} quarantines kept without a task ({plan.get('hashed_inputs', 0)} inputs hashed)\n\n"
-        if plan else ""
-    )
-    create_markdown_artifact(
-        key="catalog-run-summary",
-        markdown=(
-            f"# Catalog run `{summary['run_id']}`\n\n"
-            f"Manifest: `{summary['manifest']}`  \nCatalog: `{summary['catalog']}`\n\n"
-            f"| status | rows |\n|---|---|\n{counts}\n\n{plan_line}"
-            f"Ledger: `{summary['ledger']}`  \nReport: `{summary['report']}`  \nIndex: `{summary['index']['index_parquet']}`\n"
-        ),
-        description="Catalog run summary",
-    )
-
-
-# The default task runner is chosen when this module is imported: a Dask cluster when
-# $SONIC_DASK_ADDRESS is set (how deployments run on the render farm), else a thread pool. The
-# CLI picks one explicitly with `render_catalog.with_options(task_runner=task_runner_for(...))`.
-@flow(name="render-catalog", task_runner=task_runner_for(), log_prints=True)
+# The thread pool is only the default: whoever starts a run picks where its tasks go with
+# `render_catalog.with_options(task_runner=task_runner_for(...))` (the CLI, `rerun`,
+# flows/deployed.py for the deployments).
+@flow(name="render-catalog", task_runner=local_task_runner(), log_prints=True)
 def render_catalog(
     manifest: str,
     catalog: str,
@@ -363,22 +103,23 @@ def render_catalog(
     defaults_params = RenderParams(**(defaults or {})).validated()
     thresholds = QAThresholds().with_overrides(qa_thresholds or {})
     choice = choose_generator(generator, weights)
-    on_cluster = _on_cluster()
+    cluster = on_cluster()
     if concurrency is None:
-        concurrency = 0 if on_cluster else 2
+        concurrency = 0 if cluster else 2
     render_options = render_task_options(render_retries, retry_delay_s)
     if row_timeout_s is not None:
         render_options = {**render_options, "timeout_seconds": float(row_timeout_s)}
     media_limits = MediaLimits.from_dict(limits)
     # Shared scratch for rendered videos on a cluster (QA/publish may run elsewhere).
-    scratch_url = f"{catalog.rstrip('/')}/_runs/{run_id}/scratch" if on_cluster else None
-    write_run_info(catalog, run_id, {
-        "manifest": manifest, "catalog": catalog, "generator": choice.name, "generator_version": choice.version,
-        "weights": weights, "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {},
-        "only_rows": only_rows, "rerun_of": rerun_of, "started_at": started_at, "flow_run_id": str(flow_run.get_id() or ""),
-        "on_cluster": on_cluster, "render_retries": render_options["retries"], "retry_delay_s": render_options["retry_delay_seconds"],
-        "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s, "force": force, "recheck": recheck,
-    })
+    scratch_url = f"{catalog.rstrip('/')}/_runs/{run_id}/scratch" if cluster else None
+    run = RunInfo(
+        run_id=run_id, manifest=manifest, catalog=catalog, generator=choice.name, generator_version=choice.version,
+        weights=weights, defaults=defaults_params.as_dict(), qa_thresholds=qa_thresholds or {}, only_rows=only_rows,
+        rerun_of=rerun_of, started_at=started_at, flow_run_id=str(flow_run.get_id() or ""), on_cluster=cluster,
+        render_retries=render_options["retries"], retry_delay_s=render_options["retry_delay_seconds"],
+        limits=media_limits.as_dict(), row_timeout_s=row_timeout_s, force=force, recheck=recheck,
+    )
+    run.write()
 
     table = read_manifest(manifest)
     rows, refused = validate_table_task(table, manifest_url=manifest)
@@ -389,53 +130,49 @@ def render_catalog(
     logger.info("run %s: %d rows to render, %d refused by table validation", run_id, len(rows), len(refused))
 
     # Settle what needs no work (unchanged rows, quarantines that still hold) in one step.
-    plan = plan_run_task(rows, manifest, catalog, PlanSettings(
+    # Whole-run collections go to tasks `quote`d: Prefect would otherwise visit every element of
+    # a parameter and record each row's upstream task run in the task's dependencies, which at
+    # 20,000 rows makes the task's state event too large to send ("EventTooLarge", 2.8 MB).
+    plan = plan_run_task(quote(rows), manifest, catalog, PlanSettings(
         generator=choice.name, generator_version=choice.version, defaults=defaults_params, limits=media_limits.as_dict(),
         max_file_bytes=media_limits.max_file_bytes, force=force, recheck=recheck,
     ))
 
     # Rewrites the run's ledger as verdicts come in, so a killed run leaves one `rerun` can use.
-    progress_ledger = ProgressLedger(catalog, run_id)
-    add_outcome_listener(progress_ledger)
+    announce = announcer(ProgressLedger(catalog, run_id))
     outcomes = []
     for quarantine in refused:
-        outcome = RowOutcome(info=infos.get(quarantine.row_id, RowInfo(row_id=quarantine.row_id)), status=QUARANTINED, reason=quarantine.reason)
-        _announce(outcome)
+        info = infos.get(quarantine.row_id, RowInfo(row_id=quarantine.row_id))
+        outcome = RowOutcome(info=info, status=QUARANTINED, reasons=quarantine.reasons)
+        announce(outcome)
         outcomes.append(outcome)
     for outcome in plan.settled():
-        _announce(outcome)
+        announce(outcome)
+    work = plan.work()
     try:
         worked = iter(run_rows(
             (
                 render_one_row(planned.row, planned.info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
                                defaults=defaults_params, limits=media_limits, thresholds=thresholds,
-                               render_options=render_options, scratch_url=scratch_url, on_cluster=on_cluster,
+                               render_options=render_options, scratch_url=scratch_url, on_cluster=cluster,
                                look_up=False, plan=planned.why)
-                for planned in plan.work()
+                for planned in work
             ),
             concurrency,
+            announce,
         ))
     finally:
-        remove_outcome_listener(progress_ledger)
         if scratch_url:
             remove_tree(scratch_url)  # leftovers of attempts on workers that died
     # In manifest order: each planned row's verdict, settled by the plan or reached by its stages.
     outcomes += [planned.outcome if planned.outcome is not None else next(worked) for planned in plan.rows]
 
-    index = update_catalog_state_task(catalog, outcomes, plan, run_id)
-    ledger = write_ledger_task(catalog, run_id, outcomes)
-    summary = {
-        **summarise(run_id, outcomes), "manifest": manifest, "catalog": catalog, "generator": choice.name, "generator_version": choice.version,
-        "started_at": started_at, "finished_at": now_iso(), "ledger": ledger, "index": index,
-        "plan": {**plan.counts(), "hashed_inputs": plan.hashed_inputs, "seconds": plan.timings.get("total_s")},
-    }
-    summary["report"] = write_report_task(catalog, run_id, outcomes, summary)
-    write_run_info(catalog, run_id, {**summary, "only_rows": only_rows, "rerun_of": rerun_of, "weights": weights,
-                                     "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {},
-                                     "on_cluster": on_cluster, "render_retries": render_options["retries"],
-                                     "retry_delay_s": render_options["retry_delay_seconds"],
-                                     "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s,
-                                     "force": force, "recheck": recheck, "flow_run_id": str(flow_run.get_id() or "")})
+    index = update_catalog_state_task(catalog, quote(outcomes), quote(plan), run_id)
+    ledger = write_ledger_task(catalog, run_id, quote(outcomes))
+    summary = run.finished(outcomes, ledger=ledger, index=index)
+    summary["plan"] = {**plan.counts(), "hashed_inputs": plan.hashed_inputs, "seconds": plan.timings.get("total_s")}
+    summary["report"] = write_report_task(catalog, run_id, quote(outcomes), summary)
+    run.write(summary)
     publish_run_artifacts(summary, outcomes)
     logger.info("run %s finished: %s", run_id, summary["counts"])
     return summary

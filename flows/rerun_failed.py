@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.render_catalog import DEFAULT_ROW_TIMEOUT_S, render_catalog, task_runner_for
+from flows.render_catalog import DEFAULT_ROW_TIMEOUT_S, render_catalog
+from flows.task_runners import task_runner_for
 from tasks.ledger import latest_run_id, read_run_info, redo_for_run
 from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S
 

@@ -3,12 +3,12 @@
 from manifests.schema import (
     MANIFEST_SCHEMA,
     REQUIRED_COLUMNS,
-    ManifestError,
     ManifestRow,
     manifest_from_csv,
     read_manifest,
     resolve_uri,
 )
+from sonic_model.errors import ManifestError
 
 __all__ = [
     "MANIFEST_SCHEMA",

@@ -4,7 +4,7 @@
 validation suite and the README table all follow it. Reading is deliberately strict about the
 *table* (not Parquet, a required column missing, a column whose values cannot be cast safely,
 no rows: `ManifestError`, the whole run stops) and lenient about *rows* (a null consent or an
-out-of-range seed is a row problem for `tasks.validate.validate_table` to quarantine).
+out-of-range seed is a row problem for `tasks.table.validate_table` to quarantine).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sonic_model.errors import SonicCatalogError
+from sonic_model.errors import ManifestError
 from sonic_model.render import RenderParams
 
 REQUIRED_COLUMNS = ("row_id", "portrait_uri", "audio_uri", "language", "consent_ref")
@@ -62,10 +62,6 @@ BOOLEAN_COLUMNS = tuple(f.name for f in MANIFEST_SCHEMA if pa.types.is_boolean(f
 NAN_CELLS_ATTR = "sonic_catalog_nan_cells"
 # Kept in `DataFrame.attrs` so relative URIs can be resolved later without passing it around.
 MANIFEST_URL_ATTR = "sonic_catalog_manifest_url"
-
-
-class ManifestError(SonicCatalogError):
-    """The manifest as a whole is unusable (nothing in it can be rendered)."""
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import functools
 import io
-import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sonic_model.errors import AudioError
+from sonic_model.errors import AudioError, AudioTooShortError
 
 SAMPLE_RATE = 16_000
 # Shorter than one video frame there is nothing to animate.
@@ -103,7 +103,9 @@ def load_audio(
     samples = resample(samples, source_rate, SAMPLE_RATE)
     clip = AudioClip(np.clip(samples, -1.0, 1.0), SAMPLE_RATE, int(source_rate), int(channels))
     if clip.duration_s < min_seconds:
-        raise AudioError(f"audio is {clip.duration_s * 1000:.0f} ms long, shorter than the minimum {min_seconds:g} s: {name}")
+        raise AudioTooShortError(
+            f"audio is {clip.duration_s * 1000:.0f} ms long, shorter than the minimum {min_seconds:g} s: {name}"
+        )
     if max_seconds is not None and clip.duration_s > max_seconds:
         raise AudioError(
             f"audio is {clip.duration_s:.1f} s, longer than the limit of {max_seconds:g} s; split "
@@ -133,30 +135,204 @@ def frame_envelope(clip: AudioClip, fps: float = 25.0) -> np.ndarray:
     return np.sqrt((squared[edges[1:]] - squared[edges[:-1]]) / lengths).astype(np.float32)
 
 
-_VAD_LOCK = threading.Lock()
+# Silero VAD (the JIT model its wheel ships) run in numpy: the same weights and layers as
+# `silero_vad.load_silero_vad()` (probabilities within 1e-4, identical segments; checked against
+# it in tests/test_audio_vad.py), without torch, whose import alone takes ~1.4 s: a third of a
+# short preview render. The layers are those of the package's own reference port
+# (`silero_vad/tinygrad_model.py`); its safetensors file holds an older model, hence the JIT.
+VAD_MODEL_FILE = "silero_vad.jit"
+VAD_CHUNK = 512  # samples per speech probability at 16 kHz (32 ms)
+VAD_CONTEXT = 64  # samples of the previous chunk each chunk sees
+VAD_THRESHOLD = 0.5  # speech starts at this probability ...
+VAD_NEG_THRESHOLD = 0.35  # ... and ends below this one (silero's default: threshold - 0.15)
+VAD_SPEECH_PAD_S = 0.030  # each segment is widened by this much (silero's default)
 
 
 @functools.lru_cache(maxsize=1)
-def _vad_model():
-    from silero_vad import load_silero_vad
+def _vad_weights() -> dict[str, np.ndarray]:
+    """The 16 kHz model's tensors, read from the TorchScript archive (a zip of a pickle + raw storages)."""
+    import importlib.util
+    import pickle
+    import zipfile
+    from collections import OrderedDict
 
-    return load_silero_vad()
+    # find the file without importing the package (its __init__ imports torch)
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("silero-vad is not installed; it ships the speech-activity model (pip install silero-vad)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / VAD_MODEL_FILE
+
+    class ScriptObject:  # a scripted module: only its attributes are kept
+        pass
+
+    def rebuild_tensor(storage, offset, size, stride, *_):
+        item = storage.itemsize
+        return np.lib.stride_tricks.as_strided(storage[offset:], tuple(size), tuple(s * item for s in stride)).copy()
+
+    with zipfile.ZipFile(path) as archive:
+        prefix = next(name for name in archive.namelist() if name.endswith("/data.pkl"))[: -len("data.pkl")]
+
+        class Unpickler(pickle.Unpickler):
+            def find_class(self, module, name):
+                if module.startswith("__torch__."):
+                    return ScriptObject
+                known = {
+                    ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+                    ("torch", "FloatStorage"): np.float32,
+                    ("torch.jit._pickle", "build_intlist"): list,
+                    ("collections", "OrderedDict"): OrderedDict,
+                }
+                if (module, name) not in known:
+                    raise pickle.UnpicklingError(f"unexpected {module}.{name} in {path}")
+                return known[module, name]
+
+            def persistent_load(self, pid):
+                _, dtype, key, _, numel = pid
+                return np.frombuffer(archive.read(f"{prefix}data/{key}"), dtype, count=numel)
+
+        root = Unpickler(io.BytesIO(archive.read(f"{prefix}data.pkl"))).load()
+    model = root._model  # the 16 kHz branch (`_model_8k` is the other)
+    blocks = [getattr(model.encoder, str(index)).reparam_conv for index in range(4)]
+    weights = {"stft_conv.weight": model.stft.forward_basis_buffer}
+    for index, conv in enumerate(blocks, start=1):
+        weights[f"conv{index}.weight"], weights[f"conv{index}.bias"] = conv.weight, conv.bias
+    rnn, final = model.decoder.rnn, getattr(model.decoder.decoder, "2")
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        weights[f"lstm_cell.{name}"] = getattr(rnn, name)
+    weights["final_conv.weight"], weights["final_conv.bias"] = final.weight, final.bias
+    return {name: np.ascontiguousarray(value, np.float32) for name, value in weights.items()}
+
+
+def _conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
+    """Conv1d (kernel 3, padding 1) on [chunks, time, channels]; weight is torch's [out, in, k]."""
+    padded = np.pad(x, ((0, 0), (1, 1), (0, 0)))
+    chunks, length = x.shape[0], (x.shape[1] - 1) // stride + 1
+    out = np.broadcast_to(bias.astype(np.float32), (chunks * length, weight.shape[0])).copy()
+    for k in range(weight.shape[2]):  # one GEMM per tap over all chunks and steps at once
+        taps = np.ascontiguousarray(padded[:, k: k + stride * (length - 1) + 1: stride]).reshape(chunks * length, -1)
+        out += taps @ weight[:, :, k].T
+    return np.maximum(out, 0.0, out=out).reshape(chunks, length, -1)
+
+
+def speech_probabilities(samples: np.ndarray) -> np.ndarray:
+    """Silero's speech probability for every 32 ms chunk of 16 kHz audio (the last one zero-padded)."""
+    w = _vad_weights()
+    samples = np.asarray(samples, np.float32)
+    chunks = -(-len(samples) // VAD_CHUNK)
+    if chunks == 0:
+        return np.zeros(0, np.float32)
+    padded = np.zeros(VAD_CONTEXT + chunks * VAD_CHUNK, np.float32)
+    padded[VAD_CONTEXT: VAD_CONTEXT + len(samples)] = samples
+    inputs = np.lib.stride_tricks.sliding_window_view(padded, VAD_CONTEXT + VAD_CHUNK)[::VAD_CHUNK][:chunks]
+    inputs = np.pad(inputs, ((0, 0), (0, 64)), mode="reflect")
+    # STFT as a strided convolution (n_fft 256, hop 128), then magnitudes of its 129 bins
+    stft = w["stft_conv.weight"][:, 0, :]
+    windows = np.lib.stride_tricks.sliding_window_view(inputs, stft.shape[1], axis=1)[:, ::128]
+    spectrum = (np.ascontiguousarray(windows).reshape(-1, stft.shape[1]) @ stft.T).reshape(chunks, -1, stft.shape[0])
+    bins = stft.shape[0] // 2
+    x = np.sqrt(spectrum[..., :bins] ** 2 + spectrum[..., bins:] ** 2)
+    for name, stride in (("conv1", 1), ("conv2", 2), ("conv3", 2), ("conv4", 1)):
+        x = _conv1d(x, w[f"{name}.weight"], w[f"{name}.bias"], stride)
+    features = x[:, 0, :]  # one time step is left per chunk
+    # LSTM cell over the chunks (torch's gate order: input, forget, cell, output)
+    gates_in = features @ w["lstm_cell.weight_ih"].T + (w["lstm_cell.bias_ih"] + w["lstm_cell.bias_hh"])
+    weight_hh = np.ascontiguousarray(w["lstm_cell.weight_hh"].T)
+    size = weight_hh.shape[0]
+    h = np.zeros(size, np.float32)
+    c = np.zeros(size, np.float32)
+    hidden = np.empty((chunks, size), np.float32)
+    input_gate, forget_gate, cell_gate, output_gate = (slice(k * size, (k + 1) * size) for k in range(4))
+    for index in range(chunks):
+        gates = gates_in[index] + h @ weight_hh
+        gate = _sigmoid(gates)  # the cell gate's share is unused: it takes tanh below
+        c = gate[forget_gate] * c + gate[input_gate] * np.tanh(gates[cell_gate])
+        h = gate[output_gate] * np.tanh(c)
+        hidden[index] = h
+    logits = np.maximum(hidden, 0.0) @ w["final_conv.weight"][0, :, 0] + w["final_conv.bias"][0]
+    return _sigmoid(logits).astype(np.float32)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for large |x|
+
+
+def segments_from_probabilities(
+    probabilities: np.ndarray,
+    num_samples: int,
+    *,
+    min_silence_s: float = 0.1,
+    min_speech_s: float = 0.1,
+    sample_rate: int = SAMPLE_RATE,
+) -> list[tuple[int, int]]:
+    """Speech intervals in samples: silero's `get_speech_timestamps_from_probs` without a length cap.
+
+    Speech starts at a chunk >= `VAD_THRESHOLD`, ends after `min_silence_s` below
+    `VAD_NEG_THRESHOLD`; segments of `min_speech_s` or less are dropped; each is padded by
+    `VAD_SPEECH_PAD_S` (or half the gap to its neighbour when that is shorter).
+    """
+    min_silence = sample_rate * min_silence_s
+    min_speech = sample_rate * min_speech_s
+    pad = sample_rate * VAD_SPEECH_PAD_S
+    speeches: list[list[int]] = []
+    start: int | None = None
+    silence_from = 0
+    for index, probability in enumerate(np.asarray(probabilities, np.float64)):
+        sample = VAD_CHUNK * index
+        if probability >= VAD_THRESHOLD:
+            silence_from = 0
+            if start is None:
+                start = sample
+                continue
+        if start is not None and probability < VAD_NEG_THRESHOLD:
+            if not silence_from:
+                silence_from = sample
+            if sample - silence_from >= min_silence:
+                if silence_from - start > min_speech:
+                    speeches.append([start, silence_from])
+                start, silence_from = None, 0
+    if start is not None and num_samples - start > min_speech:
+        speeches.append([start, num_samples])
+    for index, speech in enumerate(speeches):
+        if index == 0:
+            speech[0] = int(max(0, speech[0] - pad))
+        if index != len(speeches) - 1:
+            gap = speeches[index + 1][0] - speech[1]
+            if gap < 2 * pad:
+                speech[1] += int(gap // 2)
+                speeches[index + 1][0] = int(max(0, speeches[index + 1][0] - gap // 2))
+            else:
+                speech[1] = int(min(num_samples, speech[1] + pad))
+                speeches[index + 1][0] = int(max(0, speeches[index + 1][0] - pad))
+        else:
+            speech[1] = int(min(num_samples, speech[1] + pad))
+    return [(start, end) for start, end in speeches]
+
+
+_LAST_PROBABILITIES: tuple | None = None  # (weakref to samples, length, probabilities)
 
 
 def speech_segments(
     clip: AudioClip, *, min_silence_s: float = 0.1, min_speech_s: float = 0.1
 ) -> list[tuple[float, float]]:
     """Speech intervals [(start_s, end_s), ...] found by silero-vad (model shipped in its wheel)."""
-    import torch
-    from silero_vad import get_speech_timestamps
-
-    with _VAD_LOCK:  # the JIT model keeps recurrent state: one caller at a time
-        timestamps = get_speech_timestamps(
-            torch.from_numpy(clip.samples),
-            _vad_model(),
-            sampling_rate=clip.sample_rate,
-            min_silence_duration_ms=int(min_silence_s * 1000),
-            min_speech_duration_ms=int(min_speech_s * 1000),
-            return_seconds=False,
+    if clip.sample_rate != SAMPLE_RATE:
+        raise ValueError(
+            f"speech_segments needs {SAMPLE_RATE} Hz audio (load_audio resamples to it), got {clip.sample_rate} Hz"
         )
-    return [(t["start"] / clip.sample_rate, t["end"] / clip.sample_rate) for t in timestamps]
+    # A render asks twice for the same clip (the generator, then lip-sync calibration): the
+    # probabilities of the last clip seen are kept (keyed on the very array, held weakly).
+    global _LAST_PROBABILITIES
+    last = _LAST_PROBABILITIES
+    if last is not None and last[0]() is clip.samples and last[1] == len(clip.samples):
+        probabilities = last[2]
+    else:
+        probabilities = speech_probabilities(clip.samples)
+        try:
+            _LAST_PROBABILITIES = (weakref.ref(clip.samples), len(clip.samples), probabilities)
+        except TypeError:  # not weak-referenceable (a view of a foreign buffer): no caching
+            pass
+    segments = segments_from_probabilities(
+        probabilities, len(clip.samples), min_silence_s=min_silence_s, min_speech_s=min_speech_s
+    )
+    return [(start / clip.sample_rate, end / clip.sample_rate) for start, end in segments]
+

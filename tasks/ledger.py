@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from prefect import task
 from prefect.cache_policies import NONE
 
-from sonic_model.errors import SonicCatalogError
+from sonic_model.errors import RunNotFoundError
 from tasks.publish import RUNS_DIR, Catalog, now_iso
 from tasks.records import IN_CATALOG, STATUSES, RowOutcome
 
@@ -28,10 +28,6 @@ LEDGER_COLUMNS = (
 )
 
 NUMERIC_LEDGER_COLUMNS = ("total_s", "av_offset_measured_frames", "av_offset_applied_ms")
-
-
-class RunNotFoundError(SonicCatalogError):
-    """The catalog has no such run (or no runs at all)."""
 
 
 def new_run_id() -> str:

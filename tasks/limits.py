@@ -1,6 +1,6 @@
 """Resource limits for one row's media, and the command-line options that set them.
 
-Kept apart from `tasks.validate` so the command line can offer the options without importing
+Kept apart from `tasks.probe` so the command line can offer the options without importing
 Prefect or any decoder (argument parsing stays instant).
 """
 

@@ -617,8 +617,8 @@ def plan_rows(
             why = f"quarantined by run {remembered.run_id}, nothing changed since"
             outcome = RowOutcome(
                 info=info, status=QUARANTINED,
-                reason=(f"quarantine kept: {remembered.reason} (inputs, limits and parameters unchanged since run "
-                        f"{remembered.run_id}; --recheck to probe again)"),
+                reasons=(f"quarantine kept: {remembered.reason} (inputs, limits and parameters unchanged since run "
+                         f"{remembered.run_id}; --recheck to probe again)",),
                 plan=why,
             )
             plans.append(RowPlan(row, info, key, KEEP_QUARANTINE, why, seen, conditions, outcome))
@@ -768,7 +768,7 @@ def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str
     return RowOutcome(
         info=info,
         status=SKIPPED_CACHED,
-        reason=reason,
+        reasons=(reason,),
         plan=reason,
         output_uri=catalog.uri(catalog.path(entry.video)),
         poster_uri=catalog.uri(catalog.path(entry.poster)) if entry.poster else None,

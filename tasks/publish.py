@@ -15,7 +15,8 @@ last, so a video without its sidecar is simply not published, and the index is r
 from sidecars whose video exists.
 
 Idempotent: the sidecar stores the content key (hash of input hashes + generator + version +
-parameters); a row whose key is already published is reported `skipped_cached`, not rendered.
+parameters); a row whose key is already published is reported `skipped_cached`, not rendered
+(`tasks.lookup`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -37,10 +37,8 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from sonic_model.encode import AI_DISCLOSURE
-from tasks.records import (
-    FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RenderedVideo, RowInfo, RowOutcome, postprocess_figures,
-)
-from tasks.render import discard_scratch
+from tasks.records import FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RowOutcome, postprocess_figures
+from tasks.scratch import discard_scratch
 
 INDEX_PARQUET = "index.parquet"
 INDEX_JSON = "index.json"
@@ -173,33 +171,6 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-# --- idempotency ------------------------------------------------------------------------------
-
-
-def find_published(catalog_url: str, info: RowInfo, key: str) -> RowOutcome | None:
-    """`skipped_cached` when this row's content key is already published (video + sidecar), else None."""
-    catalog = Catalog(catalog_url)
-    sidecar_path = catalog.path(info.key_prefix + ".json")
-    sidecar = catalog.read_json(sidecar_path)
-    if not sidecar or sidecar.get("content_key") != key:
-        return None
-    video_path = catalog.path(sidecar.get("video", info.key_prefix + ".mp4"))
-    if not catalog.exists(video_path):
-        return None
-    poster = sidecar.get("poster")
-    return RowOutcome(
-        info=info,
-        status=SKIPPED_CACHED,
-        reason=f"already published by run {sidecar.get('run_id', '?')} with the same inputs and parameters",
-        output_uri=catalog.uri(video_path),
-        poster_uri=catalog.uri(catalog.path(poster)) if poster else None,
-        sidecar_uri=catalog.uri(sidecar_path),
-        content_key=key,
-        qa_figures=sidecar.get("qa", {}).get("figures", {}),
-        postprocess=sidecar.get("postprocess", {}),
-    )
-
-
 # --- poster and plot ----------------------------------------------------------------------------
 
 
@@ -304,7 +275,7 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
             return RowOutcome(
                 info=info,
                 status=FAILED_QA,
-                reason="; ".join(checked.failures) or "failed QA",
+                reasons=checked.failures or ("failed QA",),
                 output_uri=catalog.uri(video_path),
                 poster_uri=catalog.uri(poster_path),
                 plot_uri=catalog.uri(plot_path) if plot_path else None,
@@ -337,29 +308,6 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
         )
     finally:
         discard_scratch(rendered)
-
-
-# QA and publishing are one task: on a cluster each Prefect task costs tens of milliseconds of
-# CPU (benchmarks/fanout_scaling.py), and together the video is fetched from scratch only once.
-@task(name="check-and-publish", cache_policy=NONE)
-def check_and_publish_task(rendered: RenderedVideo, thresholds: Any, catalog_url: str, run_id: str) -> RowOutcome:
-    """QA a rendered video (`tasks.qa.check_rendered`), then publish it, or file it under the
-    run if QA failed (`publish_or_reject`). The render's scratch is removed whatever happens.
-
-    The video may sit in shared scratch (a cluster run): `localized` gives local paths here.
-    """
-    from tasks import qa
-    from tasks.render import localized
-
-    publishing = False
-    try:
-        with localized(rendered) as local:
-            checked = qa.check_rendered(local, thresholds)
-            publishing = True  # from here publish_or_reject removes the scratch, whatever happens
-            return publish_or_reject(checked, catalog_url, run_id)
-    finally:
-        if not publishing:  # fetching or QA failed: publish_or_reject never ran
-            discard_scratch(rendered)
 
 
 # --- the catalog index ---------------------------------------------------------------------------

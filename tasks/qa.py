@@ -1,10 +1,10 @@
 """QA of a rendered row (all media logic is in `sonic_model.qa.check_video`; this module only
-adapts it).
+adapts it), and the row's QA task.
 
-`check_rendered` takes a `RenderedVideo` with local files and returns a `CheckedVideo`; the
-catalog flow runs it inside `tasks.publish.check_and_publish_task`, the one Prefect task that
-checks a video and then publishes or rejects it. `check_video_file` is the same check on plain
-files, for a notebook or a one-off.
+`check_rendered` takes a `RenderedVideo` with local files and returns a `CheckedVideo`;
+`check_and_publish_task` is the row's QA stage as Prefect runs it: it checks the video and then
+hands the verdict to `tasks.publish.publish_or_reject`, which publishes the video or files it
+under the run. `check_video_file` is the same check on plain files, for a notebook or a one-off.
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prefect import task
+from prefect.cache_policies import NONE
 
 from sonic_model.audio import load_audio
 from sonic_model.image import load_image
 from sonic_model.qa import QAResult, QAThresholds, check_video
-from tasks.records import CheckedVideo, RenderedVideo
+from tasks.publish import publish_or_reject
+from tasks.records import CheckedVideo, RenderedVideo, RowOutcome
+from tasks.scratch import discard_scratch, localized
 
 
 def resolve_thresholds(thresholds: QAThresholds | dict[str, Any] | None) -> QAThresholds:
@@ -47,8 +51,6 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
 
     Its files may sit in shared scratch (a cluster run): `localized` fetches them if needed.
     """
-    from tasks.render import localized
-
     started = time.perf_counter()
     with localized(rendered) as local:
         result = check_video_file(local.video_path, local.portrait_path, local.audio_path, thresholds)
@@ -62,3 +64,23 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
         speech_series=tuple(bool(s) for s in getattr(result, "speech_series", ())),
         timings={"qa_s": round(time.perf_counter() - started, 3)},
     )
+
+
+# QA and publishing are one task: on a cluster each Prefect task costs tens of milliseconds of
+# CPU (benchmarks/fanout_scaling.py), and together the video is fetched from scratch only once.
+@task(name="check-and-publish", cache_policy=NONE)
+def check_and_publish_task(rendered: RenderedVideo, thresholds: Any, catalog_url: str, run_id: str) -> RowOutcome:
+    """QA a rendered video (`check_rendered`), then publish it, or file it under the run if QA
+    failed (`tasks.publish.publish_or_reject`). The render's scratch is removed whatever happens.
+
+    The video may sit in shared scratch (a cluster run): `localized` gives local paths here.
+    """
+    publishing = False
+    try:
+        with localized(rendered) as local:
+            checked = check_rendered(local, thresholds)
+            publishing = True  # from here publish_or_reject removes the scratch, whatever happens
+            return publish_or_reject(checked, catalog_url, run_id)
+    finally:
+        if not publishing:  # fetching or QA failed: publish_or_reject never ran
+            discard_scratch(rendered)

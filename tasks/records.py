@@ -1,7 +1,8 @@
 """The small typed records that travel between the catalog flow's hops.
 
-Data flows one way (DESIGN.md section 2): manifest row -> probed row (tasks/validate.py) ->
-`RenderedVideo` -> `CheckedVideo` -> `RowOutcome` -> ledger row. Every record is a frozen
+Data flows one way (DESIGN.md section 2): manifest row -> `ProbedRow` (tasks/probe.py) or
+`Quarantine` (tasks/table.py, tasks/probe.py) -> `RenderedVideo` -> `CheckedVideo` ->
+`RowOutcome` -> ledger row. Every record is a frozen
 dataclass of plain values, so it pickles across processes (a distributed task runner) and
 prints readably in Prefect's UI.
 """
@@ -13,6 +14,9 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from manifests.schema import ManifestRow
+from sonic_model.render import RenderParams
 
 # The statuses a ledger row can have; only the first two mean "the video is in the catalog".
 PUBLISHED = "published"
@@ -109,6 +113,65 @@ class RowInfo:
         )
 
 
+def quoted(value: Any, limit: int = 60) -> str:
+    """A manifest value as a reason quotes it: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "...'"
+
+
+# A row's reasons stay apart in the records; written out (ledger, report, console) they are
+# joined by this, so no single reason may contain it.
+REASON_SEPARATOR = "; "
+
+
+def joined(reasons: tuple[str, ...]) -> str:
+    """A row's reasons as the ledger, the report and the console write them."""
+    return REASON_SEPARATOR.join(reasons)
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """A row that will not be rendered: its id, the stage that refused it, and why (each reason apart)."""
+
+    row_id: str
+    stage: str
+    reasons: tuple[str, ...]
+    # True when the refusal may pass with nothing about the row changing (a storage read that
+    # failed, an object not found): such a verdict is not kept by the next run's plan.
+    transient: bool = False
+
+    @property
+    def reason(self) -> str:
+        return joined(self.reasons)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProbedRow:
+    """A row whose media passed every probe: resolved URIs, measurements, hashes, parameters."""
+
+    row: ManifestRow
+    portrait_uri: str
+    audio_uri: str
+    audio_duration_s: float
+    face_box: tuple[float, float, float, float]
+    portrait_sha256: str
+    audio_sha256: str
+    params: RenderParams = field(default_factory=RenderParams)
+
+    @property
+    def row_id(self) -> str:
+        return self.row.row_id
+
+    def as_dict(self) -> dict:
+        """JSON-ready: the row's columns under "row", parameters under "params", the rest flat."""
+        values = asdict(self)
+        values["face_box"] = list(self.face_box)
+        return values
+
+
 @dataclass(frozen=True)
 class RenderedVideo:
     """A video rendered to scratch space, with what made it (not yet checked)."""
@@ -153,7 +216,7 @@ class RowOutcome:
 
     info: RowInfo
     status: str
-    reason: str = ""
+    reasons: tuple[str, ...] = ()
     output_uri: str | None = None
     poster_uri: str | None = None
     sidecar_uri: str | None = None
@@ -166,12 +229,17 @@ class RowOutcome:
     # Why the run's plan (tasks/plan.py) decided what it did with the row: "unchanged since run
     # X", "audio changed since run X", "--force", ... ('' for rows the plan never saw).
     plan: str = ""
-    # A quarantine that may pass with nothing changing (see `tasks.validate.Quarantine.transient`).
+    # A quarantine that may pass with nothing changing (see `Quarantine.transient`).
     transient: bool = False
 
     @property
     def in_catalog(self) -> bool:
         return self.status in IN_CATALOG
+
+    @property
+    def reason(self) -> str:
+        """Why the row ended as it did, as the ledger and the report write it ('' when published)."""
+        return joined(self.reasons)
 
     def as_dict(self) -> dict:
         return asdict(self)

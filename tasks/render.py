@@ -8,10 +8,11 @@ Scratch: in one process (no cluster) the row's scratch stays in a local temporar
 which QA and publish read in place. On a cluster, QA and publish may run on another machine
 than the render, so the render task copies the video and its input copies to `scratch_url`
 (the flow passes `<catalog>/_runs/<run_id>/scratch`, any fsspec URL) under a fresh attempt
-folder and removes its local files; `localized()` gives QA/publish local paths (in place for a
-local or shared filesystem, a temporary download otherwise) and `discard_scratch()` deletes
-the attempt folder once the row is published or rejected. A render killed halfway leaves only
-an unreferenced attempt folder, which the flow removes with the whole scratch area at the end.
+folder and removes its local files; `tasks.scratch.localized()` gives QA/publish local paths
+(in place for a local or shared filesystem, a temporary download otherwise) and
+`tasks.scratch.discard_scratch()` deletes the attempt folder once the row is published or
+rejected. A render killed halfway leaves only an unreferenced attempt folder, which the flow
+removes with the whole scratch area at the end.
 
 Generation slots: on a GPU worker each render task holds half a GPU (`RENDERS_PER_GPU`), so two
 renders are in flight per GPU, but the generation itself (`render_video`) takes one of the
@@ -31,14 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shutil
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from prefect.cache_policies import NONE
 from sonic_model.errors import SonicCatalogError
 from sonic_model.render import RenderParams, get_generator, render_video
 from tasks.records import RenderedVideo, RowInfo, content_key
+from tasks.scratch import join_uri, upload_to_scratch
 
 _GENERATORS: dict[tuple[str, str], Any] = {}
 _GENERATORS_LOCK = threading.Lock()
@@ -215,8 +216,8 @@ def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None
         if scratch_url:
             # QA and publish may run elsewhere: the video and the exact inputs it was made from
             # go to shared scratch, under a folder of their own for this attempt.
-            scratch_uri = _join(scratch_url, info.key_prefix, uuid.uuid4().hex[:12])
-            video_loc, portrait_loc, audio_loc = _upload(scratch_uri, {
+            scratch_uri = join_uri(scratch_url, info.key_prefix, uuid.uuid4().hex[:12])
+            video_loc, portrait_loc, audio_loc = upload_to_scratch(scratch_uri, {
                 "video.mp4": out_path, "portrait" + portrait_path.suffix: portrait_path, "audio" + audio_path.suffix: audio_path,
             })
             shutil.rmtree(scratch, ignore_errors=True)
@@ -243,92 +244,6 @@ def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None
     )
 
 
-# --- scratch space ----------------------------------------------------------------------------
-
-
-def _join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
-
-
-def _fs(url: str):
-    from fsspec.core import url_to_fs
-
-    from tasks.storage import _local_path, is_local
-
-    if is_local(url):
-        import fsspec
-
-        return fsspec.filesystem("file"), os.path.abspath(_local_path(url)), True
-    fs, path = url_to_fs(url)
-    return fs, path, False
-
-
-def _upload(scratch_uri: str, files: dict[str, Path]) -> tuple[str, ...]:
-    """Copy local `files` (name -> path) into the folder `scratch_uri`; their new locations."""
-    fs, root, local = _fs(scratch_uri)
-    fs.makedirs(root, exist_ok=True)
-    locations = []
-    for name, path in files.items():
-        target = f"{root}/{name}"
-        fs.put_file(str(path), target)
-        locations.append(target if local else _join(scratch_uri, name))
-    return tuple(locations)
-
-
-def _is_here(location: str) -> bool:
-    from tasks.storage import _local_path, is_local
-
-    return is_local(location) and Path(_local_path(location)).is_file()
-
-
-@contextlib.contextmanager
-def localized(rendered: RenderedVideo) -> Iterator[RenderedVideo]:
-    """`rendered` with local file paths: in place when they are on this machine's filesystem
-    (one process, or a shared catalog disk), else downloaded to a temporary directory that is
-    removed on exit. The scratch itself is left alone (see `discard_scratch`)."""
-    wanted = (rendered.video_path, rendered.portrait_path, rendered.audio_path)
-    if all(_is_here(location) for location in wanted):
-        yield rendered
-        return
-    import fsspec
-
-    download = Path(tempfile.mkdtemp(prefix="sonic-scratch-"))
-    try:
-        local = []
-        for location in wanted:
-            if _is_here(location):
-                local.append(location)
-                continue
-            target = download / location.rstrip("/").rsplit("/", 1)[-1]
-            with fsspec.open(location, "rb") as source, open(target, "wb") as sink:
-                shutil.copyfileobj(source, sink, 1 << 20)
-            local.append(str(target))
-        yield replace(rendered, video_path=local[0], portrait_path=local[1], audio_path=local[2])
-    finally:
-        shutil.rmtree(download, ignore_errors=True)
-
-
-def discard_scratch(rendered: RenderedVideo) -> None:
-    """Remove a rendered row's scratch (its shared-storage attempt folder, or local directory)."""
-    if rendered.scratch_uri:
-        remove_tree(rendered.scratch_uri)
-        return
-    shutil.rmtree(Path(rendered.video_path).parent, ignore_errors=True)
-
-
-def remove_tree(url: str) -> None:
-    """Delete a scratch folder (any fsspec URL); a missing one is fine."""
-    fs, root, local = _fs(url)
-    if local:
-        shutil.rmtree(root, ignore_errors=True)
-        return
-    try:
-        if fs.exists(root):
-            fs.rm(root, recursive=True)
-    except (FileNotFoundError, OSError):
-        pass
-
-
 # --- the task and its retry policy ----------------------------------------------------------
 
 
@@ -339,10 +254,6 @@ def _retry_unless_bad_input(task, task_run, state) -> bool:
     except Exception:  # noqa: BLE001 - cannot tell: retrying is the safe side
         return True
     return not isinstance(exc, SonicCatalogError)
-
-
-class RenderFailed(RuntimeError):
-    """A render kept failing for reasons other than its inputs, through every retry."""
 
 
 def render_task_options(retries: int = DEFAULT_RENDER_RETRIES, retry_delay_s: float = DEFAULT_RETRY_DELAY_S) -> dict:

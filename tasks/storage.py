@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sonic_model.errors import InputError
+from sonic_model.errors import MediaNotFoundError, MediaTooLargeError, StorageReadError, UriNotAllowedError
 
 # "" stands for a plain local path (no scheme).
 DEFAULT_ALLOWED_SCHEMES = ("", "file", "memory", "s3", "gs")
@@ -30,22 +30,6 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _CONTROL = re.compile(r"[\x00-\x1f]")
 READ_CHUNK = 1 << 20
-
-
-class UriNotAllowedError(InputError):
-    """A URI's scheme, location or form is not allowed."""
-
-
-class MediaNotFoundError(InputError):
-    """The object a URI names does not exist."""
-
-
-class MediaTooLargeError(InputError):
-    """The object is over the file-size limit."""
-
-
-class StorageReadError(InputError):
-    """The object exists but cannot be read."""
 
 
 def uri_scheme(uri: str) -> str:

@@ -171,6 +171,19 @@ def test_rerun_renders_only_the_fixed_row(first_run):
     assert "corrupt-image" in set(pd.read_parquet(catalog / "index.parquet").row_id)
 
 
+def task_run_names(catalog: Path, run_id: str) -> set[str]:
+    """The names of the task runs of one catalog run's flow run (its id is in run.json)."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_run_id = json.loads((catalog / "_runs" / run_id / "run.json").read_text())["flow_run_id"]
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])))
+    return {run.name for run in runs}
+
+
 def test_rendering_the_same_manifest_again_renders_nothing(first_run):
     catalog = first_run["catalog"]
     code, out, err = run_cli("render", str(first_run["manifest"]), "--catalog", str(catalog))
@@ -178,6 +191,36 @@ def test_rendering_the_same_manifest_again_renders_nothing(first_run):
     ledger = ledger_of(str(catalog), run_id_of(out))
     assert "published" not in set(ledger.status)
     assert GOOD <= set(ledger[ledger.status == "skipped_cached"].row_id)
+    # The run's plan (tasks/plan.py) settles the unchanged rows in one step: they get no task of
+    # their own (no probe, no lookup, no render); see tests/test_nightly.py for the rest.
+    names = task_run_names(catalog, run_id_of(out))
+    assert not [name for name in names if name.endswith(tuple(GOOD))], names
+    assert not [name for name in names if name.startswith(("render-", "check-publish-", "find-published-"))], names
+    assert "plan-run" in names
+
+
+def test_run_info_is_written_at_start_and_end_and_listeners_hear_only_their_runs(tmp_path):
+    """run.json holds the same run info before and after the run (plus the results at the end);
+    an outcome listener hears every verdict of a run started inside its block, and nothing after."""
+    from flows.render_catalog import render_catalog
+    from flows.run_record import RunInfo, outcome_listener
+
+    durations = write_media(tmp_path / "media")
+    manifest = tmp_path / "manifest.parquet"
+    rows = [r for r in manifest_rows(durations) if r["row_id"] in ("no-consent", "twice", "no-face")]
+    pd.DataFrame(rows).to_parquet(manifest)
+    catalog = tmp_path / "catalog"
+    heard = []
+    with outcome_listener(heard.append):
+        summary = render_catalog(manifest=str(manifest), catalog=str(catalog), limits={"max_pixels": 20_000_000})
+    assert sorted(o.info.row_id for o in heard) == ["no-consent", "no-face", "twice", "twice"]
+    assert {o.status for o in heard} == {"quarantined"}
+    info = json.loads((catalog / "_runs" / summary["run_id"] / "run.json").read_text())
+    fields = set(RunInfo.__dataclass_fields__)
+    assert fields <= set(info) and info["flow_run_id"] and info["limits"]["max_pixels"] == 20_000_000
+    assert {key: info[key] for key in summary} == summary  # the results, added at the end
+    render_catalog(manifest=str(manifest), catalog=str(catalog))
+    assert len(heard) == 4  # the listener's block had ended
 
 
 def test_unusable_manifest_is_one_line_and_exit_1(tmp_path):

@@ -335,7 +335,8 @@ def test_nothing_outside_the_allowed_roots_is_opened(tmp_path):
     """Every `open` in the process (Python's audit hook) while validating and probing escapes."""
     global _OPENED
     from manifests.schema import read_manifest
-    from tasks.validate import probe_or_quarantine, validate_table
+    from tasks.probe import probe_or_quarantine
+    from tasks.table import validate_table
 
     project, outside = tmp_path / "project", tmp_path / "outside"
     outside.mkdir()

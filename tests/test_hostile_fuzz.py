@@ -25,8 +25,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from manifests.schema import ManifestError, read_manifest
-from tasks.validate import ProbedRow, Quarantine, probe_or_quarantine, validate_table
+from manifests.schema import read_manifest
+from sonic_model.errors import ManifestError
+from tasks.probe import probe_or_quarantine
+from tasks.records import ProbedRow, Quarantine
+from tasks.table import validate_table
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 REAL_MEDIA = ["portrait_ok.jpg", "image_16bit.png", "image_alpha.png", "speech_ok.wav", "audio_8k.wav", "audio_is_video.mp4"]

@@ -94,3 +94,25 @@ def test_worker_set_up_gives_every_task_one_shared_prefect_client_and_a_slot_per
     assert len({client_id for _, client_id, _, _ in seen}) == 1
     assert all(shared for _, _, shared, _ in seen)
     assert {slots for *_, slots in seen} == {2}  # GPU=2: two generation slots
+
+
+def test_deployments_take_their_task_runner_from_the_worker_environment():
+    """The deployed entrypoint reads SONIC_DASK_ADDRESS when a worker's flow-run process loads it;
+    importing the flow itself never does (the CLI and tests choose their runner explicitly)."""
+    import subprocess
+    import sys
+
+    show = ("import flows.render_catalog as flow, flows.deployed as deployed; "
+            "print(type(flow.render_catalog.task_runner).__name__, type(deployed.render_catalog.task_runner).__name__, "
+            "getattr(deployed.render_catalog.task_runner, 'address', None), deployed.render_catalog.name)")
+
+    def runners(**env: str) -> list[str]:
+        environment = {k: v for k, v in os.environ.items() if k != "SONIC_DASK_ADDRESS"} | env
+        result = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, timeout=120,
+                                env=environment, cwd=INFRA.parent)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout.split()
+
+    assert runners(SONIC_DASK_ADDRESS="tcp://127.0.0.1:8786") == [
+        "ThreadPoolTaskRunner", "DaskTaskRunner", "tcp://127.0.0.1:8786", "render-catalog"]
+    assert runners() == ["ThreadPoolTaskRunner", "ThreadPoolTaskRunner", "None", "render-catalog"]

@@ -16,20 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile
-from test_catalog_flow import ledger_of, manifest_rows, run_cli, run_id_of, write_media
+from test_catalog_flow import ledger_of, manifest_rows, run_cli, run_id_of, task_run_names, write_media
 
 ROWS = ("good-en", "good-de", "twin-de", "own-audio", "no-face", "no-consent")
-
-
-def task_run_names(catalog: Path, run_id: str) -> set[str]:
-    """The names of the task runs of one catalog run's flow run (its id is in run.json)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    flow_run_id = json.loads((catalog / "_runs" / run_id / "run.json").read_text())["flow_run_id"]
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])))
-    return {run.name for run in runs}
 
 
 def count_task_runs(catalog: Path, run_id: str) -> int:

@@ -79,7 +79,7 @@ class Run:
             seen = planned.seen
             audio = read_all(seen.audio_uri)
             if audio.startswith(b"BAD"):
-                self.outcomes.append(RowOutcome(info=planned.info, status=QUARANTINED, reason="no speech found"))
+                self.outcomes.append(RowOutcome(info=planned.info, status=QUARANTINED, reasons=("no speech found",)))
                 continue
             self.rendered.append(planned.info.row_id)
             self.outcomes.append(publish(catalog_fs, planned, run_id, self.settings))
@@ -303,10 +303,10 @@ def test_fixed_input_of_a_quarantined_row_is_probed_and_forgotten_once_published
 def test_storage_trouble_is_not_remembered_as_a_quarantine(local):
     run = Run(local["rows"], local["manifest"], local["catalog"], "run-1")
     info = RowInfo.from_row(local["rows"][1])
-    unreadable = RowOutcome(info=info, status=QUARANTINED, reason="permission denied reading ...", transient=True)
+    unreadable = RowOutcome(info=info, status=QUARANTINED, reasons=("permission denied reading ...",), transient=True)
     remember_quarantines(local["catalog"], run.plan, [unreadable], "run-1b")
     assert read_quarantines(Catalog(local["catalog"])) == {}
-    lasting = RowOutcome(info=info, status=QUARANTINED, reason="no speech found")
+    lasting = RowOutcome(info=info, status=QUARANTINED, reasons=("no speech found",))
     remember_quarantines(local["catalog"], run.plan, [lasting], "run-1c")
     assert list(read_quarantines(Catalog(local["catalog"]))) == ["course/en/r1"]
 

@@ -61,7 +61,7 @@ def test_rows_switch_post_processing_and_the_catalog_records_it(tmp_path):
 
 def test_out_of_range_switches_are_quarantined(tmp_path):
     from manifests.schema import ManifestRow
-    from tasks.validate import validate_table
+    from tasks.table import validate_table
 
     frame = pd.DataFrame([
         {"row_id": "a", "portrait_uri": "p.jpg", "audio_uri": "a.wav", "language": "en", "consent_ref": "r", "motion_smoothing": 50.0},

@@ -78,7 +78,7 @@ def test_render_is_retried_with_a_fresh_generator_and_reports_attempts(tmp_path)
 
 def _probed_rows(tmp_path, count):
     from manifests.schema import ManifestRow
-    from tasks.validate import probe_media
+    from tasks.probe import probe_media
 
     media = tmp_path / "media"
     media.mkdir()

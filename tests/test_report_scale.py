@@ -25,7 +25,7 @@ def outcomes_for(catalog: Path, *, published: int, skipped: int, attention: int)
         in_catalog = status in (PUBLISHED, SKIPPED_CACHED)
         return RowOutcome(
             info=RowInfo(row_id=row_id, language="en", collection="course", title=f"Lesson {index}"),
-            status=status, reason=reason,
+            status=status, reasons=(reason,) if reason else (),
             output_uri=f"{prefix}.mp4" if in_catalog else None,
             poster_uri=f"{prefix}.jpg" if in_catalog else None,
             sidecar_uri=f"{prefix}.json" if in_catalog else None,

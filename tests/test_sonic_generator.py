@@ -182,3 +182,10 @@ def test_non_square_without_crop_runs_at_the_derived_resolution(generator, portr
     frames = list(generator.pipeline.run(wide, FACE.xywh, speech.samples[:16000], settings))
     assert len(frames) == 2 * (25 // 2) - 1  # the release's frame count when no target is given
     assert frames[0].shape == (128, 192, 3)
+
+
+def test_unsupported_settings_and_too_short_audio_are_clear_errors(generator, portrait, speech):
+    with pytest.raises(ValueError, match=r"i2i_noise_strength=0.5 is not supported; .* release's value 1.0"):
+        next(generator.pipeline.run(portrait, FACE.xywh, speech.samples, SonicSettings(i2i_noise_strength=0.5)))
+    with pytest.raises(ValueError, match=r"1000 samples at 16 kHz; Sonic needs at least 1280"):
+        next(generator.pipeline.run(portrait, FACE.xywh, speech.samples[:1000], SonicSettings(min_resolution=64)))

@@ -1,5 +1,6 @@
 """Our Sonic implementation reproduces the public one stage by stage on the dev fixture."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from sonic_model.sonic import format_parity_table, run_parity
-from sonic_model.sonic.sampler import WindowPlan, combine_guidance, euler_v_step
+from sonic_model.sonic.recorder import Recorder
+from sonic_model.sonic.sampler import WindowPlan, combine_guidance, euler_scheduler
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sonic_parity_dev"
 REQUIRED = [
@@ -60,6 +62,28 @@ def test_guidance_and_euler_step_match_fixture():
     ref = load_file(str(FIXTURE / "stages.safetensors"))
     guided = combine_guidance(ref["unet_call0.output"], float(ref["sampler.guidance_scale_image"][0]), float(ref["sampler.guidance_scale_audio"][0]))
     assert (guided - ref["unet_call0.guided_output"]).abs().max() < 1e-4
-    sigmas = ref["sampler.sigmas"]
-    stepped = euler_v_step(ref["unet_call0.window_latents_in"], ref["unet_call0.guided_output"], sigmas[0], sigmas[1])
-    assert (stepped - ref["unet_call0.step_output"]).abs().max() <= 1e-4 * ref["unet_call0.step_output"].abs().max()
+    config_file = FIXTURE / "checkpoints" / "stable-video-diffusion-img2vid-xt" / "scheduler" / "scheduler_config.json"
+    scheduler = euler_scheduler(json.loads(config_file.read_text()), len(ref["sampler.timesteps"]))
+    assert torch.allclose(scheduler.sigmas, ref["sampler.sigmas"])
+    assert torch.allclose(scheduler.timesteps, ref["sampler.timesteps"])
+    timestep = scheduler.timesteps[0]
+    scheduler.scale_model_input(ref["unet_call0.window_latents_in"], timestep)
+    # Two windows stepped in one call: each gets the same step as alone (the sampler relies on it).
+    window_latents = torch.stack([ref["unet_call0.window_latents_in"], ref["unet_call0.window_latents_in"].flip(0)])
+    stepped = scheduler.step(torch.stack([ref["unet_call0.guided_output"]] * 2), timestep, window_latents).prev_sample
+    assert (stepped[0] - ref["unet_call0.step_output"]).abs().max() <= 1e-4 * ref["unet_call0.step_output"].abs().max()
+    assert scheduler.step_index == 1
+
+
+def test_recorder_copies_captures_and_joins_repeated_ones():
+    recorder = Recorder()
+    recorder.capture("one", torch.ones(2, 3, dtype=torch.float16))
+    for step in range(3):
+        recorder.capture("per_step", torch.full((1, 4), step, dtype=torch.uint8))
+    source = torch.zeros(2)
+    recorder.capture("copied", source)
+    source += 1  # the pipeline may change a tensor after capturing it
+    result = recorder.result()
+    assert result["one"].dtype == torch.float32 and result["one"].shape == (2, 3)
+    assert result["per_step"].dtype == torch.uint8 and result["per_step"][:, 0].tolist() == [0, 1, 2]
+    assert result["copied"].tolist() == [0.0, 0.0]

@@ -23,28 +23,25 @@ from PIL import Image
 
 from manifests import ManifestError, ManifestRow, read_manifest
 from sonic_catalog.cli import main
-from sonic_model.errors import AudioError, ImageError, InputError, NoFaceError
-from tasks.storage import (
+from sonic_model.errors import (
+    AmbiguousFaceError,
+    AudioError,
+    AudioTooShortError,
+    DurationMismatchError,
+    ImageError,
+    InputError,
+    MediaErrors,
     MediaNotFoundError,
     MediaTooLargeError,
-    UriNotAllowedError,
-    check_uri_allowed,
-    default_roots,
-    materialize,
-    read_bytes,
-)
-from tasks.validate import (
-    AmbiguousFaceError,
-    DurationMismatchError,
-    MediaLimits,
+    NoFaceError,
     NoSpeechError,
-    ProbedRow,
-    Quarantine,
-    probe_media,
-    probe_row_task,
-    probe_or_quarantine,
-    validate_table,
+    UriNotAllowedError,
 )
+from tasks.storage import check_uri_allowed, default_roots, materialize, read_bytes
+from tasks.limits import MediaLimits
+from tasks.probe import probe_media, probe_or_quarantine, probe_row_task
+from tasks.records import ProbedRow, Quarantine
+from tasks.table import validate_table
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -172,6 +169,8 @@ def test_both_duplicates_are_quarantined_naming_the_duplicate(bad_table_result):
 
 def test_a_row_gets_all_its_reasons_joined(bad_table_result):
     reasons = reasons_by_id(bad_table_result[1])["many"].split("; ")
+    (many,) = [q for q in bad_table_result[1] if q.row_id == "many"]
+    assert list(many.reasons) == reasons  # kept apart in the record, joined only when written out
     assert any(r.startswith("consent_ref is missing") for r in reasons)
     assert any(r.startswith("language '??'") for r in reasons)
     assert any(r.startswith("seed 1.09951e+12 is out of range") for r in reasons)
@@ -372,7 +371,7 @@ def test_probe_good_row_returns_what_the_renderer_needs(media_dir):
         ({"portrait_uri": "tiny.png"}, ImageError, "portrait is 32x32, too small"),
         ({"portrait_uri": "bomb.png"}, ImageError, "portrait is 20000x20000 = 400.0 MP, over the limit"),
         ({"audio_uri": "empty.wav"}, AudioError, "audio is an empty file"),
-        ({"audio_uri": "ten_ms.wav"}, AudioError, "audio is 10 ms long, shorter than the minimum"),
+        ({"audio_uri": "ten_ms.wav"}, AudioTooShortError, "audio is 10 ms long, shorter than the minimum"),
         ({"audio_uri": "missing.wav"}, MediaNotFoundError, "audio_uri 'missing.wav': not found"),
         ({"audio_uri": "../../../etc/passwd"}, UriNotAllowedError, "is outside the allowed roots"),
         ({"portrait_uri": "http://example.com/p.jpg"}, UriNotAllowedError, "URI scheme 'http' is not allowed"),
@@ -416,20 +415,27 @@ def test_limits_are_enforced(media_dir):
         probe(media_dir, MediaLimits(max_audio_seconds=1.0))
     with pytest.raises(ImageError, match="over the limit of 0.1 MP"):
         probe(media_dir, MediaLimits(max_pixels=100_000))
-    with pytest.raises(MediaTooLargeError, match="over the file-size limit"):
+    with pytest.raises(MediaErrors, match="over the file-size limit") as caught:  # both files are over it
         probe(media_dir, MediaLimits(max_file_bytes=1000))
+    assert [type(error) for error in caught.value.errors] == [MediaTooLargeError, MediaTooLargeError]
 
 
 def test_both_bad_files_are_reported_together(media_dir):
     with pytest.raises(InputError) as caught:
         probe(media_dir, portrait_uri="text.jpg", audio_uri="text.wav")
     assert "portrait is not a readable image" in str(caught.value) and "audio cannot be decoded" in str(caught.value)
+    assert [type(error) for error in caught.value.errors] == [ImageError, AudioError]
+    row = ManifestRow(**good("both-bad", portrait_uri="text.jpg", audio_uri="text.wav"))
+    quarantine = probe_or_quarantine(row, str(media_dir / "manifest.parquet"))
+    assert len(quarantine.reasons) == 2 and quarantine.reason == "; ".join(quarantine.reasons)
+    assert quarantine.reasons[0].startswith("portrait is not a readable image")
+    assert "audio cannot be decoded" in quarantine.reasons[1]
 
 
 def test_probe_task_turns_bad_input_into_quarantine(media_dir):
     row = ManifestRow(**good("bad-audio", portrait_uri="portrait.jpg", audio_uri="text.wav"))
     outcome = probe_row_task.fn(row, str(media_dir / "manifest.parquet"))
-    assert outcome == Quarantine("bad-audio", "probe", outcome.reason) and "audio cannot be decoded" in outcome.reason
+    assert outcome == Quarantine("bad-audio", "probe", outcome.reasons) and "audio cannot be decoded" in outcome.reason
     assert probe_row_task.task_run_name == "probe-{row.row_id}"
 
 

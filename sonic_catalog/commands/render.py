@@ -84,7 +84,7 @@ def cluster_for(args: argparse.Namespace) -> str | None:
     """The Dask scheduler address to use (option, else environment), checked; None = local."""
     if args.concurrency is not None and args.concurrency < 1:
         raise ParameterError("--concurrency must be at least 1")
-    from flows.render_catalog import DASK_ADDRESS_ENV, cluster_address
+    from flows.task_runners import DASK_ADDRESS_ENV, cluster_address
 
     address = cluster_address(args.cluster)
     if address is None:
@@ -145,15 +145,11 @@ class RowProgress:
 
 def run_flow(flow_call, total: int | None, label: str) -> dict:
     """Run a flow in this process with the progress bar attached; user errors stay one line."""
-    from flows.render_catalog import add_outcome_listener, remove_outcome_listener
+    from flows.run_record import outcome_listener
 
     progress = RowProgress(total, label)
-    add_outcome_listener(progress)
-    try:
-        with progress:
-            return flow_call()
-    finally:
-        remove_outcome_listener(progress)
+    with outcome_listener(progress), progress:
+        return flow_call()
 
 
 def print_summary(summary: dict) -> int:
@@ -197,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
     from manifests.schema import read_manifest
 
     total = len(read_manifest(manifest))  # an unusable manifest fails here, in a second, before Prefect starts
-    from flows.render_catalog import render_catalog, task_runner_for
+    from flows.render_catalog import render_catalog
+    from flows.task_runners import task_runner_for
 
     flow = render_catalog.with_options(task_runner=task_runner_for(cluster, args.concurrency or 2))
     try:

@@ -36,7 +36,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.validate import ProbedRow, limits_from_args, probe_or_quarantine, validate_table
+    from tasks.limits import limits_from_args
+    from tasks.probe import probe_or_quarantine
+    from tasks.records import ProbedRow
+    from tasks.table import validate_table
 
     limits = limits_from_args(args)
 

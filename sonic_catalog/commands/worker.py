@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def dask_worker_argv(args: argparse.Namespace) -> list[str]:
     """The `dask worker` command line this worker runs (checked)."""
-    from flows.render_catalog import DASK_ADDRESS_ENV
+    from flows.task_runners import DASK_ADDRESS_ENV
     from tasks.render import GPU_RESOURCE, RENDERS_PER_GPU
 
     scheduler = args.scheduler or os.environ.get(DASK_ADDRESS_ENV)

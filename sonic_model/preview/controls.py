@@ -1,14 +1,20 @@
 """Audio -> per-frame animation controls for the preview generator.
 
 Everything here is computed once per video before the first frame: the tracks are a few floats
-per frame (a 10-minute clip is ~15 000 x 11 floats), so the whole clip can be looked at at once,
+per frame (a 10-minute clip is ~15 000 x 10 floats), so the whole clip can be looked at at once,
 which makes smoothing and look-ahead free of lag.
 
-Mouth: opening follows the loudness of a 50 ms window centred 20 ms after the frame's middle
-(the lips move slightly before the sound they make), shaped by the spectrum: fricatives (energy
-above 2.5 kHz) open the mouth less, open vowels (energy at 300-1000 Hz, the first formant)
-more; lip spread follows the spectral centroid (bright "ee" spreads, dark "oo" rounds). The
-mouth is shut in every pause of at least `CLOSED_SILENCE_S` between the speech segments.
+Mouth (see `articulation` for the acoustic cues and their limits):
+- *opening* follows the loudness of a 50 ms window centred 20 ms after the frame's middle (the
+  lips move slightly before the sound they make), shaped by the spectrum: fricatives (energy
+  above 2.5 kHz) open the mouth less, and the first formant sets how far the jaw drops (close
+  vowels "ee"/"oo" less, open "ah" more);
+- *spread* (-1 round .. +1 spread) follows F2 + F3: "oo"/"oh"/"w" round and narrow the lips,
+  "ee"/"ay" spread them; it is judged per sound, not against the clip's average;
+- *press* (0/1) shuts the lips for every "m", "b" and "p" found (for at least one frame,
+  however short the closure) and presses them together;
+- the mouth is shut in every pause of at least `CLOSED_SILENCE_S` between the speech segments
+  (speech activity from the VAD, plus any stretch as loud as speech that the VAD cut short).
 
 Face and head: blinks at natural intervals, slow head sway (filtered noise) plus small nods
 and brow raises on stressed syllables. All randomness comes from one generator seeded with
@@ -21,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sonic_model.preview import articulation
+
 FPS = 25
 # Pauses at least this long close the mouth; shorter ones are left to the loudness.
 CLOSED_SILENCE_S = 0.3
@@ -29,13 +37,26 @@ WINDOW_S = 0.050
 LOOKAHEAD_S = 0.020
 FFT_SIZE = 1024
 FEATURE_BLOCK = 256  # frames analysed at once
-BANDS_HZ = {"total": (80, 8000), "low": (80, 300), "f1": (300, 1000), "high": (2500, 8000)}
+BANDS_HZ = {"total": (80, 8000), "high": (2500, 8000)}
 # Loudness range mapped to mouth opening 0..1, in dB below the clip's loud-speech level.
 OPEN_RANGE_DB = 30.0
 # Openings below this are a closed mouth (lips rest together in stops and very soft sounds).
 CLOSED_BELOW = 0.06
 # Mouth opening transitions into a long pause take this long (and start this early before speech).
 PAUSE_RAMP_S = 0.08
+# Frames this loud (dB below the clip's loud-speech level) right next to speech count as speech
+# even where the VAD ended a segment early (it does on long sustained vowels) ...
+LOUD_AS_SPEECH_DB = 18.0
+# ... and so do voiced stretches at least this long, next to speech or not (a held "oooo").
+VOICED_RUN_FRAMES = 5
+# Jaw opening factor from the first formant: close vowels x JAW_BY_F1[0], open ones x JAW_BY_F1[1].
+JAW_BY_F1 = (0.7, 1.2)
+# Rounded lips leave a smaller hole: the opening shrinks by this share at full rounding.
+ROUND_NARROWS_OPENING = 0.2
+# A frame is pressed shut when a labial closure overlaps its audio span by at least this much.
+PRESS_OVERLAP_S = 0.008
+# Gaps in the (voiced-only) lip-shape track up to this long are bridged; longer ones relax to 0.
+SHAPE_BRIDGE_S = 0.25
 # Blinks: first one within this range, then intervals drawn from it (seconds); shape per frame.
 BLINK_INTERVAL_S = (2.0, 5.5)
 BLINK_SHAPE = (0.35, 0.85, 1.0, 0.75, 0.4, 0.12)
@@ -55,13 +76,15 @@ class Controls:
     """Per-frame controls, each an array of length `num_frames`.
 
     mouth: opening 0..~2 (1 = a loud open vowel at dynamic_scale 1); spread: -1 (round) .. 1
-    (spread); blink: 0 (open) .. 1 (shut); brow: 0..1 raise; yaw/pitch/roll in radians (positive
+    (spread); press: 1 where the lips are shut and pressed ("m", "b", "p"), else 0; blink: 0
+    (open) .. 1 (shut); brow: 0..1 raise; yaw/pitch/roll in radians (positive
     yaw turns the face to the image's right, positive pitch nods down, positive roll is
     clockwise on screen); shift_x/shift_y in inter-ocular distances.
     """
 
     mouth: np.ndarray
     spread: np.ndarray
+    press: np.ndarray
     blink: np.ndarray
     brow: np.ndarray
     yaw: np.ndarray
@@ -77,17 +100,14 @@ class Controls:
 
 @dataclass(frozen=True)
 class AudioFeatures:
-    """Per-frame features: loudness in dB and band-energy fractions of the analysis window."""
+    """Per-frame features: loudness in dB and the energy share of the fricative band."""
 
     loudness_db: np.ndarray
-    low_fraction: np.ndarray  # 80-300 Hz: voicing
-    f1_fraction: np.ndarray  # 300-1000 Hz: first formant, large for open vowels
     high_fraction: np.ndarray  # 2.5-8 kHz: fricatives ("s", "f", "sh")
-    log_centroid: np.ndarray  # log2 of the spectral centroid (Hz)
 
 
 def audio_features(samples: np.ndarray, sample_rate: int, num_frames: int, fps: float = FPS) -> AudioFeatures:
-    """Loudness and band fractions of a Hann window centred `LOOKAHEAD_S` after each frame's middle.
+    """Loudness and fricative share of a Hann window centred `LOOKAHEAD_S` after each frame's middle.
 
     Computed in blocks of frames so memory stays small however long the audio is.
     """
@@ -100,23 +120,18 @@ def audio_features(samples: np.ndarray, sample_rate: int, num_frames: int, fps: 
     taper = np.hanning(window).astype(np.float32)
     freqs = np.fft.rfftfreq(FFT_SIZE, 1.0 / sample_rate)
     bands = {name: (freqs >= low) & (freqs < high) for name, (low, high) in BANDS_HZ.items()}
-    in_band = bands["total"]
-    columns = {name: np.empty(num_frames, np.float64) for name in ("rms", "centroid", *BANDS_HZ)}
+    columns = {name: np.empty(num_frames, np.float64) for name in ("rms", *BANDS_HZ)}
     for first in range(0, num_frames, FEATURE_BLOCK):
         block = slice(first, min(first + FEATURE_BLOCK, num_frames))
         frames = windows[starts[block]]
         spectrum = np.abs(np.fft.rfft(frames * taper, n=FFT_SIZE, axis=1)) ** 2
         for name, mask in bands.items():
             columns[name][block] = spectrum[:, mask].sum(axis=1)
-        columns["centroid"][block] = spectrum[:, in_band] @ freqs[in_band]
         columns["rms"][block] = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
     total = columns["total"] + 1e-12
     return AudioFeatures(
         loudness_db=(20 * np.log10(columns["rms"] + 1e-7)).astype(np.float32),
-        low_fraction=(columns["low"] / total).astype(np.float32),
-        f1_fraction=(columns["f1"] / total).astype(np.float32),
         high_fraction=(columns["high"] / total).astype(np.float32),
-        log_centroid=np.log2(columns["centroid"] / total + 1.0).astype(np.float32),
     )
 
 
@@ -146,23 +161,103 @@ def speech_gate(num_frames: int, segments: list[tuple[float, float]], fps: float
     return gate
 
 
-def mouth_tracks(features: AudioFeatures, gate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mouth opening (0..1) and lip spread (-1..1) per frame, before dynamic_scale."""
+def mouth_tracks(
+    features: AudioFeatures, gate: np.ndarray, phonetics: articulation.Phonetics, fps: float = FPS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mouth opening (0..~1.25), lip spread (-1..1) and press (0/1) per frame, before dynamic_scale."""
+    num_frames = len(gate)
     speech = gate > 0.5
     reference = features.loudness_db[speech] if speech.any() else features.loudness_db
     loud_level = float(np.percentile(reference, 95)) if reference.size else 0.0
     opening = np.clip((features.loudness_db - (loud_level - OPEN_RANGE_DB)) / OPEN_RANGE_DB, 0.0, 1.0)
-    # Spectral shape: fricatives keep the teeth nearly together, open vowels drop the jaw.
+    # Fricatives keep the teeth nearly together; the first formant says how far the jaw drops
+    # on a vowel (consonants and silence keep the loudness alone).
     opening *= 1.0 - 0.55 * np.clip((features.high_fraction - 0.25) / 0.5, 0.0, 1.0)
-    opening *= 0.8 + 0.4 * np.clip(features.f1_fraction / 0.6, 0.0, 1.0)
+    openness = _per_frame(phonetics, articulation.jaw_openness(phonetics), num_frames, fps)
+    jaw = np.where(np.isfinite(openness), JAW_BY_F1[0] + (JAW_BY_F1[1] - JAW_BY_F1[0]) * np.nan_to_num(openness), 1.0)
+    opening *= jaw
     opening = np.where(opening < CLOSED_BELOW, 0.0, opening)
     opening = _smooth(opening, sigma_frames=0.7) * gate
-    # Spread: centroid relative to the clip's own speech (voices differ), only where voiced.
-    centroid = features.log_centroid
-    centre = float(np.median(centroid[speech])) if speech.any() else float(np.median(centroid))
-    spread = np.tanh((centroid - centre) / 0.6) * np.clip(opening * 3.0, 0.0, 1.0)
-    spread = _smooth(spread, sigma_frames=1.2) * gate
-    return opening.astype(np.float32), spread.astype(np.float32)
+    # Lip shape: measured on voiced frames only; bridged across short consonants, smoothed so
+    # shapes blend (and anticipate the next vowel a little, as lips do).
+    rounding = _per_frame(phonetics, articulation.lip_rounding(phonetics), num_frames, fps)
+    spread = _smooth(_bridge(rounding, int(round(SHAPE_BRIDGE_S * fps))), sigma_frames=1.2) * gate
+    opening *= 1.0 - ROUND_NARROWS_OPENING * np.clip(-spread, 0.0, 1.0)  # pursed lips: a smaller hole
+    press = _press_track(articulation.labial_closures(phonetics), num_frames, fps) * (gate > 0)
+    opening *= 1.0 - press
+    return opening.astype(np.float32), np.clip(spread, -1.0, 1.0).astype(np.float32), press.astype(np.float32)
+
+
+def _frame_spans(num_frames: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (s) of the audio each frame shows: its own 1/fps, `LOOKAHEAD_S` ahead."""
+    starts = np.arange(num_frames) / fps + LOOKAHEAD_S
+    return starts, starts + 1.0 / fps
+
+
+def _per_frame(phonetics: articulation.Phonetics, track: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
+    """Mean of a 10 ms track over each frame's analysis window (NaN where it has no values)."""
+    centres = (np.arange(num_frames) + 0.5) / fps + LOOKAHEAD_S
+    edges = np.searchsorted(phonetics.times, np.stack([centres - WINDOW_S / 2, centres + WINDOW_S / 2]))
+    finite = np.isfinite(track)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, track, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    total = sums[edges[1]] - sums[edges[0]]
+    count = counts[edges[1]] - counts[edges[0]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _bridge(values: np.ndarray, max_gap: int) -> np.ndarray:
+    """NaN gaps up to `max_gap` long filled by linear interpolation; the rest (and the ends) 0."""
+    values = np.asarray(values, np.float64)
+    known = np.flatnonzero(np.isfinite(values))
+    if known.size == 0:
+        return np.zeros_like(values)
+    filled = np.interp(np.arange(len(values)), known, values[known])
+    gap_before = np.diff(np.concatenate([[-(10**9)], known]))  # distance from the previous known
+    bridged = np.zeros(len(values), bool)
+    for index, gap in zip(known, gap_before):
+        if 1 < gap <= max_gap + 1:
+            bridged[index - gap + 1: index] = True
+    return np.where(np.isfinite(values), values, np.where(bridged, filled, 0.0))
+
+
+def _press_track(closures: list[tuple[float, float]], num_frames: int, fps: float) -> np.ndarray:
+    """1 for every frame whose audio span overlaps a lip closure (so even a 30 ms "p" shows)."""
+    press = np.zeros(num_frames, np.float64)
+    starts, ends = _frame_spans(num_frames, fps)
+    for closure_start, closure_end in closures:
+        overlap = np.minimum(ends, closure_end) - np.maximum(starts, closure_start)
+        press[overlap >= min(PRESS_OVERLAP_S, closure_end - closure_start)] = 1.0
+    return press
+
+
+def speech_with_loud_frames(
+    segments: list[tuple[float, float]], features: AudioFeatures, voiced: np.ndarray, fps: float = FPS
+) -> list[tuple[float, float]]:
+    """VAD segments, plus the stretches as loud as speech that are right next to one or voiced.
+
+    The VAD can end a held vowel early, or miss a short isolated one ("oh!", a sung "oooo");
+    `voiced` is each frame's voiced share (0..1). Loud unvoiced noise away from speech (a cough,
+    a door) is left out.
+    """
+    num_frames = len(features.loudness_db)
+    centres = (np.arange(num_frames) + 0.5) / fps
+    inside = np.zeros(num_frames, bool)
+    for start, end in segments:
+        inside |= (centres >= start) & (centres <= end)
+    reference = features.loudness_db[inside] if inside.any() else features.loudness_db
+    if reference.size == 0:
+        return list(segments)
+    loud_level = float(np.percentile(reference, 95))
+    loud = features.loudness_db > loud_level - LOUD_AS_SPEECH_DB
+    extra = []
+    for start, end in articulation.runs(loud & ~inside):
+        next_to_speech = (start > 0 and inside[start - 1]) or (end < num_frames and inside[end])
+        held_voice = end - start >= VOICED_RUN_FRAMES and float(np.mean(voiced[start:end])) >= 0.6
+        if next_to_speech or held_voice:
+            extra.append((start / fps, end / fps))
+    return sorted(list(segments) + extra)
 
 
 def blink_track(num_frames: int, rng: np.random.Generator, fps: float = FPS) -> np.ndarray:
@@ -194,8 +289,10 @@ def build_controls(
     """All control tracks of one video (deterministic for a given seed)."""
     rng = np.random.default_rng(seed)
     features = audio_features(samples, sample_rate, num_frames)
-    gate = speech_gate(num_frames, segments)
-    opening, spread = mouth_tracks(features, gate)
+    phonetics = articulation.analyse(samples, sample_rate)
+    voiced = np.nan_to_num(_per_frame(phonetics, phonetics.voiced.astype(np.float64), num_frames, FPS))
+    gate = speech_gate(num_frames, speech_with_loud_frames(segments, features, voiced))
+    opening, spread, press = mouth_tracks(features, gate, phonetics)
     # Stressed syllables: loudness well above its local (1 s) average drives nods and brows.
     emphasis = np.clip(opening - _smooth(opening, sigma_frames=12.0) - 0.15, 0.0, None)
     emphasis = _smooth(emphasis, sigma_frames=3.0)
@@ -212,6 +309,7 @@ def build_controls(
     return Controls(
         mouth=(_soft_limit(opening * dynamic_scale, 1.6)).astype(np.float32),
         spread=np.clip(spread * min(dynamic_scale, 1.5), -1.0, 1.0).astype(np.float32),
+        press=press,
         blink=blink,
         brow=(brow * motion_scale).astype(np.float32),
         yaw=(yaw * motion_scale).astype(np.float32),

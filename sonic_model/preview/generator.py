@@ -94,6 +94,7 @@ def frame_controls(controls: Controls, index: int) -> FrameControls:
     return FrameControls(
         mouth=float(controls.mouth[index]),
         spread=float(controls.spread[index]),
+        press=float(controls.press[index]),
         blink=float(controls.blink[index]),
         brow=float(controls.brow[index]),
         yaw=float(controls.yaw[index]),

@@ -2,13 +2,18 @@
 
 A frame is made in two backward warps (`cv2.remap`), each on a region of interest only:
 
-1. **Local** (the face): jaw drop and lip opening, lip spread/round, brow raise, eye blinks.
-   The lips open by a *split* warp: every output pixel above the mouth's gap samples the
-   portrait from below it (the upper lip rises), every pixel under it samples from above (the
-   lower lip and jaw drop). Where the two meet, the gap is painted as a mouth interior: a
-   dark cavity with a band of upper teeth and, when wide open, a hint of lower teeth and
-   tongue. The gap's edges are exactly where the warp samples the lips' meeting line, so lips
-   and interior join without seams.
+1. **Local** (the face): jaw drop and lip opening, lip rounding/spreading, lip press, brow
+   raise, eye blinks. The lips open by a *split* warp: every output pixel above the mouth's gap
+   samples the portrait from below it (the upper lip rises), every pixel under it samples from
+   above (the lower lip and jaw drop). The lips themselves are only ever moved, never painted,
+   so they keep the photo's colour and texture however they stretch. Where the two halves part,
+   the gap is painted as a mouth interior (see `_paint_interior`): a dark, soft-edged cavity lit
+   a little from the front, the upper tooth row (the photo's own teeth when it shows them),
+   a tongue and lower-teeth hint on wide openings. The gap's edges are exactly where the warp
+   samples the lips' meeting line, so lips and interior join without seams.
+   *Rounding* narrows the mouth (and its opening) towards its centre, *spreading* widens it;
+   *press* shuts any gap the portrait has at rest (a smile with teeth) and thins the lips, as
+   they are pressed together for "m", "b" and "p".
 2. **Head**: small rotations (yaw, pitch, roll) and shifts of the whole head, fading out
    towards the shoulders and background, applied to the result of step 1.
 
@@ -17,10 +22,11 @@ subject's right to left outer eye corner, `v` perpendicular to it pointing down 
 in image pixels. Sizes are fractions of the inter-ocular distance (IOD), so the rig behaves the
 same at any resolution.
 
-Everything that does not depend on the frame (coordinate grids, displacement basis fields) is
-computed once in `FaceRig.__init__`; a frame is then a few vectorised array operations on the
-ROIs plus two remaps. The lip-spread control changes the mouth's width, which the opening
-fields depend on, so those fields are precomputed at three spread levels and interpolated.
+Everything that does not depend on the frame (coordinate grids, displacement basis fields,
+interior shading) is computed once in `FaceRig.__init__`; a frame is then a few vectorised array
+operations on the ROIs plus two remaps. The lip-shape control changes the mouth's width, which
+the opening fields depend on, so those fields are precomputed at three shape levels and
+interpolated.
 """
 
 from __future__ import annotations
@@ -38,16 +44,32 @@ GAP_AT_FULL_OPEN = 0.24  # x IOD
 UPPER_LIP_SHARE = 0.22  # the rest is the lower lip + jaw
 # Controls are soft-limited to this opening (see controls.build_controls).
 MAX_OPENING = 1.6
-# Lip spread: the mouth's half-width grows by this fraction at spread +1 (shrinks at -1).
+# Lip shape: the mouth's half-width shrinks by ROUND_GAIN at spread -1 ("oo": the lips purse
+# towards the centre) and grows by SPREAD_GAIN at +1 ("ee").
+ROUND_GAIN = 0.32
 SPREAD_GAIN = 0.12
-SPREAD_LEVELS = (-1.0, 0.0, 1.0)
+# Rounded lips push forward and look a little fuller: vertical stretch of the lips at spread -1.
+ROUND_POUT = 0.12
+# Press ("m", "b", "p"): the lips' red is thinned by this fraction towards their meeting line.
+PRESS_THIN = 0.18
+# Lips that were apart at rest (a smile) meet in a shadow line when pressed: this much of it
+# is the inner lips' dark red.
+SEAL_SHADE = 0.6
 # Horizontal broadening of the jaw field with depth below the mouth (1 = twice as wide at chin).
 JAW_BROADENING = 1.0
-# Teeth: upper band height (x IOD, at most a share of the gap), lower band, and visible width.
-UPPER_TEETH = 0.085
-LOWER_TEETH = 0.04
-TEETH_HALF_WIDTH = (0.55, 0.85)
-TOOTH_WIDTH = 0.075  # x IOD, for the faint gaps between teeth  # full -> none, as a fraction of the mouth's half-width
+# Upper teeth (painted when the photo shows none): their edge sits this far below the lips'
+# meeting line at the centre (x IOD), curving up by TEETH_ARC at the corners (the smile arc),
+# so the rising upper lip uncovers them; they fade into the cheeks' shadow across TEETH_HALF_WIDTH
+# (fractions of the mouth's half-width).
+TEETH_EDGE_BELOW_LINE = 0.028
+TEETH_ARC = 0.09
+TEETH_HALF_WIDTH = (0.45, 0.8)
+TOOTH_WIDTH = 0.085  # x IOD, a central incisor; the others look narrower as the arch turns away
+LOWER_TEETH = 0.035  # x IOD, the lower incisors' visible height on wide openings
+# Tongue: its top is this share of the gap above the lower lip when wide open.
+TONGUE_SHARE = 0.36
+# Inner-lip rim (x IOD): the moist inside of the lips, lit, between the lips and the dark cavity.
+RIM_WIDTH = 0.022
 # Brow raise at brow control 1 (x IOD).
 BROW_LIFT = 0.04
 # Blink: how far above the upper lid the skin stretches (x IOD); lids stop this short of shut.
@@ -135,6 +157,7 @@ class FrameControls:
 
     mouth: float = 0.0
     spread: float = 0.0
+    press: float = 0.0
     blink: float = 0.0
     brow: float = 0.0
     yaw: float = 0.0
@@ -161,12 +184,40 @@ class _MouthGeometry:
         self.outer_half_width = float(abs(u[291] - u[61]) / 2)
         line_at_centre = float(np.interp(self.centre_u, self.line_u, self.line_v))
         iod = frame.iod
+        # The portrait's own gap either side of the line (a smile showing teeth), per column.
+        self.gap_up = np.maximum(mid_v[order] - v[upper][order], 0.0).astype(np.float64)
+        self.gap_low = np.maximum(v[lower][order] - mid_v[order], 0.0).astype(np.float64)
+        outer_upper, outer_lower = list(mesh.OUTER_LIP_UPPER_CONTOUR), list(mesh.OUTER_LIP_LOWER_CONTOUR)
+        outer_up = float(np.interp(self.centre_u, *_sorted_xy(u[outer_upper], v[outer_upper])))
+        outer_low = float(np.interp(self.centre_u, *_sorted_xy(u[outer_lower], v[outer_lower])))
+        inner_up = line_at_centre - float(np.interp(self.centre_u, self.line_u, self.gap_up))
+        inner_low = line_at_centre + float(np.interp(self.centre_u, self.line_u, self.gap_low))
+        # red-lip thickness of each lip at the centre (floors guard against odd meshes)
+        self.upper_lip = max(inner_up - outer_up, 0.04 * iod)
+        self.lower_lip = max(outer_low - inner_low, 0.05 * iod)
         # line -> base of the nose, line -> chin (floors guard against odd meshes)
         self.to_nose = max(float(line_at_centre - v[mesh.SUBNASALE]), 0.2 * iod)
         self.to_chin = max(float(v[mesh.CHIN] - line_at_centre), 0.5 * iod)
 
+    def split_below_teeth(self) -> None:
+        """Move the split to the lower lip's inner edge, for a portrait that shows its teeth.
+
+        The photo's teeth then rise whole with the upper lip instead of being cut in half along
+        the middle of the gap (their lower halves would drop with the jaw, like a second row).
+        """
+        self.line_v = self.line_v + self.gap_low
+        self.gap_up = self.gap_up + self.gap_low
+        self.gap_low = np.zeros_like(self.gap_low)
+
     def line(self, u: np.ndarray) -> np.ndarray:
         return np.interp(u, self.line_u, self.line_v).astype(np.float32)
+
+    def rest_gap(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The portrait's gap above and below the line at u (0 beyond the corners)."""
+        return (
+            np.interp(u, self.line_u, self.gap_up, left=0.0, right=0.0).astype(np.float32),
+            np.interp(u, self.line_u, self.gap_low, left=0.0, right=0.0).astype(np.float32),
+        )
 
 
 class FaceRig:
@@ -178,22 +229,22 @@ class FaceRig:
         self.frame = FaceFrame(landmarks)
         self.iod = self.frame.iod
         self.mouth = _MouthGeometry(self.frame, landmarks)
-        # A portrait that already shows its teeth keeps them with the rising upper lip, so less
-        # painted tooth is needed under them.
-        rest_gap = mesh.mouth_opening(landmarks) * self.iod
-        self.painted_teeth_height = max(0.0, UPPER_TEETH * self.iod - 0.5 * rest_gap)
         self.upper_gap = GAP_AT_FULL_OPEN * UPPER_LIP_SHARE * self.iod
         self.lower_gap = GAP_AT_FULL_OPEN * (1.0 - UPPER_LIP_SHARE) * self.iod
         # Per thread: the portrait with the current frame's local warp applied. Each render
         # rewrites the whole local ROI before reading it, so only concurrent threads must not share.
         self._buffers = threading.local()
 
+        self._measure_colours(landmarks)
+        self.rest_gap_px = mesh.mouth_opening(landmarks) * self.iod
+        if self.own_teeth:
+            self.mouth.split_below_teeth()
         self._build_local_roi(landmarks)
         self._build_mouth_fields()
+        self._build_interior()
         self._build_brow_field(landmarks)
         self._build_eyes(landmarks)
         self._build_head_fields(landmarks)
-        self._measure_colours(landmarks)
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -214,46 +265,79 @@ class FaceRig:
         self.local_x, self.local_y = self.local_roi.grid()
 
     def _build_mouth_fields(self) -> None:
-        """Opening fields on the jaw ROI at each spread level: spread shift, w_up, w_low, p, d."""
+        """Mouth fields on the jaw ROI, in the portrait's own geometry, and the lip-shape shifts.
+
+        w_up / w_low: how much each pixel follows the upper lip / the jaw as the mouth opens;
+        `gap_fields` [h, w, 2]: profile (the gap's shape across the mouth) and d (signed distance
+        below the lips' line); pout_dv (rounded lips look fuller, at full rounding) and press_dv
+        (closes the rest gap and thins the lips), both backward vertical shifts. `shape_du` maps
+        lip shape -1 / +1 to a backward horizontal shift (the mouth narrowed / widened about its
+        centre). A frame builds its vertical shift in the portrait's geometry and reads it
+        *through* its shape shift (one remap of one channel), so the opening, its interior and
+        the press always have the reshaped mouth's exact outline.
+        """
         m, iod = self.mouth, self.iod
         xs, ys = self.jaw_roi.grid()
+        # the ROI's own pixel grid, for reading its fields through a shape shift
+        self.jaw_grid = (xs - np.float32(self.jaw_roi.x0), ys - np.float32(self.jaw_roi.y0))
         u, v = self.frame.to_face(xs, ys)
         upper_band = self.upper_gap * MAX_OPENING
         lower_band = self.lower_gap * MAX_OPENING
-        spread_window = self._spread_window(u, v)
-        levels = []
-        for level in SPREAD_LEVELS:
-            scale = 1.0 + SPREAD_GAIN * level * spread_window
-            # backward horizontal shift: output u shows portrait u + du (mouth widened by `scale`)
-            du = (u - m.centre_u) * (1.0 / scale - 1.0)
-            d = v - m.line(u + du)  # signed distance below the (widened) lips' line
-            x = (u - m.centre_u) / (m.half_width * scale)
-            profile = _lip_profile(x, 0.0, 0.0)  # gap shape across the mouth
-            # Upper lip: moves as a whole within its band, compressing the skin up to the nose.
-            up_depth = np.maximum(-d - upper_band, 0.0) / max(m.to_nose - upper_band, 0.1 * iod)
-            w_up = _lip_profile(x, np.minimum(up_depth, 1.0), 0.6) * (1.0 - smoothstep(0.0, 1.0, up_depth))
-            # Lower lip and jaw: rigid down to the chin, wider with depth, fading into the neck.
-            low_depth = np.maximum(d - lower_band, 0.0) / m.to_chin
-            w_low = _lip_profile(x, np.minimum(low_depth, 1.0), JAW_BROADENING) * (1.0 - smoothstep(0.9, 1.6, low_depth))
-            levels.append(np.stack([du, w_up, w_low, profile, d]).astype(np.float32))
-        self.mouth_levels = np.stack(levels)  # [levels, 5, h, w]
+        d = v - m.line(u)  # signed distance below the lips' line
+        x = (u - m.centre_u) / m.half_width
+        profile = _lip_profile(x, 0.0, 0.0)  # gap shape across the mouth
+        # Upper lip: moves as a whole within its band, compressing the skin up to the nose.
+        up_depth = np.maximum(-d - upper_band, 0.0) / max(m.to_nose - upper_band, 0.1 * iod)
+        w_up = _lip_profile(x, np.minimum(up_depth, 1.0), 0.6) * (1.0 - smoothstep(0.0, 1.0, up_depth))
+        # Lower lip and jaw: rigid down to the chin, wider with depth, fading into the neck.
+        low_depth = np.maximum(d - lower_band, 0.0) / m.to_chin
+        w_low = _lip_profile(x, np.minimum(low_depth, 1.0), JAW_BROADENING) * (1.0 - smoothstep(0.9, 1.6, low_depth))
+        across = 1.0 - smoothstep(0.85, 1.3, np.abs(x))  # lip effects end past the corners
+        lip = np.where(d < 0, m.upper_lip, m.lower_lip)
+        # Rounded lips pout: the red of the lips stretches away from the line (fuller lips).
+        pout_dv = -d * (ROUND_POUT / (1.0 + ROUND_POUT)) * (1.0 - smoothstep(0.6, 1.6, np.abs(d) / lip)) * across
+        # Press: close the photo's own gap (each lip's inner edge moves onto the line) and thin
+        # both lips towards it; both fade out over the lip and the skin beyond it.
+        gap_up, gap_low = m.rest_gap(u)
+        # a little past each inner edge (at most 1.5 px, and only where there is a gap), so the
+        # lips meet lip-to-lip, not on a hairline of what lay between them
+        overshoot = np.minimum(gap_up + gap_low, 1.5)
+        gap_up, gap_low = gap_up + overshoot, gap_low + overshoot
+        gap = np.where(d < 0, -gap_up, gap_low)
+        reach = lip + 2.0 * np.abs(gap) + 2.0
+        close = gap * (1.0 - smoothstep(0.0, 1.0, np.abs(d) / reach))
+        thin = PRESS_THIN * d * (1.0 - smoothstep(0.5, 1.5, np.abs(d) / lip))
+        press_dv = (close + thin) * across
+        self.w_up, self.w_low = w_up.astype(np.float32), w_low.astype(np.float32)
+        self.pout_dv, self.press_dv = pout_dv.astype(np.float32), press_dv.astype(np.float32)
+        self.gap_fields = np.ascontiguousarray(np.stack([profile, d], axis=-1), np.float32)
+        self.shape_du = {level: self._shape_shift(u, v, level) for level in (-1.0, 1.0)}
         self.jaw_u = u
         # The interior is only ever painted inside this sub-box of the jaw ROI.
-        reach = np.abs(x) <= 1.0 + SPREAD_GAIN + 0.05
-        near = (self.mouth_levels[:, 4] > -upper_band - 3).any(0) & (self.mouth_levels[:, 4] < lower_band + 3).any(0)
+        reach = np.abs(u - m.centre_u) <= 1.05 * m.half_width * (1.0 + SPREAD_GAIN)
+        near = (d > -upper_band - 3) & (d < lower_band + 3)
         rows, cols = np.nonzero(reach & near)
         if rows.size:
             self.cavity = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
         else:
             self.cavity = (slice(0, 0), slice(0, 0))
 
-    def _spread_window(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """1 over the mouth and its opening, fading out over the cheeks and towards chin/nose."""
+    def _shape_shift(self, u: np.ndarray, v: np.ndarray, level: float) -> np.ndarray:
+        """Backward horizontal shift that scales the mouth by 1 + gain * level about its centre.
+
+        Linear (a true scaling) out to just past the lip corners, then it decays to nothing over
+        1.6 mouth half-widths of cheek, and over the lips' height up and down; the decay is slow
+        enough that the skin beside the mouth stretches or gathers smoothly and never folds.
+        """
         m, iod = self.mouth, self.iod
-        across = 1.0 - smoothstep(1.2 * m.outer_half_width, 2.2 * m.outer_half_width, np.abs(u - m.centre_u))
-        d = np.abs(v - m.line(u))
-        down = 1.0 - smoothstep(0.35 * iod, 0.7 * iod, d)
-        return (across * down).astype(np.float32)
+        gain = _shape_gain(level) * level  # -0.32 .. +0.12: the mouth's width changes by this share
+        stretch = 1.0 / (1.0 + gain) - 1.0  # backward: output u shows portrait u * (1 + stretch)
+        offset = u - m.centre_u
+        linear_to = 1.1 * m.outer_half_width * (1.0 + gain)  # in output coordinates
+        decay = 1.0 - smoothstep(0.0, 1.6 * m.outer_half_width, np.abs(offset) - linear_to)
+        shift = np.sign(offset) * stretch * np.minimum(np.abs(offset), linear_to) * decay
+        down = 1.0 - smoothstep(0.3 * iod, 0.6 * iod, np.abs(v - m.line(u)))
+        return (shift * down).astype(np.float32)
 
     def _build_brow_field(self, landmarks: np.ndarray) -> None:
         """Upward shift of both brows (backward: sample from below), fading before the lids."""
@@ -342,7 +426,11 @@ class FaceRig:
         self.head_grid = np.ascontiguousarray(np.stack([full_x, full_y], axis=-1))  # [h, w, 2]
 
     def _measure_colours(self, landmarks: np.ndarray) -> None:
-        """Lip and skin colours of this photo, so the mouth interior matches its lighting."""
+        """Lip, skin and teeth colours of this photo, so the mouth interior matches its lighting.
+
+        Sets `own_teeth`: the portrait shows its teeth (a smile), which then rise with the upper
+        lip as they are, and no upper teeth are painted.
+        """
         image = self.image.astype(np.float32)
         lips = np.concatenate([np.array(mesh.OUTER_LIP_UPPER_CONTOUR), np.array(mesh.OUTER_LIP_LOWER_CONTOUR)])
         inner = np.concatenate([np.array(mesh.INNER_LIP_UPPER_CONTOUR), np.array(mesh.INNER_LIP_LOWER_CONTOUR)])
@@ -355,16 +443,33 @@ class FaceRig:
         # the portrait shows some (the brightest quarter of the inner-mouth pixels).
         # the photo's colour cast (white balance) tints the teeth as it tints everything else
         cast = skin.mean(axis=0) / max(float(skin.mean()), 1.0)
-        self.teeth_colour = np.array([1.0, 0.95, 0.88], np.float32) * (0.6 + 0.4 * cast) * min(240.0, bright)
+        self.teeth_colour = np.array([1.0, 0.95, 0.88], np.float32) * (0.6 + 0.4 * cast) * min(225.0, 0.92 * bright)
+        self.own_teeth = False
         interior = _inside_polygon(image, landmarks[list(mesh.INNER_LIP_UPPER_CONTOUR) + list(mesh.INNER_LIP_LOWER_CONTOUR[::-1]), :2])
-        if len(interior) >= 20:
+        if len(interior) >= 20 and mesh.mouth_opening(landmarks) >= 0.04:
             luminance = interior @ weights
             own_teeth = interior[luminance >= np.percentile(luminance, 75)]
             if float(own_teeth.mean(axis=0) @ weights) > 0.8 * bright:
                 self.teeth_colour = own_teeth.mean(axis=0)
-        self.teeth_colour = np.clip(self.teeth_colour, 0, 255)
-        self.cavity_colour = np.clip(self.lip_colour * 0.22, 0, 255)
-        self.tongue_colour = np.clip(self.lip_colour * 0.62, 0, 255)
+                self.own_teeth = True
+        self.teeth_colour = np.clip(self.teeth_colour, 0, 255).astype(np.float32)
+        lip = self.lip_colour.astype(np.float32)
+        # darker and redder inside: the cavity is lit only from the front, through the lips
+        self.cavity_colour = np.clip(lip * np.array([0.34, 0.2, 0.2], np.float32), 4, 255)
+        self.tongue_colour = np.clip(lip * np.array([0.8, 0.52, 0.54], np.float32), 0, 255)
+        self.rim_colour = np.clip(lip * np.array([0.7, 0.47, 0.47], np.float32), 0, 255)
+
+    def _build_interior(self) -> None:
+        """Frame-independent parts of the interior: a faint mottling so no area is one flat colour."""
+        rows, cols = self.cavity
+        shape = (rows.stop - rows.start, cols.stop - cols.start)
+        if min(shape) <= 0:
+            self.interior_texture = np.ones(shape, np.float32)
+            return
+        noise = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+        noise = cv2.GaussianBlur(noise, (0, 0), max(0.03 * self.iod, 1.0))
+        noise /= max(float(noise.std()), 1e-6)
+        self.interior_texture = (1.0 + 0.05 * noise).astype(np.float32)
 
     # --- per frame -------------------------------------------------------------------------
 
@@ -394,14 +499,27 @@ class FaceRig:
         du = np.zeros(local.shape, np.float32)
         dv = c.brow * self.brow_field if c.brow else np.zeros(local.shape, np.float32)
         opening = float(np.clip(c.mouth, 0.0, MAX_OPENING))
-        fields = self._mouth_fields_at(c.spread)
-        spread_du, w_up, w_low, profile, d = fields
+        spread = float(np.clip(c.spread, -1.0, 1.0))
+        press = float(np.clip(c.press, 0.0, 1.0))
         jaw = self.jaw_roi.within(local)
+        # the mouth's vertical motion, in the portrait's own geometry (before the lip shape)
+        mouth_dv = None
         if opening > 1e-3:
+            profile, d = self.gap_fields[..., 0], self.gap_fields[..., 1]
             # the split line sits mid-gap: above it the upper lip's field, below it the jaw's
             lower = d > opening * (self.lower_gap - self.upper_gap) / 2 * profile
-            dv[jaw] += np.where(lower, -opening * self.lower_gap * w_low, opening * self.upper_gap * w_up)
-        du[jaw] += spread_du
+            mouth_dv = np.where(lower, -opening * self.lower_gap * self.w_low, opening * self.upper_gap * self.w_up)
+        pout = -spread * (1.0 - press)  # pressed lips cannot pout
+        if pout > 1e-3:
+            mouth_dv = np.float32(pout) * self.pout_dv + (0.0 if mouth_dv is None else mouth_dv)
+        if press > 1e-3:
+            mouth_dv = np.float32(press) * self.press_dv + (0.0 if mouth_dv is None else mouth_dv)
+        shape_du = None
+        if abs(spread) > 1e-3:
+            shape_du = abs(spread) * self.shape_du[-1.0 if spread < 0 else 1.0]
+            du[jaw] += shape_du
+        if mouth_dv is not None:
+            dv[jaw] += self._through_shape(np.ascontiguousarray(mouth_dv, np.float32), shape_du)
         if c.blink > 1e-3:
             self._add_blink(dv, min(c.blink, 1.0))
         dx, dy = self.frame.vector_to_image(du, dv)
@@ -410,18 +528,43 @@ class FaceRig:
             interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
         )
         if opening > 1e-3:
-            self._paint_interior(warped, jaw, fields, opening, c.spread)
+            self._paint_interior(warped, jaw, self._gap_in_cavity(shape_du), opening, spread)
+        elif press > 1e-3 and self.rest_gap_px > 1.0:
+            self._paint_seal(warped, jaw, self._gap_in_cavity(shape_du), press)
         work[local.slices] = warped
 
-    def _mouth_fields_at(self, spread: float) -> np.ndarray:
-        """Mouth fields interpolated between the precomputed spread levels."""
-        spread = float(np.clip(spread, SPREAD_LEVELS[0], SPREAD_LEVELS[-1]))
-        index = min(int(np.searchsorted(SPREAD_LEVELS, spread, side="right")) - 1, len(SPREAD_LEVELS) - 2)
-        low, high = SPREAD_LEVELS[index], SPREAD_LEVELS[index + 1]
-        t = (spread - low) / (high - low)
-        if t <= 1e-4:
-            return self.mouth_levels[index]
-        return self.mouth_levels[index] * np.float32(1 - t) + self.mouth_levels[index + 1] * np.float32(t)
+    def _paint_seal(self, warped: np.ndarray, jaw: tuple[slice, slice], gap: np.ndarray, press: float) -> None:
+        """The shadow line where lips that were apart at rest now meet (pressed for "m"/"b"/"p")."""
+        rows, cols = self.cavity
+        if rows.stop <= rows.start:
+            return
+        profile, d = gap[..., 0], gap[..., 1]
+        weight = SEAL_SHADE * press * np.exp(-((d / 1.5) ** 2)) * np.minimum(4.0 * profile, 1.0)
+        region = warped[jaw][rows, cols].astype(np.float32)
+        region += weight[..., None] * (self.rim_colour - region)
+        warped[jaw][rows, cols] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+
+    def _through_shape(self, field: np.ndarray, shape_du: np.ndarray | None) -> np.ndarray:
+        """A field of the jaw ROI as the reshaped mouth sees it (identity for no lip shape)."""
+        if shape_du is None:
+            return field
+        offset_x, offset_y = self.frame.vector_to_image(shape_du, np.float32(0.0))
+        grid_x, grid_y = self.jaw_grid
+        return cv2.remap(
+            field, grid_x + offset_x, grid_y + offset_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+
+    def _gap_in_cavity(self, shape_du: np.ndarray | None) -> np.ndarray:
+        """Profile and d [h, w, 2] over the cavity box, through the lip shape."""
+        rows, cols = self.cavity
+        if shape_du is None:
+            return self.gap_fields[rows, cols]
+        offset_x, offset_y = self.frame.vector_to_image(shape_du[rows, cols], np.float32(0.0))
+        grid_x, grid_y = self.jaw_grid
+        return cv2.remap(
+            self.gap_fields, grid_x[rows, cols] + offset_x, grid_y[rows, cols] + offset_y,
+            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+        )
 
     def _add_blink(self, dv: np.ndarray, blink: float) -> None:
         """Lower each upper lid towards the lower lid, stretching the lid skin above it."""
@@ -441,45 +584,82 @@ class FaceRig:
             dv[where] += source - v
 
     def _paint_interior(
-        self, warped: np.ndarray, jaw: tuple[slice, slice], fields: np.ndarray, opening: float, spread: float
+        self, warped: np.ndarray, jaw: tuple[slice, slice], gap_fields: np.ndarray, opening: float, spread: float
     ) -> None:
-        """Paint the gap between the lips: dark cavity, upper teeth, some lower teeth and tongue."""
+        """Paint the gap between the lips, back to front: cavity, tongue, teeth, inner-lip rim.
+
+        Every layer's edge is a curve with a soft (1-2 px) falloff and every layer is shaded, so
+        there are no straight edges and no flat areas: the cavity is darkest at the corners and
+        under the upper teeth and catches a little light towards the front; the tongue's top is
+        an arch, lit in its middle; the upper teeth follow the smile arc, look narrower as the
+        arch turns away, sit in the upper lip's shadow and fade into the cheeks' shadow; the
+        moist inner lips make a lit rim between the lips and the dark.
+        """
         rows, cols = self.cavity
         if rows.stop <= rows.start:
             return
-        profile = fields[3][rows, cols]
-        d = fields[4][rows, cols]
+        profile, d = gap_fields[..., 0], gap_fields[..., 1]
         top = -opening * self.upper_gap * profile  # gap edges as distances below the lips' line
         bottom = opening * self.lower_gap * profile
         alpha = np.clip(d - top + 0.5, 0.0, 1.0) * np.clip(bottom - d + 0.5, 0.0, 1.0)
         alpha *= np.clip(bottom - top, 0.0, 1.0)  # no hairline where the lips still touch
         if not alpha.any():
             return
+        m, iod = self.mouth, self.iod
         gap = np.maximum(bottom - top, 1e-3)
         below_top = d - top
-        m = self.mouth
-        across = np.abs(self.jaw_u[rows, cols] - m.centre_u) / (m.half_width * (1 + SPREAD_GAIN * spread))
-        teeth_across = 1.0 - smoothstep(TEETH_HALF_WIDTH[0], TEETH_HALF_WIDTH[1], across)
-        upper_height = np.minimum(self.painted_teeth_height, 0.55 * gap)
-        upper_teeth = np.clip(upper_height - below_top, 0.0, 1.0) * teeth_across
-        lower_height = np.minimum(LOWER_TEETH * self.iod, 0.25 * gap) * smoothstep(0.6, 1.2, opening)
-        lower_across = 1.0 - smoothstep(0.3, 0.6, across)  # only the front lower teeth show
-        lower_teeth = np.clip(lower_height - (bottom - d), 0.0, 1.0) * lower_across * 0.8
-        depth = np.clip(below_top / gap, 0.0, 1.0)
-        tongue = smoothstep(0.55, 1.0, depth) * (1.0 - smoothstep(0.3, 0.9, across)) * smoothstep(0.3, 0.9, opening)
-        # teeth are shaded under the upper lip and towards the corners
-        teeth_shade = (0.8 + 0.2 * smoothstep(0.0, 0.5, below_top / np.maximum(upper_height, 1e-3))) * (1.0 - 0.25 * across**2)
-        colour = self.cavity_colour + tongue[..., None] * (self.tongue_colour - self.cavity_colour)
-        colour = colour * (0.85 + 0.3 * (1.0 - across))[..., None]
-        # faint gaps between teeth, the middle one on the face's centre line
-        tooth_phase = (self.jaw_u[rows, cols] - m.centre_u) / (TOOTH_WIDTH * self.iod)
-        tooth_gap = np.exp(-(((tooth_phase + 0.5) % 1.0 - 0.5) / 0.09) ** 2)
-        teeth_shade = teeth_shade * (1.0 - 0.15 * tooth_gap)
-        teeth = np.maximum(upper_teeth, lower_teeth)[..., None]
-        colour = colour + teeth * (self.teeth_colour * teeth_shade[..., None] - colour)
+        above_bottom = bottom - d
+        depth = np.clip(below_top / gap, 0.0, 1.0)  # 0 at the upper lip .. 1 at the lower lip
+        x = (self.jaw_u[rows, cols] - m.centre_u) / (m.half_width * (1.0 + _shape_gain(spread) * spread))
+        across = np.minimum(np.abs(x), 1.0)
+
+        light = (0.45 + 0.55 * (1.0 - across**1.5)) * (0.6 + 0.6 * depth)
+        colour = self.cavity_colour * light[..., None]
+        tongue_share = TONGUE_SHARE * float(smoothstep(0.2, 1.0, opening))
+        if tongue_share > 0:
+            arch = np.sqrt(np.clip(1.0 - (across / 0.8) ** 2, 0.0, 1.0))
+            into = (depth - (1.0 - tongue_share * arch)) * gap  # px below the tongue's top edge
+            tongue = np.clip(into / 2.5 + 0.5, 0.0, 1.0) * (arch > 0)
+            # lit on its front middle, falling into shadow at its back edge and its sides
+            tongue_light = (0.45 + 0.55 * smoothstep(0.0, 0.06 * iod, into)) * (1.0 - 0.5 * across**2)
+            colour += tongue[..., None] * (self.tongue_colour * tongue_light[..., None] - colour)
+        lower_height = LOWER_TEETH * iod * float(smoothstep(0.9, 1.5, opening))
+        if lower_height > 0.5:
+            # the lower incisors' edges, just inside the lower lip, in its shadow
+            lower_teeth = np.clip(lower_height - above_bottom + 0.5, 0.0, 1.0) * (1.0 - smoothstep(0.12, 0.35, across))
+            colour += (0.4 * lower_teeth)[..., None] * (self.teeth_colour * 0.65 - colour)
+        teeth = np.zeros_like(d)
+        if not self.own_teeth:
+            # the central incisors meet on the face's centre line; a tooth's apparent width
+            # shrinks as the arch turns away from the camera (arcsin of the position across)
+            arch_angle = np.arcsin(np.clip(x * 0.92, -0.98, 0.98)) / 0.92
+            phase = arch_angle * m.half_width / (TOOTH_WIDTH * iod)
+            to_gap = np.abs(phase - np.round(phase))  # 0 between two teeth, 0.5 mid-tooth
+            between = np.exp(-((to_gap / 0.08) ** 2))
+            edge = iod * (TEETH_EDGE_BELOW_LINE - TEETH_ARC * across**2) - 1.5 * between  # rounded corners
+            teeth = np.clip(edge - d + 0.5, 0.0, 1.0) * (1.0 - smoothstep(*TEETH_HALF_WIDTH, across))
+            shade = (0.58 + 0.42 * smoothstep(0.0, 0.035 * iod, below_top)) * (1.0 - 0.3 * across**2)
+            shade = shade * (1.0 - 0.25 * between) * (1.0 - 0.12 * (1.0 - smoothstep(0.0, 2.0, edge - d)))
+            colour += teeth[..., None] * (self.teeth_colour * shade[..., None] - colour)
+        rim_width = max(RIM_WIDTH * iod, 1.0)
+        rim_top = (1.0 - smoothstep(0.0, rim_width, below_top)) * (1.0 - teeth)
+        rim_bottom = 1.0 - smoothstep(0.0, 0.8 * rim_width, above_bottom)
+        rim = np.maximum(0.8 * rim_top, rim_bottom) * np.clip(gap / (2.5 * rim_width), 0.0, 1.0)
+        colour += rim[..., None] * (self.rim_colour * (1.0 - 0.25 * across)[..., None] - colour)
+        colour *= self.interior_texture[..., None]
         region = warped[jaw][rows, cols].astype(np.float32)
         blended = region + alpha[..., None] * (colour - region)
         warped[jaw][rows, cols] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def _shape_gain(spread: float) -> float:
+    """How much the mouth's half-width changes per unit of lip shape (rounding > spreading)."""
+    return ROUND_GAIN if spread < 0 else SPREAD_GAIN
+
+
+def _sorted_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(x)
+    return np.asarray(x)[order], np.asarray(y)[order]
 
 
 def _lip_profile(x: np.ndarray, depth: np.ndarray | float, broadening: float) -> np.ndarray:

@@ -99,7 +99,7 @@ def run_parity(fixture_dir: str | Path, out_dir: str | Path, *, threads: int | N
         waveform,
         settings,
         latent_noise=reference.get("noise.latent"),
-        recorder=recorder,
+        capture=recorder.capture,
     )
     count = sum(1 for _ in frames)
     ours = recorder.result()

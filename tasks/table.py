@@ -1,38 +1,26 @@
-"""Validation: the manifest table (Great Expectations) and each row's media (probes).
+"""Stage 1 of a row's way: the manifest table, checked as a whole with Great Expectations.
 
-Two stages, both quarantining instead of crashing the batch:
+`validate_table` runs one Great Expectations suite over the whole table: column types, nulls
+and blanks, unique `row_id` (and a `row_id` safe to use as a file name), BCP-47 language tags,
+URI schemes on the allow-list, override ranges (the `RenderParams` range constants), declared
+durations, consent present. Every failing row is quarantined with *all* its reasons. Rows whose
+URIs leave the allowed roots are refused here too when the manifest's location is known. A bad
+row never stops the others; only a table that is unusable as a whole raises `ManifestError`.
 
-1. `validate_table` runs one Great Expectations suite over the whole table: column types, nulls
-   and blanks, unique `row_id` (and a `row_id` safe to use as a file name), BCP-47 language tags,
-   URI schemes on the allow-list, override ranges (the `RenderParams` range constants), declared
-   durations, consent present. Every failing row is quarantined with *all* its reasons joined
-   by '; '. Rows whose URIs leave the allowed roots are refused here too when the manifest's
-   location is known.
-2. `probe_media` opens one row's files: the portrait decodes and holds one usable face, the
-   audio decodes, holds speech, is within the length limits and matches the declared duration.
-
-Which face is the subject: the largest one (by box area, as `sonic_model.face` orders them).
-A second face whose area is more than `AMBIGUOUS_FACE_AREA_RATIO` (50%) of the largest is
-refused as ambiguous: two people of similar size in one photo means we cannot know who the
-presenter is, and animating the wrong person is worse than asking. Smaller background faces
-(a poster on the wall, people far behind) are ignored.
-
-The Prefect tasks at the bottom are thin wrappers; the pure functions work without Prefect.
+`validate_table_task` is the thin Prefect wrapper; the pure function works without Prefect.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import math
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import numpy as np
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE as NO_CACHE
 
 from manifests.schema import (
     BOOLEAN_COLUMNS,
@@ -41,17 +29,13 @@ from manifests.schema import (
     INTEGER_COLUMNS,
     MANIFEST_URL_ATTR,
     NAN_CELLS_ATTR,
-    OVERRIDE_COLUMNS,
     REQUIRED_COLUMNS,
     STRING_COLUMNS,
-    ManifestError,
     ManifestRow,
     resolve_uri,
 )
-from sonic_model.audio import DEFAULT_MAX_SECONDS, MIN_SECONDS  # noqa: F401
 from sonic_model.crop import EXPAND_RATIO_RANGE, MIN_RESOLUTION_RANGE
-from sonic_model.errors import AudioError, InputError, NoFaceError, SonicCatalogError
-from sonic_model.image import DEFAULT_MAX_PIXELS  # noqa: F401
+from sonic_model.errors import InputError, ManifestError
 from sonic_model.postprocess.smoothing import MOTION_SMOOTHING_RANGE
 from sonic_model.render import (
     AV_OFFSET_MS_RANGE,
@@ -59,15 +43,10 @@ from sonic_model.render import (
     INFERENCE_STEPS_RANGE,
     MOTION_SCALE_RANGE,
     SEED_RANGE,
-    RenderParams,
 )
-from tasks.limits import MediaLimits, add_limit_options, limits_from_args  # noqa: F401 (re-exported)
-from tasks.storage import DEFAULT_ALLOWED_SCHEMES, check_uri_allowed, default_roots, read_bytes, redact, uri_scheme
+from tasks.records import REASON_SEPARATOR, Quarantine, quoted
+from tasks.storage import DEFAULT_ALLOWED_SCHEMES, check_uri_allowed, default_roots, redact, uri_scheme
 
-# A second face larger than this fraction of the largest face's area makes the subject ambiguous.
-AMBIGUOUS_FACE_AREA_RATIO = 0.5
-# The Sonic workflow's tolerance between the declared script duration and the real audio.
-DURATION_TOLERANCE_S = 0.1
 # row_id becomes part of published object keys: keep it to characters that are safe everywhere.
 ROW_ID_MAX_LENGTH = 128
 ROW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -95,71 +74,6 @@ OVERRIDE_RANGES = {
 }
 URI_COLUMNS = ("portrait_uri", "audio_uri")
 VALIDATE_STAGE = "validate"
-PROBE_STAGE = "probe"
-
-
-@dataclass(frozen=True)
-class Quarantine:
-    """A row that will not be rendered: its id, the stage that refused it, and why."""
-
-    row_id: str
-    stage: str
-    reason: str
-    # True when the refusal may pass with nothing about the row changing (a storage read that
-    # failed, an object not found): such a verdict is not kept by the next run's plan.
-    transient: bool = False
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class ProbedRow:
-    """A row whose media passed every probe: resolved URIs, measurements, hashes, parameters."""
-
-    row: ManifestRow
-    portrait_uri: str
-    audio_uri: str
-    audio_duration_s: float
-    face_box: tuple[float, float, float, float]
-    portrait_sha256: str
-    audio_sha256: str
-    params: RenderParams = field(default_factory=RenderParams)
-
-    @property
-    def row_id(self) -> str:
-        return self.row.row_id
-
-    def as_dict(self) -> dict:
-        """JSON-ready: the row's columns under "row", parameters under "params", the rest flat."""
-        values = dataclasses.asdict(self)
-        values["face_box"] = list(self.face_box)
-        return values
-
-
-class AmbiguousFaceError(NoFaceError):
-    """Two or more faces of similar size: the subject cannot be chosen safely."""
-
-
-class NoSpeechError(AudioError):
-    """The audio decodes but holds no speech."""
-
-
-class DurationMismatchError(AudioError):
-    """The declared `duration_s` does not match the decoded audio."""
-
-
-class TruncatedAudioError(AudioError):
-    """The file's header promises much more audio than decodes: the file was cut short."""
-
-
-# A header (mp3 Xing/Info, MP4 moov, FLAC STREAMINFO, ...) may overstate the decodable audio by
-# a frame or an estimate's error; more than this is a file cut short (a failed upload or copy).
-TRUNCATION_TOLERANCE_S = 1.0
-TRUNCATION_TOLERANCE_RATIO = 0.25
-
-
-# --- stage 1: the table ----------------------------------------------------------------------
 
 
 def validate_table(
@@ -190,8 +104,8 @@ def validate_table(
     reasons: dict[int, list[str]] = {}
 
     def add(position: int, reason: str) -> None:
-        # '; ' separates a row's reasons, so it must not occur inside one.
-        reason = reason.replace("; ", ", ")
+        # The separator of a row's reasons (once written out) must not occur inside one.
+        reason = reason.replace(REASON_SEPARATOR, ", ")
         bucket = reasons.setdefault(int(position), [])
         if reason not in bucket:
             bucket.append(reason)
@@ -242,7 +156,7 @@ def validate_table(
         if name in frame.columns:
             for position, value in enumerate(frame[name].tolist()):
                 if value is not None and not isinstance(value, (bool, np.bool_)):
-                    add(position, f"{name} {_shorten(value)} is not true or false; write a boolean or leave the cell empty")
+                    add(position, f"{name} {quoted(value)} is not true or false; write a boolean or leave the cell empty")
 
     # Whole-number check for integer overrides (GX has no "is integral" expectation; vectorised here).
     for name in INTEGER_COLUMNS:
@@ -274,7 +188,7 @@ def validate_table(
     good_positions = [p for p in range(count) if p not in reasons]
 
     quarantined = [
-        Quarantine(row_id=_row_label(row_ids.iat[p], p), stage=VALIDATE_STAGE, reason="; ".join(reasons[p]))
+        Quarantine(row_id=_row_label(row_ids.iat[p], p), stage=VALIDATE_STAGE, reasons=tuple(reasons[p]))
         for p in sorted(reasons)
     ]
     return _rows_at(frame, good_positions), quarantined
@@ -420,7 +334,7 @@ def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_sche
     """The one-line, specific reason for one failed check on one row."""
     kind, name = reason_id.split(":", 1)
     value = frame[name].iat[position] if name in frame.columns else None
-    shown = _shorten(value)
+    shown = quoted(value)
     if kind == "null":
         if name == "consent_ref":
             return "consent_ref is missing: every row needs a reference to the presenter's signed likeness release"
@@ -432,10 +346,10 @@ def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_sche
         return f"{name} is {what}"
     if kind == "type":
         raw = frame[f"{name}__raw"].iat[position]
-        return f"{name} must be text, got {type(raw).__name__} {_shorten(raw)}"
+        return f"{name} must be text, got {type(raw).__name__} {quoted(raw)}"
     if kind == "numtype":
         raw = frame[f"{name}__raw"].iat[position]
-        return f"{name} must be a number, got {type(raw).__name__} {_shorten(raw)}"
+        return f"{name} must be a number, got {type(raw).__name__} {quoted(raw)}"
     if kind == "unique":
         return f"duplicate row_id {shown} (appears {int(duplicate_counts.get(value, 2))} times); row ids must be unique"
     if kind == "length":
@@ -456,7 +370,7 @@ def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_sche
             check_uri_allowed(str(value), allowed_schemes, None)
         except InputError as exc:
             return f"{name}: {exc}"
-        return f"{name} {_shorten(redact(str(value)))} has a scheme that is not allowed"
+        return f"{name} {quoted(redact(str(value)))} has a scheme that is not allowed"
     if kind == "range":
         low, high = OVERRIDE_RANGES[name]
         return f"{name} {value:g} is out of range; allowed {low:g} to {high:g} (or leave empty for the run default)"
@@ -465,248 +379,13 @@ def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_sche
     return f"{name} failed check {kind}"
 
 
-def _shorten(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "...'"
-
-
-# --- stage 2: the media ----------------------------------------------------------------------
-
-
-def probe_media(
-    row: ManifestRow,
-    manifest_url: str,
-    limits: MediaLimits = MediaLimits(),
-    *,
-    allowed_schemes: Iterable[str] = DEFAULT_ALLOWED_SCHEMES,
-    allowed_roots: Iterable[str] | None = None,
-    defaults: RenderParams = RenderParams(),
-) -> ProbedRow:
-    """Open and check one row's portrait and audio; return what the renderer needs.
-
-    Raises an `InputError` subclass whose message names the specific problem (when both the
-    portrait and the audio are bad, both problems, joined by '; ').
-    """
-    allowed_schemes = tuple(allowed_schemes)
-    roots = list(allowed_roots) if allowed_roots is not None else default_roots(manifest_url)
-    params = row.render_params(defaults)
-    errors: list[InputError] = []
-    portrait = audio = None
-    try:
-        portrait = _probe_portrait(row, manifest_url, limits, allowed_schemes, roots)
-    except InputError as exc:
-        errors.append(exc)
-    try:
-        audio = _probe_audio(row, manifest_url, limits, allowed_schemes, roots)
-    except InputError as exc:
-        errors.append(exc)
-    if errors:
-        if len(errors) == 1:
-            raise errors[0]
-        raise type(errors[0])("; ".join(str(e) for e in errors))
-    portrait_uri, portrait_sha256, face_box = portrait
-    audio_uri, audio_sha256, duration_s = audio
-    return ProbedRow(
-        row=row,
-        portrait_uri=portrait_uri,
-        audio_uri=audio_uri,
-        audio_duration_s=duration_s,
-        face_box=face_box,
-        portrait_sha256=portrait_sha256,
-        audio_sha256=audio_sha256,
-        params=params,
-    )
-
-
-def _open(row_uri: str, column: str, manifest_url: str, limits: MediaLimits, schemes, roots) -> tuple[str, bytes]:
-    """Resolve, check against the allow-list, read (size-limited). Errors keep their class."""
-    try:
-        uri = check_uri_allowed(resolve_uri(manifest_url, row_uri), schemes, roots)
-        return uri, read_bytes(uri, limits.max_file_bytes)
-    except InputError as exc:
-        raise type(exc)(f"{column} {_shorten(redact(row_uri))}: {exc}") from None
-
-
-def _probe_portrait(row, manifest_url, limits, schemes, roots):
-    from sonic_model.image import load_image
-
-    uri, data = _open(row.portrait_uri, "portrait_uri", manifest_url, limits, schemes, roots)
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        rgb = load_image(data, max_pixels=limits.max_pixels)
-    except InputError as exc:
-        raise type(exc)(f"{exc} ({redact(uri)})") from None
-    faces = _faces(digest, rgb)
-    height, width = rgb.shape[:2]
-    if not faces:
-        raise NoFaceError(
-            f"no face found in the {width}x{height} portrait ({redact(uri)}); use a photo with one clearly "
-            "visible, roughly frontal face"
-        )
-    if len(faces) > 1 and faces[1].area > AMBIGUOUS_FACE_AREA_RATIO * faces[0].area:
-        ratio = faces[1].area / faces[0].area
-        raise AmbiguousFaceError(
-            f"portrait has {len(faces)} faces and the second largest is {ratio:.0%} of the largest's area "
-            f"(over {AMBIGUOUS_FACE_AREA_RATIO:.0%}), so the presenter is ambiguous; crop the photo to one person "
-            f"({redact(uri)})"
-        )
-    box = faces[0]
-    return uri, digest, (float(box.x), float(box.y), float(box.w), float(box.h))
-
-
-# Same portrait in many rows (one presenter, many languages): detect its faces once.
-_FACE_CACHE: OrderedDict = OrderedDict()
-_FACE_CACHE_LOCK = threading.Lock()
-_FACE_CACHE_SIZE = 64
-
-
-def _faces(digest: str, rgb: np.ndarray) -> list:
-    from sonic_model.face import detect_faces  # deferred: loads the face models
-
-    with _FACE_CACHE_LOCK:
-        if digest in _FACE_CACHE:
-            _FACE_CACHE.move_to_end(digest)
-            return _FACE_CACHE[digest]
-    try:
-        faces = detect_faces(rgb)
-    except SonicCatalogError:
-        raise
-    except Exception as exc:  # a detector failure on odd pixels is a row problem, not a crash
-        raise NoFaceError(f"face detection failed on the portrait ({type(exc).__name__}: {exc})") from None
-    with _FACE_CACHE_LOCK:
-        _FACE_CACHE[digest] = faces
-        while len(_FACE_CACHE) > _FACE_CACHE_SIZE:
-            _FACE_CACHE.popitem(last=False)
-    return faces
-
-
-def _probe_audio(row, manifest_url, limits, schemes, roots):
-    from sonic_model.audio import load_audio, speech_segments
-
-    uri, data = _open(row.audio_uri, "audio_uri", manifest_url, limits, schemes, roots)
-    digest = hashlib.sha256(data).hexdigest()
-    header_s = _header_seconds(data)
-    try:
-        clip = load_audio(data, max_seconds=limits.max_audio_seconds, min_seconds=limits.min_audio_seconds)
-    except InputError as exc:
-        if header_s is not None and header_s >= limits.min_audio_seconds and "shorter than the minimum" in str(exc):
-            raise TruncatedAudioError(
-                f"audio file is truncated: its header says {header_s:.2f} s but almost nothing decodes "
-                f"({exc}); upload the complete file ({redact(uri)})"
-            ) from None
-        raise type(exc)(f"{exc} ({redact(uri)})") from None
-    duration = clip.duration_s
-    if header_s is not None and header_s - duration > max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_RATIO * header_s):
-        raise TruncatedAudioError(
-            f"audio file is truncated: its header says {header_s:.2f} s but only {duration:.2f} s decode; "
-            f"upload the complete file ({redact(uri)})"
-        )
-    declared = row.duration_s
-    if declared is not None and abs(declared - duration) > DURATION_TOLERANCE_S:
-        raise DurationMismatchError(
-            f"declared duration_s {declared:.2f} s differs from the audio's {duration:.2f} s by "
-            f"{abs(declared - duration):.2f} s (allowed {DURATION_TOLERANCE_S} s); fix duration_s or the audio file "
-            f"({redact(uri)})"
-        )
-    if not speech_segments(clip):
-        raise NoSpeechError(
-            f"no speech found in the {duration:.1f} s audio (silence or noise only); check it is the script "
-            f"recording ({redact(uri)})"
-        )
-    return uri, digest, duration
-
-
-def _header_seconds(data: bytes) -> float | None:
-    """The duration the container's header declares (None when it declares none or cannot be read).
-
-    Used only to tell "cut short" from "short": never decodes, never raises.
-    """
-    import io
-
-    try:
-        import av
-
-        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
-            if not container.streams.audio or not container.duration or container.duration <= 0:
-                return None
-            return float(container.duration) / 1_000_000  # av.time_base: microseconds
-    except Exception:  # noqa: BLE001 - a header we cannot read says nothing; load_audio reports the real problem
-        return None
-
-
-# --- Prefect tasks ---------------------------------------------------------------------------
-
-from prefect import get_run_logger, task  # noqa: E402  (kept below the pure functions on purpose)
-from prefect.cache_policies import NONE as NO_CACHE  # noqa: E402
+# --- the Prefect task ----------------------------------------------------------------------------
 
 
 @task(name="validate-table", task_run_name="validate-table", cache_policy=NO_CACHE)
-def validate_table_task(
-    df,
-    *,
-    allowed_schemes: Iterable[str] = DEFAULT_ALLOWED_SCHEMES,
-    manifest_url: str | None = None,
-    allowed_roots: Iterable[str] | None = None,
-) -> tuple[list[ManifestRow], list[Quarantine]]:
-    """`validate_table` as a task (no cache: a DataFrame is the input and re-runs must re-check)."""
-    rows, quarantined = validate_table(df, allowed_schemes=allowed_schemes, manifest_url=manifest_url, allowed_roots=allowed_roots)
+def validate_table_task(df, **options) -> tuple[list[ManifestRow], list[Quarantine]]:
+    """`validate_table` as a task, with its options (no cache: a DataFrame is the input and re-runs
+    must re-check)."""
+    rows, quarantined = validate_table(df, **options)
     get_run_logger().info("table validation: %d rows good, %d quarantined", len(rows), len(quarantined))
     return rows, quarantined
-
-
-# One task per row for everything before the render: on a cluster each Prefect task costs tens of
-# milliseconds of CPU (worker, flow and server together; benchmarks/fanout_scaling.py), so the
-# probe and the catalog lookup travel together. No cache: a re-run must re-read the files so a
-# fixed one is picked up.
-@task(name="probe-row", task_run_name="probe-{row.row_id}", cache_policy=NO_CACHE)
-def probe_row_task(
-    row: ManifestRow,
-    manifest_url: str,
-    limits: MediaLimits = MediaLimits(),
-    *,
-    allowed_schemes: Iterable[str] = DEFAULT_ALLOWED_SCHEMES,
-    allowed_roots: Iterable[str] | None = None,
-    defaults: RenderParams = RenderParams(),
-    catalog_url: str | None = None,
-    choice=None,
-):
-    """Probe a row's media; bad input becomes a `Quarantine`, never an exception.
-
-    Given `catalog_url` and the generator `choice`, a row whose content is already published
-    there comes back as its `skipped_cached` outcome (`tasks.publish.find_published`) instead
-    of a `ProbedRow` to render.
-    """
-    probed = probe_or_quarantine(
-        row, manifest_url, limits, allowed_schemes=allowed_schemes, allowed_roots=allowed_roots, defaults=defaults
-    )
-    if isinstance(probed, Quarantine) or catalog_url is None or choice is None:
-        return probed
-    from tasks.publish import find_published
-    from tasks.records import RowInfo
-    from tasks.render import key_for
-
-    return find_published(catalog_url, RowInfo.from_row(row), key_for(probed, choice)) or probed
-
-
-def _transient(exc: Exception) -> bool:
-    """A refusal that says nothing about the media themselves (the next run's plan probes again).
-
-    When both of a row's media fail, `probe_media` raises the first error's class with both
-    messages: the second's class is lost, so the text is checked too (storage.py's wording).
-    """
-    from tasks.storage import MediaNotFoundError, StorageReadError
-
-    if isinstance(exc, (StorageReadError, MediaNotFoundError)):
-        return True
-    text = str(exc)
-    return any(mark in text for mark in (": not found: ", "permission denied reading ", ": cannot read ", ": cannot open "))
-
-
-def probe_or_quarantine(row: ManifestRow, manifest_url: str, limits: MediaLimits = MediaLimits(), **kwargs) -> ProbedRow | Quarantine:
-    """`probe_media`, with every failure turned into a `Quarantine` (used by the task and the CLI)."""
-    try:
-        return probe_media(row, manifest_url, limits, **kwargs)
-    except SonicCatalogError as exc:
-        return Quarantine(row.row_id, PROBE_STAGE, str(exc), transient=_transient(exc))
-    except Exception as exc:  # a decoder bug on hostile bytes must not take the batch down
-        return Quarantine(row.row_id, PROBE_STAGE, f"media could not be probed ({type(exc).__name__}: {str(exc)[:200]})")

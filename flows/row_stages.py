@@ -1,0 +1,127 @@
+"""One row's way through the stages, as the row driver (`flows/row_driver.py`) runs it:
+
+    probe media -> already published? -> render -> QA and publish (or file the QA failure)
+
+Up to four tasks a row, each named `<stage>-<row_id>` in Prefect's UI: `probe-`,
+`find-published-` (left out when the run's plan has already decided the row needs rendering),
+`render-`, `check-publish-`. Rows the plan settles (unchanged, or a kept quarantine) never get
+here. Every row ends with exactly one verdict: a quarantine, the published entry it already
+has (`skipped_cached`), its QA/publish outcome, or an error.
+
+On a cluster the render task asks for a share of a `GPU` resource and runs before waiting
+CPU stages (Dask priority), and writes its video to shared scratch; the other tasks need no GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from flows.row_driver import RowPipeline
+from manifests.schema import ManifestRow
+from sonic_model.errors import RenderFailed, SonicCatalogError
+from sonic_model.render import RenderParams
+from tasks.limits import MediaLimits
+from tasks.lookup import find_published_task
+from tasks.probe import probe_row_task
+from tasks.qa import check_and_publish_task
+from tasks.records import ERROR, QUARANTINED, Quarantine, RowInfo, RowOutcome
+from tasks.render import GPU_RESOURCE, RENDERS_PER_GPU, render_task_options, render_video_task
+from tasks.scratch import discard_scratch
+
+# Dask runs higher priorities first among a worker's ready tasks: when a render ends, the next
+# render queued on that worker takes the freed thread before any waiting probe or publish, so
+# the GPU does not sit idle behind CPU stages.
+RENDER_PRIORITY = 10
+
+
+def _gpu_annotation(on_cluster: bool):
+    """Dask annotations for a render: 1/RENDERS_PER_GPU of a `GPU` (two renders in flight per
+    GPU, generating one at a time: `tasks.render.generation_slot`), render priority. Nothing
+    in a local run."""
+    if not on_cluster:
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.annotate(resources={GPU_RESOURCE: 1 / RENDERS_PER_GPU}, priority=RENDER_PRIORITY)
+
+
+def _named(stage: str, row_id: str) -> Callable[[], str]:
+    # A callable, not a template string: a row id holding "{" must not be formatted.
+    return lambda: f"{stage}-{row_id}"
+
+
+def _render_failed(exc: Exception, render_options: dict) -> RenderFailed:
+    """What a render that raised through every retry (or ran past the row timeout) tells the user."""
+    attempts = render_options["retries"] + 1
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    if isinstance(exc, TimeoutError):  # Prefect's task timeout: a hung or runaway render (--row-timeout)
+        return RenderFailed(
+            f"render ran past the per-row timeout of {render_options.get('timeout_seconds', 0):g} s "
+            f"(--row-timeout) in {tries} and was abandoned"
+        )
+    return RenderFailed(
+        f"render failed after {tries} "
+        f"(retry policy: {render_options['retries']} retries, {render_options['retry_delay_seconds']:g} s apart); "
+        f"last error: {type(exc).__name__}: {exc}"
+    )
+
+
+def render_one_row(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: Any,
+                   defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None = None,
+                   scratch_url: str | None = None, on_cluster: bool = False, look_up: bool = True,
+                   plan: str = "") -> RowPipeline:
+    """The stages of one row; yields each task's future and gets its result back.
+
+    `choice`: the run's generator (`tasks.render.choose_generator`). `render_options`: the render
+    task's retry policy (`render_task_options`, plus `timeout_seconds`). On a cluster the render
+    task needs a GPU slot and writes to `scratch_url`. `look_up=False` leaves out the
+    find-published step: the run's plan (tasks/plan.py) has already found that this row's
+    content is not in the catalog, or was told to render it anyway (`--force`). `plan`: why the
+    plan sent the row here, kept on its verdict.
+    """
+    outcome = yield from _stages(row, info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
+                                 defaults=defaults, limits=limits, thresholds=thresholds, render_options=render_options,
+                                 scratch_url=scratch_url, on_cluster=on_cluster, look_up=look_up)
+    return replace(outcome, plan=plan) if plan else outcome
+
+
+def _stages(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: Any,
+            defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None,
+            scratch_url: str | None, on_cluster: bool, look_up: bool) -> RowPipeline:
+    render_options = render_options or render_task_options()
+    rendered = None
+    try:
+        probed = yield probe_row_task.with_options(task_run_name=_named("probe", info.row_id)).submit(
+            row, manifest, limits, defaults=defaults
+        )
+        if isinstance(probed, Quarantine):
+            return RowOutcome(info=info, status=QUARANTINED, reasons=probed.reasons, transient=probed.transient)
+
+        if look_up:
+            published = yield find_published_task.with_options(task_run_name=_named("find-published", info.row_id)).submit(
+                probed, catalog, choice
+            )
+            if published is not None:
+                return published  # already published with the same content key: skipped_cached
+
+        render = render_video_task.with_options(task_run_name=_named("render", info.row_id), **render_options)
+        with _gpu_annotation(on_cluster):
+            submitted = render.submit(probed, choice, scratch_url=scratch_url)
+        try:
+            rendered = yield submitted
+        except SonicCatalogError:
+            raise  # a bad input: not retried, its own message is the reason
+        except Exception as exc:  # noqa: BLE001 - retries ran out, or the row timed out
+            raise _render_failed(exc, render_options) from exc
+        publish = check_and_publish_task.with_options(task_run_name=_named("check-publish", info.row_id))
+        submitted = publish.submit(rendered, thresholds, catalog, run_id)
+        rendered = None  # from here on the check-and-publish task owns (and removes) the scratch files
+        return (yield submitted)
+    except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
+        if rendered is not None:
+            discard_scratch(rendered)
+        reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
+        return RowOutcome(info=info, status=ERROR, reasons=(reason or type(exc).__name__,))
