@@ -101,20 +101,12 @@ def prepare(work: Path, rows: int) -> Path:
 def install_stand_ins(work: Path) -> None:
     """Probe without decoding (real hashes of the real files), generation by copying a prepared
     video, QA that passes, a prepared poster. Everything else is the real path."""
-    import importlib
-
+    import tasks.probe
     import tasks.publish
     import tasks.qa
     import tasks.render
     from sonic_model.render import RenderResult
-    from tasks.records import CheckedVideo
-
-    try:
-        probe_module = importlib.import_module("tasks.probe")
-    except ImportError:
-        probe_module = importlib.import_module("tasks.validate")
-    records = importlib.import_module("tasks.records")
-    probed_row = getattr(records, "ProbedRow", None) or probe_module.ProbedRow
+    from tasks.records import CheckedVideo, ProbedRow
 
     from manifests.schema import resolve_uri
 
@@ -124,7 +116,7 @@ def install_stand_ins(work: Path) -> None:
 
     def probe_without_decoding(row, manifest_url, limits=None, *, defaults=None, **kwargs):
         portrait, audio = resolve_uri(manifest_url, row.portrait_uri), resolve_uri(manifest_url, row.audio_uri)
-        return probed_row(
+        return ProbedRow(
             row=row, portrait_uri=portrait, audio_uri=audio, audio_duration_s=4.58, face_box=(0.0, 0.0, 1.0, 1.0),
             portrait_sha256=sha256_of(portrait), audio_sha256=sha256_of(audio),
             params=row.render_params(defaults) if defaults is not None else row.render_params(),
@@ -143,7 +135,7 @@ def install_stand_ins(work: Path) -> None:
         return CheckedVideo(rendered=rendered, passed=True, failures=(), figures={"stand_in": "yes"})
 
     poster = (work / "prepared.jpg").read_bytes()
-    probe_module.probe_media = probe_without_decoding
+    tasks.probe.probe_media = probe_without_decoding
     tasks.render.render_video = copy_prepared_video
     tasks.qa.check_rendered = passing_qa
     tasks.publish.poster_jpeg = lambda path, **kw: poster

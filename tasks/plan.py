@@ -91,7 +91,7 @@ QUARANTINE_COLUMNS = (
 # The code whose verdicts a remembered quarantine is: when any of it changes (a better face
 # detector, a new audio check), remembered quarantines are probed again once.
 PROBE_MODULES = (
-    "tasks.probe", "tasks.validate", "tasks.storage", "tasks.limits", "sonic_model.image", "sonic_model.audio",
+    "tasks.probe", "tasks.storage", "tasks.limits", "sonic_model.image", "sonic_model.audio",
     "sonic_model.face", "sonic_model.errors",
 )
 
