@@ -1,7 +1,7 @@
 """The main job: a Parquet manifest in, a published and checked catalog out.
 
-    read manifest -> validate table -> per row: probe media -> already published? ->
-    render -> QA and publish (or file the QA failure) -> catalog index -> ledger -> report
+    read manifest -> validate table -> plan (what changed?) -> per row that needs work: probe
+    media -> render -> QA and publish (or file the QA failure) -> catalog index -> ledger -> report
 
 Every row ends with exactly one verdict (published, skipped_cached, quarantined, failed_qa,
 error); a bad row never stops the others. Rows move through their stages independently, up to
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from flows.row_driver import run_rows
 from flows.row_stages import render_one_row
@@ -34,7 +35,8 @@ from manifests.schema import read_manifest
 from sonic_model.generators import RenderParams
 from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task
 from tasks.limits import MediaLimits
-from tasks.publish import now_iso, update_index_task
+from tasks.plan import PlanSettings, plan_run_task, update_catalog_state_task
+from tasks.publish import now_iso
 from tasks.records import QUARANTINED, RowInfo, RowOutcome
 from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, choose_generator, render_task_options
 from tasks.report import write_report_task
@@ -73,8 +75,16 @@ def render_catalog(
     retry_delay_s: float = DEFAULT_RETRY_DELAY_S,
     limits: dict | None = None,
     row_timeout_s: float | None = DEFAULT_ROW_TIMEOUT_S,
+    force: bool = False,
+    recheck: bool = False,
 ) -> dict:
     """Render every row of `manifest` into `catalog`; returns the run summary.
+
+    Before any row's own work, the plan (`tasks/plan.py`) settles every row whose published
+    video is unchanged (`skipped_cached`) or whose quarantine still holds (inputs, limits and
+    parameters unchanged), from storage metadata and without a task per row; the other rows go
+    the full way. `force`: every row goes the full way. `recheck`: remembered quarantines are
+    probed again.
 
     `only_rows` restricts rendering to those row ids (what `rerun` uses); the whole table is
     still validated, because a duplicate id is only visible in the whole table.
@@ -107,7 +117,7 @@ def render_catalog(
         weights=weights, defaults=defaults_params.as_dict(), qa_thresholds=qa_thresholds or {}, only_rows=only_rows,
         rerun_of=rerun_of, started_at=started_at, flow_run_id=str(flow_run.get_id() or ""), on_cluster=cluster,
         render_retries=render_options["retries"], retry_delay_s=render_options["retry_delay_seconds"],
-        limits=media_limits.as_dict(), row_timeout_s=row_timeout_s,
+        limits=media_limits.as_dict(), row_timeout_s=row_timeout_s, force=force, recheck=recheck,
     )
     run.write()
 
@@ -119,6 +129,15 @@ def render_catalog(
     infos = _row_infos(table)
     logger.info("run %s: %d rows to render, %d refused by table validation", run_id, len(rows), len(refused))
 
+    # Settle what needs no work (unchanged rows, quarantines that still hold) in one step.
+    # Whole-run collections go to tasks `quote`d: Prefect would otherwise visit every element of
+    # a parameter and record each row's upstream task run in the task's dependencies, which at
+    # 20,000 rows makes the task's state event too large to send ("EventTooLarge", 2.8 MB).
+    plan = plan_run_task(quote(rows), manifest, catalog, PlanSettings(
+        generator=choice.name, generator_version=choice.version, defaults=defaults_params, limits=media_limits.as_dict(),
+        max_file_bytes=media_limits.max_file_bytes, force=force, recheck=recheck,
+    ))
+
     # Rewrites the run's ledger as verdicts come in, so a killed run leaves one `rerun` can use.
     announce = announcer(ProgressLedger(catalog, run_id))
     outcomes = []
@@ -127,25 +146,32 @@ def render_catalog(
         outcome = RowOutcome(info=info, status=QUARANTINED, reasons=quarantine.reasons)
         announce(outcome)
         outcomes.append(outcome)
+    for outcome in plan.settled():
+        announce(outcome)
+    work = plan.work()
     try:
-        outcomes += run_rows(
+        worked = iter(run_rows(
             (
-                render_one_row(row, RowInfo.from_row(row), manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
+                render_one_row(planned.row, planned.info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
                                defaults=defaults_params, limits=media_limits, thresholds=thresholds,
-                               render_options=render_options, scratch_url=scratch_url, on_cluster=cluster)
-                for row in rows
+                               render_options=render_options, scratch_url=scratch_url, on_cluster=cluster,
+                               look_up=False, plan=planned.why)
+                for planned in work
             ),
             concurrency,
             announce,
-        )
+        ))
     finally:
         if scratch_url:
             remove_tree(scratch_url)  # leftovers of attempts on workers that died
+    # In manifest order: each planned row's verdict, settled by the plan or reached by its stages.
+    outcomes += [planned.outcome if planned.outcome is not None else next(worked) for planned in plan.rows]
 
-    index = update_index_task(catalog, outcomes)
-    ledger = write_ledger_task(catalog, run_id, outcomes)
+    index = update_catalog_state_task(catalog, quote(outcomes), quote(plan), run_id)
+    ledger = write_ledger_task(catalog, run_id, quote(outcomes))
     summary = run.finished(outcomes, ledger=ledger, index=index)
-    summary["report"] = write_report_task(catalog, run_id, outcomes, summary)
+    summary["plan"] = {**plan.counts(), "hashed_inputs": plan.hashed_inputs, "seconds": plan.timings.get("total_s")}
+    summary["report"] = write_report_task(catalog, run_id, quote(outcomes), summary)
     run.write(summary)
     publish_run_artifacts(summary, outcomes)
     logger.info("run %s finished: %s", run_id, summary["counts"])

@@ -18,8 +18,11 @@ from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S
 
 @flow(name="rerun-failed")
 def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None = None, concurrency: int | None = None,
-                 cluster: str | None = None) -> dict:
-    """Redo the rows of `run_id` (default: the latest run) that were not published."""
+                 cluster: str | None = None, force: bool = False, recheck: bool = False) -> dict:
+    """Redo the rows of `run_id` (default: the latest run) that were not published.
+
+    As in any run, the plan keeps a quarantine whose inputs, limits and parameters did not
+    change (`recheck` probes them again) and `force` renders every redone row regardless."""
     logger = get_run_logger()
     run_id = run_id or latest_run_id(catalog)
     previous = read_run_info(catalog, run_id)
@@ -42,4 +45,6 @@ def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None =
         retry_delay_s=previous.get("retry_delay_s", DEFAULT_RETRY_DELAY_S),
         limits=previous.get("limits"),
         row_timeout_s=previous.get("row_timeout_s", DEFAULT_ROW_TIMEOUT_S),
+        force=force,
+        recheck=recheck,
     )

@@ -2,9 +2,11 @@
 
     probe media -> already published? -> render -> QA and publish (or file the QA failure)
 
-Four tasks a row, each named `<stage>-<row_id>` in Prefect's UI: `probe-`, `find-published-`,
-`render-`, `check-publish-`. Every row ends with exactly one verdict: a quarantine, the
-published entry it already has (`skipped_cached`), its QA/publish outcome, or an error.
+Up to four tasks a row, each named `<stage>-<row_id>` in Prefect's UI: `probe-`,
+`find-published-` (left out when the run's plan has already decided the row needs rendering),
+`render-`, `check-publish-`. Rows the plan settles (unchanged, or a kept quarantine) never get
+here. Every row ends with exactly one verdict: a quarantine, the published entry it already
+has (`skipped_cached`), its QA/publish outcome, or an error.
 
 On a cluster the render task asks for a share of a `GPU` resource and runs before waiting
 CPU stages (Dask priority), and writes its video to shared scratch; the other tasks need no GPU.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from flows.row_driver import RowPipeline
@@ -68,13 +71,26 @@ def _render_failed(exc: Exception, render_options: dict) -> RenderFailed:
 
 def render_one_row(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: Any,
                    defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None = None,
-                   scratch_url: str | None = None, on_cluster: bool = False) -> RowPipeline:
+                   scratch_url: str | None = None, on_cluster: bool = False, look_up: bool = True,
+                   plan: str = "") -> RowPipeline:
     """The stages of one row; yields each task's future and gets its result back.
 
     `choice`: the run's generator (`tasks.render.choose_generator`). `render_options`: the render
     task's retry policy (`render_task_options`, plus `timeout_seconds`). On a cluster the render
-    task needs a GPU slot and writes to `scratch_url`.
+    task needs a GPU slot and writes to `scratch_url`. `look_up=False` leaves out the
+    find-published step: the run's plan (tasks/plan.py) has already found that this row's
+    content is not in the catalog, or was told to render it anyway (`--force`). `plan`: why the
+    plan sent the row here, kept on its verdict.
     """
+    outcome = yield from _stages(row, info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
+                                 defaults=defaults, limits=limits, thresholds=thresholds, render_options=render_options,
+                                 scratch_url=scratch_url, on_cluster=on_cluster, look_up=look_up)
+    return replace(outcome, plan=plan) if plan else outcome
+
+
+def _stages(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: Any,
+            defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None,
+            scratch_url: str | None, on_cluster: bool, look_up: bool) -> RowPipeline:
     render_options = render_options or render_task_options()
     rendered = None
     try:
@@ -82,13 +98,14 @@ def render_one_row(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: s
             row, manifest, limits, defaults=defaults
         )
         if isinstance(probed, Quarantine):
-            return RowOutcome(info=info, status=QUARANTINED, reasons=probed.reasons)
+            return RowOutcome(info=info, status=QUARANTINED, reasons=probed.reasons, transient=probed.transient)
 
-        published = yield find_published_task.with_options(task_run_name=_named("find-published", info.row_id)).submit(
-            probed, catalog, choice
-        )
-        if published is not None:
-            return published  # already published with the same content key: skipped_cached
+        if look_up:
+            published = yield find_published_task.with_options(task_run_name=_named("find-published", info.row_id)).submit(
+                probed, catalog, choice
+            )
+            if published is not None:
+                return published  # already published with the same content key: skipped_cached
 
         render = render_video_task.with_options(task_run_name=_named("render", info.row_id), **render_options)
         with _gpu_annotation(on_cluster):

@@ -27,7 +27,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.ledger import write_run_info
 from tasks.publish import now_iso
-from tasks.records import RowOutcome
+from tasks.records import ERROR, FAILED_QA, PUBLISHED, QUARANTINED, SKIPPED_CACHED, RowOutcome
 
 OutcomeListener = Callable[[RowOutcome], None]
 
@@ -78,6 +78,8 @@ class RunInfo:
     retry_delay_s: float
     limits: dict
     row_timeout_s: float | None
+    force: bool = False
+    recheck: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -104,23 +106,39 @@ class RunInfo:
         }
 
 
+# The table artifact lists at most this many rows (those needing a person first): every row of
+# a 100,000-row nightly would put megabytes into Prefect's database each night. The ledger has them all.
+ARTIFACT_ROWS = 1000
+_ARTIFACT_ORDER = {QUARANTINED: 0, FAILED_QA: 0, ERROR: 0, PUBLISHED: 1, SKIPPED_CACHED: 2}
+
+
 def publish_run_artifacts(summary: dict, outcomes: list[RowOutcome]) -> None:
     """A table of verdicts and a markdown summary, shown on the flow run in Prefect's UI."""
+    shown = sorted(outcomes, key=lambda o: _ARTIFACT_ORDER.get(o.status, 0))[:ARTIFACT_ROWS]
+    left_out = len(outcomes) - len(shown)
     create_table_artifact(
         key="catalog-run-ledger",
         table=[
             {"row_id": o.info.row_id, "status": o.status, "reason": o.reason[:200], "output": o.output_uri or ""}
-            for o in outcomes
+            for o in shown
         ],
-        description=f"Verdict of every manifest row in run {summary['run_id']}",
+        description=(f"Verdict of every manifest row in run {summary['run_id']}" if not left_out else
+                     f"Verdicts of run {summary['run_id']}: the {len(shown)} rows needing a person or published first; "
+                     f"{left_out} more (skipped as unchanged) in the ledger"),
     )
     counts = "\n".join(f"| {status} | {count} |" for status, count in sorted(summary["counts"].items()))
+    plan = summary.get("plan") or {}
+    plan_line = (
+        f"Plan: {plan.get('work', 0)} rows needed work, {plan.get('skip', 0)} unchanged rows skipped and "
+        f"{plan.get('keep_quarantine', 0)} quarantines kept without a task ({plan.get('hashed_inputs', 0)} inputs hashed)\n\n"
+        if plan else ""
+    )
     create_markdown_artifact(
         key="catalog-run-summary",
         markdown=(
             f"# Catalog run `{summary['run_id']}`\n\n"
             f"Manifest: `{summary['manifest']}`  \nCatalog: `{summary['catalog']}`\n\n"
-            f"| status | rows |\n|---|---|\n{counts}\n\n"
+            f"| status | rows |\n|---|---|\n{counts}\n\n{plan_line}"
             f"Ledger: `{summary['ledger']}`  \nReport: `{summary['report']}`  \nIndex: `{summary['index']['index_parquet']}`\n"
         ),
         description="Catalog run summary",

@@ -24,7 +24,7 @@ RUN_INFO_FILE = "run.json"
 LEDGER_COLUMNS = (
     "run_id", "row_id", "status", "reason", "output_uri", "poster_uri", "sidecar_uri", "plot_uri",
     "content_key", "collection", "language", "item_id", "title", "consent_ref", "qa_figures",
-    "av_offset_measured_frames", "av_offset_applied_ms", "postprocess", "timings", "total_s", "finished_at",
+    "av_offset_measured_frames", "av_offset_applied_ms", "postprocess", "timings", "total_s", "finished_at", "plan",
 )
 
 NUMERIC_LEDGER_COLUMNS = ("total_s", "av_offset_measured_frames", "av_offset_applied_ms")
@@ -62,16 +62,22 @@ def ledger_rows(run_id: str, outcomes: list[RowOutcome]) -> list[dict]:
                 "item_id": info.item_id,
                 "title": info.title,
                 "consent_ref": info.consent_ref,
-                "qa_figures": json.dumps(outcome.qa_figures, sort_keys=True, default=str),
+                "qa_figures": _json(outcome.qa_figures),
                 "av_offset_measured_frames": outcome.postprocess.get("av_offset_measured_frames"),
                 "av_offset_applied_ms": outcome.postprocess.get("av_offset_applied_ms"),
-                "postprocess": json.dumps(outcome.postprocess, sort_keys=True, default=str),
-                "timings": json.dumps(outcome.timings, sort_keys=True),
+                "postprocess": _json(outcome.postprocess),
+                "timings": _json(outcome.timings),
                 "total_s": round(sum(v for v in outcome.timings.values() if isinstance(v, (int, float))), 3),
                 "finished_at": finished,
+                "plan": outcome.plan,
             }
         )
     return rows
+
+
+def _json(values: dict) -> str:
+    # Most rows of a nightly (skipped ones) have nothing here: no need to run the encoder 3 times a row.
+    return json.dumps(values, sort_keys=True, default=str) if values else "{}"
 
 
 def write_ledger(catalog_url: str, run_id: str, outcomes: list[RowOutcome]) -> str:
@@ -180,9 +186,16 @@ def redo_for_run(catalog_url: str, run_id: str, manifest: str | None = None) -> 
 PROGRESS_WRITE_INTERVAL_S = 5.0
 
 
+# Whatever `interval_s` says, the partial ledger is rewritten at most once per this many times
+# the last rewrite took: a 100,000-row ledger takes a second or two to write, and rewriting it
+# every 5 s would spend a core on it.
+PROGRESS_WRITE_COST_FACTOR = 10.0
+
+
 class ProgressLedger:
     """Keeps the run's ledger on storage current while rows finish, so a run that is killed
-    leaves a partial ledger (at most `interval_s` of verdicts behind) that `rerun` can use.
+    leaves a partial ledger (at most `interval_s` of verdicts behind, or 10 times as long as a
+    rewrite takes, whichever is longer) that `rerun` can use.
 
     Call it with each `RowOutcome` (the flow registers it as an outcome listener); the flow's
     final `write_ledger` replaces the partial ledger with the complete one. Writes are best
@@ -194,8 +207,10 @@ class ProgressLedger:
 
         self.catalog_url, self.run_id, self.interval_s = catalog_url, run_id, interval_s
         self.outcomes: list[RowOutcome] = []
+        self.writes = 0
         self._lock = threading.Lock()
         self._last = float("-inf")
+        self._wait = interval_s
         self.flush()  # an empty ledger at once: even a run killed before its first verdict is listed
 
     def __call__(self, outcome: RowOutcome) -> None:
@@ -203,7 +218,7 @@ class ProgressLedger:
 
         with self._lock:
             self.outcomes.append(outcome)
-            if time.monotonic() - self._last >= self.interval_s:
+            if time.monotonic() - self._last >= self._wait:
                 self._write()
 
     def flush(self) -> None:
@@ -213,8 +228,11 @@ class ProgressLedger:
     def _write(self) -> None:
         import time
 
-        self._last = time.monotonic()
+        started = time.monotonic()
         try:
             write_ledger(self.catalog_url, self.run_id, list(self.outcomes))
+            self.writes += 1
         except Exception:  # noqa: BLE001 - best effort; the final ledger reports storage trouble
             pass
+        self._last = time.monotonic()
+        self._wait = max(self.interval_s, PROGRESS_WRITE_COST_FACTOR * (self._last - started))

@@ -27,8 +27,8 @@ from prefect.cache_policies import NONE as NO_CACHE
 
 from manifests.schema import ManifestRow, resolve_uri
 from sonic_model.errors import (
-    AmbiguousFaceError, AudioTooShortError, DurationMismatchError, InputError, MediaErrors, NoFaceError, NoSpeechError,
-    SonicCatalogError, TruncatedAudioError,
+    AmbiguousFaceError, AudioTooShortError, DurationMismatchError, InputError, MediaErrors, MediaNotFoundError, NoFaceError,
+    NoSpeechError, SonicCatalogError, StorageReadError, TruncatedAudioError,
 )
 from sonic_model.generators import RenderParams
 from tasks.limits import MediaLimits
@@ -220,6 +220,10 @@ def probe_row_task(
     return probe_or_quarantine(row, manifest_url, limits, **options)
 
 
+# Refusals that say nothing about the media themselves (the next run's plan probes them again).
+TRANSIENT_ERRORS = (StorageReadError, MediaNotFoundError)
+
+
 def probe_or_quarantine(
     row: ManifestRow, manifest_url: str, limits: MediaLimits = MediaLimits(), **kwargs
 ) -> ProbedRow | Quarantine:
@@ -227,9 +231,10 @@ def probe_or_quarantine(
     try:
         return probe_media(row, manifest_url, limits, **kwargs)
     except MediaErrors as exc:
-        return Quarantine(row.row_id, PROBE_STAGE, tuple(str(error) for error in exc.errors))
+        transient = any(isinstance(error, TRANSIENT_ERRORS) for error in exc.errors)
+        return Quarantine(row.row_id, PROBE_STAGE, tuple(str(error) for error in exc.errors), transient=transient)
     except SonicCatalogError as exc:
-        return Quarantine(row.row_id, PROBE_STAGE, (str(exc),))
+        return Quarantine(row.row_id, PROBE_STAGE, (str(exc),), transient=isinstance(exc, TRANSIENT_ERRORS))
     except Exception as exc:  # a decoder bug on hostile bytes must not take the batch down
         reason = f"media could not be probed ({type(exc).__name__}: {str(exc)[:200]})"
         return Quarantine(row.row_id, PROBE_STAGE, (reason,))

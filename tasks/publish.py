@@ -26,6 +26,8 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from sonic_model.encode import AI_DISCLOSURE
-from tasks.records import FAILED_QA, PUBLISHED, CheckedVideo, RowOutcome, postprocess_figures
+from tasks.records import FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RowOutcome, postprocess_figures
 from tasks.scratch import discard_scratch
 
 INDEX_PARQUET = "index.parquet"
@@ -72,6 +74,42 @@ class Catalog:
             return self.fs.exists(path)
         except OSError:
             return False
+
+    def published_objects(self) -> set[str]:
+        """Relative paths of every object in the catalog's published area, from one listing.
+
+        The published area is every top-level folder except `_runs` and other `_`-folders (keys
+        never start with `_` or `.`: `safe_key_part`); hidden names (`.x.partial-...`
+        temporaries) are left out. One recursive listing per collection folder (on an object
+        store: one paginated LIST, 1,000 keys a request) instead of a request per entry, so
+        checking that 100,000 entries still have their video and sidecar costs seconds.
+        """
+        self.fs.invalidate_cache(self.root)  # s3fs/gcsfs cache listings: a stale one could hide a deletion
+        found: set[str] = set()
+        if self.local:
+            if not os.path.isdir(self.root):
+                return found
+            for top in os.scandir(self.root):
+                if top.name.startswith(("_", ".")) or not top.is_dir(follow_symlinks=False):
+                    continue
+                for folder, subfolders, files in os.walk(top.path):
+                    subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+                    relative = self.relative(folder)
+                    found.update(f"{relative}/{name}" for name in files if not name.startswith("."))
+            return found
+        try:
+            top_entries = self.fs.ls(self.root, detail=True)
+        except (FileNotFoundError, OSError):
+            return found
+        for entry in top_entries:
+            name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith(("_", ".")) or entry.get("type") != "directory":
+                continue
+            for path in self.fs.find(entry["name"]):
+                relative = self.relative(self.fs._strip_protocol(path).rstrip("/"))
+                if not any(part.startswith(".") for part in relative.split("/")):
+                    found.add(relative)
+        return found
 
     def read_json(self, path: str) -> dict | None:
         try:
@@ -279,11 +317,35 @@ INDEX_COLUMNS = (
     "content_key", "generator", "generator_version", "duration_s", "width", "height",
     "consent_ref", "ai_generated", "run_id", "published_at",
 )
+# What the next run's plan (tasks/plan.py) needs to tell, without opening any media, whether a
+# published row's inputs changed: the inputs it was made from and their SHA-256s (from the
+# sidecar), and the storage fingerprint each input had when that run listed it (size + mtime/
+# ctime/inode, ETag, generation: `tasks.plan.fingerprint_inputs`), or None when it had none
+# that could be trusted. Only in index.parquet; index.json (for web pages) keeps INDEX_COLUMNS.
+INPUT_MEMORY_COLUMNS = (
+    "portrait_uri", "portrait_sha256", "portrait_fingerprint", "audio_uri", "audio_sha256", "audio_fingerprint",
+)
+INDEX_PARQUET_COLUMNS = INDEX_COLUMNS + INPUT_MEMORY_COLUMNS
+
+
+@dataclass(frozen=True)
+class SeenInputs:
+    """A row's inputs as a run's plan saw them before anything read them: the resolved URIs
+    and their storage fingerprints (None: none that could be trusted); for a row the plan
+    found unchanged, also the SHA-256s it checked the content against."""
+
+    portrait_uri: str | None = None
+    portrait_fingerprint: str | None = None
+    audio_uri: str | None = None
+    audio_fingerprint: str | None = None
+    portrait_sha256: str | None = None
+    audio_sha256: str | None = None
 
 
 def index_entry(catalog: Catalog, sidecar_path: str, sidecar: dict) -> dict:
     facts = sidecar.get("video_facts", {})
     generator = sidecar.get("generator", {})
+    inputs = sidecar.get("inputs", {})
     return {
         "key": sidecar["video"][: -len(".mp4")],
         "row_id": sidecar.get("row_id"),
@@ -304,68 +366,131 @@ def index_entry(catalog: Catalog, sidecar_path: str, sidecar: dict) -> dict:
         "ai_generated": bool(sidecar.get("ai_generated", True)),
         "run_id": sidecar.get("run_id"),
         "published_at": sidecar.get("published_at"),
+        "portrait_uri": inputs.get("portrait_uri"),
+        "portrait_sha256": inputs.get("portrait_sha256"),
+        "portrait_fingerprint": inputs.get("portrait_fingerprint"),
+        "audio_uri": inputs.get("audio_uri"),
+        "audio_sha256": inputs.get("audio_sha256"),
+        "audio_fingerprint": inputs.get("audio_fingerprint"),
     }
+
+
+def _read_index_table(catalog: Catalog):
+    """index.parquet as a pyarrow Table with every index column (None if there is no index yet).
+
+    An index written before the input-memory columns existed gets them, empty (its rows are
+    then hashed once by the next plan, and remembered from then on).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with catalog.fs.open(catalog.path(INDEX_PARQUET), "rb") as handle:
+            table = pq.read_table(handle, pre_buffer=False)  # see manifests.schema.read_manifest
+    except FileNotFoundError:
+        return None
+    for name in INDEX_PARQUET_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    return table
 
 
 def read_index(catalog_url: str):
     """The catalog index as a DataFrame (empty, with the index columns, if there is none yet)."""
     import pandas as pd
 
-    catalog = Catalog(catalog_url)
-    path = catalog.path(INDEX_PARQUET)
-    if not catalog.exists(path):
-        return pd.DataFrame({name: pd.Series(dtype="object") for name in INDEX_COLUMNS})
-    with catalog.fs.open(path, "rb") as handle:
-        return pd.read_parquet(handle, pre_buffer=False)  # see manifests.schema.read_manifest
+    table = _read_index_table(Catalog(catalog_url))
+    if table is None:
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in INDEX_PARQUET_COLUMNS})
+    return table.to_pandas()
 
 
-def update_index(catalog_url: str, outcomes: list[RowOutcome]) -> dict:
-    """Merge this run's catalog rows into the index; keep only entries whose video exists.
+def index_records(catalog_url: str) -> dict[str, dict]:
+    """The index as {key: entry} with plain Python values (None for missing), read once."""
+    table = _read_index_table(Catalog(catalog_url))
+    if table is None:
+        return {}
+    return {record["key"]: record for record in table.to_pylist()}
 
-    Written as Parquet (for data tools) and JSON (for web pages), each atomically.
+
+def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str, SeenInputs] | None = None) -> dict:
+    """Merge this run's catalog rows into the index; keep only entries whose video and sidecar exist.
+
+    Costs what changed, not what the catalog holds: the index is read once; a sidecar is read
+    only for a row published by this run (or one in the catalog but missing from the index,
+    e.g. published by a run that was killed before its index update); whether every entry's
+    video and sidecar still exist comes from one listing (`Catalog.published_objects`); the
+    index is written once as Parquet (for data tools and the next plan) and once as JSON (for
+    web pages), each atomically.
+
+    `seen` (catalog key -> `SeenInputs`, from the run's plan): the input fingerprints to
+    remember with each entry. For a row skipped as unchanged they replace the remembered ones
+    (the plan checked the content is the same); for a row published by this run they are kept
+    only when the plan saw the same input URIs the render used (the render hashed the inputs
+    after the plan listed them, so fingerprint and hash cannot describe different contents
+    without the fingerprint changing too).
     """
     import pandas as pd
 
     catalog = Catalog(catalog_url)
-    entries: dict[str, dict] = {}
-    for record in read_index(catalog_url).to_dict("records"):
-        entries[record["key"]] = record
+    entries = index_records(catalog_url)
+    seen = seen or {}
     for outcome in outcomes:
         if not outcome.in_catalog or not outcome.sidecar_uri:
             continue
-        sidecar_path = catalog.path(outcome.info.key_prefix + ".json")
-        sidecar = catalog.read_json(sidecar_path)
-        if sidecar:
-            entry = index_entry(catalog, sidecar_path, sidecar)
-            entries[entry["key"]] = entry
-    # The index must never list a video that is not there (deleted by hand, a failed write).
-    # ...nor one whose sidecar is gone (withdrawn by a replacement that did not finish).
+        key = outcome.info.key_prefix
+        entry = entries.get(key)
+        fresh = outcome.status == PUBLISHED or entry is None or entry.get("content_key") != outcome.content_key
+        if fresh:
+            sidecar_path = catalog.path(key + ".json")
+            sidecar = catalog.read_json(sidecar_path)
+            if not sidecar or not sidecar.get("video"):
+                continue
+            entry = entries[key] = index_entry(catalog, sidecar_path, sidecar)
+        inputs = seen.get(key)
+        if inputs is not None:
+            for name in ("portrait", "audio"):
+                uri, fingerprint = getattr(inputs, f"{name}_uri"), getattr(inputs, f"{name}_fingerprint")
+                if outcome.status == SKIPPED_CACHED or entry.get(f"{name}_uri") == uri:
+                    entry[f"{name}_uri"], entry[f"{name}_fingerprint"] = uri, fingerprint
+                    if outcome.status == SKIPPED_CACHED and getattr(inputs, f"{name}_sha256"):
+                        entry[f"{name}_sha256"] = getattr(inputs, f"{name}_sha256")
+                else:
+                    entry[f"{name}_fingerprint"] = None  # the render read another URI than the plan saw
+    # The index must never list a video that is not there (deleted by hand, a failed write),
+    # nor one whose sidecar is gone (withdrawn by a replacement that did not finish).
+    present = catalog.published_objects()
     live = [
         entry for entry in entries.values()
-        if catalog.exists(catalog.path(entry["video"])) and catalog.exists(catalog.path(entry.get("sidecar") or entry["key"] + ".json"))
+        if entry.get("video") in present and (entry.get("sidecar") or entry["key"] + ".json") in present
     ]
     live.sort(key=lambda entry: entry["key"])
-    frame = pd.DataFrame(live, columns=list(INDEX_COLUMNS))
+    frame = pd.DataFrame(live, columns=list(INDEX_PARQUET_COLUMNS))
+    for name in INPUT_MEMORY_COLUMNS:
+        frame[name] = frame[name].astype("string")
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     parquet_path = catalog.write_bytes(buffer.getvalue(), catalog.path(INDEX_PARQUET))
-    payload = {"updated_at": now_iso(), "videos": [{k: _plain(v) for k, v in entry.items()} for entry in live]}
-    json_path = catalog.write_bytes(json.dumps(payload, indent=2).encode("utf-8"), catalog.path(INDEX_JSON))
+    payload = {"updated_at": now_iso(), "videos": [{name: _plain(entry.get(name)) for name in INDEX_COLUMNS} for entry in live]}
+    json_path = catalog.write_bytes(json.dumps(payload, indent=1).encode("utf-8"), catalog.path(INDEX_JSON))
     return {"index_parquet": catalog.uri(parquet_path), "index_json": catalog.uri(json_path), "videos": len(live)}
 
 
 def _plain(value):
+    """A JSON-ready Python value: NaN and pandas' NA become None, numpy scalars Python ones."""
+    if value is None:
+        return None
     try:
         if value != value:  # NaN
             return None
-    except (TypeError, ValueError):
-        pass
+    except (TypeError, ValueError):  # pandas' NA refuses to be a bool
+        return None
     if hasattr(value, "item"):
         return value.item()
     return value
 
 
 @task(name="update-catalog-index", cache_policy=NONE)
-def update_index_task(catalog_url: str, outcomes: list[RowOutcome]) -> dict:
-    """Add this run's published videos to the catalog index."""
-    return update_index(catalog_url, outcomes)
+def update_index_task(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str, SeenInputs] | None = None) -> dict:
+    """Add this run's published videos to the catalog index (and remember their inputs' fingerprints)."""
+    return update_index(catalog_url, outcomes, seen)

@@ -136,6 +136,9 @@ class Quarantine:
     row_id: str
     stage: str
     reasons: tuple[str, ...]
+    # True when the refusal may pass with nothing about the row changing (a storage read that
+    # failed, an object not found): such a verdict is not kept by the next run's plan.
+    transient: bool = False
 
     @property
     def reason(self) -> str:
@@ -223,6 +226,11 @@ class RowOutcome:
     timings: dict = field(default_factory=dict)
     # Lip-sync calibration and motion smoothing figures of the render (see `postprocess_figures`).
     postprocess: dict = field(default_factory=dict)
+    # Why the run's plan (tasks/plan.py) decided what it did with the row: "unchanged since run
+    # X", "audio changed since run X", "--force", ... ('' for rows the plan never saw).
+    plan: str = ""
+    # A quarantine that may pass with nothing changing (see `Quarantine.transient`).
+    transient: bool = False
 
     @property
     def in_catalog(self) -> bool:

@@ -1,10 +1,23 @@
 """The QA report people look at: `<catalog>/_runs/<run_id>/report.html`.
 
-One static HTML page per run, no scripts and no external resources: per row a poster
-thumbnail, the status, the reason, the mouth-opening-vs-audio plot and links to the video and
-its sidecar. Every link is relative (`../../<collection>/...` for published videos,
-`plots/...` and `rejected/...` for what lives under the run), so the page works the same opened
-from a local disk, a synced copy, or an object store served as a website.
+Static HTML, no scripts and no external resources, usable at catalog scale (100,000 rows):
+
+1. the summary (counts per verdict, what the plan decided) comes first;
+2. then every row that needs a person (quarantined, failed QA, error), in full: poster,
+   status, reason, the mouth-opening-vs-audio plot, links to the video and its sidecar;
+3. then the rows published by this run: in full while they are few (`FULL_PUBLISHED_ROWS`),
+   else compactly (a small poster, the row, links to its video, sidecar and plot);
+4. then the rows already in the catalog that the run skipped, collapsed (`<details>`).
+
+Each of the three lists is shown on the page itself while it is short (`INLINE_ROWS`); a longer
+one is split into pages of `PAGE_ROWS` rows beside the report (`report-<list>-0001.html`, ...),
+which the report links, so report.html stays a few kilobytes whatever the catalog holds and no
+page holds more than `PAGE_ROWS` rows. Every image is loaded lazily (`loading="lazy"`, with
+its box sized up front), so a page fetches only the posters and plots scrolled into view.
+
+Every link is relative (`../../<collection>/...` for published videos, `plots/...` and
+`rejected/...` for what lives under the run), so the pages work the same opened from a local
+disk, a synced copy, or an object store served as a website.
 """
 
 from __future__ import annotations
@@ -17,30 +30,41 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from tasks.publish import RUNS_DIR, Catalog
-from tasks.records import FAILED_QA, PUBLISHED, QUARANTINED, SKIPPED_CACHED, STATUSES, RowOutcome
+from tasks.records import ERROR, FAILED_QA, PUBLISHED, QUARANTINED, SKIPPED_CACHED, STATUSES, RowOutcome
 
 REPORT_FILE = "report.html"
+NEEDS_A_PERSON = (QUARANTINED, FAILED_QA, ERROR)
+# A list this long or shorter is shown on report.html itself; a longer one gets pages.
+INLINE_ROWS = 100
+PAGE_ROWS = 500
+# Published rows are shown in full (with their lip-sync plot) while there are this few.
+FULL_PUBLISHED_ROWS = 20
 STATUS_COLOURS = {
     PUBLISHED: "#1b7f3b",
     SKIPPED_CACHED: "#3867a8",
     QUARANTINED: "#9a6700",
     FAILED_QA: "#b3261e",
-    "error": "#6e2b91",
+    ERROR: "#6e2b91",
 }
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1d1d1f; }
 h1 { font-size: 20px; margin: 0 0 4px; }
+h2 { font-size: 16px; margin: 28px 0 8px; }
 .meta { color: #555; margin-bottom: 16px; }
 .counts span { display: inline-block; margin-right: 12px; }
 table { border-collapse: collapse; width: 100%; }
 th, td { border-bottom: 1px solid #ddd; padding: 8px; text-align: left; vertical-align: top; }
+td.c { padding: 3px 8px; }
 th { background: #f5f5f7; }
-img.poster { width: 160px; height: auto; border-radius: 4px; display: block; }
-img.plot { width: 420px; height: auto; display: block; }
+img.poster { width: 160px; height: 160px; object-fit: contain; border-radius: 4px; display: block; }
+img.thumb { width: 64px; height: 64px; object-fit: contain; border-radius: 3px; display: block; }
+img.plot { width: 420px; height: 210px; object-fit: contain; display: block; }
 .status { color: #fff; border-radius: 4px; padding: 2px 6px; font-size: 12px; white-space: nowrap; }
 .none { color: #999; font-style: italic; }
 .reason { max-width: 360px; }
+.pages a { margin-right: 8px; }
+summary { cursor: pointer; }
 """
 
 
@@ -60,63 +84,166 @@ def _relative_link(catalog: Catalog, uri: str | None) -> str | None:
     return prefix + "/".join(quote(part) for part in relative.split("/"))
 
 
-def render_report_html(catalog: Catalog, run_id: str, outcomes: list[RowOutcome], summary: dict) -> str:
-    counts = Counter(outcome.status for outcome in outcomes)
-    count_html = "".join(
-        f'<span><span class="status" style="background:{STATUS_COLOURS[s]}">{s}</span> {counts.get(s, 0)}</span>'
-        for s in STATUSES
+def _status(status: str) -> str:
+    colour = STATUS_COLOURS.get(status, "#444")
+    return f'<span class="status" style="background:{colour}">{html.escape(status)}</span>'
+
+
+def _links(catalog: Catalog, outcome: RowOutcome, plot: bool = False) -> str:
+    links = []
+    for label, uri in (("video", outcome.output_uri), ("sidecar", outcome.sidecar_uri)) + (
+        (("plot", outcome.plot_uri),) if plot else ()
+    ):
+        target = _relative_link(catalog, uri)
+        if target:
+            links.append(f'<a href="{html.escape(target)}">{label}</a>')
+    return " &middot; ".join(links) or "&mdash;"
+
+
+def _row_label(outcome: RowOutcome) -> str:
+    info = outcome.info
+    title = f"<br>{html.escape(info.title)}" if info.title else ""
+    return f"<b>{html.escape(info.row_id)}</b><br>{html.escape(info.collection)} / {html.escape(info.language)}{title}"
+
+
+def _full_row(catalog: Catalog, outcome: RowOutcome) -> str:
+    """A row that needs a person (or a published row of a short list): everything about it."""
+    info = outcome.info
+    video = _relative_link(catalog, outcome.output_uri)
+    poster = _relative_link(catalog, outcome.poster_uri)
+    plot = _relative_link(catalog, outcome.plot_uri)
+    if poster:
+        thumb = f'<img class="poster" loading="lazy" src="{html.escape(poster)}" alt="poster of {html.escape(info.row_id)}">'
+        thumb = f'<a href="{html.escape(video)}">{thumb}</a>' if video else thumb
+    else:
+        thumb = '<span class="none">no video</span>'
+    plot_html = (f'<img class="plot" loading="lazy" src="{html.escape(plot)}" alt="mouth opening vs audio envelope">'
+                 if plot else '<span class="none">no plot</span>')
+    return (
+        f"<tr><td>{thumb}</td><td>{_row_label(outcome)}</td><td>{_status(outcome.status)}</td>"
+        f'<td class="reason">{html.escape(outcome.reason) or "&mdash;"}</td><td>{plot_html}</td>'
+        f"<td>{_links(catalog, outcome)}</td></tr>"
     )
-    rows_html = []
-    for outcome in outcomes:
-        info = outcome.info
-        video = _relative_link(catalog, outcome.output_uri)
-        poster = _relative_link(catalog, outcome.poster_uri)
-        plot = _relative_link(catalog, outcome.plot_uri)
-        sidecar = _relative_link(catalog, outcome.sidecar_uri)
-        if poster:
-            thumb = f'<img class="poster" src="{html.escape(poster)}" alt="poster of {html.escape(info.row_id)}">'
-            thumb = f'<a href="{html.escape(video)}">{thumb}</a>' if video else thumb
-        else:
-            thumb = '<span class="none">no video</span>'
-        plot_html = f'<img class="plot" src="{html.escape(plot)}" alt="mouth opening vs audio envelope">' if plot else '<span class="none">no plot</span>'
-        links = []
-        if video:
-            links.append(f'<a href="{html.escape(video)}">video</a>')
-        if sidecar:
-            links.append(f'<a href="{html.escape(sidecar)}">sidecar</a>')
-        colour = STATUS_COLOURS.get(outcome.status, "#444")
-        rows_html.append(
-            "<tr>"
-            f"<td>{thumb}</td>"
-            f"<td><b>{html.escape(info.row_id)}</b><br>{html.escape(info.collection)} / {html.escape(info.language)}"
-            f"{'<br>' + html.escape(info.title) if info.title else ''}</td>"
-            f'<td><span class="status" style="background:{colour}">{html.escape(outcome.status)}</span></td>'
-            f'<td class="reason">{html.escape(outcome.reason) or "&mdash;"}</td>'
-            f"<td>{plot_html}</td>"
-            f"<td>{' &middot; '.join(links) or '&mdash;'}</td>"
-            "</tr>"
-        )
-    meta = " &middot; ".join(
-        html.escape(f"{key}: {value}") for key, value in summary.items() if key in ("manifest", "generator", "started_at", "finished_at")
+
+
+_FULL_HEAD = ("<tr><th>poster</th><th>row</th><th>status</th><th>reason</th><th>mouth opening vs audio</th>"
+              "<th>links</th></tr>")
+_COMPACT_HEAD = "<tr><th></th><th>row</th><th>collection / language</th><th>note</th><th>links</th></tr>"
+
+
+def _compact_row(catalog: Catalog, outcome: RowOutcome) -> str:
+    """A row in the catalog: one line, a small lazily loaded poster."""
+    info = outcome.info
+    poster = _relative_link(catalog, outcome.poster_uri)
+    thumb = f'<img class="thumb" loading="lazy" src="{html.escape(poster)}" alt="">' if poster else ""
+    note = "" if outcome.status == PUBLISHED else html.escape(outcome.reason)
+    return (
+        f'<tr><td class="c">{thumb}</td><td class="c"><b>{html.escape(info.row_id)}</b></td>'
+        f'<td class="c">{html.escape(info.collection)} / {html.escape(info.language)}</td>'
+        f'<td class="c">{note}</td><td class="c">{_links(catalog, outcome, plot=True)}</td></tr>'
     )
+
+
+def _page(title: str, body: str) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<link rel="icon" href="data:,">'
-        f"<title>Catalog run {html.escape(run_id)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>Catalog run {html.escape(run_id)}</h1><div class=\"meta\">{meta}</div>"
-        f'<div class="counts">{count_html}</div><p></p>'
-        "<table><thead><tr><th>poster</th><th>row</th><th>status</th><th>reason</th>"
-        "<th>mouth opening vs audio</th><th>links</th></tr></thead><tbody>"
-        + "".join(rows_html)
-        + "</tbody></table><p class=\"meta\">Every video in this catalog is AI-generated.</p></body></html>\n"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{body}"
+        "<p class=\"meta\">Every video in this catalog is AI-generated.</p></body></html>\n"
     )
 
 
+def page_name(kind: str, number: int) -> str:
+    return f"report-{kind}-{number:04d}.html"
+
+
+def _section(catalog: Catalog, run_id: str, kind: str, heading: str, outcomes: list[RowOutcome], *, full: bool,
+             collapsed: bool = False) -> tuple[str, dict[str, str]]:
+    """One list of the report: its HTML on report.html and, when long, its pages (name -> HTML)."""
+    if not outcomes:
+        return "", {}
+    head, row = (_FULL_HEAD, _full_row) if full else (_COMPACT_HEAD, _compact_row)
+    title = f"{heading} ({len(outcomes)})"
+    pages: dict[str, str] = {}
+    if len(outcomes) <= INLINE_ROWS:
+        table = f"<table><thead>{head}</thead><tbody>{''.join(row(catalog, o) for o in outcomes)}</tbody></table>"
+        if collapsed:
+            return f"<details><summary><h2 style=\"display:inline\">{html.escape(title)}</h2></summary>{table}</details>", pages
+        return f"<h2>{html.escape(title)}</h2>{table}", pages
+    count = (len(outcomes) + PAGE_ROWS - 1) // PAGE_ROWS
+    for number in range(1, count + 1):
+        chunk = outcomes[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
+        first = (number - 1) * PAGE_ROWS + 1
+        nav = [f'<a href="{REPORT_FILE}">report</a>']
+        if number > 1:
+            nav.append(f'<a href="{page_name(kind, number - 1)}">&larr; page {number - 1}</a>')
+        if number < count:
+            nav.append(f'<a href="{page_name(kind, number + 1)}">page {number + 1} &rarr;</a>')
+        nav_html = f'<p class="pages">{" ".join(nav)}</p>'
+        pages[page_name(kind, number)] = _page(
+            f"Catalog run {run_id}: {heading}, page {number} of {count}",
+            f"<h1>{html.escape(heading)}, rows {first}-{first + len(chunk) - 1} of {len(outcomes)}</h1>"
+            f"<div class=\"meta\">Catalog run {html.escape(run_id)}</div>{nav_html}"
+            f"<table><thead>{head}</thead><tbody>{''.join(row(catalog, o) for o in chunk)}</tbody></table>{nav_html}",
+        )
+    links = " ".join(
+        f'<a href="{name}">{(n - 1) * PAGE_ROWS + 1}-{min(n * PAGE_ROWS, len(outcomes))}</a>'
+        for n, name in enumerate(pages, start=1)
+    )
+    return f"<h2>{html.escape(title)}</h2><p class=\"pages\">{count} pages of up to {PAGE_ROWS} rows: {links}</p>", pages
+
+
+def render_report_pages(catalog: Catalog, run_id: str, outcomes: list[RowOutcome], summary: dict) -> dict[str, str]:
+    """report.html and its list pages: file name -> HTML."""
+    counts = Counter(outcome.status for outcome in outcomes)
+    count_html = "".join(f"<span>{_status(s)} {counts.get(s, 0)}</span>" for s in STATUSES)
+    meta = " &middot; ".join(
+        html.escape(f"{key}: {value}") for key, value in summary.items() if key in ("manifest", "generator", "started_at", "finished_at")
+    )
+    plan = summary.get("plan") or {}
+    plan_html = ""
+    if plan:
+        plan_html = (
+            f'<p class="meta">Plan: {plan.get("work", 0)} rows needed work, {plan.get("skip", 0)} were unchanged and skipped '
+            f'without opening their media, {plan.get("keep_quarantine", 0)} quarantines were kept (inputs unchanged; '
+            f"<code>--recheck</code> probes them again).</p>"
+        )
+    attention = [o for o in outcomes if o.status in NEEDS_A_PERSON]
+    published = [o for o in outcomes if o.status == PUBLISHED]
+    skipped = [o for o in outcomes if o.status == SKIPPED_CACHED]
+    sections, pages = [], {}
+    for kind, heading, rows, full, collapsed in (
+        ("attention", "Needs a person: quarantined, failed QA, errors", attention, True, False),
+        ("published", "Published by this run", published, len(published) <= FULL_PUBLISHED_ROWS, False),
+        ("skipped", "Already in the catalog (skipped)", skipped, False, True),
+    ):
+        section, section_pages = _section(catalog, run_id, kind, heading, rows, full=full, collapsed=collapsed)
+        sections.append(section)
+        pages.update(section_pages)
+    if not attention:
+        sections[0] = "<h2>Needs a person (0)</h2><p>Nothing: every row is in the catalog.</p>"
+    pages[REPORT_FILE] = _page(
+        f"Catalog run {run_id}",
+        f"<h1>Catalog run {html.escape(run_id)}</h1><div class=\"meta\">{meta}</div>"
+        f'<div class="counts">{count_html}</div>{plan_html}' + "".join(sections),
+    )
+    return pages
+
+
+def render_report_html(catalog: Catalog, run_id: str, outcomes: list[RowOutcome], summary: dict) -> str:
+    """report.html alone (its list pages, if any, from `render_report_pages`)."""
+    return render_report_pages(catalog, run_id, outcomes, summary)[REPORT_FILE]
+
+
 def write_report(catalog_url: str, run_id: str, outcomes: list[RowOutcome], summary: dict) -> str:
-    """Write the run's report.html (atomically); returns its URI."""
+    """Write the run's report.html and its list pages (each atomically); returns the report's URI."""
     catalog = Catalog(catalog_url)
-    page = render_report_html(catalog, run_id, outcomes, summary)
-    return catalog.uri(catalog.write_bytes(page.encode("utf-8"), catalog.path(RUNS_DIR, run_id, REPORT_FILE)))
+    pages = render_report_pages(catalog, run_id, outcomes, summary)
+    for name, page in pages.items():
+        if name != REPORT_FILE:
+            catalog.write_bytes(page.encode("utf-8"), catalog.path(RUNS_DIR, run_id, name))
+    # The report last: once it is there, every page it links is too.
+    return catalog.uri(catalog.write_bytes(pages[REPORT_FILE].encode("utf-8"), catalog.path(RUNS_DIR, run_id, REPORT_FILE)))
 
 
 @task(name="write-report", cache_policy=NONE)

@@ -28,6 +28,7 @@ DEFAULT_ALLOWED_SCHEMES = ("", "file", "memory", "s3", "gs")
 LOCAL_SCHEMES = ("", "file", "local")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 READ_CHUNK = 1 << 20
 
 
@@ -77,7 +78,7 @@ def check_uri_allowed(
     uri = str(uri)
     if not uri.strip():
         raise UriNotAllowedError("URI is empty")
-    if any(ord(ch) < 32 for ch in uri):
+    if _CONTROL.search(uri):
         raise UriNotAllowedError(f"URI contains control characters: {uri!r}")
     if "::" in uri:
         # fsspec reads "a::b" as a chain of filesystems (e.g. a local name wrapping a remote one).

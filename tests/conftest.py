@@ -31,6 +31,9 @@ def _stop_temporary_prefect_servers() -> None:
     server_module = sys.modules.get("prefect.server.api.server")
     if server_module is None:
         return
+    handlers = sys.modules.get("prefect.logging.handlers")
+    if handlers is not None:  # logs of the last flow still queued for the API: send them while it is up
+        handlers.APILogWorker.drain_all(timeout=10)
     for server in list(server_module.SubprocessASGIServer._instances.values()):
         server.stop()
 

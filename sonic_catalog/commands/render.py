@@ -64,6 +64,14 @@ def parse_thresholds(items: list[str] | None) -> dict:
     return overrides
 
 
+def add_plan_options(parser: argparse.ArgumentParser) -> None:
+    """`--force` and `--recheck`: overrule what the run's plan would settle without work (render, rerun)."""
+    parser.add_argument("--force", action="store_true",
+                        help="render every row again, even those whose published video is unchanged")
+    parser.add_argument("--recheck", action="store_true",
+                        help="probe rows again whose quarantine would be kept because nothing about them changed")
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=None,
                         help="rows in flight at once (default: 2 locally; every row on a cluster, where GPU slots limit renders)")
@@ -95,6 +103,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--catalog", required=True, help="catalog location (path or fsspec URL: s3://, gs://, memory://)")
     add_generation_options(parser)
     add_run_options(parser)
+    add_plan_options(parser)
     add_limit_options(parser)
     parser.add_argument("--row-timeout", type=float, default=1800.0, metavar="SECONDS",
                         help="a row whose render runs longer fails with this reason; the batch goes on (default %(default)g)")
@@ -194,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
                 manifest=manifest, catalog=catalog, generator=args.generator, weights=str(args.weights) if args.weights else None,
                 concurrency=args.concurrency, defaults=defaults.as_dict(), qa_thresholds=thresholds,
                 limits=limits.as_dict(), row_timeout_s=args.row_timeout,
-                render_retries=retries, retry_delay_s=delay,
+                render_retries=retries, retry_delay_s=delay, force=args.force, recheck=args.recheck,
             ),
             total,
             "rows",
