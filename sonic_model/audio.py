@@ -183,13 +183,25 @@ def decode_audio_stream(
             resampler = av.AudioResampler(format="fltp", layout="mono" if mono else None, rate=rate)
             stream_count = len(container.streams.audio)
             placed = _PresentationBuffer(rate, max_seconds, name)
-            for frame in container.decode(stream):
-                time_s = frame.time
-                for out in resampler.resample(frame):
-                    placed.add(out.to_ndarray(), time_s)
-                    time_s = None  # a second chunk from one frame follows the first
-            for out in resampler.resample(None):
-                placed.add(out.to_ndarray(), None)
+            try:
+                for frame in container.decode(stream):
+                    time_s = frame.time
+                    for out in resampler.resample(frame):
+                        placed.add(out.to_ndarray(), time_s)
+                        time_s = None  # a second chunk from one frame follows the first
+                for out in resampler.resample(None):
+                    placed.add(out.to_ndarray(), None)
+            except (av.error.FFmpegError, EOFError) as exc:
+                if placed.length == 0:
+                    raise
+                # Sound decoded up to here, then the data ends or breaks: a file cut short.
+                decoded_s = placed.length / rate
+                if declared is not None and declared > decoded_s:
+                    raise AudioError(
+                        f"audio file is truncated: its header says {declared:.2f} s but only {decoded_s:.2f} s "
+                        f"decode ({exc}); upload the complete file: {name}"
+                    ) from None
+                raise AudioError(f"audio cannot be decoded past {decoded_s:.2f} s (corrupt data: {exc}): {name}") from None
     except AudioError:
         raise
     except av.error.InvalidDataError:
