@@ -88,7 +88,8 @@ class AudioStream:
         """Write the presented samples as a float WAV (what ffmpeg muxes: no second decode of the source)."""
         import soundfile
 
-        soundfile.write(str(path), np.ascontiguousarray(self.samples.T), self.sample_rate, subtype="FLOAT", format="WAV")
+        samples = np.ascontiguousarray(self.samples.T)
+        soundfile.write(str(path), samples, self.sample_rate, subtype="FLOAT", format="WAV")
         return Path(path)
 
 
@@ -129,7 +130,9 @@ def _declared_duration(stream) -> float | None:
     match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", (tag or "").strip())
     if match:
         end = int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+        start = 0.0
+        if stream.start_time is not None and stream.time_base:
+            start = float(stream.start_time * stream.time_base)
         return end - start if end - start > 0 else None
     return None
 
@@ -201,7 +204,9 @@ def decode_audio_stream(
                         f"audio file is truncated: its header says {declared:.2f} s but only {decoded_s:.2f} s "
                         f"decode ({exc}); upload the complete file: {name}"
                     ) from None
-                raise AudioError(f"audio cannot be decoded past {decoded_s:.2f} s (corrupt data: {exc}): {name}") from None
+                raise AudioError(
+                    f"audio cannot be decoded past {decoded_s:.2f} s (corrupt data: {exc}): {name}"
+                ) from None
     except AudioError:
         raise
     except av.error.InvalidDataError:
@@ -295,7 +300,9 @@ def load_audio(
     samples = resample(stream.samples[0], stream.sample_rate, SAMPLE_RATE)
     clip = AudioClip(np.clip(samples, -1.0, 1.0), SAMPLE_RATE, stream.sample_rate, stream.source_channels)
     if clip.duration_s < min_seconds:
-        raise AudioError(f"audio is {clip.duration_s * 1000:.0f} ms long, shorter than the minimum {min_seconds:g} s: {name}")
+        raise AudioError(
+            f"audio is {clip.duration_s * 1000:.0f} ms long, shorter than the minimum {min_seconds:g} s: {name}"
+        )
     if max_seconds is not None and clip.duration_s > max_seconds:
         raise AudioError(
             f"audio is {clip.duration_s:.1f} s, longer than the limit of {max_seconds:g} s; split "

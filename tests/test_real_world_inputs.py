@@ -133,7 +133,9 @@ def test_cmyk_jpeg_keeps_its_colours():
     assert np.abs(cmyk.astype(np.float32) - np.asarray(upright, np.float32)).mean() < 4.0
 
 
-@pytest.mark.parametrize("fmt, shown", [("WEBP", "animated WebP"), ("GIF", "animated GIF"), ("PNG", "animated PNG (APNG)")])
+@pytest.mark.parametrize(
+    "fmt, shown", [("WEBP", "animated WebP"), ("GIF", "animated GIF"), ("PNG", "animated PNG (APNG)")]
+)
 def test_animated_images_are_refused_with_their_own_reason(fmt, shown):
     first = upright_portrait()
     second = first.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -205,7 +207,8 @@ def test_truncated_only_when_the_streams_own_data_is_missing(media, tmp_path):
     cut = tmp_path / "cut.m4a"
     cut.write_bytes(data[: len(data) // 3])
     assert abs(declared_audio_seconds(cut) - 6.0) < 0.05
-    with pytest.raises(AudioError, match=r"audio file is truncated: its header says 6.00 s but only [0-2]\.\d\d s decode"):
+    truncated = r"audio file is truncated: its header says 6.00 s but only [0-2]\.\d\d s decode"
+    with pytest.raises(AudioError, match=truncated):
         load_audio(cut)
     row = dict(row_id="cut-1", portrait_uri="portrait.jpg", language="en", consent_ref="release/x")
     shutil.copy(FIXTURES / "portrait_astronaut.jpg", tmp_path / "portrait.jpg")
@@ -333,7 +336,8 @@ def test_calibrate_brings_container_and_baked_delays_back_to_the_clean_render(cl
         assert not report.audio_reencoded and report.applied_ms == pytest.approx(-frames * 1000 / FPS, abs=0.5)
         assert abs(report.sound_lead_after_ms) < 1.0
         with av.open(str(out)) as fixed, av.open(str(clean_render)) as reference:
-            assert [bytes(p) for p in fixed.demux(audio=0) if p.size] == [bytes(p) for p in reference.demux(audio=0) if p.size]
+            fixed_packets = [bytes(p) for p in fixed.demux(audio=0) if p.size]
+            assert fixed_packets == [bytes(p) for p in reference.demux(audio=0) if p.size]
     else:
         # Baked into the samples: re-timed by re-encoding, still spanning the picture.
         assert report.audio_reencoded

@@ -163,7 +163,8 @@ def shift_audio_track(
         except InputError:
             after = Timeline(None, None, None, None)
         frame = 1.0 / fps
-        if None not in (before.sound_end_s, before.picture_end_s, after.sound_lead_s, after.sound_end_s, after.picture_end_s):
+        spans = (before.sound_end_s, before.picture_end_s, after.sound_lead_s, after.sound_end_s, after.picture_end_s)
+        if None not in spans:
             end_gap_before = abs(before.sound_end_s - before.picture_end_s)
             end_gap_after = abs(after.sound_end_s - after.picture_end_s)
             keep = abs(after.sound_lead_s) <= frame / 2 and end_gap_after <= max(end_gap_before, frame) + 1e-6
