@@ -1,14 +1,26 @@
-"""Script audio: any common audio file -> 16 kHz mono float32, plus speech activity.
+"""Script audio: any file with an audio stream -> 16 kHz mono float32, plus speech activity.
 
-PyAV (FFmpeg in-process) decodes every container we accept (wav, mp3, m4a/aac, flac, ogg) and
-downmixes; soxr resamples to the 16 kHz that Whisper, the VAD and both generators expect. The
-original file is still what gets muxed into the published video, so its quality is not lost.
+PyAV (FFmpeg in-process) decodes every container we accept: audio files (wav, mp3, m4a/aac,
+flac, ogg/opus) and videos (mp4, mov, webm, mkv), whose picture is ignored. soxr resamples to
+the 16 kHz that Whisper, the VAD and both generators expect. The original sound (the same
+presented samples at their own rate) is what gets muxed into the published video.
+
+Time is presentation time, as FFmpeg reports it (`decode_audio_stream`): each decoded frame is
+placed at its timestamp, after FFmpeg has applied the container's edit list and the codec's
+priming (the decoder drops the samples the file marks as encoder delay). A gap between frames
+becomes silence; a stream starting late or early (a phone video's audio track starting 0.3 s
+after its picture, a negative start time) keeps that start in `AudioStream.start_s`, which only
+matters against a picture (`sonic_model.probe`); as a script, the sound starts at its own
+first presented sample. Its duration is that stream's, never the container's.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import math
+import re
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +33,14 @@ SAMPLE_RATE = 16_000
 # Shorter than one video frame there is nothing to animate.
 MIN_SECONDS = 0.2
 DEFAULT_MAX_SECONDS = 600.0
+# Timestamps are rounded to the container's clock (1 ms in Matroska): closer than this to where
+# the previous frame ended is contiguous, not a gap or an overlap.
+TIMESTAMP_SLACK_S = 0.002
+# A hole in the timestamps longer than this is a corrupt file, not a pause to fill with silence.
+MAX_GAP_S = 60.0
+# Decoded samples past the stream's declared end, up to this many codec frames, are the encoder's
+# end padding (an AAC frame is 1024 samples; MP4 edit lists end before it) and are not presented.
+MAX_END_PADDING_FRAMES = 2
 
 
 @dataclass(frozen=True)
@@ -37,57 +57,157 @@ class AudioClip:
         return len(self.samples) / self.sample_rate
 
 
-def load_audio(
-    source: str | Path | bytes,
-    *,
-    max_seconds: float | None = DEFAULT_MAX_SECONDS,
-    min_seconds: float = MIN_SECONDS,
-) -> AudioClip:
-    """Decode `source` (a path or the file's bytes) to a 16 kHz mono `AudioClip`.
+@dataclass(frozen=True)
+class AudioStream:
+    """One audio stream as a player presents it, at its own rate.
 
-    Raises `AudioError` for missing, empty, undecodable, too short or too long audio; audio
-    over `max_seconds` is refused, never silently cut.
+    `samples` is float32 [channels, n] (one row when decoded as mono); `samples[:, 0]` plays at
+    `start_s` on the file's timeline (0 for most audio files; a video's sound may start later or
+    earlier than its picture). `declared_duration_s` is what the stream's own header says
+    (MP4 track / edit list, mp3 Xing, WAV data size, FLAC STREAMINFO, Matroska DURATION tag),
+    None when it says nothing; it is compared with the decoded length to find files cut short.
     """
-    import av  # deferred: importing PyAV costs ~0.1 s and not every caller decodes audio
 
-    name = "audio bytes" if isinstance(source, (bytes, bytearray)) else str(source)
+    samples: np.ndarray
+    sample_rate: int
+    start_s: float
+    stream_index: int
+    stream_count: int
+    declared_duration_s: float | None
+    codec: str
+    source_channels: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+    def write_wav(self, path: str | Path) -> Path:
+        """Write the presented samples as a float WAV (what ffmpeg muxes: no second decode of the source)."""
+        import soundfile
+
+        samples = np.ascontiguousarray(self.samples.T)
+        soundfile.write(str(path), samples, self.sample_rate, subtype="FLOAT", format="WAV")
+        return Path(path)
+
+
+def _open_source(source: str | Path | bytes) -> tuple[object, str]:
+    """What PyAV opens (a path or a file object) and the name errors use."""
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise AudioError("audio is an empty file (0 bytes)")
-        opened = io.BytesIO(bytes(source))
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise AudioError(f"audio not found: {name}")
-        if path.stat().st_size == 0:
-            raise AudioError(f"audio is an empty file (0 bytes): {name}")
-        opened = str(path)
+        return io.BytesIO(bytes(source)), "audio bytes"
+    path = Path(source)
+    if not path.exists():
+        raise AudioError(f"audio not found: {path}")
+    if path.stat().st_size == 0:
+        raise AudioError(f"audio is an empty file (0 bytes): {path}")
+    return str(path), str(path)
+
+
+def _select_stream(container, stream_index: int | None, name: str):
+    streams = container.streams.audio
+    if not streams:
+        raise AudioError(f"file has no audio stream: {name}")
+    index = 0 if stream_index is None else int(stream_index)
+    if not 0 <= index < len(streams):
+        raise AudioError(
+            f"audio stream {index} does not exist: the file has {len(streams)} audio stream(s), numbered "
+            f"from 0: {name}"
+        )
+    return index, streams[index]
+
+
+def _declared_duration(stream) -> float | None:
+    """The stream's own declared duration in seconds (never the container's), None if it has none."""
+    if stream.duration is not None and stream.duration > 0 and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    # Matroska/WebM keep per-track durations only in a DURATION tag, written by FFmpeg as the
+    # track's end time "HH:MM:SS.nnnnnnnnn".
+    tag = {key.upper(): value for key, value in stream.metadata.items()}.get("DURATION")
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", (tag or "").strip())
+    if match:
+        end = int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+        start = 0.0
+        if stream.start_time is not None and stream.time_base:
+            start = float(stream.start_time * stream.time_base)
+        return end - start if end - start > 0 else None
+    return None
+
+
+def declared_audio_seconds(source: str | Path | bytes, stream_index: int | None = None) -> float | None:
+    """The declared duration of the audio stream (`decode_audio_stream`'s choice), without decoding.
+
+    None when the stream declares none or the file cannot be read: it only tells "cut short"
+    from "short", so it never raises; decoding reports the real problem.
+    """
+    import av
 
     try:
+        opened, name = _open_source(source)
         with av.open(opened, mode="r", metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise AudioError(f"file has no audio stream: {name}")
-            stream = container.streams.audio[0]
-            source_rate = stream.codec_context.sample_rate or stream.rate
-            channels = stream.codec_context.channels or 1
-            # Resample inside FFmpeg only to planar float mono at the source rate; the rate
-            # change itself is soxr's (higher quality than swresample's default).
-            resampler = av.AudioResampler(format="fltp", layout="mono", rate=source_rate)
-            chunks = []
-            total = 0
-            limit = None if max_seconds is None else int((max_seconds + 1) * source_rate)
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunk = out.to_ndarray()[0]
-                    chunks.append(chunk)
-                    total += len(chunk)
-                if limit is not None and total > limit:
+            return _declared_duration(_select_stream(container, stream_index, name)[1])
+    except Exception:  # noqa: BLE001 - a header we cannot read says nothing
+        return None
+
+
+def decode_audio_stream(
+    source: str | Path | bytes,
+    stream_index: int | None = None,
+    *,
+    mono: bool = False,
+    max_seconds: float | None = None,
+) -> AudioStream:
+    """Decode one audio stream (default the first; `stream_index` counts audio streams from 0).
+
+    Samples are laid out by presentation timestamp (see the module docstring): decoder priming
+    and edit lists as FFmpeg applies them, gaps filled with silence, overlaps dropped, and the
+    encoder's end padding past the declared end cut. `mono` downmixes in FFmpeg while decoding
+    (half the memory of stereo). Raises `AudioError` for a missing, empty, undecodable or
+    sample-less source, a missing stream, or more than `max_seconds` of sound (never cut).
+    """
+    import av  # deferred: importing PyAV costs ~0.1 s and not every caller decodes audio
+
+    opened, name = _open_source(source)
+    try:
+        with av.open(opened, mode="r", metadata_errors="ignore") as container:
+            index, stream = _select_stream(container, stream_index, name)
+            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            if rate <= 0:
+                raise AudioError(f"audio stream {index} declares no sample rate (corrupt header): {name}")
+            channels = int(stream.codec_context.channels or 1)
+            declared = _declared_duration(stream)
+            frame_size = int(stream.codec_context.frame_size or 0)
+            codec = stream.codec_context.name
+            # Convert inside FFmpeg only to planar float (and mono if asked) at the source rate:
+            # with no rate change swresample passes samples through without delay.
+            resampler = av.AudioResampler(format="fltp", layout="mono" if mono else None, rate=rate)
+            stream_count = len(container.streams.audio)
+            placed = _PresentationBuffer(rate, max_seconds, name)
+            try:
+                for frame in container.decode(stream):
+                    time_s = frame.time
+                    for out in resampler.resample(frame):
+                        placed.add(out.to_ndarray(), time_s)
+                        time_s = None  # a second chunk from one frame follows the first
+                for out in resampler.resample(None):
+                    placed.add(out.to_ndarray(), None)
+            except (av.error.FFmpegError, EOFError) as exc:
+                if placed.length == 0:
+                    raise
+                # Sound decoded up to here, then the data ends or breaks: a file cut short.
+                decoded_s = placed.length / rate
+                if declared is not None and declared > decoded_s:
                     raise AudioError(
-                        f"audio is longer than the limit of {max_seconds:g} s; split the script "
-                        f"or raise the limit: {name}"
-                    )
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray()[0])
+                        f"audio file is truncated: its header says {declared:.2f} s but only {decoded_s:.2f} s "
+                        f"decode ({exc}); upload the complete file: {name}"
+                    ) from None
+                raise AudioError(
+                    f"audio cannot be decoded past {decoded_s:.2f} s (corrupt data: {exc}): {name}"
+                ) from None
     except AudioError:
         raise
     except av.error.InvalidDataError:
@@ -95,13 +215,91 @@ def load_audio(
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise AudioError(f"audio cannot be decoded: {name} ({exc})") from None
 
-    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    if samples.size == 0:
+    samples = placed.samples()
+    if samples.shape[1] == 0:
         raise AudioError(f"audio holds no samples: {name}")
     if not np.isfinite(samples).all():
         raise AudioError(f"audio holds NaN or infinite samples: {name}")
-    samples = resample(samples, source_rate, SAMPLE_RATE)
-    clip = AudioClip(np.clip(samples, -1.0, 1.0), SAMPLE_RATE, int(source_rate), int(channels))
+    start = placed.start_s
+    if declared is not None:
+        # Only the codec's end padding is cut: a declared length that is an estimate (a VBR mp3
+        # without a Xing header) may be seconds short, and real sound is never dropped for it.
+        excess = samples.shape[1] - round(declared * rate)
+        if 0 < excess <= MAX_END_PADDING_FRAMES * max(frame_size, 1024):
+            samples = samples[:, : samples.shape[1] - excess]
+    return AudioStream(samples, rate, start, index, stream_count, declared, codec, channels)
+
+
+class _PresentationBuffer:
+    """Collects decoded chunks where their timestamps put them (silence in gaps, overlaps dropped)."""
+
+    def __init__(self, rate: int, max_seconds: float | None, name: str) -> None:
+        self.rate = rate
+        self.name = name
+        self.max_seconds = max_seconds
+        self.limit = None if max_seconds is None else int((max_seconds + 1) * rate)
+        self.slack = max(1, round(TIMESTAMP_SLACK_S * rate))
+        self.chunks: list[np.ndarray] = []
+        self.length = 0
+        self.start_s: float = 0.0
+        self._started = False
+
+    def add(self, chunk: np.ndarray, time_s: float | None) -> None:
+        if chunk.shape[1] == 0:
+            return
+        if not self._started:
+            self._started = True
+            self.start_s = float(time_s) if time_s is not None and math.isfinite(time_s) else 0.0
+        elif time_s is not None and math.isfinite(time_s):
+            expected = round((time_s - self.start_s) * self.rate)
+            gap = expected - self.length
+            if gap > self.slack:
+                if gap > MAX_GAP_S * self.rate:
+                    raise AudioError(
+                        f"audio timestamps jump by {gap / self.rate:.0f} s at {self.length / self.rate:.1f} s "
+                        f"(corrupt file); re-export the audio: {self.name}"
+                    )
+                self._append(np.zeros((chunk.shape[0], gap), np.float32))
+            elif gap < -self.slack:
+                chunk = chunk[:, min(-gap, chunk.shape[1]):]  # already presented: a player drops it too
+        self._append(chunk.astype(np.float32, copy=False))
+
+    def _append(self, chunk: np.ndarray) -> None:
+        if chunk.shape[1] == 0:
+            return
+        self.chunks.append(chunk)
+        self.length += chunk.shape[1]
+        if self.limit is not None and self.length > self.limit:
+            raise AudioError(
+                f"audio is longer than the limit of {self.max_seconds:g} s; split the script "
+                f"or raise the limit: {self.name}"
+            )
+
+    def samples(self) -> np.ndarray:
+        if not self.chunks:
+            return np.zeros((1, 0), np.float32)
+        return np.concatenate(self.chunks, axis=1)
+
+
+def load_audio(
+    source: str | Path | bytes,
+    *,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    min_seconds: float = MIN_SECONDS,
+    stream_index: int | None = None,
+) -> AudioClip:
+    """Decode `source` (a path or the file's bytes) to a 16 kHz mono `AudioClip`.
+
+    Any file with an audio stream works, videos included (their picture is ignored); the first
+    audio stream is used unless `stream_index` (counting audio streams from 0) says otherwise.
+    The clip is that stream's presented sound from its first sample (`decode_audio_stream`).
+    Raises `AudioError` for missing, empty, undecodable, too short or too long audio; audio
+    over `max_seconds` is refused, never silently cut.
+    """
+    stream = decode_audio_stream(source, stream_index, mono=True, max_seconds=max_seconds)
+    name = "audio bytes" if isinstance(source, (bytes, bytearray)) else str(source)
+    samples = resample(stream.samples[0], stream.sample_rate, SAMPLE_RATE)
+    clip = AudioClip(np.clip(samples, -1.0, 1.0), SAMPLE_RATE, stream.sample_rate, stream.source_channels)
     if clip.duration_s < min_seconds:
         raise AudioTooShortError(
             f"audio is {clip.duration_s * 1000:.0f} ms long, shorter than the minimum {min_seconds:g} s: {name}"
@@ -112,6 +310,15 @@ def load_audio(
             f"the script or raise the limit: {name}"
         )
     return clip
+
+
+def write_script_wav(source: str | Path | bytes, out_path: str | Path, *, stream_index: int | None = None) -> Path:
+    """The script's presented sound at its own rate and channels, as a WAV starting at its first sample.
+
+    This is the sound a video is muxed with, so the published track holds exactly the samples
+    the generator listened to (`load_audio`), wherever the source's stream starts.
+    """
+    return decode_audio_stream(source, stream_index).write_wav(out_path)
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

@@ -82,6 +82,7 @@ class VideoWriter:
         self.frames_written = 0
         self._process: subprocess.Popen | None = None
         self._tmp_path: Path | None = None
+        self._audio_wav: Path | None = None
         self._log = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -106,6 +107,19 @@ class VideoWriter:
         except OSError as exc:
             raise OutputError(f"cannot write output in {parent}: {exc.strerror or exc}") from None
         self._tmp_path = Path(tmp)
+        if self.audio_path is not None:
+            # The sound muxed is the script's presented sound, decoded here once: its first audio
+            # stream from its first sample (a video's picture and its track's start time ignored),
+            # exactly the samples the generator listened to. Handing ffmpeg the source itself
+            # would map every audio stream and keep a track's container start time.
+            from sonic_model.audio import write_script_wav
+
+            self._audio_wav = self._tmp_path.with_suffix(".wav")
+            try:
+                write_script_wav(self.audio_path, self._audio_wav)
+            except BaseException:
+                self.abort()
+                raise
 
         video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", r=self.fps)
         streams = [video.video]
@@ -113,7 +127,7 @@ class VideoWriter:
             # yuv420p needs even sides: drop the odd last row/column rather than scale.
             streams = [video.video.filter("crop", "trunc(iw/2)*2", "trunc(ih/2)*2")]
         if self.audio_path is not None:
-            audio_input = ffmpeg.input(str(self.audio_path), itsoffset=self.audio_offset_s) if self.audio_offset_s else ffmpeg.input(str(self.audio_path))
+            audio_input = ffmpeg.input(str(self._audio_wav), itsoffset=self.audio_offset_s) if self.audio_offset_s else ffmpeg.input(str(self._audio_wav))
             streams.append(audio_input.audio)
         output_args = {
             "vcodec": "libx264",
@@ -195,6 +209,9 @@ class VideoWriter:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._audio_wav is not None:
+            self._audio_wav.unlink(missing_ok=True)
+            self._audio_wav = None
         self._process = None
         self._tmp_path = None
 

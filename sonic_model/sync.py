@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sonic_model.audio import AudioClip, frame_envelope, load_audio, speech_segments
+from sonic_model.audio import AudioClip, frame_envelope, speech_segments
 from sonic_model.encode import FPS
 from sonic_model.errors import InputError, SonicCatalogError
 
@@ -146,8 +146,10 @@ def measure_av_sync(
 
 
 def _load_track_or_raise(video_path: str | Path) -> AudioClip:
+    from sonic_model.probe import audio_clip_on_picture_timeline
+
     try:
-        return load_audio(video_path, max_seconds=None)
+        return audio_clip_on_picture_timeline(video_path)
     except SonicCatalogError as exc:
         raise InputError(f"no audio to measure sync against in {video_path}: {exc}") from None
 

@@ -155,11 +155,13 @@ def _faces(digest: str, rgb: np.ndarray) -> list:
 
 
 def _probe_audio(row, manifest_url, limits, schemes, roots):
-    from sonic_model.audio import load_audio, speech_segments
+    from sonic_model.audio import declared_audio_seconds, load_audio, speech_segments
 
     uri, data = _open(row.audio_uri, "audio_uri", manifest_url, limits, schemes, roots)
     digest = hashlib.sha256(data).hexdigest()
-    header_s = _header_seconds(data)
+    # The audio stream's own declared duration, never the container's (a video's picture may
+    # run longer than its sound without anything being cut).
+    header_s = declared_audio_seconds(data)
     try:
         clip = load_audio(data, max_seconds=limits.max_audio_seconds, min_seconds=limits.min_audio_seconds)
     except InputError as exc:
@@ -188,24 +190,6 @@ def _probe_audio(row, manifest_url, limits, schemes, roots):
             f"recording ({redact(uri)})"
         )
     return uri, digest, duration
-
-
-def _header_seconds(data: bytes) -> float | None:
-    """The duration the container's header declares (None when it declares none or cannot be read).
-
-    Used only to tell "cut short" from "short": never decodes, never raises.
-    """
-    import io
-
-    try:
-        import av
-
-        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
-            if not container.streams.audio or not container.duration or container.duration <= 0:
-                return None
-            return float(container.duration) / 1_000_000  # av.time_base: microseconds
-    except Exception:  # noqa: BLE001 - a header we cannot read says nothing; load_audio reports the real problem
-        return None
 
 
 # --- the Prefect task ----------------------------------------------------------------------------

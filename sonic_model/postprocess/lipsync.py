@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sonic_model.audio import AudioClip, frame_envelope, speech_segments
+from sonic_model.audio import AudioClip, frame_envelope, speech_segments, write_script_wav
 from sonic_model.encode import FPS, ffmpeg_executable
 from sonic_model.errors import InputError, OutputError
 from sonic_model.sync import SyncMeasurement, estimate_av_offset, measure_av_sync, speech_mask_for_frames
@@ -83,9 +83,18 @@ def mux_shifted_audio(
     except OSError as exc:
         raise OutputError(f"cannot write output in {out_path.parent}: {exc.strerror or exc}") from None
     metadata = {"av_offset_applied_ms": f"{delay_ms:g}", **(extra_metadata or {})}
+    # ffmpeg gets the source's presented sound as decoded here (first stream, from its first
+    # sample), so the shift starts from exactly what was measured.
+    presented = Path(tmp).with_suffix(".wav")
+    try:
+        write_script_wav(audio_source, presented)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        presented.unlink(missing_ok=True)
+        raise
     args = [
         ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        "-i", str(video_path), "-i", str(audio_source),
+        "-i", str(video_path), "-i", str(presented),
         "-map", "0:v:0", "-map", "1:a:0",
         "-c:v", "copy",
         "-af", shifted_audio_filter(delay_ms, duration_s),
@@ -98,6 +107,7 @@ def mux_shifted_audio(
     args += ["-f", "mp4", tmp]
     # An argument list, never a shell string.
     done = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    presented.unlink(missing_ok=True)
     if done.returncode != 0:
         Path(tmp).unlink(missing_ok=True)
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -108,6 +118,95 @@ def mux_shifted_audio(
         Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     return out_path
+
+
+def shift_audio_track(
+    video_path: str | Path,
+    out_path: str | Path,
+    *,
+    delay_ms: float,
+    fps: float = FPS,
+    extra_metadata: dict[str, str] | None = None,
+) -> bool:
+    """Move `video_path`'s audio track by `delay_ms` in the container, copying both streams.
+
+    No sample is re-encoded (`-itsoffset` on a stream copy: the MP4 edit list carries the
+    shift). Kept only when it repairs a delay of the track itself, i.e. afterwards the sound
+    starts with the first frame (within half a frame) and ends no further from the last frame
+    than before; a desync baked into the samples is left to `mux_shifted_audio`, which keeps
+    the sound spanning the picture. Returns whether `out_path` was written.
+    """
+    from sonic_model.probe import Timeline, read_timeline
+
+    out_path = Path(out_path)
+    before = read_timeline(video_path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".shifted.mp4", dir=out_path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write output in {out_path.parent}: {exc.strerror or exc}") from None
+    metadata = {"av_offset_applied_ms": f"{delay_ms:g}", **(extra_metadata or {})}
+    args = [
+        ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        "-i", str(video_path), "-itsoffset", f"{delay_ms / 1000.0:.6f}", "-i", str(video_path),
+        "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
+        "-map_metadata", "0", "-movflags", "+faststart+use_metadata_tags",
+    ]
+    for key, value in metadata.items():
+        args += ["-metadata", f"{key}={value}"]
+    args += ["-f", "mp4", tmp]
+    done = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    keep = False
+    if done.returncode == 0:  # a codec MP4 cannot carry as is (PCM, ...) fails here: re-encode instead
+        try:
+            after = read_timeline(tmp)
+        except InputError:
+            after = Timeline(None, None, None, None)
+        frame = 1.0 / fps
+        spans = (before.sound_end_s, before.picture_end_s, after.sound_lead_s, after.sound_end_s, after.picture_end_s)
+        if None not in spans:
+            end_gap_before = abs(before.sound_end_s - before.picture_end_s)
+            end_gap_after = abs(after.sound_end_s - after.picture_end_s)
+            keep = abs(after.sound_lead_s) <= frame / 2 and end_gap_after <= max(end_gap_before, frame) + 1e-6
+    if not keep:
+        Path(tmp).unlink(missing_ok=True)
+        return False
+    try:
+        os.replace(tmp, out_path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    return True
+
+
+def container_shift_ms(measured_delay_ms: float, sound_lead_s: float | None, *, fps: float = FPS) -> float:
+    """The shift that cancels a container delay exactly, when the measurement points at one.
+
+    The measurement is in whole frames; a track that starts `sound_lead_s` after the picture
+    (as the container says) and a measured correction within one frame of cancelling it mean
+    the lead is the desync: cancel it to the sample rather than to the nearest frame.
+    """
+    if sound_lead_s is None or abs(sound_lead_s) < 0.001:
+        return measured_delay_ms
+    if abs(measured_delay_ms + sound_lead_s * 1000.0) <= 1000.0 / fps:
+        return -sound_lead_s * 1000.0
+    return measured_delay_ms
+
+
+def retime_audio_samples(in_path: str | Path, out_path: str | Path, *, delay_ms: float) -> Path:
+    """Re-time the sound of `in_path` by re-encoding it from its own presented samples.
+
+    The sound is read on the picture's timeline (sample 0 plays with the first frame), shifted
+    by `delay_ms` and kept as long as it was, so it still ends where it ended.
+    """
+    from sonic_model.probe import audio_on_picture_timeline
+
+    sound = audio_on_picture_timeline(in_path)
+    if sound is None or sound.samples.shape[1] == 0:
+        raise InputError(f"video has no audio to re-time during its picture: {in_path}")
+    with tempfile.TemporaryDirectory(prefix="sonic-retime-") as folder:
+        wav = sound.write_wav(Path(folder) / "sound.wav")
+        return mux_shifted_audio(in_path, wav, out_path, delay_ms=delay_ms, duration_s=sound.duration_s)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -129,6 +228,11 @@ class CalibrationReport:
     confident_after: bool
     copied_unchanged: bool
     fps: float
+    # How the sound was moved: its track shifted in the container (no re-encode) or its samples
+    # re-encoded; and where it starts against the first frame before and after (ms, + = later).
+    audio_reencoded: bool = False
+    sound_lead_before_ms: float | None = None
+    sound_lead_after_ms: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -147,7 +251,7 @@ def calibrate_video(
     is copied byte for byte (no re-encode). Otherwise the video stream is copied and the sound
     (decoded from the input, the only source there is) is shifted and encoded once.
     """
-    from sonic_model.probe import probe_video
+    from sonic_model.probe import probe_video, read_timeline
 
     in_path, out_path = Path(in_path), Path(out_path)
     if av_offset_ms is not None and not abs(av_offset_ms) <= MAX_AV_OFFSET_MS:
@@ -156,16 +260,25 @@ def calibrate_video(
     if info.audio_codec is None:
         raise InputError(f"video has no audio track to re-time: {in_path}")
     fps = info.fps or float(FPS)
+    # Measured on presentation time (`measure_av_sync` reads the sound on the picture's
+    # timeline), before and after alike: the offset a player shows.
     before = measure_av_sync(in_path, frame_step=frame_step)
+    lead_before = read_timeline(in_path).sound_lead_s
     delay = audio_delay_ms(before, av_offset_ms, fps=fps)
+    reencoded = False
+    lead_after = lead_before
     if delay == 0:
         if in_path.resolve() != out_path.resolve():
             _copy_atomically(in_path, out_path)
         after = before
     else:
-        duration = info.audio_duration_s or info.video_duration_s
-        mux_shifted_audio(in_path, in_path, out_path, delay_ms=delay, duration_s=duration)
+        if av_offset_ms is None:
+            delay = container_shift_ms(delay, lead_before, fps=fps)
+        if not shift_audio_track(in_path, out_path, delay_ms=delay, fps=fps):
+            retime_audio_samples(in_path, out_path, delay_ms=delay)
+            reencoded = True
         after = measure_av_sync(out_path, frame_step=frame_step)
+        lead_after = read_timeline(out_path).sound_lead_s
     return CalibrationReport(
         input_path=str(in_path),
         output_path=str(out_path),
@@ -178,6 +291,9 @@ def calibrate_video(
         confident_after=after.confident,
         copied_unchanged=delay == 0,
         fps=fps,
+        audio_reencoded=reencoded,
+        sound_lead_before_ms=None if lead_before is None else round(lead_before * 1000.0, 3),
+        sound_lead_after_ms=None if lead_after is None else round(lead_after * 1000.0, 3),
     )
 
 

@@ -12,31 +12,15 @@ def decode_audio_track(video_path: str | Path) -> tuple[np.ndarray, int] | None:
     """The file's first audio track as float32 [samples, channels] at its own rate (None if absent).
 
     Decoded at the native rate and channel layout because clipping and loudness are properties
-    of what is delivered, which a downmix or resampling would blur.
+    of what is delivered, which a downmix or resampling would blur. Laid on the picture's
+    timeline (`sonic_model.probe.audio_on_picture_timeline`): sample 0 plays with frame 0.
     """
-    import av
+    from sonic_model.probe import audio_on_picture_timeline
 
-    with av.open(str(video_path)) as container:
-        if not container.streams.audio:
-            return None
-        stream = container.streams.audio[0]
-        rate = stream.codec_context.sample_rate or stream.rate
-        chunks = [frame.to_ndarray().astype(np.float32) for frame in _audio_frames(container, stream)]
-    if not chunks:
-        return np.zeros((0, 1), np.float32), int(rate)
-    planar = [chunk if chunk.ndim == 2 else chunk[np.newaxis] for chunk in chunks]
-    samples = np.concatenate(planar, axis=1).T
-    return np.ascontiguousarray(samples), int(rate)
-
-
-def _audio_frames(container, stream):
-    import av
-
-    # AAC decodes to planar float; packed formats come out [1, samples * channels].
-    resampler = av.AudioResampler(format="fltp")
-    for frame in container.decode(stream):
-        yield from resampler.resample(frame)
-    yield from resampler.resample(None)
+    track = audio_on_picture_timeline(video_path)
+    if track is None:
+        return None
+    return np.ascontiguousarray(track.samples.T), int(track.sample_rate)
 
 
 def integrated_loudness(samples: np.ndarray, rate: int) -> float:
