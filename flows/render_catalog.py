@@ -46,6 +46,7 @@ from tasks.render import (
     choose_generator, discard_scratch, remove_tree, render_task_options, render_video_task,
 )
 from tasks.report import write_report_task
+from tasks.signing import describe_signing, resolve_signing
 from tasks.validate import MediaLimits, Quarantine, probe_row_task, validate_table_task
 
 # A render attempt running longer than this fails the row (`--row-timeout`); generous: a
@@ -133,7 +134,7 @@ RowPipeline = Generator[PrefectFuture, Any, RowOutcome]
 
 def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: GeneratorChoice,
                    defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None = None,
-                   scratch_url: str | None = None, on_cluster: bool = False) -> RowPipeline:
+                   scratch_url: str | None = None, on_cluster: bool = False, signing: dict | None = None) -> RowPipeline:
     """The stages of one row; yields each task's future and gets its result back.
 
     Three tasks a row: probe (with the catalog lookup), render, check-and-publish. Each Prefect
@@ -141,6 +142,7 @@ def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: s
     run back to back on the same kind of machine share a task.
     `render_options`: the render task's retry policy (`render_task_options`). On a cluster the
     render task needs a GPU slot and writes to `scratch_url`; the other two need none.
+    `signing`: the run's resolved signing configuration (`tasks.signing`), used when publishing.
     """
     render_options = render_options or render_task_options()
     rendered = None
@@ -174,7 +176,7 @@ def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: s
                 f"last error: {type(exc).__name__}: {exc}"
             ) from exc
         publish = check_and_publish_task.with_options(task_run_name=_named("check-publish", info.row_id))
-        submitted = publish.submit(rendered, thresholds, catalog, run_id)
+        submitted = publish.submit(rendered, thresholds, catalog, run_id, signing)
         rendered = None  # from here on the check-and-publish task owns (and removes) the scratch files
         return (yield submitted)
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
@@ -304,6 +306,7 @@ def render_catalog(
     retry_delay_s: float = DEFAULT_RETRY_DELAY_S,
     limits: dict | None = None,
     row_timeout_s: float | None = DEFAULT_ROW_TIMEOUT_S,
+    signing: dict | None = None,
 ) -> dict:
     """Render every row of `manifest` into `catalog`; returns the run summary.
 
@@ -315,6 +318,9 @@ def render_catalog(
     `limits`: `MediaLimits` fields (pixels, audio seconds, file bytes). `row_timeout_s`: a render
     attempt running longer fails (Prefect task timeout, which interrupts the render loop between
     frames); None waits forever.
+    `signing`: how published videos are signed with Content Credentials (`tasks.signing`: paths,
+    never keys); None: $SONIC_SIGNING_CERT/$SONIC_SIGNING_KEY, else the catalog's development
+    certificate (created once, under `_credentials/`).
     """
     from sonic_model.qa import QAThresholds
 
@@ -333,12 +339,14 @@ def render_catalog(
     media_limits = MediaLimits.from_dict(limits)
     # Shared scratch for rendered videos on a cluster (QA/publish may run elsewhere).
     scratch_url = f"{catalog.rstrip('/')}/_runs/{run_id}/scratch" if on_cluster else None
+    signing = resolve_signing(signing, catalog)  # once, before any row: every row signs alike
+    credentials = describe_signing(signing)
     write_run_info(catalog, run_id, {
         "manifest": manifest, "catalog": catalog, "generator": choice.name, "generator_version": choice.version,
         "weights": weights, "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {},
         "only_rows": only_rows, "rerun_of": rerun_of, "started_at": started_at, "flow_run_id": str(flow_run.get_id() or ""),
         "on_cluster": on_cluster, "render_retries": render_options["retries"], "retry_delay_s": render_options["retry_delay_seconds"],
-        "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s,
+        "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s, "signing": signing,
     })
 
     table = read_manifest(manifest)
@@ -362,7 +370,8 @@ def render_catalog(
             (
                 render_one_row(row, RowInfo.from_row(row), manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
                                defaults=defaults_params, limits=media_limits, thresholds=thresholds,
-                               render_options=render_options, scratch_url=scratch_url, on_cluster=on_cluster)
+                               render_options=render_options, scratch_url=scratch_url, on_cluster=on_cluster,
+                               signing=signing)
                 for row in rows
             ),
             concurrency,
@@ -376,14 +385,14 @@ def render_catalog(
     ledger = write_ledger_task(catalog, run_id, outcomes)
     summary = {
         **summarise(run_id, outcomes), "manifest": manifest, "catalog": catalog, "generator": choice.name, "generator_version": choice.version,
-        "started_at": started_at, "finished_at": now_iso(), "ledger": ledger, "index": index,
+        "started_at": started_at, "finished_at": now_iso(), "ledger": ledger, "index": index, "credentials": credentials,
     }
     summary["report"] = write_report_task(catalog, run_id, outcomes, summary)
     write_run_info(catalog, run_id, {**summary, "only_rows": only_rows, "rerun_of": rerun_of, "weights": weights,
                                      "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {},
                                      "on_cluster": on_cluster, "render_retries": render_options["retries"],
                                      "retry_delay_s": render_options["retry_delay_seconds"],
-                                     "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s})
+                                     "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s, "signing": signing})
     publish_run_artifacts(summary, outcomes)
     logger.info("run %s finished: %s", run_id, summary["counts"])
     return summary

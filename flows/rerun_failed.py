@@ -41,4 +41,5 @@ def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None =
         retry_delay_s=previous.get("retry_delay_s", DEFAULT_RETRY_DELAY_S),
         limits=previous.get("limits"),
         row_timeout_s=previous.get("row_timeout_s", DEFAULT_ROW_TIMEOUT_S),
+        signing=previous.get("signing"),  # the same signer as the run it redoes
     )

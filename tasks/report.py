@@ -99,6 +99,12 @@ def render_report_html(catalog: Catalog, run_id: str, outcomes: list[RowOutcome]
     meta = " &middot; ".join(
         html.escape(f"{key}: {value}") for key, value in summary.items() if key in ("manifest", "generator", "started_at", "finished_at")
     )
+    credentials = summary.get("credentials") or {}
+    signed = (
+        f" Published videos carry Content Credentials (C2PA) signed by {credentials['signer']}"
+        + (" with a development certificate, which verifiers do not trust." if credentials.get("mode") == "development" else ".")
+        if credentials.get("signer") else ""
+    )
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<link rel="icon" href="data:,">'
@@ -108,7 +114,7 @@ def render_report_html(catalog: Catalog, run_id: str, outcomes: list[RowOutcome]
         "<table><thead><tr><th>poster</th><th>row</th><th>status</th><th>reason</th>"
         "<th>mouth opening vs audio</th><th>links</th></tr></thead><tbody>"
         + "".join(rows_html)
-        + "</tbody></table><p class=\"meta\">Every video in this catalog is AI-generated.</p></body></html>\n"
+        + f"</tbody></table><p class=\"meta\">Every video in this catalog is AI-generated.{html.escape(signed)}</p></body></html>\n"
     )
 
 
