@@ -340,7 +340,7 @@ def render_catalog(
     # Shared scratch for rendered videos on a cluster (QA/publish may run elsewhere).
     scratch_url = f"{catalog.rstrip('/')}/_runs/{run_id}/scratch" if on_cluster else None
     signing = resolve_signing(signing, catalog)  # once, before any row: every row signs alike
-    credentials = describe_signing(signing)
+    credentials = describe_signing(signing, required=not on_cluster)
     write_run_info(catalog, run_id, {
         "manifest": manifest, "catalog": catalog, "generator": choice.name, "generator_version": choice.version,
         "weights": weights, "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {},

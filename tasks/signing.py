@@ -35,8 +35,8 @@ CREDENTIALS_DIR = "_credentials"
 DEVELOPMENT_BUNDLE = "development-signer.pem"
 OFF, CONFIGURED, DEVELOPMENT = "off", "configured", "development"
 UNTRUSTED_NOTE = (
-    "signed with a development certificate, which verifiers do not trust (they show the signer as "
-    f"unknown); give --signing-cert/--signing-key (or ${CERT_ENV}/${KEY_ENV}) for production"
+    "verifiers do not trust a development certificate (they show the signer as unknown); "
+    f"give --signing-cert/--signing-key (or ${CERT_ENV}/${KEY_ENV}) for production"
 )
 
 
@@ -85,7 +85,8 @@ def resolve_signing(signing: dict | None, folder_url: str) -> dict:
 
     None chooses from the environment (deployments). Development material is created here,
     once per folder, so every row of the run (on any worker) signs with the same certificate.
-    Configured material is loaded once to fail the run early if it is unusable.
+    Configured material is only named here: it is read where publishing runs (`describe_signing`
+    checks it where it can).
     """
     signing = dict(signing) if signing else choose_signing(None, None)
     mode = signing.get("mode")
@@ -94,7 +95,6 @@ def resolve_signing(signing: dict | None, folder_url: str) -> dict:
     if mode == CONFIGURED:
         if not signing.get("cert") or not signing.get("key"):
             raise ParameterError("signing mode 'configured' needs both 'cert' and 'key'")
-        material_for(signing)
         return {"mode": CONFIGURED, "cert": signing["cert"], "key": signing["key"]}
     if mode == DEVELOPMENT:
         bundle = signing.get("bundle") or ensure_development_bundle(folder_url)
@@ -102,11 +102,24 @@ def resolve_signing(signing: dict | None, folder_url: str) -> dict:
     raise ParameterError(f"unknown signing mode {mode!r}; use 'configured', 'development' or 'off'")
 
 
-def describe_signing(signing: dict) -> dict:
-    """For the run summary and run.json: the mode, the signer, and the trust note."""
+def describe_signing(signing: dict, *, required: bool = True) -> dict:
+    """For the run summary and run.json: the mode, the signer, and the trust note.
+
+    Reads the material, so an unusable key fails the run before any row. `required=False` (a
+    cluster run, where the workers may hold a key this machine does not) tolerates material
+    that cannot be read here: the rows then fail on the workers if it is missing there too.
+    """
+    from sonic_model.credentials import SigningMaterialError
+
     if signing.get("mode") == OFF:
         return {"mode": OFF, "note": "Content Credentials are off (--no-credentials): videos are not signed"}
-    material = material_for(signing)
+    try:
+        material = material_for(signing)
+    except SigningMaterialError as exc:
+        if required or signing.get("mode") != CONFIGURED:
+            raise
+        return {"mode": CONFIGURED, "signer": None, "cert": signing["cert"],
+                "note": f"not readable where the flow runs ({exc}); the workers read it themselves"}
     described = {"mode": signing["mode"], "signer": material.signer_name, "alg": material.alg}
     if signing["mode"] == DEVELOPMENT:
         described.update(bundle=signing["bundle"], note=UNTRUSTED_NOTE)

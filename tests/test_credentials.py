@@ -241,6 +241,22 @@ def test_unusable_signing_material_is_a_clear_error(bundle, tmp_path):
         material_for({"mode": "configured", "cert": str(tmp_path / "nope.pem"), "key": str(key)})
 
 
+def test_a_key_only_the_workers_hold_is_named_not_read_on_a_cluster(bundle, tmp_path):
+    """On a cluster the flow may not see the key (a secret mounted on the GPU workers only): it
+    records the paths and lets the workers read them; a local run fails before any row."""
+    from tasks.signing import describe_signing
+
+    cert, key = split_files(bundle, tmp_path)
+    elsewhere = {"mode": "configured", "cert": "/run/secrets/c2pa/chain.pem", "key": "/run/secrets/c2pa/signer.key"}
+    assert resolve_signing(elsewhere, str(tmp_path / "catalog")) == elsewhere
+    described = describe_signing(elsewhere, required=False)
+    assert described["signer"] is None and "the workers read it themselves" in described["note"]
+    with pytest.raises(SigningMaterialError, match="not found on this machine"):
+        describe_signing(elsewhere)
+    here = {"mode": "configured", "cert": str(cert), "key": str(key)}
+    assert describe_signing(here, required=False)["signer"].startswith("sonic-catalog development signer")
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--signing-cert", "{cert}"], "give both the certificate chain and its private key"),
     (["--signing-cert", "{cert}", "--signing-key", "{missing}"], "signing key {missing} not found"),

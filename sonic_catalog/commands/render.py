@@ -171,9 +171,12 @@ def print_credentials(credentials: dict | None) -> None:
     if credentials.get("mode") == "off":
         print("content credentials: off (--no-credentials): published videos are not signed")
     elif credentials.get("mode") == "development":
-        print(f"content credentials: {credentials.get('note')} (certificate: {credentials.get('bundle')})")
-    else:
+        print(f"content credentials: signed with the catalog's development certificate {credentials.get('bundle')}")
+        print(f"                     {credentials.get('note')}")
+    elif credentials.get("signer"):
         print(f"content credentials: signed by {credentials.get('signer')}")
+    else:
+        print(f"content credentials: signed with {credentials.get('cert')}: {credentials.get('note')}")
 
 
 def local_catalog(url: str) -> str:
@@ -183,14 +186,16 @@ def local_catalog(url: str) -> str:
     return os.path.abspath(url) if split_protocol(url)[0] is None else url
 
 
-def signing_for_run(args: argparse.Namespace) -> dict:
-    """The run's signing choice; configured material is read now, so a bad key fails before Prefect starts."""
+def signing_for_run(args: argparse.Namespace, cluster: str | None) -> dict:
+    """The run's signing choice. Configured material is read now when this machine publishes
+    (no cluster), so a bad key fails before Prefect starts; on a cluster the workers read it."""
     from tasks.signing import CONFIGURED, material_for, signing_from_args
 
     signing = signing_from_args(args)
     if signing["mode"] == CONFIGURED:
         signing = {**signing, "cert": local_catalog(signing["cert"]), "key": local_catalog(signing["key"])}
-        material_for(signing)
+        if cluster is None:
+            material_for(signing)
     return signing
 
 
@@ -211,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     thresholds = parse_thresholds(args.qa_threshold)
     manifest = local_catalog(args.manifest)
     catalog = local_catalog(args.catalog)
-    signing = signing_for_run(args)
+    signing = signing_for_run(args, cluster)
     quiet_prefect()
     from manifests.schema import read_manifest
 
