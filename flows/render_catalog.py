@@ -134,7 +134,8 @@ RowPipeline = Generator[PrefectFuture, Any, RowOutcome]
 
 def render_one_row(row, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: GeneratorChoice,
                    defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None = None,
-                   scratch_url: str | None = None, on_cluster: bool = False, signing: dict | None = None) -> RowPipeline:
+                   scratch_url: str | None = None, on_cluster: bool = False,
+                   signing: dict | None = None) -> RowPipeline:
     """The stages of one row; yields each task's future and gets its result back.
 
     Three tasks a row: probe (with the catalog lookup), render, check-and-publish. Each Prefect
@@ -385,14 +386,16 @@ def render_catalog(
     ledger = write_ledger_task(catalog, run_id, outcomes)
     summary = {
         **summarise(run_id, outcomes), "manifest": manifest, "catalog": catalog, "generator": choice.name, "generator_version": choice.version,
-        "started_at": started_at, "finished_at": now_iso(), "ledger": ledger, "index": index, "credentials": credentials,
+        "started_at": started_at, "finished_at": now_iso(), "ledger": ledger, "index": index,
+        "credentials": credentials,
     }
     summary["report"] = write_report_task(catalog, run_id, outcomes, summary)
     write_run_info(catalog, run_id, {**summary, "only_rows": only_rows, "rerun_of": rerun_of, "weights": weights,
                                      "defaults": defaults_params.as_dict(), "qa_thresholds": qa_thresholds or {},
                                      "on_cluster": on_cluster, "render_retries": render_options["retries"],
                                      "retry_delay_s": render_options["retry_delay_seconds"],
-                                     "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s, "signing": signing})
+                                     "limits": media_limits.as_dict(), "row_timeout_s": row_timeout_s,
+                                     "signing": signing})
     publish_run_artifacts(summary, outcomes)
     logger.info("run %s finished: %s", run_id, summary["counts"])
     return summary

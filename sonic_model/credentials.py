@@ -83,8 +83,9 @@ class SigningMaterial:
     development: bool = False
 
     @classmethod
-    def from_pem(cls, cert_chain_pem: bytes, private_key_pem: bytes, *, origin: str,
-                 development: bool = False) -> "SigningMaterial":
+    def from_pem(
+        cls, cert_chain_pem: bytes, private_key_pem: bytes, *, origin: str, development: bool = False
+    ) -> "SigningMaterial":
         """Check that the chain parses, the key is unencrypted and belongs to the leaf, and the
         leaf is valid today; choose the signing algorithm from the key."""
         from cryptography import x509
@@ -99,7 +100,9 @@ class SigningMaterial:
             ) from None
         key_blocks = [block for block in _PEM_BLOCK.finditer(private_key_pem) if b"PRIVATE KEY" in block.group(1)]
         if not key_blocks:
-            raise SigningMaterialError(f"signing key ({origin}) holds no PEM private key ('-----BEGIN PRIVATE KEY-----')")
+            raise SigningMaterialError(
+                f"signing key ({origin}) holds no PEM private key ('-----BEGIN PRIVATE KEY-----')"
+            )
         if b"ENCRYPTED" in key_blocks[0].group(1) or b"Proc-Type: 4,ENCRYPTED" in key_blocks[0].group(0):
             raise SigningMaterialError(
                 f"signing key ({origin}) is encrypted with a passphrase; give an unencrypted PKCS#8 key "
@@ -112,7 +115,8 @@ class SigningMaterial:
         leaf = chain[0]
         public = serialization.PublicFormat.SubjectPublicKeyInfo
         if key.public_key().public_bytes(serialization.Encoding.DER, public) != leaf.public_key().public_bytes(
-                serialization.Encoding.DER, public):
+            serialization.Encoding.DER, public
+        ):
             raise SigningMaterialError(
                 f"signing key ({origin}) does not belong to the first certificate of the chain "
                 f"({_subject(leaf)}); the chain must start with the signer's own certificate"
@@ -124,8 +128,9 @@ class SigningMaterial:
                 f"{leaf.not_valid_before_utc:%Y-%m-%d} to {leaf.not_valid_after_utc:%Y-%m-%d}"
             )
         # c2pa reads the key as PKCS#8; an "EC PRIVATE KEY" or "RSA PRIVATE KEY" file is re-encoded.
-        pkcs8 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
+        pkcs8 = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         chain_pem = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain)
         return cls(chain_pem, pkcs8, _algorithm_for(key, origin), origin, development)
 
@@ -149,8 +154,9 @@ class SigningMaterial:
             raise SigningMaterialError(f"c2pa refused the signing material ({self.origin}): {exc}") from None
 
 
-def load_signing_material(cert_chain_pem: bytes, private_key_pem: bytes, *, origin: str,
-                          development: bool = False) -> SigningMaterial:
+def load_signing_material(
+    cert_chain_pem: bytes, private_key_pem: bytes, *, origin: str, development: bool = False
+) -> SigningMaterial:
     return SigningMaterial.from_pem(cert_chain_pem, private_key_pem, origin=origin, development=development)
 
 
@@ -181,19 +187,37 @@ def create_development_credentials(*, label: str = "catalog", valid_days: int = 
     label = re.sub(r"[^A-Za-z0-9._-]+", "-", label)[:20] or "catalog"  # names are at most 64 characters
 
     def name(common: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, DEVELOPMENT_ORGANIZATION)])
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, common),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, DEVELOPMENT_ORGANIZATION),
+            ]
+        )
 
     def usage(**flags: bool) -> x509.KeyUsage:
-        names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
-                 "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+        names = (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        )
         return x509.KeyUsage(**{flag: flags.get(flag, False) for flag in names})
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = name(f"sonic-catalog development CA {tag} ({label})")
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
@@ -201,9 +225,13 @@ def create_development_credentials(*, label: str = "catalog", valid_days: int = 
     )
     key = ec.generate_private_key(ec.SECP256R1())
     signer = (
-        x509.CertificateBuilder().subject_name(name(f"sonic-catalog development signer {tag} ({label})"))
-        .issuer_name(ca_name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+        x509.CertificateBuilder()
+        .subject_name(name(f"sonic-catalog development signer {tag} ({label})"))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
@@ -220,7 +248,9 @@ def create_development_credentials(*, label: str = "catalog", valid_days: int = 
 
 def pem_blocks(pem: bytes, kind: bytes) -> bytes:
     """Only the PEM blocks of one kind (a bundle also holds the key)."""
-    return b"".join(block.group(0).rstrip(b"\r\n") + b"\n" for block in _PEM_BLOCK.finditer(pem) if block.group(1) == kind)
+    return b"".join(
+        block.group(0).rstrip(b"\r\n") + b"\n" for block in _PEM_BLOCK.finditer(pem) if block.group(1) == kind
+    )
 
 
 def _subject(cert) -> str:
@@ -243,14 +273,18 @@ def _algorithm_for(key, origin: str) -> str:
         by_curve = {"secp256r1": "es256", "secp384r1": "es384", "secp521r1": "es512"}
         if key.curve.name in by_curve:
             return by_curve[key.curve.name]
-        raise SigningMaterialError(f"signing key ({origin}) uses curve {key.curve.name}; C2PA signs with P-256, P-384 or P-521")
+        raise SigningMaterialError(
+            f"signing key ({origin}) uses curve {key.curve.name}; C2PA signs with P-256, P-384 or P-521"
+        )
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return "ed25519"
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < 2048:
             raise SigningMaterialError(f"signing key ({origin}) is RSA-{key.key_size}; C2PA needs at least 2048 bits")
         return "ps256"
-    raise SigningMaterialError(f"signing key ({origin}) is a {type(key).__name__}; use EC (P-256/384/521), Ed25519 or RSA")
+    raise SigningMaterialError(
+        f"signing key ({origin}) is a {type(key).__name__}; use EC (P-256/384/521), Ed25519 or RSA"
+    )
 
 
 # --- what a video claims ------------------------------------------------------------------------
@@ -281,8 +315,9 @@ class IngredientHash:
         }
 
 
-def creation_manifest(*, title: str, generator: str, generator_version: str, params: dict,
-                      ingredients: list[IngredientHash], facts: dict) -> dict:
+def creation_manifest(
+    *, title: str, generator: str, generator_version: str, params: dict, ingredients: list[IngredientHash], facts: dict
+) -> dict:
     """The manifest definition of a rendered video.
 
     `facts`: our assertion's content besides the generator (row_id, language, consent_ref,
@@ -297,20 +332,30 @@ def creation_manifest(*, title: str, generator: str, generator_version: str, par
         "format": VIDEO_FORMAT,
         "ingredients": [item.definition(instance) for item, instance in zip(ingredients, instances)],
         "assertions": [
-            {"label": "c2pa.actions.v2", "data": {"actions": [{
-                "action": "c2pa.created",
-                "digitalSourceType": IPTC_TRAINED_ALGORITHMIC_MEDIA,
-                "softwareAgent": {"name": generator, "version": generator_version},
-                "description": AI_DISCLOSURE,
-                "parameters": {"ingredientIds": instances},
-            }]}},
-            {"label": RENDER_ASSERTION, "data": {
-                **facts,
-                "generator": {"name": generator, "version": generator_version, "params": params},
-                "inputs": {item.role: {"title": item.title, "sha256": item.sha256} for item in ingredients},
-                "ai_generated": True,
-                "disclosure": AI_DISCLOSURE,
-            }},
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": IPTC_TRAINED_ALGORITHMIC_MEDIA,
+                            "softwareAgent": {"name": generator, "version": generator_version},
+                            "description": AI_DISCLOSURE,
+                            "parameters": {"ingredientIds": instances},
+                        }
+                    ]
+                },
+            },
+            {
+                "label": RENDER_ASSERTION,
+                "data": {
+                    **facts,
+                    "generator": {"name": generator, "version": generator_version, "params": params},
+                    "inputs": {item.role: {"title": item.title, "sha256": item.sha256} for item in ingredients},
+                    "ai_generated": True,
+                    "disclosure": AI_DISCLOSURE,
+                },
+            },
         ],
     }
 
@@ -322,12 +367,19 @@ def edit_manifest(*, title: str, software: str, description: str, parameters: di
         "title": title,
         "format": VIDEO_FORMAT,
         "assertions": [
-            {"label": "c2pa.actions.v2", "data": {"actions": [{
-                "action": "c2pa.edited",
-                "softwareAgent": {"name": software, "version": SONIC_CATALOG_VERSION},
-                "description": description,
-                "parameters": parameters,
-            }]}},
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.edited",
+                            "softwareAgent": {"name": software, "version": SONIC_CATALOG_VERSION},
+                            "description": description,
+                            "parameters": parameters,
+                        }
+                    ]
+                },
+            },
             {"label": EDIT_ASSERTION, "data": {"description": description, "parameters": parameters}},
         ],
     }
@@ -355,8 +407,9 @@ class SignedVideo:
         return record
 
 
-def sign_video(source: str | Path, dest: str | Path, manifest: dict, material: SigningMaterial, *,
-               parent: str | Path | None = None) -> SignedVideo:
+def sign_video(
+    source: str | Path, dest: str | Path, manifest: dict, material: SigningMaterial, *, parent: str | Path | None = None
+) -> SignedVideo:
     """Write `source` to `dest` with `manifest` embedded and signed; check it validates.
 
     `parent`: the file this one was edited from (a `parentOf` ingredient; its own credentials,
@@ -376,9 +429,14 @@ def sign_video(source: str | Path, dest: str | Path, manifest: dict, material: S
                 builder.set_intent(c2pa.C2paBuilderIntent.EDIT)  # adds c2pa.opened on the parent
                 with open(parent, "rb") as parent_file:
                     builder.add_ingredient(
-                        {"title": Path(parent).name, "relationship": "parentOf", "format": VIDEO_FORMAT,
-                         "metadata": {"org.sonic-catalog.sha256": sha256_file(parent)}},
-                        VIDEO_FORMAT, parent_file,
+                        {
+                            "title": Path(parent).name,
+                            "relationship": "parentOf",
+                            "format": VIDEO_FORMAT,
+                            "metadata": {"org.sonic-catalog.sha256": sha256_file(parent)},
+                        },
+                        VIDEO_FORMAT,
+                        parent_file,
                     )
             with material.c2pa_signer() as signer, open(source, "rb") as src, open(dest, "w+b") as dst:
                 builder.sign(signer, VIDEO_FORMAT, src, dst)
@@ -393,8 +451,15 @@ def sign_video(source: str | Path, dest: str | Path, manifest: dict, material: S
         _remove(dest)
         problems = "; ".join(f"{f['code']}: {f.get('explanation', '')}" for f in report.problems) or report.status
         raise CredentialsError(f"the signed {source.name} does not validate ({problems}); nothing was published")
-    return SignedVideo(str(dest), report.manifest_label or "", material.signer_name, material.alg, material.development,
-                       report.validation_state or "", round(time.perf_counter() - started, 4))
+    return SignedVideo(
+        str(dest),
+        report.manifest_label or "",
+        material.signer_name,
+        material.alg,
+        material.development,
+        report.validation_state or "",
+        round(time.perf_counter() - started, 4),
+    )
 
 
 def sha256_file(path: str | Path) -> str:
@@ -444,7 +509,9 @@ class CredentialsReport:
         return asdict(self)
 
 
-def read_credentials(source: str | Path | BinaryIO, *, trust_anchors_pem: bytes | str | None = None) -> CredentialsReport:
+def read_credentials(
+    source: str | Path | BinaryIO, *, trust_anchors_pem: bytes | str | None = None
+) -> CredentialsReport:
     """Read and validate the C2PA manifest of an MP4 (a path or a readable, seekable file object).
 
     `trust_anchors_pem`: CA certificates to trust (e.g. a catalog's development CA, or your
@@ -471,8 +538,9 @@ def read_credentials(source: str | Path | BinaryIO, *, trust_anchors_pem: bytes 
                 raise InputError(f"not a media file C2PA can read: {exc}") from None
             except c2pa.C2paError as exc:
                 # A manifest is there but cannot be parsed or verified at all: broken or forged.
-                return CredentialsReport(status=INVALID, error=str(exc),
-                                         problems=[{"code": type(exc).__name__, "explanation": str(exc)}])
+                return CredentialsReport(
+                    status=INVALID, error=str(exc), problems=[{"code": type(exc).__name__, "explanation": str(exc)}]
+                )
             with reader:
                 return _report(json.loads(reader.json()))
     except OSError as exc:
@@ -512,29 +580,37 @@ def _report(store: dict) -> CredentialsReport:
         if assertion.get("label", "").startswith("c2pa.actions"):
             for action in assertion.get("data", {}).get("actions", []):
                 agent = action.get("softwareAgent")
-                actions.append({
-                    "action": action.get("action"),
-                    "digitalSourceType": action.get("digitalSourceType"),
-                    "softwareAgent": agent if isinstance(agent, dict) else ({"name": agent} if agent else None),
-                    "description": action.get("description"),
-                    "parameters": {k: v for k, v in (action.get("parameters") or {}).items() if k != "ingredients"} or None,
-                })
+                actions.append(
+                    {
+                        "action": action.get("action"),
+                        "digitalSourceType": action.get("digitalSourceType"),
+                        "softwareAgent": agent if isinstance(agent, dict) else ({"name": agent} if agent else None),
+                        "description": action.get("description"),
+                        "parameters": {k: v for k, v in (action.get("parameters") or {}).items() if k != "ingredients"}
+                        or None,
+                    }
+                )
         elif assertion.get("label") in (RENDER_ASSERTION, EDIT_ASSERTION):
             sonic = {"label": assertion["label"], **assertion.get("data", {})}
-    ingredients = [{
-        "title": item.get("title"),
-        "format": item.get("format"),
-        "relationship": item.get("relationship"),
-        "description": item.get("description"),
-        "sha256": (item.get("metadata") or {}).get("org.sonic-catalog.sha256"),
-        "manifest": item.get("active_manifest"),
-    } for item in manifest.get("ingredients", [])]
+    ingredients = [
+        {
+            "title": item.get("title"),
+            "format": item.get("format"),
+            "relationship": item.get("relationship"),
+            "description": item.get("description"),
+            "sha256": (item.get("metadata") or {}).get("org.sonic-catalog.sha256"),
+            "manifest": item.get("active_manifest"),
+        }
+        for item in manifest.get("ingredients", [])
+    ]
     generator = (manifest.get("claim_generator_info") or [{}])[0]
     signature = manifest.get("signature_info") or {}
     # AI-generated if this manifest or any earlier one in the file's history says so.
     source_types = {
         action.get("digitalSourceType")
-        for m in manifests.values() for a in m.get("assertions", []) if a.get("label", "").startswith("c2pa.actions")
+        for m in manifests.values()
+        for a in m.get("assertions", [])
+        if a.get("label", "").startswith("c2pa.actions")
         for action in a.get("data", {}).get("actions", [])
     }
     return CredentialsReport(
@@ -544,8 +620,12 @@ def _report(store: dict) -> CredentialsReport:
         manifest_label=label,
         title=manifest.get("title"),
         claim_generator=" ".join(str(generator[k]) for k in ("name", "version") if generator.get(k)) or None,
-        signer={"common_name": signature.get("common_name"), "issuer": signature.get("issuer"),
-                "alg": signature.get("alg"), "time": signature.get("time")},
+        signer={
+            "common_name": signature.get("common_name"),
+            "issuer": signature.get("issuer"),
+            "alg": signature.get("alg"),
+            "time": signature.get("time"),
+        },
         actions=actions,
         ingredients=ingredients,
         sonic=sonic,

@@ -211,7 +211,8 @@ def sync_plot_png(checked: CheckedVideo) -> bytes | None:
 # --- publish or reject --------------------------------------------------------------------------
 
 
-def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: dict, credentials: dict | None = None) -> dict:
+def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: dict,
+                credentials: dict | None = None) -> dict:
     rendered = checked.rendered
     info = rendered.info
     prefix = info.key_prefix

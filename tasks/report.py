@@ -100,9 +100,10 @@ def render_report_html(catalog: Catalog, run_id: str, outcomes: list[RowOutcome]
         html.escape(f"{key}: {value}") for key, value in summary.items() if key in ("manifest", "generator", "started_at", "finished_at")
     )
     credentials = summary.get("credentials") or {}
+    development = credentials.get("mode") == "development"
     signed = (
         f" Published videos carry Content Credentials (C2PA) signed by {credentials['signer']}"
-        + (" with a development certificate, which verifiers do not trust." if credentials.get("mode") == "development" else ".")
+        + (" with a development certificate, which verifiers do not trust." if development else ".")
         if credentials.get("signer") else ""
     )
     return (
@@ -114,7 +115,8 @@ def render_report_html(catalog: Catalog, run_id: str, outcomes: list[RowOutcome]
         "<table><thead><tr><th>poster</th><th>row</th><th>status</th><th>reason</th>"
         "<th>mouth opening vs audio</th><th>links</th></tr></thead><tbody>"
         + "".join(rows_html)
-        + f"</tbody></table><p class=\"meta\">Every video in this catalog is AI-generated.{html.escape(signed)}</p></body></html>\n"
+        + "</tbody></table><p class=\"meta\">Every video in this catalog is AI-generated."
+        + f"{html.escape(signed)}</p></body></html>\n"
     )
 
 

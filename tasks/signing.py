@@ -46,13 +46,20 @@ UNTRUSTED_NOTE = (
 def add_signing_options(parser) -> None:
     """`--signing-cert`, `--signing-key`, `--no-credentials` (render, render-one, calibrate)."""
     group = parser.add_argument_group("content credentials (C2PA)")
-    group.add_argument("--signing-cert", metavar="PEM", default=None,
-                       help=f"certificate chain to sign with, signer first (path or URL; default ${CERT_ENV}; "
-                            "neither: a development certificate that verifiers do not trust)")
-    group.add_argument("--signing-key", metavar="PEM", default=None,
-                       help=f"the signer's private key, unencrypted PEM (path or URL; default ${KEY_ENV})")
-    group.add_argument("--no-credentials", action="store_true",
-                       help="do not sign: videos carry no Content Credentials")
+    group.add_argument(
+        "--signing-cert",
+        metavar="PEM",
+        default=None,
+        help=f"certificate chain to sign with, signer first (path or URL; default ${CERT_ENV}; "
+        "neither: a development certificate that verifiers do not trust)",
+    )
+    group.add_argument(
+        "--signing-key",
+        metavar="PEM",
+        default=None,
+        help=f"the signer's private key, unencrypted PEM (path or URL; default ${KEY_ENV})",
+    )
+    group.add_argument("--no-credentials", action="store_true", help="do not sign: videos carry no Content Credentials")
 
 
 def signing_from_args(args, environ: dict | None = None) -> dict:
@@ -118,8 +125,12 @@ def describe_signing(signing: dict, *, required: bool = True) -> dict:
     except SigningMaterialError as exc:
         if required or signing.get("mode") != CONFIGURED:
             raise
-        return {"mode": CONFIGURED, "signer": None, "cert": signing["cert"],
-                "note": f"not readable where the flow runs ({exc}); the workers read it themselves"}
+        return {
+            "mode": CONFIGURED,
+            "signer": None,
+            "cert": signing["cert"],
+            "note": f"not readable where the flow runs ({exc}); the workers read it themselves",
+        }
     described = {"mode": signing["mode"], "signer": material.signer_name, "alg": material.alg}
     if signing["mode"] == DEVELOPMENT:
         described.update(bundle=signing["bundle"], note=UNTRUSTED_NOTE)
@@ -141,11 +152,14 @@ def material_for(signing: dict):
         url = signing["bundle"]
         with _bundle_lock:  # a development bundle is never overwritten: read it once per process
             if url not in _bundle_cache:
-                _bundle_cache[url] = split_bundle(_read(url, "development certificate"), origin=f"development certificate {url}",
-                                                  development=True)
+                _bundle_cache[url] = split_bundle(
+                    _read(url, "development certificate"), origin=f"development certificate {url}", development=True
+                )
             return _bundle_cache[url]
     cert, key = signing["cert"], signing["key"]
-    return load_signing_material(_read(cert, "signing certificate"), _read(key, "signing key"), origin=f"certificate {cert}")
+    return load_signing_material(
+        _read(cert, "signing certificate"), _read(key, "signing key"), origin=f"certificate {cert}"
+    )
 
 
 def _read(url: str, what: str) -> bytes:
@@ -266,10 +280,18 @@ def sign_rendered(rendered, signing: dict | None) -> tuple[str, dict | None]:
         generator=rendered.generator,
         generator_version=rendered.generator_version,
         params=rendered.params,
-        ingredients=[IngredientHash.of("portrait", rendered.portrait_uri, rendered.portrait_sha256),
-                     IngredientHash.of("script audio", rendered.audio_uri, rendered.audio_sha256)],
-        facts={"row_id": info.row_id, "language": info.language, "collection": info.collection,
-               "item_id": info.item_id, "consent_ref": info.consent_ref, "content_key": rendered.content_key},
+        ingredients=[
+            IngredientHash.of("portrait", rendered.portrait_uri, rendered.portrait_sha256),
+            IngredientHash.of("script audio", rendered.audio_uri, rendered.audio_sha256),
+        ],
+        facts={
+            "row_id": info.row_id,
+            "language": info.language,
+            "collection": info.collection,
+            "item_id": info.item_id,
+            "consent_ref": info.consent_ref,
+            "content_key": rendered.content_key,
+        },
     )
     source = Path(rendered.video_path)
     signed = sign_video(source, source.with_name(source.stem + ".signed.mp4"), manifest, material)

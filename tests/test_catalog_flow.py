@@ -143,14 +143,16 @@ def assert_signed(video: bytes, sidecar: dict) -> None:
     assert report.signer["common_name"] in sidecar["credentials"]["signer"] and sidecar["credentials"]["development"]
     assert (report.sonic["row_id"], report.sonic["content_key"]) == (sidecar["row_id"], sidecar["content_key"])
     assert report.sonic["consent_ref"] == sidecar["consent_ref"] and report.sonic["language"] == sidecar["language"]
-    assert {item["sha256"] for item in report.ingredients} == {sidecar["inputs"]["portrait_sha256"], sidecar["inputs"]["audio_sha256"]}
+    inputs = sidecar["inputs"]
+    assert {item["sha256"] for item in report.ingredients} == {inputs["portrait_sha256"], inputs["audio_sha256"]}
 
 
 def test_the_catalog_signs_with_its_development_certificate_and_says_so_once(first_run):
     assert first_run["dev_bundle"], "no development certificate in the catalog"
     assert first_run["out"].count("content credentials:") == 1 and "do not trust" in first_run["out"]
     run = json.loads((first_run["catalog"] / "_runs" / first_run["run_id"] / "run.json").read_text())
-    assert run["signing"] == {"mode": "development", "bundle": str(first_run["catalog"] / "_credentials" / "development-signer.pem")}
+    bundle = first_run["catalog"] / "_credentials" / "development-signer.pem"
+    assert run["signing"] == {"mode": "development", "bundle": str(bundle)}
 
 
 def test_bad_rows_are_quarantined_with_specific_reasons(first_run):

@@ -20,8 +20,17 @@ import pandas as pd
 import pytest
 
 from sonic_model.credentials import (
-    IPTC_TRAINED_ALGORITHMIC_MEDIA, RENDER_ASSERTION, CredentialsError, IngredientHash, SigningMaterialError,
-    create_development_credentials, creation_manifest, read_credentials, sha256_file, sign_video, split_bundle,
+    IPTC_TRAINED_ALGORITHMIC_MEDIA,
+    RENDER_ASSERTION,
+    CredentialsError,
+    IngredientHash,
+    SigningMaterialError,
+    create_development_credentials,
+    creation_manifest,
+    read_credentials,
+    sha256_file,
+    sign_video,
+    split_bundle,
 )
 from tasks.signing import DEVELOPMENT_BUNDLE, ensure_development_bundle, material_for, resolve_signing
 
@@ -49,8 +58,8 @@ def material(bundle):
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     """An unsigned preview render (no post-processing, so calibrate has work to do)."""
-    from sonic_model.render import RenderParams, get_generator, render_video
     from sonic_model.image import load_image
+    from sonic_model.render import RenderParams, get_generator, render_video
 
     out = tmp_path_factory.mktemp("render") / "talk.mp4"
     params = RenderParams(min_resolution=128, lipsync_calibration=False, motion_smoothing=0.0)
@@ -60,10 +69,21 @@ def rendered(tmp_path_factory) -> Path:
 
 def the_manifest(**facts) -> dict:
     return creation_manifest(
-        title="talk.mp4", generator="preview", generator_version="1.0", params={"seed": 7, "min_resolution": 128},
-        ingredients=[IngredientHash.of("portrait", f"s3://media/{PORTRAIT.name}", sha256_file(PORTRAIT)),
-                     IngredientHash.of("script audio", f"media/{SPEECH.name}", sha256_file(SPEECH))],
-        facts={"row_id": "row-7", "language": "en", "consent_ref": "release/test-007", "content_key": "k" * 64, **facts},
+        title="talk.mp4",
+        generator="preview",
+        generator_version="1.0",
+        params={"seed": 7, "min_resolution": 128},
+        ingredients=[
+            IngredientHash.of("portrait", f"s3://media/{PORTRAIT.name}", sha256_file(PORTRAIT)),
+            IngredientHash.of("script audio", f"media/{SPEECH.name}", sha256_file(SPEECH)),
+        ],
+        facts={
+            "row_id": "row-7",
+            "language": "en",
+            "consent_ref": "release/test-007",
+            "content_key": "k" * 64,
+            **facts,
+        },
     )
 
 
@@ -78,11 +98,11 @@ def mdat_payload_offset(data: bytes) -> int:
     """Where the media data (the coded frames and sound) starts: after the `mdat` box header."""
     position = 0
     while position + 8 <= len(data):
-        size = int.from_bytes(data[position:position + 4], "big")
-        kind = data[position + 4:position + 8]
+        size = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
         header = 8
         if size == 1:
-            size, header = int.from_bytes(data[position + 8:position + 16], "big"), 16
+            size, header = int.from_bytes(data[position + 8 : position + 16], "big"), 16
         if kind == b"mdat":
             return position + header
         position += size
@@ -115,7 +135,12 @@ def test_signed_video_reads_back_with_the_c2pa_reader(signed, rendered):
     assert not any("thumbnail" in a["label"] for a in manifest["assertions"])
     assert PORTRAIT.read_bytes()[2000:2400] not in signed.read_bytes()
     ours = next(a for a in manifest["assertions"] if a["label"] == RENDER_ASSERTION)["data"]
-    assert (ours["row_id"], ours["language"], ours["consent_ref"], ours["content_key"]) == ("row-7", "en", "release/test-007", "k" * 64)
+    assert (ours["row_id"], ours["language"], ours["consent_ref"], ours["content_key"]) == (
+        "row-7",
+        "en",
+        "release/test-007",
+        "k" * 64,
+    )
     assert ours["generator"] == {"name": "preview", "version": "1.0", "params": {"seed": 7, "min_resolution": 128}}
     assert ours["ai_generated"] is True
     # Signing adds the manifest box and nothing else: the coded media are the render's.
@@ -169,7 +194,9 @@ def test_remux_without_the_manifest_exit_2(signed, tmp_path):
     from sonic_model.encode import ffmpeg_executable
 
     remuxed = tmp_path / "remuxed.mp4"
-    subprocess.run([ffmpeg_executable(), "-loglevel", "error", "-i", str(signed), "-c", "copy", str(remuxed)], check=True)
+    subprocess.run(
+        [ffmpeg_executable(), "-loglevel", "error", "-i", str(signed), "-c", "copy", str(remuxed)], check=True
+    )
     done = cli("verify", str(remuxed))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no Content Credentials" in done.stdout
@@ -229,10 +256,16 @@ def test_unusable_signing_material_is_a_clear_error(bundle, tmp_path):
     cert, key = split_files(bundle, tmp_path)
     other_key = ec.generate_private_key(ec.SECP256R1())
     with pytest.raises(SigningMaterialError, match="does not belong to the first certificate"):
-        split_bundle(cert.read_bytes() + other_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), origin="x")
-    encrypted = other_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.BestAvailableEncryption(b"secret"))
+        split_bundle(
+            cert.read_bytes()
+            + other_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            origin="x",
+        )
+    encrypted = other_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"secret")
+    )
     with pytest.raises(SigningMaterialError, match="encrypted with a passphrase"):
         split_bundle(cert.read_bytes() + encrypted, origin="x")
     with pytest.raises(SigningMaterialError, match="no PEM private key"):
@@ -257,11 +290,14 @@ def test_a_key_only_the_workers_hold_is_named_not_read_on_a_cluster(bundle, tmp_
     assert describe_signing(here, required=False)["signer"].startswith("sonic-catalog development signer")
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--signing-cert", "{cert}"], "give both the certificate chain and its private key"),
-    (["--signing-cert", "{cert}", "--signing-key", "{missing}"], "signing key {missing} not found"),
-    (["--no-credentials", "--signing-key", "{key}"], "--no-credentials contradicts"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--signing-cert", "{cert}"], "give both the certificate chain and its private key"),
+        (["--signing-cert", "{cert}", "--signing-key", "{missing}"], "signing key {missing} not found"),
+        (["--no-credentials", "--signing-key", "{key}"], "--no-credentials contradicts"),
+    ],
+)
 def test_render_refuses_bad_signing_options_in_one_line(bundle, tmp_path, args, expected):
     cert, key = split_files(bundle, tmp_path)
     names = {"cert": cert, "key": key, "missing": tmp_path / "missing.key"}
@@ -311,16 +347,21 @@ def test_no_key_material_is_ever_in_the_repository():
     and git ignores key files someone drops into one."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.split("\n")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
     key_block = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\s+[A-Za-z0-9+/=\s]{64,}-----END")
     for name in filter(None, listed):
         path = ROOT / name
         if path.is_file() and path.stat().st_size < 5_000_000:
             assert not key_block.search(path.read_bytes()), name
     assert key_block.search(create_development_credentials())  # the pattern does find a key
-    ignored = subprocess.run(["git", "check-ignore", "signing/key.pem", "out/catalog/_credentials/development-signer.pem"],
-                             cwd=ROOT, capture_output=True, text=True)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "signing/key.pem", "out/catalog/_credentials/development-signer.pem"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert len(ignored.stdout.split()) == 2, ignored
 
 
@@ -352,15 +393,31 @@ def test_calibrate_signs_an_unsigned_video_too_and_can_be_told_not_to(rendered, 
     assert report.status == "valid" and report.ingredients[0]["sha256"] == sha256_file(rendered)
     assert report.ingredients[0]["manifest"] is None and not report.history
     plain = tmp_path / "plain.mp4"
-    assert cli("calibrate", str(rendered), "--out", str(plain), "--av-offset-ms", "40", "--no-credentials").returncode == 0
+    assert (
+        cli("calibrate", str(rendered), "--out", str(plain), "--av-offset-ms", "40", "--no-credentials").returncode == 0
+    )
     assert read_credentials(plain).status == "none"
 
 
 def test_render_one_signs_with_the_configured_certificate(tmp_path, bundle):
     cert, key = split_files(bundle, tmp_path)
     out = tmp_path / "talk.mp4"
-    done = cli("render-one", "--portrait", str(PORTRAIT), "--audio", str(SPEECH), "--out", str(out),
-               "--min-resolution", "128", "--signing-cert", str(cert), "--signing-key", str(key), "--json")
+    done = cli(
+        "render-one",
+        "--portrait",
+        str(PORTRAIT),
+        "--audio",
+        str(SPEECH),
+        "--out",
+        str(out),
+        "--min-resolution",
+        "128",
+        "--signing-cert",
+        str(cert),
+        "--signing-key",
+        str(key),
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     credentials = json.loads(done.stdout)["credentials"]
     assert credentials["development"] is False and credentials["validation_state"] == "Valid"

@@ -20,13 +20,21 @@ MAX_VIDEO_BYTES = 4 << 30
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "verify", help="check a video's Content Credentials (C2PA): what they claim, and whether signature and binding hold",
-        description=__doc__.split("\n", 1)[1].strip(), formatter_class=argparse.RawDescriptionHelpFormatter,
+        "verify",
+        help="check a video's Content Credentials (C2PA): what they claim, and whether signature and binding hold",
+        description=__doc__.split("\n", 1)[1].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("video", metavar="PATH_OR_URL", help="an MP4: local path or fsspec URL (s3://, gs://, memory://, https://)")
-    parser.add_argument("--trust-anchors", metavar="PEM", default=None,
-                        help="CA certificates (PEM, path or URL) whose signers count as trusted, "
-                             "e.g. <catalog>/_credentials/development-signer.pem")
+    parser.add_argument(
+        "video", metavar="PATH_OR_URL", help="an MP4: local path or fsspec URL (s3://, gs://, memory://, https://)"
+    )
+    parser.add_argument(
+        "--trust-anchors",
+        metavar="PEM",
+        default=None,
+        help="CA certificates (PEM, path or URL) whose signers count as trusted, "
+        "e.g. <catalog>/_credentials/development-signer.pem",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object (the full report)")
     return parser
 
@@ -50,27 +58,42 @@ def run(args: argparse.Namespace) -> int:
 def describe(name: str, report) -> str:
     """The report as a person reads it: the verdict first, then the claims."""
     if report.status == "none":
-        return f"{name}: no Content Credentials (no C2PA manifest in the file: never signed, or re-muxed/re-encoded since)"
+        return (
+            f"{name}: no Content Credentials (no C2PA manifest in the file: never signed, or re-muxed/re-encoded since)"
+        )
     lines = []
     if report.status == "valid":
         trust = "trusted signer" if report.trusted else "signer NOT on a trust list"
         lines.append(f"{name}: Content Credentials VALID: the signature and the hash binding hold ({trust})")
     else:
-        lines.append(f"{name}: Content Credentials INVALID: the file was changed after signing, or the manifest is broken")
+        lines.append(
+            f"{name}: Content Credentials INVALID: the file was changed after signing, or the manifest is broken"
+        )
         for problem in report.problems:
             lines.append(f"  ! {problem['code']}: {problem.get('explanation') or ''}".rstrip())
     if not report.manifest_label:
         return "\n".join(lines)
     signer = report.signer or {}
-    lines.append(f"  signed by:   {signer.get('common_name') or '?'} (issuer: {signer.get('issuer') or '?'}, {signer.get('alg') or '?'})")
+    issuer, alg = signer.get("issuer") or "?", signer.get("alg") or "?"
+    lines.append(f"  signed by:   {signer.get('common_name') or '?'} (issuer: {issuer}, {alg})")
     if not report.trusted:
         development = "development" in (signer.get("issuer") or "")
-        lines.append("               " + ("a sonic-catalog development certificate: verifiers will not trust it" if development
-                                         else "not chained to a trust anchor given here (see --trust-anchors)"))
-    lines.append(f"  manifest:    {report.manifest_label}" + (f" ({len(report.history)} earlier in its history)" if report.history else ""))
+        lines.append(
+            "               "
+            + (
+                "a sonic-catalog development certificate: verifiers will not trust it"
+                if development
+                else "not chained to a trust anchor given here (see --trust-anchors)"
+            )
+        )
+    lines.append(
+        f"  manifest:    {report.manifest_label}"
+        + (f" ({len(report.history)} earlier in its history)" if report.history else "")
+    )
     if report.claim_generator:
         lines.append(f"  made with:   {report.claim_generator}")
-    lines.append(f"  AI-generated: {'yes (IPTC digital source type trainedAlgorithmicMedia)' if report.ai_generated else 'not claimed'}")
+    claimed = "yes (IPTC digital source type trainedAlgorithmicMedia)" if report.ai_generated else "not claimed"
+    lines.append(f"  AI-generated: {claimed}")
     for action in report.actions:
         agent = action.get("softwareAgent") or {}
         agent_text = " ".join(str(agent[k]) for k in ("name", "version") if agent.get(k))
@@ -91,7 +114,8 @@ def describe(name: str, report) -> str:
             if value is not None:
                 lines.append(f"  {key + ':':<12} {json.dumps(value) if isinstance(value, (dict, list)) else value}")
         if generator:
-            lines.append(f"  generator:   {generator.get('name')} {generator.get('version')}, parameters {json.dumps(generator.get('params'))}")
+            parameters = json.dumps(generator.get("params"))
+            lines.append(f"  generator:   {generator.get('name')} {generator.get('version')}, parameters {parameters}")
     return "\n".join(lines)
 
 
@@ -148,4 +172,3 @@ class _open:
     def __exit__(self, *exc) -> None:
         if self.handle is not None:
             self.handle.close()
-
