@@ -41,6 +41,7 @@ from tasks.records import QUARANTINED, RowInfo, RowOutcome
 from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, choose_generator, render_task_options
 from tasks.report import write_report_task
 from tasks.scratch import remove_tree
+from tasks.signing import describe_signing, resolve_signing
 from tasks.table import validate_table_task
 
 # A render attempt running longer than this fails the row (`--row-timeout`); generous: a
@@ -77,6 +78,7 @@ def render_catalog(
     row_timeout_s: float | None = DEFAULT_ROW_TIMEOUT_S,
     force: bool = False,
     recheck: bool = False,
+    signing: dict | None = None,
 ) -> dict:
     """Render every row of `manifest` into `catalog`; returns the run summary.
 
@@ -94,6 +96,9 @@ def render_catalog(
     `limits`: `MediaLimits` fields (pixels, audio seconds, file bytes). `row_timeout_s`: a render
     attempt running longer fails (Prefect task timeout, which interrupts the render loop between
     frames); None waits forever.
+    `signing`: how published videos are signed with Content Credentials (`tasks.signing`: paths,
+    never keys); None: $SONIC_SIGNING_CERT/$SONIC_SIGNING_KEY, else the catalog's development
+    certificate (created once, under `_credentials/`).
     """
     from sonic_model.qa import QAThresholds
 
@@ -112,12 +117,15 @@ def render_catalog(
     media_limits = MediaLimits.from_dict(limits)
     # Shared scratch for rendered videos on a cluster (QA/publish may run elsewhere).
     scratch_url = f"{catalog.rstrip('/')}/_runs/{run_id}/scratch" if cluster else None
+    signing = resolve_signing(signing, catalog)  # once, before any row: every row signs alike
+    credentials = describe_signing(signing, required=not cluster)
     run = RunInfo(
         run_id=run_id, manifest=manifest, catalog=catalog, generator=choice.name, generator_version=choice.version,
         weights=weights, defaults=defaults_params.as_dict(), qa_thresholds=qa_thresholds or {}, only_rows=only_rows,
         rerun_of=rerun_of, started_at=started_at, flow_run_id=str(flow_run.get_id() or ""), on_cluster=cluster,
         render_retries=render_options["retries"], retry_delay_s=render_options["retry_delay_seconds"],
         limits=media_limits.as_dict(), row_timeout_s=row_timeout_s, force=force, recheck=recheck,
+        signing=signing,
     )
     run.write()
 
@@ -155,7 +163,7 @@ def render_catalog(
                 render_one_row(planned.row, planned.info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
                                defaults=defaults_params, limits=media_limits, thresholds=thresholds,
                                render_options=render_options, scratch_url=scratch_url, on_cluster=cluster,
-                               look_up=False, plan=planned.why)
+                               look_up=False, plan=planned.why, signing=signing)
                 for planned in work
             ),
             concurrency,
@@ -170,6 +178,7 @@ def render_catalog(
     index = update_catalog_state_task(catalog, quote(outcomes), quote(plan), run_id)
     ledger = write_ledger_task(catalog, run_id, quote(outcomes))
     summary = run.finished(outcomes, ledger=ledger, index=index)
+    summary["credentials"] = credentials
     summary["plan"] = {**plan.counts(), "hashed_inputs": plan.hashed_inputs, "seconds": plan.timings.get("total_s")}
     summary["report"] = write_report_task(catalog, run_id, quote(outcomes), summary)
     run.write(summary)

@@ -47,4 +47,5 @@ def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None =
         row_timeout_s=previous.get("row_timeout_s", DEFAULT_ROW_TIMEOUT_S),
         force=force,
         recheck=recheck,
+        signing=previous.get("signing"),  # the same signer as the run it redoes
     )

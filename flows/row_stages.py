@@ -72,7 +72,7 @@ def _render_failed(exc: Exception, render_options: dict) -> RenderFailed:
 def render_one_row(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: Any,
                    defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None = None,
                    scratch_url: str | None = None, on_cluster: bool = False, look_up: bool = True,
-                   plan: str = "") -> RowPipeline:
+                   plan: str = "", signing: dict | None = None) -> RowPipeline:
     """The stages of one row; yields each task's future and gets its result back.
 
     `choice`: the run's generator (`tasks.render.choose_generator`). `render_options`: the render
@@ -80,17 +80,18 @@ def render_one_row(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: s
     task needs a GPU slot and writes to `scratch_url`. `look_up=False` leaves out the
     find-published step: the run's plan (tasks/plan.py) has already found that this row's
     content is not in the catalog, or was told to render it anyway (`--force`). `plan`: why the
-    plan sent the row here, kept on its verdict.
+    plan sent the row here, kept on its verdict. `signing`: the run's resolved signing
+    configuration (`tasks.signing`), used when publishing.
     """
     outcome = yield from _stages(row, info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
                                  defaults=defaults, limits=limits, thresholds=thresholds, render_options=render_options,
-                                 scratch_url=scratch_url, on_cluster=on_cluster, look_up=look_up)
+                                 scratch_url=scratch_url, on_cluster=on_cluster, look_up=look_up, signing=signing)
     return replace(outcome, plan=plan) if plan else outcome
 
 
 def _stages(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: Any,
             defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None,
-            scratch_url: str | None, on_cluster: bool, look_up: bool) -> RowPipeline:
+            scratch_url: str | None, on_cluster: bool, look_up: bool, signing: dict | None) -> RowPipeline:
     render_options = render_options or render_task_options()
     rendered = None
     try:
@@ -117,7 +118,7 @@ def _stages(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: str, run
         except Exception as exc:  # noqa: BLE001 - retries ran out, or the row timed out
             raise _render_failed(exc, render_options) from exc
         publish = check_and_publish_task.with_options(task_run_name=_named("check-publish", info.row_id))
-        submitted = publish.submit(rendered, thresholds, catalog, run_id)
+        submitted = publish.submit(rendered, thresholds, catalog, run_id, signing)
         rendered = None  # from here on the check-and-publish task owns (and removes) the scratch files
         return (yield submitted)
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong

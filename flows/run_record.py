@@ -80,6 +80,8 @@ class RunInfo:
     row_timeout_s: float | None
     force: bool = False
     recheck: bool = False
+    # How published videos are signed (`tasks.signing`: paths and mode, never keys); rerun reuses it.
+    signing: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -19,6 +19,7 @@ COMMANDS = [
     "demo",
     "render_one",
     "calibrate",
+    "verify",
     "render",
     "rerun",
     "worker",

@@ -142,3 +142,14 @@ class WeightsError(SonicCatalogError):
 
 class GeneratorUnavailableError(SonicCatalogError):
     """A registered generator cannot be loaded here (its code or a dependency fails to import)."""
+
+
+# --- Content Credentials ---------------------------------------------------------------------
+
+
+class CredentialsError(SonicCatalogError):
+    """Signing failed, or the signed file did not validate."""
+
+
+class SigningMaterialError(CredentialsError):
+    """The signing certificate chain or private key is unusable."""

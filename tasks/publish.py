@@ -39,6 +39,7 @@ from prefect.cache_policies import NONE
 from sonic_model.encode import AI_DISCLOSURE
 from tasks.records import FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RowOutcome, postprocess_figures
 from tasks.scratch import discard_scratch
+from tasks.signing import sign_rendered
 
 INDEX_PARQUET = "index.parquet"
 INDEX_JSON = "index.json"
@@ -219,7 +220,8 @@ def sync_plot_png(checked: CheckedVideo) -> bytes | None:
 # --- publish or reject --------------------------------------------------------------------------
 
 
-def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: dict) -> dict:
+def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: dict,
+                credentials: dict | None = None) -> dict:
     rendered = checked.rendered
     info = rendered.info
     prefix = info.key_prefix
@@ -247,16 +249,19 @@ def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: d
         "consent_ref": info.consent_ref,
         "ai_generated": True,
         "disclosure": AI_DISCLOSURE,
+        "credentials": credentials,  # the C2PA manifest label and signer (None: not signed)
         "timings": timings,
         "run_id": run_id,
         "published_at": now_iso(),
     }
 
 
-def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> RowOutcome:
+def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, signing: dict | None = None) -> RowOutcome:
     """Publish a video that passed QA; keep one that failed under the run (for the report).
 
     Either way the QA plot goes under `_runs/<run_id>/plots/` and the local scratch is removed.
+    `signing` (`tasks.signing`): the published file is the signed copy, checked to validate
+    before anything is replaced; None or mode off publishes the render unsigned.
     """
     started = time.perf_counter()
     catalog = Catalog(catalog_url)
@@ -284,15 +289,17 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
                 timings={**timings, "publish_s": round(time.perf_counter() - started, 3)},
                 postprocess=postprocess_figures(rendered.render, rendered.params),
             )
+        # Signed first (and checked to validate): a signing failure leaves the old entry alone.
+        video_file, credentials = sign_rendered(rendered, signing)
         # Video and poster first, sidecar last: the sidecar is what makes a video "published".
         # A previous entry under this key is withdrawn first (its sidecar removed): should the
         # replacement fail half-way, no old sidecar describes the new video, and the index
         # (which needs the sidecar) drops the entry until a rerun publishes it again.
         withdraw(catalog, catalog.path(prefix + ".json"))
-        video_path = catalog.put_file(rendered.video_path, catalog.path(prefix + ".mp4"))
+        video_path = catalog.put_file(video_file, catalog.path(prefix + ".mp4"))
         poster_path = catalog.write_bytes(poster, catalog.path(prefix + ".jpg"))
         timings["publish_s"] = round(time.perf_counter() - started, 3)
-        sidecar = sidecar_for(checked, catalog, run_id, timings)
+        sidecar = sidecar_for(checked, catalog, run_id, timings, credentials)
         sidecar_path = catalog.write_bytes(json.dumps(sidecar, indent=2, default=str).encode("utf-8"), catalog.path(prefix + ".json"))
         return RowOutcome(
             info=info,

@@ -69,9 +69,11 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
 # QA and publishing are one task: on a cluster each Prefect task costs tens of milliseconds of
 # CPU (benchmarks/fanout_scaling.py), and together the video is fetched from scratch only once.
 @task(name="check-and-publish", cache_policy=NONE)
-def check_and_publish_task(rendered: RenderedVideo, thresholds: Any, catalog_url: str, run_id: str) -> RowOutcome:
-    """QA a rendered video (`check_rendered`), then publish it, or file it under the run if QA
-    failed (`tasks.publish.publish_or_reject`). The render's scratch is removed whatever happens.
+def check_and_publish_task(rendered: RenderedVideo, thresholds: Any, catalog_url: str, run_id: str,
+                           signing: dict | None = None) -> RowOutcome:
+    """QA a rendered video (`check_rendered`), then publish it, signed as `signing` says, or file
+    it under the run if QA failed (`tasks.publish.publish_or_reject`). The render's scratch is
+    removed whatever happens.
 
     The video may sit in shared scratch (a cluster run): `localized` gives local paths here.
     """
@@ -80,7 +82,7 @@ def check_and_publish_task(rendered: RenderedVideo, thresholds: Any, catalog_url
         with localized(rendered) as local:
             checked = check_rendered(local, thresholds)
             publishing = True  # from here publish_or_reject removes the scratch, whatever happens
-            return publish_or_reject(checked, catalog_url, run_id)
+            return publish_or_reject(checked, catalog_url, run_id, signing)
     finally:
         if not publishing:  # fetching or QA failed: publish_or_reject never ran
             discard_scratch(rendered)

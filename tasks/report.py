@@ -144,12 +144,12 @@ def _compact_row(catalog: Catalog, outcome: RowOutcome) -> str:
     )
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, footnote: str = "") -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<link rel="icon" href="data:,">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{body}"
-        "<p class=\"meta\">Every video in this catalog is AI-generated.</p></body></html>\n"
+        f"<p class=\"meta\">Every video in this catalog is AI-generated.{html.escape(footnote)}</p></body></html>\n"
     )
 
 
@@ -193,6 +193,16 @@ def _section(catalog: Catalog, run_id: str, kind: str, heading: str, outcomes: l
     return f"<h2>{html.escape(title)}</h2><p class=\"pages\">{count} pages of up to {PAGE_ROWS} rows: {links}</p>", pages
 
 
+def _credentials_note(credentials: dict) -> str:
+    """One sentence on how the published videos are signed (empty when they are not)."""
+    if not credentials.get("signer"):
+        return ""
+    development = credentials.get("mode") == "development"
+    return f" Published videos carry Content Credentials (C2PA) signed by {credentials['signer']}" + (
+        " with a development certificate, which verifiers do not trust." if development else "."
+    )
+
+
 def render_report_pages(catalog: Catalog, run_id: str, outcomes: list[RowOutcome], summary: dict) -> dict[str, str]:
     """report.html and its list pages: file name -> HTML."""
     counts = Counter(outcome.status for outcome in outcomes)
@@ -226,6 +236,7 @@ def render_report_pages(catalog: Catalog, run_id: str, outcomes: list[RowOutcome
         f"Catalog run {run_id}",
         f"<h1>Catalog run {html.escape(run_id)}</h1><div class=\"meta\">{meta}</div>"
         f'<div class="counts">{count_html}</div>{plan_html}' + "".join(sections),
+        _credentials_note(summary.get("credentials") or {}),
     )
     return pages
 

@@ -21,6 +21,12 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 # Tests never talk to a server someone left configured in the shell.
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Content Credentials: tests never sign with a key someone configured in the shell, and the
+# development certificate of render-one / calibrate goes to a temporary folder, not ~/.local.
+os.environ.pop("SONIC_SIGNING_CERT", None)
+os.environ.pop("SONIC_SIGNING_KEY", None)
+_DEV_CREDENTIALS = tempfile.mkdtemp(prefix="sonic-catalog-dev-credentials-")
+os.environ["SONIC_DEV_CREDENTIALS_DIR"] = _DEV_CREDENTIALS
 
 import pytest  # noqa: E402
 
@@ -44,3 +50,4 @@ def prefect_home():
     yield _PREFECT_HOME
     _stop_temporary_prefect_servers()
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+    shutil.rmtree(_DEV_CREDENTIALS, ignore_errors=True)

@@ -97,8 +97,9 @@ def first_run(tmp_path_factory):
     pd.DataFrame(manifest_rows(durations)).to_parquet(manifest)
     catalog = root / "catalog"
     code, out, err = run_cli("render", str(manifest), "--catalog", str(catalog), "--concurrency", "2")
+    bundle = catalog / "_credentials" / "development-signer.pem"
     return {"root": root, "manifest": manifest, "catalog": catalog, "code": code, "out": out, "err": err,
-            "run_id": run_id_of(out)}
+            "run_id": run_id_of(out), "dev_bundle": bundle.read_bytes() if bundle.exists() else None}
 
 
 def test_mixed_manifest_exits_2_without_traceback(first_run):
@@ -123,12 +124,35 @@ def test_good_rows_are_published_with_sidecar_poster_and_index_entry(first_run):
         assert sidecar["generator"]["name"] == "preview" and sidecar["generator"]["params"]["min_resolution"] == RESOLUTION
         assert sidecar["qa"]["passed"] is True and sidecar["qa"]["figures"]
         assert len(sidecar["content_key"]) == 64 and "render_s" in sidecar["timings"]
+        assert_signed(stem.with_suffix(".mp4").read_bytes(), sidecar)
     index = pd.read_parquet(catalog / "index.parquet")
     assert set(index.row_id) == GOOD
     assert all((catalog / video).exists() for video in index.video)
     assert {v["row_id"] for v in json.loads((catalog / "index.json").read_text())["videos"]} == GOOD
     # Nothing half-written was left behind under the catalog.
     assert not [p for p in catalog.rglob("*") if ".partial" in p.name]
+
+
+def assert_signed(video: bytes, sidecar: dict) -> None:
+    """The published file carries valid Content Credentials that say what the sidecar says."""
+    from sonic_model.credentials import read_credentials
+
+    report = read_credentials(io.BytesIO(video))
+    assert report.status == "valid" and report.ai_generated, report.problems
+    assert report.manifest_label == sidecar["credentials"]["manifest_label"]
+    assert report.signer["common_name"] in sidecar["credentials"]["signer"] and sidecar["credentials"]["development"]
+    assert (report.sonic["row_id"], report.sonic["content_key"]) == (sidecar["row_id"], sidecar["content_key"])
+    assert report.sonic["consent_ref"] == sidecar["consent_ref"] and report.sonic["language"] == sidecar["language"]
+    inputs = sidecar["inputs"]
+    assert {item["sha256"] for item in report.ingredients} == {inputs["portrait_sha256"], inputs["audio_sha256"]}
+
+
+def test_the_catalog_signs_with_its_development_certificate_and_says_so_once(first_run):
+    assert first_run["dev_bundle"], "no development certificate in the catalog"
+    assert first_run["out"].count("content credentials:") == 1 and "do not trust" in first_run["out"]
+    run = json.loads((first_run["catalog"] / "_runs" / first_run["run_id"] / "run.json").read_text())
+    bundle = first_run["catalog"] / "_credentials" / "development-signer.pem"
+    assert run["signing"] == {"mode": "development", "bundle": str(bundle)}
 
 
 def test_bad_rows_are_quarantined_with_specific_reasons(first_run):
@@ -191,6 +215,8 @@ def test_rendering_the_same_manifest_again_renders_nothing(first_run):
     ledger = ledger_of(str(catalog), run_id_of(out))
     assert "published" not in set(ledger.status)
     assert GOOD <= set(ledger[ledger.status == "skipped_cached"].row_id)
+    # The catalog's development certificate was made once and never replaced.
+    assert (catalog / "_credentials" / "development-signer.pem").read_bytes() == first_run["dev_bundle"]
     # The run's plan (tasks/plan.py) settles the unchanged rows in one step: they get no task of
     # their own (no probe, no lookup, no render); see tests/test_nightly.py for the rest.
     names = task_run_names(catalog, run_id_of(out))
@@ -252,6 +278,8 @@ def assert_catalog_like_local(catalog: str, manifest: Path) -> None:
     assert dict(zip(ledger.row_id, ledger.status)) == {"good-de": "published", "no-consent": "quarantined"}
     for suffix in (".mp4", ".jpg", ".json"):
         assert fs.exists(f"{root}/course/de/good-de{suffix}")
+    assert_signed(fs.cat(f"{root}/course/de/good-de.mp4"), json.loads(fs.cat(f"{root}/course/de/good-de.json")))
+    bundle = fs.cat(f"{root}/_credentials/development-signer.pem")
     with fs.open(f"{root}/index.parquet", "rb") as handle:
         assert list(pd.read_parquet(handle).row_id) == ["good-de"]
     assert fs.exists(f"{root}/_runs/{run_id}/report.html")
@@ -260,6 +288,7 @@ def assert_catalog_like_local(catalog: str, manifest: Path) -> None:
     code, out, err = run_cli("render", str(manifest), "--catalog", catalog)
     ledger = ledger_of(catalog, run_id_of(out))
     assert dict(zip(ledger.row_id, ledger.status))["good-de"] == "skipped_cached"
+    assert fs.cat(f"{root}/_credentials/development-signer.pem") == bundle
 
 
 def test_memory_catalog_behaves_like_local(tmp_path):

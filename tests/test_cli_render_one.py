@@ -34,6 +34,13 @@ def test_render_one_json_reports_the_video(tmp_path):
     assert result["frames"] == round(result["audio_duration_s"] * 25)
     assert result["seconds"] > 0
     assert "Traceback" not in done.stderr and "INFO" not in done.stderr
+    # Signed with Content Credentials (nothing configured: the user's development certificate).
+    from sonic_model.credentials import read_credentials
+
+    assert result["credentials"]["development"] is True and result["credentials"]["manifest_label"]
+    report = read_credentials(out)
+    assert report.status == "valid" and report.ai_generated
+    assert report.manifest_label == result["credentials"]["manifest_label"]
 
 
 def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:

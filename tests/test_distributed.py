@@ -115,6 +115,7 @@ def test_killed_worker_loses_no_row_and_publishes_each_once(cluster, tmp_path):
 
     # Exactly once: one index entry, video, poster and sidecar per good row; nothing half-written
     # under a final name (every video decodes for its full length).
+    from sonic_model.credentials import read_credentials
     from sonic_model.probe import probe_video
 
     index = pd.read_parquet(catalog / "index.parquet")
@@ -127,6 +128,10 @@ def test_killed_worker_loses_no_row_and_publishes_each_once(cluster, tmp_path):
         assert video.with_suffix(".jpg").stat().st_size > 0
         facts = probe_video(video)
         assert facts.num_frames > 0 and abs(facts.video_duration_s - sidecar["inputs"]["audio_duration_s"]) < 0.1
+        # Signed on the worker that published it, with the catalog's development certificate.
+        credentials = read_credentials(video)
+        assert credentials.status == "valid" and credentials.manifest_label == sidecar["credentials"]["manifest_label"]
+        assert credentials.sonic["row_id"] == sidecar["row_id"]
     # The shared scratch of the run (and any attempt the dead worker left) is gone.
     assert not list(catalog.glob("_runs/*/scratch"))
     # The dead worker really was rendering when it died: its row was rendered again elsewhere.

@@ -19,6 +19,7 @@ from collections import Counter
 from sonic_catalog.commands.render_one import add_generation_options, params_from_args
 from sonic_model.errors import ParameterError, SonicCatalogError
 from tasks.limits import add_limit_options
+from tasks.signing import add_signing_options
 
 EXIT_ALL_PUBLISHED = 0
 EXIT_RUN_FAILED = 1
@@ -111,6 +112,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--render-retries", type=int, default=None, metavar="N",
                         help="retries of a render that raises for a reason other than its inputs, e.g. a lost GPU (default 2)")
     parser.add_argument("--retry-delay", type=float, default=None, metavar="SECONDS", help="seconds between render attempts (default 5)")
+    add_signing_options(parser)
     return parser
 
 
@@ -162,7 +164,24 @@ def print_summary(summary: dict) -> int:
         print(f"report:  {summary['report']}")
     if summary.get("ledger"):
         print(f"ledger:  {summary['ledger']}")
+    print_credentials(summary.get("credentials"))
     return EXIT_ALL_PUBLISHED if summary.get("all_in_catalog") else EXIT_SOME_NOT_PUBLISHED
+
+
+def print_credentials(credentials: dict | None) -> None:
+    """One line on how the published videos are signed (and, once, that a development
+    certificate is not trusted by verifiers)."""
+    if not credentials:
+        return
+    if credentials.get("mode") == "off":
+        print("content credentials: off (--no-credentials): published videos are not signed")
+    elif credentials.get("mode") == "development":
+        print(f"content credentials: signed with the catalog's development certificate {credentials.get('bundle')}")
+        print(f"                     {credentials.get('note')}")
+    elif credentials.get("signer"):
+        print(f"content credentials: signed by {credentials.get('signer')}")
+    else:
+        print(f"content credentials: signed with {credentials.get('cert')}: {credentials.get('note')}")
 
 
 def local_catalog(url: str) -> str:
@@ -170,6 +189,19 @@ def local_catalog(url: str) -> str:
     from fsspec.core import split_protocol
 
     return os.path.abspath(url) if split_protocol(url)[0] is None else url
+
+
+def signing_for_run(args: argparse.Namespace, cluster: str | None) -> dict:
+    """The run's signing choice. Configured material is read now when this machine publishes
+    (no cluster), so a bad key fails before Prefect starts; on a cluster the workers read it."""
+    from tasks.signing import CONFIGURED, material_for, signing_from_args
+
+    signing = signing_from_args(args)
+    if signing["mode"] == CONFIGURED:
+        signing = {**signing, "cert": local_catalog(signing["cert"]), "key": local_catalog(signing["key"])}
+        if cluster is None:
+            material_for(signing)
+    return signing
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
     thresholds = parse_thresholds(args.qa_threshold)
     manifest = local_catalog(args.manifest)
     catalog = local_catalog(args.catalog)
+    signing = signing_for_run(args, cluster)
     quiet_prefect()
     from manifests.schema import read_manifest
 
@@ -204,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency, defaults=defaults.as_dict(), qa_thresholds=thresholds,
                 limits=limits.as_dict(), row_timeout_s=args.row_timeout,
                 render_retries=retries, retry_delay_s=delay, force=args.force, recheck=args.recheck,
+                signing=signing,
             ),
             total,
             "rows",

@@ -1,4 +1,4 @@
-"""`sonic-catalog render-one`: one portrait + one audio -> one MP4."""
+"""`sonic-catalog render-one`: one portrait + one audio -> one MP4, signed with Content Credentials (C2PA)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sonic_model.audio import load_audio
 from sonic_model.generators import RenderParams, create_generator, generator_names
 from sonic_model.image import load_image
 from sonic_model.render import render_video
+from tasks.signing import add_signing_options
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +54,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output .mp4 path")
     parser.add_argument("--paste-back", action="store_true", help="paste the animated face back into the full photo")
     add_generation_options(parser)
+    add_signing_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object describing the result")
     return parser
 
@@ -62,14 +64,36 @@ def run(args: argparse.Namespace) -> int:
     # Inputs first: a bad file should fail in milliseconds, not after loading model weights.
     portrait = load_image(args.portrait)
     audio = load_audio(args.audio)
+    from tasks.signing import material_for_local_command
+
+    material = material_for_local_command(args)  # a bad key fails before the render, not after
     generator = create_generator(args.generator, weights=args.weights)
     result = render_video(generator, portrait, args.audio, args.out, params, audio=audio)
+    credentials = sign_render(result, args, params, material) if material is not None else None
     if args.json:
-        print(json.dumps(result.as_dict()))
+        print(json.dumps({**result.as_dict(), "credentials": credentials}))
     else:
         print(
             f"wrote {result.output_path}: {result.frames} frames at {result.fps} fps, "
             f"{result.width}x{result.height}, video {result.video_duration_s:.2f} s / audio "
             f"{result.audio_duration_s:.2f} s, in {result.seconds:.1f} s"
         )
+        if credentials:
+            trust = " (a development certificate: verifiers do not trust it)" if credentials["development"] else ""
+            print(f"content credentials: signed by {credentials['signer']}{trust}")
     return 0
+
+
+def sign_render(result, args: argparse.Namespace, params: RenderParams, material) -> dict:
+    """Sign the written video in place (`c2pa.created`, trained algorithmic media); its record."""
+    from sonic_model.credentials import IngredientHash, creation_manifest, sha256_file
+    from tasks.signing import sign_file_in_place
+
+    manifest = creation_manifest(
+        title=Path(result.output_path).name, generator=result.generator, generator_version=result.generator_version,
+        params=params.as_dict(),
+        ingredients=[IngredientHash.of("portrait", str(args.portrait), sha256_file(args.portrait)),
+                     IngredientHash.of("script audio", str(args.audio), sha256_file(args.audio))],
+        facts={"command": "render-one"},
+    )
+    return sign_file_in_place(result.output_path, manifest, material)
