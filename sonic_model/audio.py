@@ -10,7 +10,7 @@ placed at its timestamp, after FFmpeg has applied the container's edit list and 
 priming (the decoder drops the samples the file marks as encoder delay). A gap between frames
 becomes silence; a stream starting late or early (a phone video's audio track starting 0.3 s
 after its picture, a negative start time) keeps that start in `AudioStream.start_s`, which only
-matters against a picture (`sonic_model.probe`); as a script, the sound starts at its own
+matters against a picture (`sonic_model.video_reader`); as a script, the sound starts at its own
 first presented sample. Its duration is that stream's, never the container's.
 """
 

@@ -119,7 +119,7 @@ def measure_av_sync(
     found on every n-th frame only and linearly interpolated between (faster, coarser).
     Raises `InputError` when the video cannot be read or has no audio to measure against.
     """
-    from sonic_model.probe import iter_rgb_and_luma_frames, probe_video
+    from sonic_model.video_reader import iter_rgb_and_luma_frames, probe_video
 
     info = probe_video(video_path)
     fps = info.fps or float(FPS)
@@ -146,7 +146,7 @@ def measure_av_sync(
 
 
 def _load_track_or_raise(video_path: str | Path) -> AudioClip:
-    from sonic_model.probe import audio_clip_on_picture_timeline
+    from sonic_model.video_reader import audio_clip_on_picture_timeline
 
     try:
         return audio_clip_on_picture_timeline(video_path)

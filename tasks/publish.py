@@ -179,7 +179,7 @@ def poster_jpeg(video_path: str | Path, *, max_side: int = 640) -> bytes:
     """A JPEG of the frame a third of the way in (past any opening blink or still start)."""
     from PIL import Image
 
-    from sonic_model.probe import iter_video_frames, probe_video
+    from sonic_model.video_reader import iter_video_frames, probe_video
 
     frames = max(1, probe_video(video_path).num_frames)
     wanted = frames // 3

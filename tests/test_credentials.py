@@ -149,7 +149,7 @@ def test_signed_video_reads_back_with_the_c2pa_reader(signed, rendered):
 
 
 def test_the_signed_file_still_plays_as_before(signed, rendered):
-    from sonic_model.probe import probe_video
+    from sonic_model.video_reader import probe_video
 
     before, after = probe_video(rendered), probe_video(signed)
     assert (after.num_frames, after.width, after.height) == (before.num_frames, before.width, before.height)

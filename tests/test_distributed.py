@@ -116,7 +116,7 @@ def test_killed_worker_loses_no_row_and_publishes_each_once(cluster, tmp_path):
     # Exactly once: one index entry, video, poster and sidecar per good row; nothing half-written
     # under a final name (every video decodes for its full length).
     from sonic_model.credentials import read_credentials
-    from sonic_model.probe import probe_video
+    from sonic_model.video_reader import probe_video
 
     index = pd.read_parquet(catalog / "index.parquet")
     assert len(index) == 8 and index["key"].is_unique and index["row_id"].is_unique

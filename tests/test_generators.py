@@ -30,7 +30,7 @@ from sonic_model.generators import (
     generator_version,
     register_generator,
 )
-from sonic_model.probe import iter_video_frames
+from sonic_model.video_reader import iter_video_frames
 from tasks.records import ProbedRow
 from tasks.scratch import discard_scratch
 

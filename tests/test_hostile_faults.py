@@ -136,7 +136,7 @@ def ledger(catalog: Path, run_id: str) -> pd.DataFrame:
 
 def assert_catalog_consistent(catalog: Path) -> set[str]:
     """No half-written object under a final name; the index lists exactly the live sidecars' videos."""
-    from sonic_model.probe import probe_video
+    from sonic_model.video_reader import probe_video
 
     published = set()
     for path in catalog.rglob("*"):

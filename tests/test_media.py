@@ -15,7 +15,7 @@ from sonic_model.crop import expand_square_crop, face_mask_rect, model_resolutio
 from sonic_model.encode import AI_DISCLOSURE, VideoWriter, frame_count
 from sonic_model.errors import AudioError, ImageError, ParameterError, SonicCatalogError
 from sonic_model.image import load_image
-from sonic_model.probe import iter_video_frames, probe_video
+from sonic_model.video_reader import iter_video_frames, probe_video
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PORTRAIT = FIXTURES / "portrait_astronaut.jpg"

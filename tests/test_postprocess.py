@@ -26,7 +26,7 @@ from sonic_model.face import LandmarkTracker
 from sonic_model.generators import RenderParams, create_generator
 from sonic_model.image import load_image
 from sonic_model.postprocess import calibrate_video
-from sonic_model.probe import iter_video_frames, probe_video
+from sonic_model.video_reader import iter_video_frames, probe_video
 from sonic_model.qa import check_video, head_anchor, head_jitter
 from sonic_model.render import render_video
 from sonic_model.sync import measure_av_sync

@@ -22,7 +22,7 @@ from sonic_model.generators import RenderParams
 from sonic_model.image import load_image
 from sonic_model.preview import DYNAMIC_SCALE_RANGE, MOTION_SCALE_RANGE, PreviewGenerator
 from sonic_model.preview.controls import build_controls
-from sonic_model.probe import iter_video_frames, probe_video
+from sonic_model.video_reader import iter_video_frames, probe_video
 from sonic_model.render import render_video
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -26,7 +26,7 @@ from sonic_model.encode import FPS, VideoWriter, ffmpeg_executable
 from sonic_model.errors import AudioError, ImageError
 from sonic_model.image import load_image
 from sonic_model.postprocess import calibrate_video
-from sonic_model.probe import audio_on_picture_timeline, probe_video, read_timeline
+from sonic_model.video_reader import audio_on_picture_timeline, probe_video, read_timeline
 from sonic_model.qa import decode_audio_track
 from sonic_model.sync import measure_av_sync
 from sonic_model.generators import RenderParams, create_generator

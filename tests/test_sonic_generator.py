@@ -18,7 +18,7 @@ from sonic_model.face import FaceBox
 from sonic_model.generators import RenderParams
 from sonic_model.image import load_image
 from sonic_model.paste_back import FacePaster
-from sonic_model.probe import probe_video
+from sonic_model.video_reader import probe_video
 from sonic_model.render import render_video
 from sonic_model.sonic import SonicGenerator
 from sonic_model.sonic.audio_features import whisper_input_features, whisper_states

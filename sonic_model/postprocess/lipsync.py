@@ -136,7 +136,7 @@ def shift_audio_track(
     than before; a desync baked into the samples is left to `mux_shifted_audio`, which keeps
     the sound spanning the picture. Returns whether `out_path` was written.
     """
-    from sonic_model.probe import Timeline, read_timeline
+    from sonic_model.video_reader import Timeline, read_timeline
 
     out_path = Path(out_path)
     before = read_timeline(video_path)
@@ -199,7 +199,7 @@ def retime_audio_samples(in_path: str | Path, out_path: str | Path, *, delay_ms:
     The sound is read on the picture's timeline (sample 0 plays with the first frame), shifted
     by `delay_ms` and kept as long as it was, so it still ends where it ended.
     """
-    from sonic_model.probe import audio_on_picture_timeline
+    from sonic_model.video_reader import audio_on_picture_timeline
 
     sound = audio_on_picture_timeline(in_path)
     if sound is None or sound.samples.shape[1] == 0:
@@ -251,7 +251,7 @@ def calibrate_video(
     is copied byte for byte (no re-encode). Otherwise the video stream is copied and the sound
     (decoded from the input, the only source there is) is shifted and encoded once.
     """
-    from sonic_model.probe import probe_video, read_timeline
+    from sonic_model.video_reader import probe_video, read_timeline
 
     in_path, out_path = Path(in_path), Path(out_path)
     if av_offset_ms is not None and not abs(av_offset_ms) <= MAX_AV_OFFSET_MS:

@@ -56,7 +56,7 @@ def check_video(
     broken environment (missing face models) or unknown threshold names (`InputError`).
     Figures are rounded for the sidecar.
     """
-    from sonic_model.probe import probe_video
+    from sonic_model.video_reader import probe_video
 
     if not isinstance(thresholds, QAThresholds):
         thresholds = QAThresholds().with_overrides(thresholds)

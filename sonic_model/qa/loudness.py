@@ -13,9 +13,9 @@ def decode_audio_track(video_path: str | Path) -> tuple[np.ndarray, int] | None:
 
     Decoded at the native rate and channel layout because clipping and loudness are properties
     of what is delivered, which a downmix or resampling would blur. Laid on the picture's
-    timeline (`sonic_model.probe.audio_on_picture_timeline`): sample 0 plays with frame 0.
+    timeline (`sonic_model.video_reader.audio_on_picture_timeline`): sample 0 plays with frame 0.
     """
-    from sonic_model.probe import audio_on_picture_timeline
+    from sonic_model.video_reader import audio_on_picture_timeline
 
     track = audio_on_picture_timeline(video_path)
     if track is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sonic_model.probe import iter_rgb_and_luma_frames
+from sonic_model.video_reader import iter_rgb_and_luma_frames
 from sonic_model.qa.identity import identity_distance_in_frame
 from sonic_model.qa.thresholds import QAThresholds
 

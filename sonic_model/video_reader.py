@@ -1,4 +1,4 @@
-"""The one media probe for rendered videos: what is in an MP4, its frames, and its timeline.
+"""Reading rendered videos back (the counterpart of `encode.VideoWriter`): streams, frames, timeline.
 
 PyAV reads the container in-process (the imageio-ffmpeg wheel ships no ffprobe).
 
