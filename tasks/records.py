@@ -1,6 +1,6 @@
 """The small typed records that travel between the catalog flow's hops.
 
-Data flows one way (DESIGN.md section 2): manifest row -> `ProbedRow` (tasks/probe.py) or
+Data flows one way (ARCHITECTURE.md, a row's way through the stages): manifest row -> `ProbedRow` (tasks/probe.py) or
 `Quarantine` (tasks/table.py, tasks/probe.py) -> `RenderedVideo` -> `CheckedVideo` ->
 `RowOutcome` -> ledger row. Every record is a frozen
 dataclass of plain values, so it pickles across processes (a distributed task runner) and
