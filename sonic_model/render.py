@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import closing
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,12 +25,15 @@ from sonic_model.errors import ParameterError
 from sonic_model.image import load_image
 from sonic_model.postprocess.lipsync import MAX_AV_OFFSET_MS, audio_delay_ms, measure_offset_from_mouth, mux_shifted_audio
 from sonic_model.postprocess.smoothing import DEFAULT_MOTION_SMOOTHING, MOTION_SMOOTHING_RANGE, HeadMotionSmoother
+from sonic_model.prefetch import prefetch
 
 DYNAMIC_SCALE_RANGE = (0.5, 2.0)
 MOTION_SCALE_RANGE = (0.5, 2.0)
 INFERENCE_STEPS_RANGE = (1, 100)
 SEED_RANGE = (0, 2**32 - 1)
 AV_OFFSET_MS_RANGE = (-MAX_AV_OFFSET_MS, MAX_AV_OFFSET_MS)
+# Frames a generator may make ahead of the encoder (each one frame of memory).
+FRAMES_AHEAD = 4
 
 
 @dataclass(frozen=True)
@@ -169,8 +173,12 @@ def render_video(
             audio_path=audio_path,
             generator=f"{generator.name} {generator.version}",
         ) as writer:
-            for frame in smoother.run(generator.frames(portrait_rgb, audio, params)):
-                writer.write(frame)
+            # The generator works a few frames ahead in its own thread while this one tracks,
+            # smooths and encodes: on two cores that overlaps the two halves of the work.
+            frames = prefetch(generator.frames(portrait_rgb, audio, params), depth=FRAMES_AHEAD, name="render-frames")
+            with closing(frames):  # on an error: stop the generator's thread now, not when collected
+                for frame in smoother.run(frames):
+                    writer.write(frame)
         measurement = None
         if smoother.track and smoother.mouth_opening:
             measurement = measure_offset_from_mouth(smoother.mouth_opening, audio, fps=FPS)
