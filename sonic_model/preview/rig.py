@@ -434,6 +434,7 @@ class FaceRig:
             self.head_moving = Roi(x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1)
         else:
             self.head_moving = Roi(x0, y0, x0, y0)
+        self.head_moving_grid = np.ascontiguousarray(self.head_grid[self.head_moving.within(self.head_roi)])
 
     def _measure_colours(self, landmarks: np.ndarray) -> None:
         """Lip, skin and teeth colours of this photo, so the mouth interior matches its lighting.
@@ -489,8 +490,6 @@ class FaceRig:
         if work is None:
             work = self._buffers.work = self.image.copy()
         self._render_local(c, work)
-        # Outside the head fields' support the head warp moves nothing: those pixels are `work`'s.
-        frame = work.copy()
         head, moving = self.head_roi, self.head_moving
         offsets = (c.shift_x, c.shift_y, c.roll, c.yaw, c.pitch)
         coarse = np.zeros(self.head_basis.shape[1:], np.float32)
@@ -499,13 +498,17 @@ class FaceRig:
                 coarse += np.float32(offset) * basis
         height, width = head.shape
         shift = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
-        within = moving.within(head)
         if min(moving.shape) <= 0:
-            return frame
-        frame[moving.slices] = cv2.remap(
-            work, self.head_grid[within] + shift[within], None,
+            return work.copy()
+        moved = cv2.remap(
+            work, self.head_moving_grid + shift[moving.within(head)], None,
             interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
         )
+        if moved.shape[:2] == work.shape[:2]:
+            return moved
+        # Outside the head fields' support the head warp moves nothing: those pixels are `work`'s.
+        frame = work.copy()
+        frame[moving.slices] = moved
         return frame
 
     def _render_local(self, c: FrameControls, work: np.ndarray) -> None:
