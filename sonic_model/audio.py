@@ -350,6 +350,7 @@ def frame_envelope(clip: AudioClip, fps: float = 25.0) -> np.ndarray:
 VAD_MODEL_FILE = "silero_vad.jit"
 VAD_CHUNK = 512  # samples per speech probability at 16 kHz (32 ms)
 VAD_CONTEXT = 64  # samples of the previous chunk each chunk sees
+VAD_FEATURE_BLOCK = 256  # chunks (8 s) the encoder runs on at once
 VAD_THRESHOLD = 0.5  # speech starts at this probability ...
 VAD_NEG_THRESHOLD = 0.35  # ... and ends below this one (silero's default: threshold - 0.15)
 VAD_SPEECH_PAD_S = 0.030  # each segment is widened by this much (silero's default)
@@ -421,16 +422,9 @@ def _conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) ->
     return np.maximum(out, 0.0, out=out).reshape(chunks, length, -1)
 
 
-def speech_probabilities(samples: np.ndarray) -> np.ndarray:
-    """Silero's speech probability for every 32 ms chunk of 16 kHz audio (the last one zero-padded)."""
-    w = _vad_weights()
-    samples = np.asarray(samples, np.float32)
-    chunks = -(-len(samples) // VAD_CHUNK)
-    if chunks == 0:
-        return np.zeros(0, np.float32)
-    padded = np.zeros(VAD_CONTEXT + chunks * VAD_CHUNK, np.float32)
-    padded[VAD_CONTEXT: VAD_CONTEXT + len(samples)] = samples
-    inputs = np.lib.stride_tricks.sliding_window_view(padded, VAD_CONTEXT + VAD_CHUNK)[::VAD_CHUNK][:chunks]
+def _vad_features(inputs: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
+    """The encoder's output [chunks, 128] for chunks of audio with their context [chunks, 576]."""
+    chunks = inputs.shape[0]
     inputs = np.pad(inputs, ((0, 0), (0, 64)), mode="reflect")
     # STFT as a strided convolution (n_fft 256, hop 128), then magnitudes of its 129 bins
     stft = w["stft_conv.weight"][:, 0, :]
@@ -440,7 +434,24 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     x = np.sqrt(spectrum[..., :bins] ** 2 + spectrum[..., bins:] ** 2)
     for name, stride in (("conv1", 1), ("conv2", 2), ("conv3", 2), ("conv4", 1)):
         x = _conv1d(x, w[f"{name}.weight"], w[f"{name}.bias"], stride)
-    features = x[:, 0, :]  # one time step is left per chunk
+    return x[:, 0, :]  # one time step is left per chunk
+
+
+def speech_probabilities(samples: np.ndarray) -> np.ndarray:
+    """Silero's speech probability for every 32 ms chunk of 16 kHz audio (the last one zero-padded)."""
+    w = _vad_weights()
+    samples = np.asarray(samples, np.float32)
+    chunks = -(-len(samples) // VAD_CHUNK)
+    if chunks == 0:
+        return np.zeros(0, np.float32)
+    padded = np.zeros(VAD_CONTEXT + chunks * VAD_CHUNK, np.float32)
+    padded[VAD_CONTEXT: VAD_CONTEXT + len(samples)] = samples
+    all_inputs = np.lib.stride_tricks.sliding_window_view(padded, VAD_CONTEXT + VAD_CHUNK)[::VAD_CHUNK][:chunks]
+    # The encoder sees each chunk on its own, so it runs on blocks of chunks: its intermediate
+    # arrays (~20 kB a chunk) then stay the same size however long the audio is.
+    features = np.concatenate(
+        [_vad_features(all_inputs[first: first + VAD_FEATURE_BLOCK], w) for first in range(0, chunks, VAD_FEATURE_BLOCK)]
+    )
     # LSTM cell over the chunks (torch's gate order: input, forget, cell, output)
     gates_in = features @ w["lstm_cell.weight_ih"].T + (w["lstm_cell.bias_ih"] + w["lstm_cell.bias_hh"])
     weight_hh = np.ascontiguousarray(w["lstm_cell.weight_hh"].T)

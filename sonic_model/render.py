@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from sonic_model.generators import FaceBoxXYWH, Generator, RenderParams
 from sonic_model.image import load_image
 from sonic_model.postprocess.lipsync import audio_delay_ms, measure_offset_from_mouth, mux_shifted_audio
 from sonic_model.postprocess.smoothing import HeadMotionSmoother
+from sonic_model.prefetch import prefetch
+
+# Frames a generator may make ahead of the encoder (each one frame of memory).
+FRAMES_AHEAD = 4
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,12 @@ def render_video(
             audio_path=audio_path,
             generator=f"{generator.name} {generator.version}",
         ) as writer:
-            for frame in smoother.run(generator.frames(portrait_rgb, audio, params, face_box=face_box)):
-                writer.write(frame)
+            # The generator works a few frames ahead in its own thread while this one tracks,
+            # smooths and encodes: on two cores that overlaps the two halves of the work.
+            frames = prefetch(generator.frames(portrait_rgb, audio, params, face_box=face_box), depth=FRAMES_AHEAD, name="render-frames")
+            with closing(frames):  # on an error: stop the generator's thread now, not when collected
+                for frame in smoother.run(frames):
+                    writer.write(frame)
         measurement = None
         if smoother.track and smoother.mouth_opening:
             measurement = measure_offset_from_mouth(smoother.mouth_opening, audio, fps=FPS)

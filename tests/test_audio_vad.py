@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sonic_model.audio import (
+    VAD_FEATURE_BLOCK,
     AudioClip,
     load_audio,
     speech_probabilities,
@@ -47,6 +48,21 @@ def test_same_probabilities_and_segments_as_silero(path, silero):
     expected = [(t["start"] / 16000, t["end"] / 16000) for t in timestamps]
     assert speech_segments(clip) == expected
     assert expected, "the fixture holds speech"
+
+
+def test_a_clip_longer_than_one_encoder_block_matches_silero(silero):
+    # the encoder runs on blocks of VAD_FEATURE_BLOCK chunks (flat memory): the seams must not show
+    torch, model, _ = silero
+    names = ["speech_en_16k.wav", "speech_en_pause_16k.wav", "speech_zh_16k.flac"]
+    samples = np.concatenate([load_audio(FIXTURES / name).samples for name in names])
+    assert len(samples) > 2 * VAD_FEATURE_BLOCK * 512, "the clip spans more than two blocks"
+    model.reset_states()
+    tensor = torch.from_numpy(samples)
+    reference = []
+    for start in range(0, len(samples), 512):
+        chunk = torch.nn.functional.pad(tensor[start: start + 512], (0, max(0, start + 512 - len(samples))))
+        reference.append(model(chunk, 16000).item())
+    assert np.abs(speech_probabilities(samples) - np.array(reference)).max() < 1e-3
 
 
 def test_silence_and_noise_have_no_speech():

@@ -37,7 +37,7 @@ HOP_S = 0.010
 WINDOW_S = 0.030
 LPC_ORDER = 12
 PRE_EMPHASIS = 0.97
-BLOCK = 2048  # analysis steps per vectorised block (memory stays small for long clips)
+BLOCK = 512  # analysis steps per vectorised block: its arrays (~20 kB a step) stay the same size for any clip
 FFT_SIZE = 512
 # A step is voiced when its normalised autocorrelation peaks above this at a pitch lag.
 VOICING_THRESHOLD = 0.45

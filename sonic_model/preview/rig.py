@@ -424,6 +424,17 @@ class FaceRig:
         self.head_basis = np.ascontiguousarray(np.stack(basis).transpose(0, 2, 3, 1))
         full_x, full_y = self.head_roi.grid()
         self.head_grid = np.ascontiguousarray(np.stack([full_x, full_y], axis=-1))  # [h, w, 2]
+        # The part of the head ROI the upsampled fields can reach (bilinear weights are >= 0, so a
+        # pixel's shift is 0 whenever its support indicator upsamples to 0); a frame remaps only it.
+        support = (np.abs(self.head_basis).sum(axis=(0, 3)) > 0).astype(np.float32)
+        reached = cv2.resize(support, (width, height), interpolation=cv2.INTER_LINEAR) > 0
+        rows, cols = np.flatnonzero(reached.any(axis=1)), np.flatnonzero(reached.any(axis=0))
+        x0, y0 = self.head_roi.x0, self.head_roi.y0
+        if rows.size:
+            self.head_moving = Roi(x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1)
+        else:
+            self.head_moving = Roi(x0, y0, x0, y0)
+        self.head_moving_grid = np.ascontiguousarray(self.head_grid[self.head_moving.within(self.head_roi)])
 
     def _measure_colours(self, landmarks: np.ndarray) -> None:
         """Lip, skin and teeth colours of this photo, so the mouth interior matches its lighting.
@@ -479,8 +490,7 @@ class FaceRig:
         if work is None:
             work = self._buffers.work = self.image.copy()
         self._render_local(c, work)
-        frame = self.image.copy()
-        head = self.head_roi
+        head, moving = self.head_roi, self.head_moving
         offsets = (c.shift_x, c.shift_y, c.roll, c.yaw, c.pitch)
         coarse = np.zeros(self.head_basis.shape[1:], np.float32)
         for offset, basis in zip(offsets, self.head_basis):
@@ -488,10 +498,17 @@ class FaceRig:
                 coarse += np.float32(offset) * basis
         height, width = head.shape
         shift = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
-        frame[head.slices] = cv2.remap(
-            work, self.head_grid + shift, None,
+        if min(moving.shape) <= 0:
+            return work.copy()
+        moved = cv2.remap(
+            work, self.head_moving_grid + shift[moving.within(head)], None,
             interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
         )
+        if moved.shape[:2] == work.shape[:2]:
+            return moved
+        # Outside the head fields' support the head warp moves nothing: those pixels are `work`'s.
+        frame = work.copy()
+        frame[moving.slices] = moved
         return frame
 
     def _render_local(self, c: FrameControls, work: np.ndarray) -> None:
@@ -603,8 +620,15 @@ class FaceRig:
         bottom = opening * self.lower_gap * profile
         alpha = np.clip(d - top + 0.5, 0.0, 1.0) * np.clip(bottom - d + 0.5, 0.0, 1.0)
         alpha *= np.clip(bottom - top, 0.0, 1.0)  # no hairline where the lips still touch
-        if not alpha.any():
+        painted_rows, painted_cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+        if not painted_rows.size:
             return
+        # Shade only the box the gap covers this frame (the cavity box is sized for the widest
+        # opening); every step below is per pixel, so the painted pixels are the same.
+        box = slice(painted_rows[0], painted_rows[-1] + 1), slice(painted_cols[0], painted_cols[-1] + 1)
+        profile, d, top, bottom, alpha = profile[box], d[box], top[box], bottom[box], alpha[box]
+        rows = slice(rows.start + box[0].start, rows.start + box[0].stop)
+        cols = slice(cols.start + box[1].start, cols.start + box[1].stop)
         m, iod = self.mouth, self.iod
         gap = np.maximum(bottom - top, 1e-3)
         below_top = d - top
@@ -646,7 +670,7 @@ class FaceRig:
         rim_bottom = 1.0 - smoothstep(0.0, 0.8 * rim_width, above_bottom)
         rim = np.maximum(0.8 * rim_top, rim_bottom) * np.clip(gap / (2.5 * rim_width), 0.0, 1.0)
         colour += rim[..., None] * (self.rim_colour * (1.0 - 0.25 * across)[..., None] - colour)
-        colour *= self.interior_texture[..., None]
+        colour *= self.interior_texture[box][..., None]
         region = warped[jaw][rows, cols].astype(np.float32)
         blended = region + alpha[..., None] * (colour - region)
         warped[jaw][rows, cols] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
