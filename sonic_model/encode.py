@@ -46,6 +46,14 @@ def ffmpeg_executable() -> str:
         raise OutputError("no ffmpeg found: install the imageio-ffmpeg package or the system ffmpeg") from None
 
 
+def _doubled(bitrate: str) -> str:
+    """Twice an ffmpeg bitrate such as "8M" or "800k"."""
+    number, unit = bitrate[:-1], bitrate[-1]
+    if unit.isdigit():
+        return str(2 * int(float(bitrate)))
+    return f"{2 * float(number):g}{unit}"
+
+
 class VideoWriter:
     """Stream RGB frames into an H.264/AAC MP4 with the given audio track.
 
@@ -68,6 +76,11 @@ class VideoWriter:
         preset: str = "veryfast",
         audio_offset_s: float = 0.0,
         extra_metadata: dict[str, str] | None = None,
+        video_bitrate: str | None = None,
+        max_bitrate: str | None = None,
+        audio_bitrate: str = "128k",
+        audio_sample_rate: int | None = None,
+        audio_channels: int | None = None,
     ) -> None:
         self.out_path = Path(out_path)
         self.width, self.height = int(width), int(height)
@@ -76,6 +89,11 @@ class VideoWriter:
         self.fps = fps
         self.generator = generator
         self.crf, self.preset = crf, preset
+        # A stated bitrate (renditions: what platforms take) replaces constant quality; the cap
+        # is the VBV maximum (buffer: twice the cap).
+        self.video_bitrate, self.max_bitrate = video_bitrate, max_bitrate
+        self.audio_bitrate = audio_bitrate
+        self.audio_sample_rate, self.audio_channels = audio_sample_rate, audio_channels
         self.audio_offset_s = audio_offset_s
         self.metadata = {"comment": AI_DISCLOSURE, "ai_generated": "true", "generator": generator}
         self.metadata.update(extra_metadata or {})
@@ -118,14 +136,24 @@ class VideoWriter:
         output_args = {
             "vcodec": "libx264",
             "pix_fmt": "yuv420p",
-            "crf": self.crf,
+            "profile:v": "high",
             "preset": self.preset,
             "r": self.fps,
             "movflags": "+faststart+use_metadata_tags",  # custom keys such as generator
             "map_metadata": -1,
         }
+        if self.video_bitrate:
+            output_args["video_bitrate"] = self.video_bitrate
+            if self.max_bitrate:
+                output_args.update({"maxrate": self.max_bitrate, "bufsize": _doubled(self.max_bitrate)})
+        else:
+            output_args["crf"] = self.crf
         if self.audio_path is not None:
-            output_args.update({"acodec": "aac", "audio_bitrate": "128k"})
+            output_args.update({"acodec": "aac", "audio_bitrate": self.audio_bitrate})
+            if self.audio_sample_rate:
+                output_args["ar"] = self.audio_sample_rate
+            if self.audio_channels:
+                output_args["ac"] = self.audio_channels
         # Global (container) tags: the AI disclosure travels with the file itself.
         for index, (key, value) in enumerate(self.metadata.items()):
             output_args[f"metadata:g:{index}"] = f"{key}={value}"
