@@ -166,6 +166,9 @@ class SoftCompositor:
     touched per frame (one affine warp of the frame into it and one blend); everything else is
     the still picture, bit for bit. `composite(frame)` returns the target picture; the array is
     reused by the next call (copy it to keep it).
+
+    `whole_source=True` (paste-back frames, which are the whole photo already animated in
+    place) puts the frames over their whole footprint without a mask.
     """
 
     def __init__(
@@ -177,6 +180,7 @@ class SoftCompositor:
         *,
         feather_fraction: float = FEATHER_FRACTION,
         fade_edges: tuple[bool, bool, bool, bool] = (True, True, True, True),
+        whole_source: bool = False,
     ) -> None:
         self.still = np.ascontiguousarray(still)
         self.height, self.width = self.still.shape[:2]
@@ -189,6 +193,17 @@ class SoftCompositor:
         x1, y1 = min(self.width, int(np.ceil(sx1))), min(self.height, int(np.ceil(sy1)))
         if x1 - x0 < 1 or y1 - y0 < 1:
             raise ValueError(f"the generated area {source_rect} lies outside the {self.width}x{self.height} target")
+        self.whole_source = whole_source
+        self._canvas = self.still.copy()
+        self._i420: np.ndarray | None = None
+        self._frame_size: tuple[int, int] | None = None
+        self._matrix: np.ndarray | None = None
+        if whole_source:
+            # The frames are the whole photo (paste-back): they replace its footprint as they are
+            # (they equal the still photo wherever nothing moves, so nothing needs blending).
+            self.roi = (x0, y0, x1, y1)
+            self.weight = self.still_weight = self.still_roi = None
+            return
         weight = soft_mask(
             target_landmarks, (x0, y0, x1, y1), source_rect, feather_fraction=feather_fraction, fade_edges=fade_edges
         )
@@ -202,9 +217,6 @@ class SoftCompositor:
         self.weight = np.ascontiguousarray(weight)
         self.still_weight = np.ascontiguousarray(1.0 - weight)
         self.still_roi = np.ascontiguousarray(self.still[ry0:ry1, rx0:rx1])
-        self._canvas = self.still.copy()
-        self._frame_size: tuple[int, int] | None = None
-        self._matrix: np.ndarray | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -239,6 +251,43 @@ class SoftCompositor:
     def composite(self, frame: np.ndarray) -> np.ndarray:
         """The still picture with `frame` blended in (valid until the next call)."""
         rx0, ry0, rx1, ry1 = self.roi
+        if self.whole_source:
+            self._canvas[ry0:ry1, rx0:rx1] = self.warped(frame)
+            return self._canvas
         blended = cv2.blendLinear(self.warped(frame), self.still_roi, self.weight, self.still_weight)
         self._canvas[ry0:ry1, rx0:rx1] = blended
         return self._canvas
+
+    def composite_i420(self, frame: np.ndarray) -> np.ndarray:
+        """The same picture as I420 (yuv420p) [H * 3 / 2, W] for an encoder fed yuv420p.
+
+        Only the changing box (widened to even coordinates, so its 2x2 chroma blocks are the
+        same as a whole-picture conversion's) is converted per frame; the rest stays converted
+        from the still picture. Needs even sides. Reused by the next call.
+        """
+        height, width = self.height, self.width
+        if height % 2 or width % 2:
+            raise ValueError(f"I420 needs even sides, the target is {width}x{height}")
+        rgb = self.composite(frame)
+        if self._i420 is None:
+            self._i420 = cv2.cvtColor(np.ascontiguousarray(self.still), cv2.COLOR_RGB2YUV_I420)
+        x0, y0, x1, y1 = self.roi
+        x0, y0 = x0 - x0 % 2, y0 - y0 % 2
+        x1, y1 = min(width, x1 + x1 % 2), min(height, y1 + y1 % 2)
+        part = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2YUV_I420)
+        for whole, piece in zip(_i420_planes(self._i420, width, height), _i420_planes(part, x1 - x0, y1 - y0)):
+            scale = whole.shape[0] // (height // 2)  # 2 for luma, 1 for chroma
+            step = 2 // scale
+            whole[y0 // step:y1 // step, x0 // step:x1 // step] = piece
+        return self._i420
+
+
+def _i420_planes(buffer: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y [H, W], U and V [H/2, W/2] planes of an I420 buffer."""
+    flat = buffer.reshape(-1)
+    luma, chroma = width * height, (width // 2) * (height // 2)
+    return (
+        flat[:luma].reshape(height, width),
+        flat[luma:luma + chroma].reshape(height // 2, width // 2),
+        flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, width // 2),
+    )

@@ -81,6 +81,7 @@ class VideoWriter:
         audio_bitrate: str = "128k",
         audio_sample_rate: int | None = None,
         audio_channels: int | None = None,
+        input_pix_fmt: str = "rgb24",
     ) -> None:
         self.out_path = Path(out_path)
         self.width, self.height = int(width), int(height)
@@ -94,6 +95,11 @@ class VideoWriter:
         self.video_bitrate, self.max_bitrate = video_bitrate, max_bitrate
         self.audio_bitrate = audio_bitrate
         self.audio_sample_rate, self.audio_channels = audio_sample_rate, audio_channels
+        # "rgb24": frames are [H, W, 3]; "yuv420p": frames are I420 buffers [H * 3 / 2, W] (even
+        # sides), converted by the caller (a rendition converts only what changed).
+        if input_pix_fmt not in ("rgb24", "yuv420p"):
+            raise ValueError(f"input_pix_fmt must be rgb24 or yuv420p, got {input_pix_fmt!r}")
+        self.input_pix_fmt = input_pix_fmt
         self.audio_offset_s = audio_offset_s
         self.metadata = {"comment": AI_DISCLOSURE, "ai_generated": "true", "generator": generator}
         self.metadata.update(extra_metadata or {})
@@ -125,7 +131,7 @@ class VideoWriter:
             raise OutputError(f"cannot write output in {parent}: {exc.strerror or exc}") from None
         self._tmp_path = Path(tmp)
 
-        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", r=self.fps)
+        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt=self.input_pix_fmt, s=f"{self.width}x{self.height}", r=self.fps)
         streams = [video.video]
         if self.width % 2 or self.height % 2:
             # yuv420p needs even sides: drop the odd last row/column rather than scale.
@@ -167,15 +173,14 @@ class VideoWriter:
     def write(self, frame: np.ndarray) -> None:
         if self._process is None:
             raise RuntimeError("VideoWriter.write() before open()")
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(
-                f"frame {self.frames_written} is {frame.shape} {frame.dtype}; expected "
-                f"({self.height}, {self.width}, 3) uint8"
-            )
+        expected = (self.height, self.width, 3) if self.input_pix_fmt == "rgb24" else (self.height * 3 // 2, self.width)
+        if frame.shape != expected or frame.dtype != np.uint8:
+            raise ValueError(f"frame {self.frames_written} is {frame.shape} {frame.dtype}; expected {expected} uint8")
         if self.frames_written >= self.num_frames:
             raise ValueError(f"more frames than the {self.num_frames} the audio needs")
         try:
-            self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
+            # The array's own buffer (no copy of a 6 MB frame); write() returns when it is all in the pipe.
+            self._process.stdin.write(np.ascontiguousarray(frame).data)
         except BrokenPipeError:
             raise OutputError(f"ffmpeg stopped while encoding: {self._ffmpeg_log()}") from None
         self.frames_written += 1

@@ -97,21 +97,19 @@ def integrated_loudness(samples: np.ndarray, rate: int) -> float:
     K-weighting is the standard's two biquads (high shelf +4 dB at 1.5 kHz, high pass at
     38 Hz), designed for any sample rate the way pyloudnorm does; gating: 400 ms blocks with
     75 % overlap, absolute gate -70 LUFS, relative gate -10 LU. Channel weights are 1 (mono and
-    stereo front channels).
+    stereo front channels). Filtered a chunk at a time: memory is one float per sample.
     """
-    from scipy.signal import lfilter
-
     if samples.ndim == 1:
         samples = samples[:, np.newaxis]
     block, hop = int(0.4 * rate), int(0.1 * rate)
     if len(samples) < block:
         return float("-inf")
-    weighted = samples.astype(np.float64)
-    for b, a in _k_weighting(rate):
-        weighted = lfilter(b, a, weighted, axis=0)
-    power = np.cumsum(np.concatenate([np.zeros((1, weighted.shape[1])), weighted**2]), axis=0)
-    starts = np.arange(0, len(weighted) - block + 1, hop)
-    block_power = ((power[starts + block] - power[starts]) / block).sum(axis=1)
+    power = np.empty(len(samples) + 1)
+    power[0] = 0.0
+    power[1:] = _k_weighted_power(samples, rate)
+    np.cumsum(power, out=power)
+    starts = np.arange(0, len(samples) - block + 1, hop)
+    block_power = (power[starts + block] - power[starts]) / block
     with np.errstate(divide="ignore"):
         block_loudness = -0.691 + 10 * np.log10(block_power)
     gated = block_power[block_loudness > -70.0]
@@ -121,6 +119,25 @@ def integrated_loudness(samples: np.ndarray, rate: int) -> float:
     with np.errstate(divide="ignore"):
         gated = gated[-0.691 + 10 * np.log10(gated) > relative_gate]
     return float(-0.691 + 10 * np.log10(gated.mean()))
+
+
+# Long signals are filtered / oversampled this many samples at a time.
+CHUNK_SAMPLES = 1 << 18
+
+
+def _k_weighted_power(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Per sample, the sum over channels of the K-weighted signal squared (float64, 1-D)."""
+    from scipy.signal import lfilter
+
+    filters = _k_weighting(rate)
+    states = [np.zeros((max(len(a), len(b)) - 1, samples.shape[1])) for b, a in filters]
+    power = np.empty(len(samples))
+    for start in range(0, len(samples), CHUNK_SAMPLES):
+        chunk = samples[start:start + CHUNK_SAMPLES].astype(np.float64)
+        for index, (b, a) in enumerate(filters):
+            chunk, states[index] = lfilter(b, a, chunk, axis=0, zi=states[index])
+        power[start:start + len(chunk)] = (chunk * chunk).sum(axis=1)
+    return power
 
 
 def _k_weighting(rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -149,15 +166,24 @@ def _biquad(kind: str, *, gain_db: float, q: float, fc: float, rate: int) -> tup
 
 
 def true_peak_envelope(samples: np.ndarray) -> np.ndarray:
-    """Per sample, the largest |value| of the 4x oversampled signal around it (all channels)."""
+    """Per sample, the largest |value| of the 4x oversampled signal around it (all channels), float32.
+
+    Oversampled a chunk at a time (with enough context on each side for the interpolation
+    filter), so memory stays a few chunks whatever the length.
+    """
     from scipy.signal import resample_poly
 
     if samples.ndim == 1:
         samples = samples[:, np.newaxis]
-    factor = TRUE_PEAK_OVERSAMPLING
-    upsampled = np.abs(resample_poly(samples.astype(np.float64), factor, 1, axis=0)).max(axis=1)
-    upsampled = upsampled[: len(samples) * factor].reshape(len(samples), factor).max(axis=1)
-    return np.maximum(upsampled, np.abs(samples).max(axis=1))
+    factor, context = TRUE_PEAK_OVERSAMPLING, 64
+    envelope = np.empty(len(samples), np.float32)
+    for start in range(0, len(samples), CHUNK_SAMPLES):
+        end = min(len(samples), start + CHUNK_SAMPLES)
+        lo, hi = max(0, start - context), min(len(samples), end + context)
+        upsampled = np.abs(resample_poly(samples[lo:hi].astype(np.float64), factor, 1, axis=0)).max(axis=1)
+        middle = upsampled[(start - lo) * factor:(end - lo) * factor].reshape(end - start, factor).max(axis=1)
+        envelope[start:end] = np.maximum(middle, np.abs(samples[start:end]).max(axis=1))
+    return envelope
 
 
 def true_peak_dbtp(samples: np.ndarray) -> float:
@@ -191,7 +217,7 @@ def limiter_gain(peak_envelope: np.ndarray, ceiling: float, rate: int) -> np.nda
 
 def normalised_samples(samples: np.ndarray, rate: int, target_lufs: float) -> tuple[np.ndarray, LoudnessReport]:
     """[samples, channels] float brought to `target_lufs`, true peak under the ceiling (module docstring)."""
-    samples = samples.astype(np.float64)
+    samples = np.asarray(samples, np.float32)
     input_lufs = integrated_loudness(samples, rate)
     input_peak = true_peak_dbtp(samples)
     if not math.isfinite(input_lufs):
@@ -203,7 +229,7 @@ def normalised_samples(samples: np.ndarray, rate: int, target_lufs: float) -> tu
     for _ in range(12):
         gain = 10 ** (gain_db / 20)
         limiting = limiter_gain(envelope * gain, ceiling, rate)
-        output = samples * (gain * limiting)[:, np.newaxis]
+        output = samples * (gain * limiting).astype(np.float32)[:, np.newaxis]
         output_lufs = integrated_loudness(output, rate)
         limited = float(limiting.min())
         shortfall = target_lufs - output_lufs
@@ -213,7 +239,7 @@ def normalised_samples(samples: np.ndarray, rate: int, target_lufs: float) -> tu
     # The smoothed gain between 4x samples can leave a hair over the ceiling: one linear trim.
     peak = float(true_peak_envelope(output).max())
     if peak > ceiling:
-        output = output * (ceiling / peak)
+        output = output * np.float32(ceiling / peak)
         output_lufs = integrated_loudness(output, rate)
     report = LoudnessReport(
         target_lufs=float(target_lufs),

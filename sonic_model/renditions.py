@@ -187,19 +187,31 @@ class RenditionCompositor:
     """
 
     def __init__(
-        self, spec: RenditionSpec, photo_rgb: np.ndarray, landmarks: np.ndarray, source_box: tuple[float, float, float, float]
+        self,
+        spec: RenditionSpec,
+        photo_rgb: np.ndarray,
+        landmarks: np.ndarray,
+        source_box: tuple[float, float, float, float],
     ) -> None:
         self.spec = spec
         self.placement = framing(landmarks, spec)
         self.still = still_canvas(photo_rgb, self.placement, (spec.width, spec.height))
-        self.compositor = SoftCompositor(self.still, landmarks, source_box, self.placement)
+        # Paste-back frames are the whole photo, animated in place: no mask needed (or wanted:
+        # a generator may move more than the head and neck, e.g. the preview's shoulders).
+        whole_photo = tuple(source_box) == (0, 0, photo_rgb.shape[1], photo_rgb.shape[0])
+        self.compositor = SoftCompositor(self.still, landmarks, source_box, self.placement, whole_source=whole_photo)
 
     @property
     def size(self) -> tuple[int, int]:
         return self.spec.width, self.spec.height
 
     def frame(self, generated: np.ndarray) -> np.ndarray:
+        """The rendition's RGB picture for one generated frame (reused by the next call)."""
         return self.compositor.composite(generated)
+
+    def frame_i420(self, generated: np.ndarray) -> np.ndarray:
+        """The same as I420 [H * 3 / 2, W], what the rendition's encoder is fed (reused by the next call)."""
+        return self.compositor.composite_i420(generated)
 
 
 def rendition_still(spec: RenditionSpec, photo_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
