@@ -35,9 +35,11 @@ from sonic_model import face as mesh
 # transition between a moving and a still neck; much less shows as a faint line on a turn.
 FEATHER_FRACTION = 0.25
 # The head: an ellipse around the face-mesh oval, this much larger, centred this far above the
-# oval's centre (fractions of the face height), so hair and ears move with the face.
-HEAD_SCALE = 1.3
-HEAD_RAISE = 0.12
+# oval's centre (fractions of the face height), so hair and ears move with the face. Smaller
+# (1.3) left a ghost of a full hairdo's outline where the band crossed it; at 1.7 the band lies
+# on the background around the hair.
+HEAD_SCALE = 1.7
+HEAD_RAISE = 0.15
 # The neck: from the jaw corners down this far below the chin (x face height), narrowing to
 # this fraction of the jaw's width.
 NECK_LENGTH = 0.75
@@ -74,10 +76,19 @@ def face_height(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(xy[mesh.CHIN] - xy[mesh.FOREHEAD]))
 
 
-def head_and_neck_polygons(landmarks_xy: np.ndarray, neck_length: float = NECK_LENGTH) -> list[np.ndarray]:
+def head_and_neck_polygons(
+    landmarks_xy: np.ndarray,
+    neck_length: float = NECK_LENGTH,
+    head_scale: float = HEAD_SCALE,
+    head_raise: float = HEAD_RAISE,
+    fit_inside: tuple[float, float, float, float] | None = None,
+) -> list[np.ndarray]:
     """The animated region's outline (before feathering): a head ellipse and a neck quad, [N, 2] each.
 
-    `neck_length`: how far the neck reaches below the chin, in face heights.
+    `neck_length`: how far the neck reaches below the chin, in face heights; `head_scale`,
+    `head_raise`: the ellipse's size and lift (module constants). `fit_inside` (x0, y0, x1, y1):
+    the ellipse and the neck are shrunk (never below the face itself) to stay inside it, so the
+    feathered outline, not the rectangle of the generated crop, is where the picture changes.
     """
     xy = np.asarray(landmarks_xy, np.float64)[:, :2]
     oval = xy[list(mesh.FACE_OVAL)]
@@ -87,9 +98,17 @@ def head_and_neck_polygons(landmarks_xy: np.ndarray, neck_length: float = NECK_L
     u, v = oval @ eu, oval @ ev
     height = float(v.max() - v.min())
     width = float(u.max() - u.min())
-    centre = eu * (u.max() + u.min()) / 2 + ev * ((v.max() + v.min()) / 2 - HEAD_RAISE * height)
+    centre = eu * (u.max() + u.min()) / 2 + ev * ((v.max() + v.min()) / 2 - head_raise * height)
     angle = float(np.degrees(np.arctan2(eu[1], eu[0])))
-    axes = (max(1, round(HEAD_SCALE * width / 2)), max(1, round(HEAD_SCALE * (1 + HEAD_RAISE) * height / 2)))
+    half_w, half_h = head_scale * width / 2, head_scale * (1 + head_raise) * height / 2
+    if fit_inside is not None:
+        x0, y0, x1, y1 = fit_inside
+        # Room around the centre (the face is upright within a few degrees, so image axes will do).
+        room_x = min(centre[0] - x0, x1 - centre[0])
+        room_y = min(centre[1] - y0, y1 - centre[1])
+        half_w = max(0.55 * width, min(half_w, room_x))
+        half_h = max(0.55 * (1 + head_raise) * height, min(half_h, room_y))
+    axes = (max(1, round(half_w)), max(1, round(half_h)))
     # ellipse2Poly takes integers: work at 16x and scale back for sub-pixel outlines.
     ellipse = cv2.ellipse2Poly(
         (int(round(centre[0] * 16)), int(round(centre[1] * 16))), (axes[0] * 16, axes[1] * 16), int(round(angle)), 0, 360, 5
@@ -97,6 +116,9 @@ def head_and_neck_polygons(landmarks_xy: np.ndarray, neck_length: float = NECK_L
     right_jaw, left_jaw = xy[JAW_CORNERS[0]], xy[JAW_CORNERS[1]]
     jaw_width = float(np.linalg.norm(left_jaw - right_jaw))
     chin = xy[mesh.CHIN]
+    if fit_inside is not None:
+        # Down to the bottom of the room (not past it), however long the neck would be.
+        neck_length = max(0.0, min(neck_length, (fit_inside[3] - chin[1]) / max(height, 1e-6)))
     bottom_centre = chin + ev * neck_length * height
     half_bottom = eu * NECK_BOTTOM_WIDTH * jaw_width / 2
     neck = np.array([right_jaw, left_jaw, bottom_centre + half_bottom, bottom_centre - half_bottom])
@@ -131,17 +153,20 @@ def soft_mask(
     rx0, ry0, rx1, ry1 = roi
     height, width = ry1 - ry0, rx1 - rx0
     band = max(1.0, feather_fraction * face_height(landmarks_xy))
+    sx0, sy0, sx1, sy1 = source_rect
+    left, top, right, bottom = fade_edges
+    # The outline keeps a band's distance from every edge that fades, so its feather fits.
+    room = (sx0 + band if left else -np.inf, sy0 + band if top else -np.inf,
+            sx1 - band if right else np.inf, sy1 - band if bottom else np.inf)
     # Rasterise at 4x sub-pixel precision (cv2 shift=2); 0 inside the outline, 255 outside.
     outside = np.full((height, width), 255, np.uint8)
-    for polygon in head_and_neck_polygons(landmarks_xy):
+    for polygon in head_and_neck_polygons(landmarks_xy, fit_inside=room):
         points = np.round((polygon - [rx0 + 0.5, ry0 + 0.5]) * 4).astype(np.int32)
         cv2.fillPoly(outside, [points], 0, lineType=cv2.LINE_8, shift=2)
     distance = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     weight = 1.0 - smoothstep(0.0, band, distance)
     xs = np.arange(rx0, rx1, dtype=np.float32) + 0.5
     ys = np.arange(ry0, ry1, dtype=np.float32) + 0.5
-    sx0, sy0, sx1, sy1 = source_rect
-    left, top, right, bottom = fade_edges
     ramp_x = np.where((xs > sx0) & (xs < sx1), 1.0, 0.0).astype(np.float32)
     ramp_y = np.where((ys > sy0) & (ys < sy1), 1.0, 0.0).astype(np.float32)
     if left:

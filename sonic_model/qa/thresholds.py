@@ -83,7 +83,7 @@ class QAThresholds:
     # Seams (sonic_model/qa/seams.py): where generated frames were composited into a still
     # picture (paste-back, renditions), the largest straight step along the composited edge,
     # in grey levels, averaged over every `seam_frame_step`-th frame. Measured here: soft
-    # composites 1.7-4.6, the same frames pasted with a hard rectangle 12.7-15.8.
+    # composites 1.4-2.3, the same frames pasted with a hard rectangle 12.7-22.6.
     max_seam_strength: float = 8.0
     seam_frame_step: int = 5
 
