@@ -24,7 +24,7 @@ RUN_INFO_FILE = "run.json"
 LEDGER_COLUMNS = (
     "run_id", "row_id", "status", "reason", "output_uri", "poster_uri", "sidecar_uri", "plot_uri",
     "content_key", "collection", "language", "item_id", "title", "consent_ref", "qa_figures",
-    "av_offset_measured_frames", "av_offset_applied_ms", "postprocess", "timings", "total_s", "finished_at",
+    "av_offset_measured_frames", "av_offset_applied_ms", "postprocess", "renditions", "timings", "total_s", "finished_at",
 )
 
 NUMERIC_LEDGER_COLUMNS = ("total_s", "av_offset_measured_frames", "av_offset_applied_ms")
@@ -70,6 +70,7 @@ def ledger_rows(run_id: str, outcomes: list[RowOutcome]) -> list[dict]:
                 "av_offset_measured_frames": outcome.postprocess.get("av_offset_measured_frames"),
                 "av_offset_applied_ms": outcome.postprocess.get("av_offset_applied_ms"),
                 "postprocess": json.dumps(outcome.postprocess, sort_keys=True, default=str),
+                "renditions": json.dumps(list(outcome.renditions), sort_keys=True, default=str),
                 "timings": json.dumps(outcome.timings, sort_keys=True),
                 "total_s": round(sum(v for v in outcome.timings.values() if isinstance(v, (int, float))), 3),
                 "finished_at": finished,

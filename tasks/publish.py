@@ -2,7 +2,8 @@
 
 Catalog layout (any fsspec URL: local path, file://, s3://, gs://, memory://):
 
-    <catalog>/<collection>/<language>/<row_id>.mp4    the video
+    <catalog>/<collection>/<language>/<row_id>.mp4    the video (the master)
+    <catalog>/<collection>/<language>/<row_id>.<rendition>.mp4   each rendition (vertical, square, landscape)
     <catalog>/<collection>/<language>/<row_id>.jpg    its poster
     <catalog>/<collection>/<language>/<row_id>.json   the sidecar (written last: the commit mark)
     <catalog>/index.parquet, index.json               every published video
@@ -148,6 +149,8 @@ def find_published(catalog_url: str, info: RowInfo, key: str) -> RowOutcome | No
     video_path = catalog.path(sidecar.get("video", info.key_prefix + ".mp4"))
     if not catalog.exists(video_path):
         return None
+    if not all(catalog.exists(catalog.path(r["video"])) for r in sidecar.get("renditions", [])):
+        return None  # a rendition went missing: render the row again
     poster = sidecar.get("poster")
     return RowOutcome(
         info=info,
@@ -159,7 +162,17 @@ def find_published(catalog_url: str, info: RowInfo, key: str) -> RowOutcome | No
         content_key=key,
         qa_figures=sidecar.get("qa", {}).get("figures", {}),
         postprocess=sidecar.get("postprocess", {}),
+        renditions=tuple(
+            {"name": r["name"], "uri": catalog.uri(catalog.path(r["video"])), "width": r.get("width"),
+             "height": r.get("height"), "passed": True}
+            for r in sidecar.get("renditions", [])
+        ),
     )
+
+
+def rendition_key(prefix: str, name: str) -> str:
+    """A rendition's key beside its master's: `<collection>/<language>/<row_id>.<name>`."""
+    return f"{prefix}.{name}"
 
 
 # --- poster and plot ----------------------------------------------------------------------------
@@ -214,6 +227,10 @@ def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: d
     rendered = checked.rendered
     info = rendered.info
     prefix = info.key_prefix
+    qa_of = {
+        r["name"]: {"passed": r["passed"], "failures": list(r["failures"]), "figures": r["figures"]}
+        for r in checked.renditions
+    }
     return {
         "sidecar_version": SIDECAR_VERSION,
         "row_id": info.row_id,
@@ -233,6 +250,18 @@ def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: d
         },
         "generator": {"name": rendered.generator, "version": rendered.generator_version, "params": rendered.params},
         "video_facts": {k: rendered.render.get(k) for k in ("frames", "fps", "width", "height", "video_duration_s", "audio_duration_s")},
+        "preset": rendered.params.get("preset"),
+        "renditions": [
+            {
+                "name": rendition["name"],
+                "video": rendition_key(prefix, rendition["name"]) + ".mp4",
+                "width": rendition["width"],
+                "height": rendition["height"],
+                "qa": qa_of.get(rendition["name"], {}),
+            }
+            for rendition in rendered.renditions
+        ],
+        "loudness": rendered.render.get("loudness"),
         "postprocess": postprocess_figures(rendered.render, rendered.params),
         "qa": {"passed": checked.passed, "failures": list(checked.failures), "figures": checked.figures},
         "consent_ref": info.consent_ref,
@@ -259,10 +288,16 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
         plot_path = catalog.write_bytes(plot, catalog.path(RUNS_DIR, run_id, "plots", prefix + ".png")) if plot else None
         poster = poster_jpeg(rendered.video_path)
         timings = {**rendered.timings, **checked.timings}
+        passed_of = {r["name"]: r["passed"] for r in checked.renditions}
         if not checked.passed:
             rejected = catalog.path(RUNS_DIR, run_id, "rejected", prefix)
             video_path = catalog.put_file(rendered.video_path, rejected + ".mp4")
             poster_path = catalog.write_bytes(poster, rejected + ".jpg")
+            renditions = tuple(
+                {"name": r["name"], "uri": catalog.uri(catalog.put_file(r["path"], f"{rejected}.{r['name']}.mp4")),
+                 "width": r["width"], "height": r["height"], "passed": passed_of.get(r["name"], False)}
+                for r in rendered.renditions
+            )
             return RowOutcome(
                 info=info,
                 status=FAILED_QA,
@@ -274,6 +309,7 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
                 qa_figures=checked.figures,
                 timings={**timings, "publish_s": round(time.perf_counter() - started, 3)},
                 postprocess=postprocess_figures(rendered.render, rendered.params),
+                renditions=renditions,
             )
         # Video and poster first, sidecar last: the sidecar is what makes a video "published".
         # A previous entry under this key is withdrawn first (its sidecar removed): should the
@@ -281,6 +317,12 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
         # (which needs the sidecar) drops the entry until a rerun publishes it again.
         withdraw(catalog, catalog.path(prefix + ".json"))
         video_path = catalog.put_file(rendered.video_path, catalog.path(prefix + ".mp4"))
+        # Each rendition under its own name beside the master, before the sidecar that lists it.
+        renditions = tuple(
+            {"name": r["name"], "uri": catalog.uri(catalog.put_file(r["path"], catalog.path(rendition_key(prefix, r["name"]) + ".mp4"))),
+             "width": r["width"], "height": r["height"], "passed": True}
+            for r in rendered.renditions
+        )
         poster_path = catalog.write_bytes(poster, catalog.path(prefix + ".jpg"))
         timings["publish_s"] = round(time.perf_counter() - started, 3)
         sidecar = sidecar_for(checked, catalog, run_id, timings)
@@ -296,6 +338,7 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str) -> R
             qa_figures=checked.figures,
             timings=timings,
             postprocess=postprocess_figures(rendered.render, rendered.params),
+            renditions=renditions,
         )
     finally:
         discard_scratch(rendered)
@@ -328,12 +371,30 @@ def check_and_publish_task(rendered: RenderedVideo, thresholds: Any, catalog_url
 
 INDEX_COLUMNS = (
     "key", "row_id", "collection", "language", "item_id", "title", "video", "poster", "sidecar",
-    "content_key", "generator", "generator_version", "duration_s", "width", "height",
+    "content_key", "generator", "generator_version", "duration_s", "width", "height", "rendition",
     "consent_ref", "ai_generated", "run_id", "published_at",
 )
 
 
+def index_entries(catalog: Catalog, sidecar_path: str, sidecar: dict) -> list[dict]:
+    """The index entries of one published row: its master, then one per rendition (own key,
+    video, width, height and rendition name; the rest as the master's)."""
+    master = index_entry(catalog, sidecar_path, sidecar)
+    entries = [master]
+    for rendition in sidecar.get("renditions", []):
+        entries.append({
+            **master,
+            "key": rendition["video"][: -len(".mp4")],
+            "video": rendition["video"],
+            "width": rendition.get("width"),
+            "height": rendition.get("height"),
+            "rendition": rendition["name"],
+        })
+    return entries
+
+
 def index_entry(catalog: Catalog, sidecar_path: str, sidecar: dict) -> dict:
+    """The master's index entry of one published row."""
     facts = sidecar.get("video_facts", {})
     generator = sidecar.get("generator", {})
     return {
@@ -352,6 +413,7 @@ def index_entry(catalog: Catalog, sidecar_path: str, sidecar: dict) -> dict:
         "duration_s": facts.get("video_duration_s"),
         "width": facts.get("width"),
         "height": facts.get("height"),
+        "rendition": "master",
         "consent_ref": sidecar.get("consent_ref"),
         "ai_generated": bool(sidecar.get("ai_generated", True)),
         "run_id": sidecar.get("run_id"),
@@ -381,6 +443,7 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome]) -> dict:
     catalog = Catalog(catalog_url)
     entries: dict[str, dict] = {}
     for record in read_index(catalog_url).to_dict("records"):
+        record.setdefault("rendition", "master")  # an index written before renditions existed
         entries[record["key"]] = record
     for outcome in outcomes:
         if not outcome.in_catalog or not outcome.sidecar_uri:
@@ -388,8 +451,11 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome]) -> dict:
         sidecar_path = catalog.path(outcome.info.key_prefix + ".json")
         sidecar = catalog.read_json(sidecar_path)
         if sidecar:
-            entry = index_entry(catalog, sidecar_path, sidecar)
-            entries[entry["key"]] = entry
+            # The row's entries are replaced as a whole: a rendition it no longer has leaves the index.
+            relative = catalog.relative(sidecar_path)
+            entries = {key: entry for key, entry in entries.items() if entry.get("sidecar") != relative}
+            for entry in index_entries(catalog, sidecar_path, sidecar):
+                entries[entry["key"]] = entry
     # The index must never list a video that is not there (deleted by hand, a failed write).
     # ...nor one whose sidecar is gone (withdrawn by a replacement that did not finish).
     live = [

@@ -47,8 +47,10 @@ def safe_key_part(value: Any, *, fallback: str = DEFAULT_COLLECTION) -> str:
 def content_key(*, portrait_sha256: str, audio_sha256: str, generator: str, generator_version: str, params: dict) -> str:
     """What makes a video what it is: same inputs + generator + parameters -> same key.
 
-    Stored in the sidecar; a row whose key is already published is not rendered again.
+    Stored in the sidecar; a row whose key is already published is not rendered again. Which
+    parameters were given explicitly (`RenderParams.explicit`) does not change the video.
     """
+    params = {name: value for name, value in params.items() if name != "explicit"}
     material = json.dumps(
         {
             "portrait_sha256": portrait_sha256,
@@ -131,6 +133,9 @@ class RenderedVideo:
     # Set when the files above sit in shared scratch storage (a cluster run): the attempt
     # folder holding them, removed once the row is published or rejected.
     scratch_uri: str | None = None
+    # The renditions made beside the master: {"name", "path", "width", "height"} each (`path`
+    # local or in the scratch, like `video_path`).
+    renditions: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,9 @@ class CheckedVideo:
     envelope_series: tuple[float, ...] = ()
     speech_series: tuple[bool, ...] = ()
     timings: dict = field(default_factory=dict)
+    # Each rendition checked on its own: {"name", "passed", "failures", "figures"}. `passed` and
+    # `failures` above cover them too (a failed rendition fails the row, named in its reason).
+    renditions: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,8 @@ class RowOutcome:
     timings: dict = field(default_factory=dict)
     # Lip-sync calibration and motion smoothing figures of the render (see `postprocess_figures`).
     postprocess: dict = field(default_factory=dict)
+    # The renditions beside the master: {"name", "uri", "width", "height", "passed"} each.
+    renditions: tuple[dict, ...] = ()
 
     @property
     def in_catalog(self) -> bool:

@@ -212,13 +212,19 @@ def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None
             forget_generator(choice.name, choice.weights)  # a lost GPU / broken model: reload on retry
             raise
         video_loc, portrait_loc, audio_loc, scratch_uri = str(out_path), str(portrait_path), str(audio_path), None
+        renditions = [dict(rendition) for rendition in result.renditions]
         if scratch_url:
-            # QA and publish may run elsewhere: the video and the exact inputs it was made from
-            # go to shared scratch, under a folder of their own for this attempt.
+            # QA and publish may run elsewhere: the videos and the exact inputs they were made
+            # from go to shared scratch, under a folder of their own for this attempt.
             scratch_uri = _join(scratch_url, info.key_prefix, uuid.uuid4().hex[:12])
-            video_loc, portrait_loc, audio_loc = _upload(scratch_uri, {
+            extra = {Path(r["path"]).name: Path(r["path"]) for r in renditions}
+            locations = _upload(scratch_uri, {
                 "video.mp4": out_path, "portrait" + portrait_path.suffix: portrait_path, "audio" + audio_path.suffix: audio_path,
+                **extra,
             })
+            video_loc, portrait_loc, audio_loc = locations[:3]
+            for rendition, location in zip(renditions, locations[3:]):
+                rendition["path"] = location
             shutil.rmtree(scratch, ignore_errors=True)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -240,6 +246,7 @@ def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None
         render=result.as_dict(),
         timings={"materialize_s": round(materialized - started, 3), "render_s": round(result.seconds, 3)},
         scratch_uri=scratch_uri,
+        renditions=tuple(renditions),
     )
 
 
@@ -286,7 +293,7 @@ def localized(rendered: RenderedVideo) -> Iterator[RenderedVideo]:
     """`rendered` with local file paths: in place when they are on this machine's filesystem
     (one process, or a shared catalog disk), else downloaded to a temporary directory that is
     removed on exit. The scratch itself is left alone (see `discard_scratch`)."""
-    wanted = (rendered.video_path, rendered.portrait_path, rendered.audio_path)
+    wanted = (rendered.video_path, rendered.portrait_path, rendered.audio_path, *(r["path"] for r in rendered.renditions))
     if all(_is_here(location) for location in wanted):
         yield rendered
         return
@@ -303,7 +310,8 @@ def localized(rendered: RenderedVideo) -> Iterator[RenderedVideo]:
             with fsspec.open(location, "rb") as source, open(target, "wb") as sink:
                 shutil.copyfileobj(source, sink, 1 << 20)
             local.append(str(target))
-        yield replace(rendered, video_path=local[0], portrait_path=local[1], audio_path=local[2])
+        renditions = tuple({**rendition, "path": path} for rendition, path in zip(rendered.renditions, local[3:]))
+        yield replace(rendered, video_path=local[0], portrait_path=local[1], audio_path=local[2], renditions=renditions)
     finally:
         shutil.rmtree(download, ignore_errors=True)
 

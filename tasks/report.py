@@ -1,8 +1,8 @@
 """The QA report people look at: `<catalog>/_runs/<run_id>/report.html`.
 
 One static HTML page per run, no scripts and no external resources: per row a poster
-thumbnail, the status, the reason, the mouth-opening-vs-audio plot and links to the video and
-its sidecar. Every link is relative (`../../<collection>/...` for published videos,
+thumbnail, the status, the reason, the mouth-opening-vs-audio plot and links to the video, its
+renditions (name and size; a failed one is marked) and its sidecar. Every link is relative (`../../<collection>/...` for published videos,
 `plots/...` and `rejected/...` for what lives under the run), so the page works the same opened
 from a local disk, a synced copy, or an object store served as a website.
 """
@@ -82,6 +82,11 @@ def render_report_html(catalog: Catalog, run_id: str, outcomes: list[RowOutcome]
         links = []
         if video:
             links.append(f'<a href="{html.escape(video)}">video</a>')
+        for rendition in outcome.renditions:
+            label = f"{rendition['name']} {rendition.get('width')}x{rendition.get('height')}"
+            target = _relative_link(catalog, rendition.get("uri"))
+            mark = "" if rendition.get("passed", True) else " (failed QA)"
+            links.append(f'<a href="{html.escape(target)}">{html.escape(label)}</a>{mark}' if target else html.escape(label + mark))
         if sidecar:
             links.append(f'<a href="{html.escape(sidecar)}">sidecar</a>')
         colour = STATUS_COLOURS.get(outcome.status, "#444")
