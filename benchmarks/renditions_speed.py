@@ -39,6 +39,7 @@ class EncoderPeakMemory:
 
     def __init__(self) -> None:
         self.peaks: dict[int, float] = {}
+        self.names: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -59,12 +60,30 @@ class EncoderPeakMemory:
                     for line in status.splitlines():
                         if line.startswith("VmHWM:"):
                             self.peaks[int(child)] = max(self.peaks.get(int(child), 0.0), int(line.split()[1]) / 1024)
+                    if int(child) not in self.names:
+                        try:
+                            args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                            self.names[int(child)] = _describe(args)
+                        except OSError:
+                            pass
+
+    def by_process(self) -> list[str]:
+        return [f"{self.names.get(pid, '?')} {peak:.0f}" for pid, peak in sorted(self.peaks.items())]
 
     def stop(self) -> float:
         """The sum over children of each one's peak (MB): an upper bound of their peak together."""
         self._stop.set()
         self._thread.join()
         return sum(self.peaks.values())
+
+
+def _describe(args: list[bytes]) -> str:
+    """A short name for a child process: its output file (an encoder), or its program."""
+    text = [a.decode("utf-8", "replace") for a in args if a]
+    for item in reversed(text):
+        if item.endswith(".mp4") or item.endswith(".wav") or item == "-":
+            return Path(item).name
+    return Path(text[0]).name if text else "?"
 
 
 def cpu_seconds() -> float:
@@ -91,6 +110,7 @@ def measure(portrait: Path, audio: Path, warmup_audio: Path, out: Path, speed: b
     figures["all_s"] = time.perf_counter() - started
     figures["all_cpu_s"] = cpu_seconds() - cpu
     figures["peak_ffmpeg_mb"] = sampler.stop()
+    figures["ffmpeg_processes"] = sampler.by_process()
     figures["peak_python_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["frames"] = result.frames
     figures["sizes"] = [f"{result.width}x{result.height}"] + [f"{r['width']}x{r['height']}" for r in result.renditions]
@@ -135,6 +155,7 @@ def main() -> int:
     for label, figures in ((10.0, short), (args.long, long)):
         print(f"  {label:4.0f} s, all four: peak RSS python {figures['peak_python_mb']:.0f} MB + ffmpeg "
               f"{figures['peak_ffmpeg_mb']:.0f} MB (sum of the encoders' peaks), {figures['all_s']:.1f} s wall")
+        print(f"        ffmpeg processes (output, peak MB): {'; '.join(figures['ffmpeg_processes'])}")
     total = lambda f: f["peak_python_mb"] + f["peak_ffmpeg_mb"]  # noqa: E731
     growth = total(long) / total(short)
     print(f"peak memory {args.long:g} s / 10 s: {growth:.3f}x (target <= {TARGET_MEMORY_GROWTH})")

@@ -82,6 +82,7 @@ class VideoWriter:
         audio_sample_rate: int | None = None,
         audio_channels: int | None = None,
         input_pix_fmt: str = "rgb24",
+        x264_params: str | None = None,
     ) -> None:
         self.out_path = Path(out_path)
         self.width, self.height = int(width), int(height)
@@ -100,6 +101,7 @@ class VideoWriter:
         if input_pix_fmt not in ("rgb24", "yuv420p"):
             raise ValueError(f"input_pix_fmt must be rgb24 or yuv420p, got {input_pix_fmt!r}")
         self.input_pix_fmt = input_pix_fmt
+        self.x264_params = x264_params
         self.audio_offset_s = audio_offset_s
         self.metadata = {"comment": AI_DISCLOSURE, "ai_generated": "true", "generator": generator}
         self.metadata.update(extra_metadata or {})
@@ -148,6 +150,8 @@ class VideoWriter:
             "movflags": "+faststart+use_metadata_tags",  # custom keys such as generator
             "map_metadata": -1,
         }
+        if self.x264_params:
+            output_args["x264-params"] = self.x264_params
         if self.video_bitrate:
             output_args["video_bitrate"] = self.video_bitrate
             if self.max_bitrate:

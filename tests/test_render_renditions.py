@@ -136,3 +136,21 @@ def test_render_one_cli_preset_rendition_and_loudness_target(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error: loudness target 'loud' is not a number")
+
+
+def test_manifest_row_preset_and_renditions_columns():
+    from manifests.schema import ManifestRow
+
+    base = dict(row_id="r", portrait_uri="p.jpg", audio_uri="a.wav", language="en", consent_ref="c")
+    run = RenderParams.resolve(None, {"seed": 3, "min_resolution": 256})  # the run gave these explicitly
+    params = ManifestRow(**base, preset="fast", inference_steps=30, renditions="square,vertical").render_params(run)
+    assert params.preset == "fast"
+    assert params.inference_steps == 30  # the row's own column beats its preset
+    assert params.min_resolution == 256 and params.seed == 3  # the run's explicit options beat the row's preset
+    assert params.motion_smoothing == 1.0  # the rest comes from the preset
+    assert params.renditions == ("master", "vertical", "square")
+    assert ManifestRow(**base).render_params(run) == run
+    with pytest.raises(ParameterError, match="unknown rendition"):
+        ManifestRow(**base, renditions="vertical,poster").render_params(run)
+    with pytest.raises(ParameterError, match="unknown preset"):
+        ManifestRow(**base, preset="ultra").render_params(run)

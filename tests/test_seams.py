@@ -111,3 +111,16 @@ def test_hard_pasted_vertical_rendition_fails_and_ours_passes(tmp_path, scene):
                 meter.add(luma, tracker(rgb))
         strengths[name] = meter.strength
     assert strengths["hard"] > QAThresholds().max_seam_strength > strengths["ours"]
+
+
+def test_our_paste_back_render_passes_the_seam_check(tmp_path):
+    """The real render path with --paste-back (the preview animates the photo in place): no seam."""
+    from sonic_model.render import RenderParams, get_generator, render_video
+
+    portrait = load_image(FIXTURES / "portrait_hopper.jpg")
+    out = tmp_path / "paste_back.mp4"
+    render_video(get_generator("preview"), portrait, FIXTURES / "speech_en_pause_16k.wav", out, RenderParams(paste_back=True))
+    result = check_video(out, portrait, load_audio(FIXTURES / "speech_en_pause_16k.wav"), QAThresholds(loudness_target_lufs=-14.0),
+                         still_reference=portrait)
+    assert result.figures["seam_strength"] < QAThresholds().max_seam_strength
+    assert result.passed, result.failures
