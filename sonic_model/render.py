@@ -210,9 +210,12 @@ def render_video(
     # Tracking is needed for either step; the same tracker pass serves both.
     smoother = HeadMotionSmoother(params.motion_smoothing, track=params.lipsync_calibration and params.av_offset_ms is None)
     # The sound every video of the row muxes (normalised once) and the renditions' compositors.
+    # Frames of the whole photo (paste-back) go into the renditions whole; a generator that
+    # makes its crop whatever paste_back says is composited as the crop it is.
+    whole_photo = params.paste_back and (width, height) == (portrait_rgb.shape[1], portrait_rgb.shape[0])
     plan = plan_delivery(
         portrait_rgb, audio_path, out_path, renditions=params.renditions, loudness_target=params.loudness_target,
-        expand_ratio=params.expand_ratio, paste_back=params.paste_back,
+        expand_ratio=params.expand_ratio, paste_back=whole_photo,
     )
     # Encode once, to hidden names: the files appear under their final names only when final
     # (re-timed or not), so no reader ever sees an uncalibrated video there.

@@ -79,7 +79,13 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
         landmarks = None
         if rendered.renditions:
             _, landmarks = subject_face(portrait)
-        master_still = still_reference(portrait, "master", paste_back=paste_back)
+        # A paste-back master is the photo itself (seams checked against it); a crop is not composited.
+        size = (rendered.render.get("width"), rendered.render.get("height"))
+        whole_photo = (
+            paste_back and all(isinstance(v, int) for v in size)
+            and abs(size[0] - portrait.shape[1]) <= 1 and abs(size[1] - portrait.shape[0]) <= 1
+        )
+        master_still = still_reference(portrait, "master", paste_back=whole_photo)
         result = check_video(local.video_path, portrait, audio, checked_against, still_reference=master_still)
         failures = [str(f) for f in result.failures]
         for rendition in local.renditions:
