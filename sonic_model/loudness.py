@@ -257,15 +257,16 @@ def decode_for_delivery(audio_path: str | Path) -> np.ndarray:
 
     Decoded like every other use of the script (`sonic_model.audio.decode_audio_stream`: its
     first audio stream, laid out by presentation time, from its first sample), so the
-    normalised track holds the very samples the generator listened to. Mono is doubled; more
-    than two channels are mixed down to their mean on both sides.
+    normalised track holds the very samples the generator listened to. Mono goes to both sides
+    at -3 dB (as ffmpeg's upmix does: the stereo file then measures what the mono script
+    measured); more than two channels are mixed down to their mean on both sides.
     """
     from sonic_model.audio import decode_audio_stream, resample
 
     stream = decode_audio_stream(audio_path)
     channels = stream.samples
     if channels.shape[0] == 1:
-        channels = np.repeat(channels, OUTPUT_CHANNELS, axis=0)
+        channels = np.repeat(channels * np.float32(math.sqrt(0.5)), OUTPUT_CHANNELS, axis=0)
     elif channels.shape[0] > OUTPUT_CHANNELS:
         channels = np.repeat(channels.mean(axis=0, keepdims=True), OUTPUT_CHANNELS, axis=0)
     stereo = np.stack([resample(channel, stream.sample_rate, OUTPUT_SAMPLE_RATE) for channel in channels], axis=1)
