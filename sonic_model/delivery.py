@@ -23,7 +23,8 @@ import numpy as np
 from sonic_model.errors import OutputError
 from sonic_model.loudness import LoudnessReport, normalise_loudness
 from sonic_model.rendition_writer import rendition_path
-from sonic_model.renditions import MASTER, RENDITIONS, RenditionCompositor, generated_box, rendition_still
+from sonic_model.composite import Placement
+from sonic_model.renditions import MASTER, RENDITIONS, RenditionCompositor, generated_box, rendition_still, still_canvas
 
 FaceBoxXYWH = tuple[float, float, float, float]
 
@@ -104,10 +105,20 @@ def still_reference(
     paste_back: bool,
     face_box: FaceBoxXYWH | None = None,
     landmarks: np.ndarray | None = None,
+    placement: Placement | tuple[float, float, float] | None = None,
 ) -> np.ndarray | None:
-    """The still picture a video was composited into (for QA's seam check), or None for a crop master."""
+    """The still picture a video was composited into (for QA's seam check), or None for a crop master.
+
+    `placement` (the render's own, `RenderResult.renditions[i]["placement"]`: scale, dx, dy)
+    rebuilds the rendition's canvas exactly; without it the framing is worked out again from
+    the face (`face_box`, else the largest face), which may land a pixel apart.
+    """
     if rendition == MASTER:
         return np.ascontiguousarray(portrait_rgb) if paste_back else None
+    spec = RENDITIONS[rendition]
+    if placement is not None:
+        placement = placement if isinstance(placement, Placement) else Placement(*(float(v) for v in placement))
+        return still_canvas(portrait_rgb, placement, (spec.width, spec.height))
     if landmarks is None:
         _, landmarks = subject_face(portrait_rgb, face_box)
-    return rendition_still(RENDITIONS[rendition], portrait_rgb, landmarks)
+    return rendition_still(spec, portrait_rgb, landmarks)

@@ -50,7 +50,8 @@ class RenderResult:
     motion_frames_warped: int = 0
     motion_correction_mean_px: float = 0.0
     motion_correction_max_px: float = 0.0
-    # Delivery: each rendition made beside the master ({"name", "path", "width", "height"}),
+    # Delivery: each rendition made beside the master ({"name", "path", "width", "height",
+    # "placement": [scale, dx, dy] of the photo in its frame}),
     # and what loudness normalisation measured and did (sonic_model.loudness.LoudnessReport).
     renditions: list[dict] = field(default_factory=list)
     loudness: dict | None = None
@@ -157,7 +158,8 @@ def render_video(
         av_offset_applied_ms=round(delay_ms, 3),
         **figures,
         renditions=[
-            {"name": name, "path": str(plan.final_paths[name]), "width": c.spec.width, "height": c.spec.height}
+            {"name": name, "path": str(plan.final_paths[name]), "width": c.spec.width, "height": c.spec.height,
+             "placement": [c.placement.scale, c.placement.dx, c.placement.dy]}
             for name, c in plan.compositors.items()
         ],
         loudness=plan.loudness.as_dict() if plan.loudness else None,

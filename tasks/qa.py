@@ -79,7 +79,7 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
         portrait = load_image(local.portrait_path)
         audio = load_audio(local.audio_path)
         landmarks = None
-        if rendered.renditions:
+        if any(rendition.get("placement") is None for rendition in rendered.renditions):
             _, landmarks = subject_face(portrait)
         # A paste-back master is the photo itself (seams checked against it); a crop is not composited.
         size = (rendered.render.get("width"), rendered.render.get("height"))
@@ -93,7 +93,9 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
         for rendition in local.renditions:
             name = rendition["name"]
             sized = dataclasses.replace(checked_against, expected_width=rendition["width"], expected_height=rendition["height"])
-            still = still_reference(portrait, name, paste_back=paste_back, landmarks=landmarks)
+            # The canvas exactly as the render made it (its placement), else framed again.
+            still = still_reference(portrait, name, paste_back=paste_back, landmarks=landmarks,
+                                    placement=rendition.get("placement"))
             own = check_video(rendition["path"], portrait, audio, sized, still_reference=still)
             renditions.append({"name": name, "passed": bool(own.passed), "failures": list(own.failures), "figures": dict(own.figures)})
             failures += [f"{name} rendition: {failure}" for failure in own.failures]
