@@ -66,6 +66,13 @@ def test_rendition_is_published_beside_its_master_and_listed_in_the_sidecar(run)
     assert sidecar["preset"] == "fast" and params["preset"] == "fast"
     assert params["inference_steps"] == 12 and params["min_resolution"] == 256
     assert sidecar["loudness"]["target_lufs"] == -16.0
+    # Signed on its own (C2PA): its own manifest, naming the rendition, bound to its own bytes.
+    from sonic_model.credentials import read_credentials
+
+    claims = read_credentials(vertical)
+    assert claims.status == "valid" and claims.ai_generated
+    assert claims.sonic["rendition"] == "vertical" and claims.sonic["row_id"] == "shorts"
+    assert entry["credentials"]["manifest_label"] == claims.manifest_label != sidecar["credentials"]["manifest_label"]
     plain = json.loads((run["catalog"] / "course" / "en" / "plain.json").read_text())
     assert plain["renditions"] == [] and plain["preset"] is None
 
