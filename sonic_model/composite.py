@@ -223,6 +223,7 @@ class SoftCompositor:
         if x1 - x0 < 1 or y1 - y0 < 1:
             raise ValueError(f"the generated area {source_rect} lies outside the {self.width}x{self.height} target")
         self.whole_source = whole_source
+        self.fade_edges = tuple(bool(edge) for edge in fade_edges)
         self._canvas = self.still.copy()
         self._i420: np.ndarray | None = None
         self._frame_size: tuple[int, int] | None = None
