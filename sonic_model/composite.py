@@ -289,19 +289,28 @@ class SoftCompositor:
         self._canvas[ry0:ry1, rx0:rx1] = blended
         return self._canvas
 
-    def composite_i420(self, frame: np.ndarray) -> np.ndarray:
+    def composite_i420(self, frame: np.ndarray, frame_i420: np.ndarray | None = None) -> np.ndarray:
         """The same picture as I420 (yuv420p) [H * 3 / 2, W] for an encoder fed yuv420p.
 
-        Only the changing box (widened to even coordinates, so its 2x2 chroma blocks are the
-        same as a whole-picture conversion's) is converted per frame; the rest stays converted
-        from the still picture. Needs even sides. Reused by the next call.
+        With `frame_i420` (the generated frame already converted to I420, once for every
+        rendition: `frame_to_i420`), the frame is warped and blended plane by plane straight
+        into the still picture's I420 (luma at full, chroma at half resolution: half the
+        pixels of an RGB blend, and no conversion of the composited box). Without it, or when
+        the frames are shrunk a lot (area-averaged first) or have odd sides, the RGB picture's
+        changing box is converted (widened to even coordinates, so its 2x2 chroma blocks are
+        the same as a whole-picture conversion's). The rest of the picture stays converted from
+        the still picture. Needs even sides. Reused by the next call.
         """
         height, width = self.height, self.width
         if height % 2 or width % 2:
             raise ValueError(f"I420 needs even sides, the target is {width}x{height}")
-        rgb = self.composite(frame)
         if self._i420 is None:
             self._i420 = cv2.cvtColor(np.ascontiguousarray(self.still), cv2.COLOR_RGB2YUV_I420)
+        if frame_i420 is not None and not (frame.shape[0] % 2 or frame.shape[1] % 2):
+            matrix = self._frame_matrix(frame.shape[1], frame.shape[0])
+            if min(matrix[0, 0], matrix[1, 1]) >= 0.66:
+                return self._composite_planes(frame_i420, frame.shape[1], frame.shape[0])
+        rgb = self.composite(frame)
         x0, y0, x1, y1 = self.roi
         x0, y0 = x0 - x0 % 2, y0 - y0 % 2
         x1, y1 = min(width, x1 + x1 % 2), min(height, y1 + y1 % 2)
@@ -311,6 +320,56 @@ class SoftCompositor:
             step = 2 // scale
             whole[y0 // step:y1 // step, x0 // step:x1 // step] = piece
         return self._i420
+
+
+    def _plane_setup(self) -> None:
+        """The changing box widened to even coordinates, its weights per plane, and the still
+        picture's planes there (for `_composite_planes`)."""
+        x0, y0, x1, y1 = self.roi
+        ex0, ey0 = x0 - x0 % 2, y0 - y0 % 2
+        ex1, ey1 = min(self.width, x1 + x1 % 2), min(self.height, y1 + y1 % 2)
+        self._even_roi = (ex0, ey0, ex1, ey1)
+        luma = np.zeros((ey1 - ey0, ex1 - ex0), np.float32)
+        luma[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] = 1.0 if self.whole_source else self.weight
+        # A chroma sample covers 2x2 luma pixels: its weight is their mean.
+        chroma = cv2.resize(luma, ((ex1 - ex0) // 2, (ey1 - ey0) // 2), interpolation=cv2.INTER_AREA)
+        planes = _i420_planes(self._i420, self.width, self.height)
+        # The still picture's own planes (self._i420 may hold a composited frame already).
+        still_planes = _i420_planes(cv2.cvtColor(self.still, cv2.COLOR_RGB2YUV_I420), self.width, self.height)
+        self._planes = []
+        for index, (plane, still, weight) in enumerate(zip(planes, still_planes, (luma, chroma, chroma))):
+            factor = 1 if index == 0 else 2
+            box = (slice(ey0 // factor, ey1 // factor), slice(ex0 // factor, ex1 // factor))
+            self._planes.append((plane, box, factor, weight, np.ascontiguousarray(1.0 - weight),
+                                 np.ascontiguousarray(still[box])))
+
+    def _composite_planes(self, frame_i420: np.ndarray, frame_w: int, frame_h: int) -> np.ndarray:
+        if getattr(self, "_planes", None) is None:
+            self._plane_setup()
+        ex0, ey0 = self._even_roi[:2]
+        matrix = self._frame_matrix(frame_w, frame_h)
+        # The frame -> ROI map in continuous coordinates, x' = a x + t (ROI origin added back).
+        ax, ay = matrix[0, 0], matrix[1, 1]
+        tx = matrix[0, 2] - 0.5 * ax + 0.5 + self.roi[0]
+        ty = matrix[1, 2] - 0.5 * ay + 0.5 + self.roi[1]
+        for source, (plane, box, factor, weight, still_weight, still) in zip(
+            _i420_planes(frame_i420, frame_w, frame_h), self._planes
+        ):
+            # The same map on a plane `factor` times smaller: the shift scales, the zoom does not.
+            plane_matrix = np.array([[ax, 0.0, tx / factor + 0.5 * ax - 0.5 - ex0 / factor],
+                                     [0.0, ay, ty / factor + 0.5 * ay - 0.5 - ey0 / factor]])
+            size = (box[1].stop - box[1].start, box[0].stop - box[0].start)
+            warped = cv2.warpAffine(np.ascontiguousarray(source), plane_matrix, size, flags=self.interpolation,
+                                    borderMode=cv2.BORDER_REPLICATE)
+            plane[box] = cv2.blendLinear(warped, still, weight, still_weight)
+        return self._i420
+
+
+def frame_to_i420(frame: np.ndarray) -> np.ndarray | None:
+    """A generated RGB frame as I420 (for `SoftCompositor.composite_i420`), None for odd sides."""
+    if frame.shape[0] % 2 or frame.shape[1] % 2:
+        return None
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420)
 
 
 def _i420_planes(buffer: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

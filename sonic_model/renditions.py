@@ -209,9 +209,13 @@ class RenditionCompositor:
         """The rendition's RGB picture for one generated frame (reused by the next call)."""
         return self.compositor.composite(generated)
 
-    def frame_i420(self, generated: np.ndarray) -> np.ndarray:
-        """The same as I420 [H * 3 / 2, W], what the rendition's encoder is fed (reused by the next call)."""
-        return self.compositor.composite_i420(generated)
+    def frame_i420(self, generated: np.ndarray, generated_i420: np.ndarray | None = None) -> np.ndarray:
+        """The same as I420 [H * 3 / 2, W], what the rendition's encoder is fed (reused by the next call).
+
+        `generated_i420`: the generated frame as I420 (`composite.frame_to_i420`), converted
+        once for every rendition; then the rendition is composited plane by plane.
+        """
+        return self.compositor.composite_i420(generated, generated_i420)
 
 
 def rendition_still(spec: RenditionSpec, photo_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
