@@ -57,6 +57,9 @@ class EncoderPeakMemory:
                         status = Path(f"/proc/{child}/status").read_text()
                     except OSError:
                         continue
+                    if status.startswith("Name:\tpython"):
+                        # Forked but not yet exec'd: a copy of this process (its peak is ours), not an encoder.
+                        continue
                     for line in status.splitlines():
                         if line.startswith("VmHWM:"):
                             self.peaks[int(child)] = max(self.peaks.get(int(child), 0.0), int(line.split()[1]) / 1024)
