@@ -131,6 +131,13 @@ def test_render_one_cli_preset_rendition_and_loudness_target(tmp_path):
     assert (info.width, info.height) == (1080, 1080) and info.audio_sample_rate == 48000
     samples, rate = decode_audio_track(square)
     assert integrated_loudness(samples, rate) == pytest.approx(-16.0, abs=0.5)
+    # Signed each (C2PA): the rendition carries its own manifest, naming it.
+    from sonic_model.credentials import read_credentials
+
+    claims = read_credentials(square)
+    assert claims.status == "valid" and claims.sonic["rendition"] == "square"
+    assert result["credentials"]["renditions"]["square"]["manifest_label"] == claims.manifest_label
+    assert read_credentials(out).sonic["rendition"] == "master"
     bad = subprocess.run(
         CLI + ["render-one", "--portrait", str(FIXTURES / "portrait_hopper.jpg"), "--audio", str(SPEECH), "--out", str(out),
                "--loudness-target", "loud"],
