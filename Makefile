@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU wheel of torch is found by this exact pin (see DESIGN.md); install it first
+	# The CPU wheel of torch is found by this exact pin (ARCHITECTURE.md, machine facts); install it first
 	# so nothing else pulls a CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]'

@@ -3,7 +3,7 @@
 Prefect reads its settings when it is first imported, so the environment is set here, at the
 top of conftest (which pytest imports before any test module): a throwaway PREFECT_HOME (its
 own SQLite database for the ephemeral API), no analytics or telemetry, and a startup timeout
-long enough for a loaded 2-core CI machine (DESIGN.md section 6).
+long enough for a loaded 2-core CI machine (ARCHITECTURE.md, machine facts).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class QAThresholds:
     min_short_side: int = 256
     expected_width: int | None = None
     expected_height: int | None = None
-    # Duration: the video must last as long as the script audio to within one frame (DESIGN.md 4.3).
+    # Duration: the video must last as long as the script audio to within one frame (the encoder's contract).
     max_duration_mismatch_frames: float = 1.0
     # Sync: a viewer notices lips ~45 ms early or ~125 ms late (ITU-R BT.1359); 2 frames = 80 ms.
     max_abs_av_offset_frames: int = 2
