@@ -25,8 +25,11 @@ REQUIRED_COLUMNS = ("row_id", "portrait_uri", "audio_uri", "language", "consent_
 # Per-row generation overrides: a null cell means "use the run's default".
 OVERRIDE_COLUMNS = (
     "min_resolution", "expand_ratio", "inference_steps", "dynamic_scale", "motion_scale", "seed",
-    "lipsync_calibration", "motion_smoothing", "av_offset_ms",
+    "lipsync_calibration", "motion_smoothing", "av_offset_ms", "renditions",
 )
+# A row's own preset: its settings replace the run's defaults except options the run gave
+# explicitly; the row's own override columns win over both.
+PRESET_COLUMN = "preset"
 CATALOG_KEY_COLUMNS = ("collection", "item_id", "title")
 
 MANIFEST_SCHEMA = pa.schema(
@@ -49,6 +52,8 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("lipsync_calibration", pa.bool_(), metadata={"doc": "override: lip-sync calibration on/off"}),
         pa.field("motion_smoothing", pa.float64(), metadata={"doc": "override: motion smoothing strength (0 = off)"}),
         pa.field("av_offset_ms", pa.float64(), metadata={"doc": "override: manual audio delay in ms"}),
+        pa.field("renditions", pa.string(), metadata={"doc": "override: sizes delivered beside the master, e.g. 'vertical,square' (vertical, square, landscape)"}),
+        pa.field("preset", pa.string(), metadata={"doc": "override: named generation settings, 'fast' or 'high-quality'"}),
     ]
 )
 COLUMNS = tuple(MANIFEST_SCHEMA.names)
@@ -86,14 +91,19 @@ class ManifestRow:
     lipsync_calibration: bool | None = None
     motion_smoothing: float | None = None
     av_offset_ms: float | None = None
+    renditions: str | None = None
+    preset: str | None = None
 
     def render_params(self, defaults: RenderParams = RenderParams()) -> RenderParams:
-        """The run's `defaults` with this row's non-null overrides applied, range-checked.
+        """The run's `defaults` with this row's preset and non-null overrides applied, range-checked.
 
-        Raises `ParameterError` (an `InputError`) naming the first out-of-range value.
+        Precedence: built-in defaults < preset (the row's, else the run's) < options the run
+        gave explicitly < this row's override columns. Raises `ParameterError` (an
+        `InputError`) naming the first out-of-range value or unknown preset/rendition.
         """
+        base = defaults.with_preset(self.preset) if self.preset is not None else defaults
         overrides = {name: getattr(self, name) for name in OVERRIDE_COLUMNS if getattr(self, name) is not None}
-        return dataclasses.replace(defaults, **overrides).validated()
+        return dataclasses.replace(base, **overrides).validated()
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

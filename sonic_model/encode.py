@@ -46,6 +46,14 @@ def ffmpeg_executable() -> str:
         raise OutputError("no ffmpeg found: install the imageio-ffmpeg package or the system ffmpeg") from None
 
 
+def _doubled(bitrate: str) -> str:
+    """Twice an ffmpeg bitrate such as "8M" or "800k"."""
+    number, unit = bitrate[:-1], bitrate[-1]
+    if unit.isdigit():
+        return str(2 * int(float(bitrate)))
+    return f"{2 * float(number):g}{unit}"
+
+
 class VideoWriter:
     """Stream RGB frames into an H.264/AAC MP4 with the given audio track.
 
@@ -68,6 +76,13 @@ class VideoWriter:
         preset: str = "veryfast",
         audio_offset_s: float = 0.0,
         extra_metadata: dict[str, str] | None = None,
+        video_bitrate: str | None = None,
+        max_bitrate: str | None = None,
+        audio_bitrate: str = "128k",
+        audio_sample_rate: int | None = None,
+        audio_channels: int | None = None,
+        input_pix_fmt: str = "rgb24",
+        x264_params: str | None = None,
     ) -> None:
         self.out_path = Path(out_path)
         self.width, self.height = int(width), int(height)
@@ -76,6 +91,17 @@ class VideoWriter:
         self.fps = fps
         self.generator = generator
         self.crf, self.preset = crf, preset
+        # A stated bitrate (renditions: what platforms take) replaces constant quality; the cap
+        # is the VBV maximum (buffer: twice the cap).
+        self.video_bitrate, self.max_bitrate = video_bitrate, max_bitrate
+        self.audio_bitrate = audio_bitrate
+        self.audio_sample_rate, self.audio_channels = audio_sample_rate, audio_channels
+        # "rgb24": frames are [H, W, 3]; "yuv420p": frames are I420 buffers [H * 3 / 2, W] (even
+        # sides), converted by the caller (a rendition converts only what changed).
+        if input_pix_fmt not in ("rgb24", "yuv420p"):
+            raise ValueError(f"input_pix_fmt must be rgb24 or yuv420p, got {input_pix_fmt!r}")
+        self.input_pix_fmt = input_pix_fmt
+        self.x264_params = x264_params
         self.audio_offset_s = audio_offset_s
         self.metadata = {"comment": AI_DISCLOSURE, "ai_generated": "true", "generator": generator}
         self.metadata.update(extra_metadata or {})
@@ -121,7 +147,7 @@ class VideoWriter:
                 self.abort()
                 raise
 
-        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", r=self.fps)
+        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt=self.input_pix_fmt, s=f"{self.width}x{self.height}", r=self.fps)
         streams = [video.video]
         if self.width % 2 or self.height % 2:
             # yuv420p needs even sides: drop the odd last row/column rather than scale.
@@ -132,14 +158,26 @@ class VideoWriter:
         output_args = {
             "vcodec": "libx264",
             "pix_fmt": "yuv420p",
-            "crf": self.crf,
+            "profile:v": "high",
             "preset": self.preset,
             "r": self.fps,
             "movflags": "+faststart+use_metadata_tags",  # custom keys such as generator
             "map_metadata": -1,
         }
+        if self.x264_params:
+            output_args["x264-params"] = self.x264_params
+        if self.video_bitrate:
+            output_args["video_bitrate"] = self.video_bitrate
+            if self.max_bitrate:
+                output_args.update({"maxrate": self.max_bitrate, "bufsize": _doubled(self.max_bitrate)})
+        else:
+            output_args["crf"] = self.crf
         if self.audio_path is not None:
-            output_args.update({"acodec": "aac", "audio_bitrate": "128k"})
+            output_args.update({"acodec": "aac", "audio_bitrate": self.audio_bitrate})
+            if self.audio_sample_rate:
+                output_args["ar"] = self.audio_sample_rate
+            if self.audio_channels:
+                output_args["ac"] = self.audio_channels
         # Global (container) tags: the AI disclosure travels with the file itself.
         for index, (key, value) in enumerate(self.metadata.items()):
             output_args[f"metadata:g:{index}"] = f"{key}={value}"
@@ -153,16 +191,14 @@ class VideoWriter:
     def write(self, frame: np.ndarray) -> None:
         if self._process is None:
             raise RuntimeError("VideoWriter.write() before open()")
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(
-                f"frame {self.frames_written} is {frame.shape} {frame.dtype}; expected "
-                f"({self.height}, {self.width}, 3) uint8"
-            )
+        expected = (self.height, self.width, 3) if self.input_pix_fmt == "rgb24" else (self.height * 3 // 2, self.width)
+        if frame.shape != expected or frame.dtype != np.uint8:
+            raise ValueError(f"frame {self.frames_written} is {frame.shape} {frame.dtype}; expected {expected} uint8")
         if self.frames_written >= self.num_frames:
             raise ValueError(f"more frames than the {self.num_frames} the audio needs")
         try:
-            # the array's own buffer, not a bytes copy of it (a frame is ~0.8 MB at 512 px)
-            self._process.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
+            # The array's own buffer (no copy of a 6 MB frame); write() returns when it is all in the pipe.
+            self._process.stdin.write(np.ascontiguousarray(frame).data)
         except BrokenPipeError:
             raise OutputError(f"ffmpeg stopped while encoding: {self._ffmpeg_log()}") from None
         self.frames_written += 1

@@ -23,6 +23,7 @@ missing weights is a `ParameterError`, a generator whose code does not import he
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import threading
@@ -36,8 +37,11 @@ import numpy as np
 from sonic_model.audio import AudioClip
 from sonic_model.crop import EXPAND_RATIO_RANGE, MIN_RESOLUTION_RANGE, check_range
 from sonic_model.errors import GeneratorUnavailableError, ParameterError
+from sonic_model.loudness import DEFAULT_TARGET_LUFS, parse_loudness_target
 from sonic_model.postprocess.lipsync import MAX_AV_OFFSET_MS
 from sonic_model.postprocess.smoothing import DEFAULT_MOTION_SMOOTHING, MOTION_SMOOTHING_RANGE
+from sonic_model.presets import apply_preset, parse_preset
+from sonic_model.renditions import MASTER, parse_renditions
 
 DYNAMIC_SCALE_RANGE = (0.5, 2.0)
 MOTION_SCALE_RANGE = (0.5, 2.0)
@@ -68,9 +72,38 @@ class RenderParams:
     # Manual audio-visual correction in ms (positive = picture late: the sound is delayed by
     # this much); None = measure and correct automatically when `lipsync_calibration` is on.
     av_offset_ms: float | None = None
+    # Delivery (sonic_model.delivery): the renditions made beside the master from the same
+    # frames, and the loudness every video's sound is normalised to (LUFS; None = "off": the
+    # script's own level). The preset whose settings these are (sonic_model.presets), if any.
+    renditions: tuple[str, ...] = (MASTER,)
+    loudness_target: float | None = DEFAULT_TARGET_LUFS
+    preset: str | None = None
+    # The fields given explicitly (options), as opposed to filled in by the preset or the
+    # built-in defaults: a manifest row's own preset does not override these. Not part of
+    # what the video is (left out of the content key).
+    explicit: tuple[str, ...] = ()
+
+    @classmethod
+    def resolve(cls, preset: str | None = None, explicit: dict | None = None) -> "RenderParams":
+        """Built-in defaults < the preset's settings < `explicit` ones (None values = not given), checked."""
+        given = {name: value for name, value in (explicit or {}).items() if value is not None}
+        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ParameterError(f"unknown render parameter(s): {', '.join(unknown)}")
+        settings = apply_preset(preset, given)
+        settings["explicit"] = tuple(sorted(name for name in given if name not in ("preset", "explicit")))
+        return cls(**settings).validated()
+
+    def with_preset(self, preset: str | None) -> "RenderParams":
+        """These parameters under another preset: its settings replace everything not given explicitly."""
+        name = parse_preset(preset)
+        if name == self.preset:
+            return self
+        return RenderParams.resolve(name, {field: getattr(self, field) for field in self.explicit})
 
     def validated(self) -> "RenderParams":
-        """Return self, or raise `ParameterError` naming the first out-of-range value."""
+        """A checked copy (renditions, loudness target and preset in canonical form); raises
+        `ParameterError` naming the first out-of-range value."""
         check_range("min_resolution", self.min_resolution, MIN_RESOLUTION_RANGE)
         check_range("expand_ratio", self.expand_ratio, EXPAND_RATIO_RANGE)
         check_range("inference_steps", self.inference_steps, INFERENCE_STEPS_RANGE)
@@ -86,7 +119,15 @@ class RenderParams:
             raise ParameterError(f"lipsync_calibration must be true or false, got {self.lipsync_calibration!r}")
         if int(self.min_resolution) != self.min_resolution or int(self.inference_steps) != self.inference_steps:
             raise ParameterError("min_resolution and inference_steps must be whole numbers")
-        return self
+        canonical = {
+            "renditions": parse_renditions(self.renditions),
+            "loudness_target": parse_loudness_target(self.loudness_target),
+            "preset": parse_preset(self.preset),
+            "explicit": tuple(sorted(str(name) for name in (self.explicit or ()))),
+        }
+        if all(getattr(self, name) == value for name, value in canonical.items()):
+            return self
+        return dataclasses.replace(self, **canonical)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -11,18 +11,20 @@ import math
 import os
 import time
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from sonic_model.audio import AudioClip, load_audio
+from sonic_model.delivery import plan_delivery
 from sonic_model.encode import FPS, VideoWriter, frame_count
 from sonic_model.generators import FaceBoxXYWH, Generator, RenderParams
 from sonic_model.image import load_image
 from sonic_model.postprocess.lipsync import audio_delay_ms, measure_offset_from_mouth, mux_shifted_audio
 from sonic_model.postprocess.smoothing import HeadMotionSmoother
 from sonic_model.prefetch import prefetch
+from sonic_model.rendition_writer import RenditionWriters
 
 # Frames a generator may make ahead of the encoder (each one frame of memory).
 FRAMES_AHEAD = 4
@@ -53,6 +55,11 @@ class RenderResult:
     motion_frames_warped: int = 0
     motion_correction_mean_px: float = 0.0
     motion_correction_max_px: float = 0.0
+    # Delivery: each rendition made beside the master ({"name", "path", "width", "height",
+    # "placement": [scale, dx, dy] of the photo in its frame}),
+    # and what loudness normalisation measured and did (sonic_model.loudness.LoudnessReport).
+    renditions: list[dict] = field(default_factory=list)
+    loudness: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,12 +76,15 @@ def render_video(
     max_audio_seconds: float | None = None,
     face_box: FaceBoxXYWH | None = None,
 ) -> RenderResult:
-    """Render one talking video. Raises a `SonicCatalogError` subclass for any bad input.
+    """Render one talking video and its renditions. Raises a `SonicCatalogError` subclass for any bad input.
 
     `face_box` (x, y, width, height in the portrait's pixels) is the face to animate, e.g. the
     one the input probe approved; None lets the generator pick the subject (the largest face).
     The original audio file is muxed (not the 16 kHz copy the generator listens to), so the
-    published sound keeps its quality.
+    published sound keeps its quality; with a loudness target it is normalised first (48 kHz
+    stereo), once for every video of the row. Each rendition in `params.renditions` is written
+    beside `out_path` (`talk.mp4` -> `talk.vertical.mp4`, see `RenderResult.renditions`),
+    composited from the same generated frames in the same streaming pass.
     """
     started = time.perf_counter()
     params = params.validated()
@@ -86,35 +96,60 @@ def render_video(
     out_path = Path(out_path)
     # Tracking is needed for either step; the same tracker pass serves both.
     smoother = HeadMotionSmoother(params.motion_smoothing, track=params.lipsync_calibration and params.av_offset_ms is None)
-    # Encode once, to a hidden name: the file appears under `out_path` only when final
+    # The sound every video of the row muxes (normalised once) and the renditions' compositors.
+    # Frames of the whole photo (paste-back) go into the renditions whole; a generator that
+    # makes its crop whatever paste_back says is composited as the crop it is.
+    whole_photo = params.paste_back and (width, height) == (portrait_rgb.shape[1], portrait_rgb.shape[0])
+    plan = plan_delivery(
+        portrait_rgb, audio_path, out_path, renditions=params.renditions, loudness_target=params.loudness_target,
+        expand_ratio=params.expand_ratio, paste_back=whole_photo, face_box=face_box,
+    )
+    # Encode once, to hidden names: the files appear under their final names only when final
     # (re-timed or not), so no reader ever sees an uncalibrated video there.
     first_pass = out_path.with_name(f".{out_path.stem}.encoded{out_path.suffix or '.mp4'}")
+    generator_tag = f"{generator.name} {generator.version}"
+    normalised = plan.loudness is not None
     try:
-        with VideoWriter(
+        master = VideoWriter(
             first_pass,
             width=width,
             height=height,
             num_frames=num_frames,
-            audio_path=audio_path,
-            generator=f"{generator.name} {generator.version}",
-        ) as writer:
+            audio_path=plan.audio_path,
+            generator=generator_tag,
+            audio_sample_rate=48000 if normalised else None,
+            audio_channels=2 if normalised else None,
+        )
+        with RenditionWriters(
+            master, plan.compositors, plan.first_pass_paths, audio_path=plan.audio_path, generator=generator_tag
+        ) as writers:
             # The generator works a few frames ahead in its own thread while this one tracks,
             # smooths and encodes: on two cores that overlaps the two halves of the work.
-            frames = prefetch(generator.frames(portrait_rgb, audio, params, face_box=face_box), depth=FRAMES_AHEAD, name="render-frames")
+            frames = prefetch(
+                generator.frames(portrait_rgb, audio, params, face_box=face_box), depth=FRAMES_AHEAD, name="render-frames"
+            )
             with closing(frames):  # on an error: stop the generator's thread now, not when collected
                 for frame in smoother.run(frames):
-                    writer.write(frame)
+                    writers.write(frame)
         measurement = None
         if smoother.track and smoother.mouth_opening:
             measurement = measure_offset_from_mouth(smoother.mouth_opening, audio, fps=FPS)
         delay_ms = audio_delay_ms(measurement if params.lipsync_calibration else None, params.av_offset_ms, fps=FPS)
-        if delay_ms:
-            # The picture stays as encoded (stream copy); the original sound is encoded once, shifted.
-            mux_shifted_audio(first_pass, audio_path, out_path, delay_ms=delay_ms, duration_s=audio.duration_s)
-        else:
-            os.replace(first_pass, out_path)
+        outputs = [(first_pass, out_path, "128k")] + [
+            (plan.first_pass_paths[name], plan.final_paths[name], compositor.spec.audio_bitrate)
+            for name, compositor in plan.compositors.items()
+        ]
+        for encoded, final, audio_bitrate in outputs:
+            if delay_ms:
+                # The picture stays as encoded (stream copy); the sound is encoded once, shifted.
+                mux_shifted_audio(
+                    encoded, plan.audio_path, final, delay_ms=delay_ms, duration_s=audio.duration_s, audio_bitrate=audio_bitrate
+                )
+            else:
+                os.replace(encoded, final)
     finally:
         first_pass.unlink(missing_ok=True)
+        plan.cleanup()
     figures = smoother.figures.as_dict()
     measured = measurement is not None and math.isfinite(measurement.correlation)
     return RenderResult(
@@ -133,4 +168,10 @@ def render_video(
         av_offset_confident=bool(measured and measurement.confident),
         av_offset_applied_ms=round(delay_ms, 3),
         **figures,
+        renditions=[
+            {"name": name, "path": str(plan.final_paths[name]), "width": c.spec.width, "height": c.spec.height,
+             "placement": [c.placement.scale, c.placement.dx, c.placement.dy]}
+            for name, c in plan.compositors.items()
+        ],
+        loudness=plan.loudness.as_dict() if plan.loudness else None,
     )

@@ -24,7 +24,8 @@ RUN_INFO_FILE = "run.json"
 LEDGER_COLUMNS = (
     "run_id", "row_id", "status", "reason", "output_uri", "poster_uri", "sidecar_uri", "plot_uri",
     "content_key", "collection", "language", "item_id", "title", "consent_ref", "qa_figures",
-    "av_offset_measured_frames", "av_offset_applied_ms", "postprocess", "timings", "total_s", "finished_at", "plan",
+    "av_offset_measured_frames", "av_offset_applied_ms", "postprocess", "renditions", "timings", "total_s", "finished_at",
+    "plan",
 )
 
 NUMERIC_LEDGER_COLUMNS = ("total_s", "av_offset_measured_frames", "av_offset_applied_ms")
@@ -66,6 +67,8 @@ def ledger_rows(run_id: str, outcomes: list[RowOutcome]) -> list[dict]:
                 "av_offset_measured_frames": outcome.postprocess.get("av_offset_measured_frames"),
                 "av_offset_applied_ms": outcome.postprocess.get("av_offset_applied_ms"),
                 "postprocess": _json(outcome.postprocess),
+                # Most rows of a nightly have none: a constant, not an encoder run.
+                "renditions": json.dumps(list(outcome.renditions), sort_keys=True, default=str) if outcome.renditions else "[]",
                 "timings": _json(outcome.timings),
                 "total_s": round(sum(v for v in outcome.timings.values() if isinstance(v, (int, float))), 3),
                 "finished_at": finished,

@@ -28,6 +28,8 @@ def find_published(catalog_url: str, info: RowInfo, key: str) -> RowOutcome | No
     video_path = catalog.path(sidecar.get("video", info.key_prefix + ".mp4"))
     if not catalog.exists(video_path):
         return None
+    if not all(catalog.exists(catalog.path(r["video"])) for r in sidecar.get("renditions", [])):
+        return None  # a rendition went missing: render the row again
     poster = sidecar.get("poster")
     return RowOutcome(
         info=info,
@@ -39,6 +41,11 @@ def find_published(catalog_url: str, info: RowInfo, key: str) -> RowOutcome | No
         content_key=key,
         qa_figures=sidecar.get("qa", {}).get("figures", {}),
         postprocess=sidecar.get("postprocess", {}),
+        renditions=tuple(
+            {"name": r["name"], "uri": catalog.uri(catalog.path(r["video"])), "width": r.get("width"),
+             "height": r.get("height"), "passed": True}
+            for r in sidecar.get("renditions", [])
+        ),
     )
 
 

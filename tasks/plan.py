@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sonic_model.generators import RenderParams
-from tasks.publish import Catalog, SeenInputs, index_records, now_iso
+from tasks.publish import Catalog, SeenInputs, index_records, now_iso, rendition_key
 from tasks.records import QUARANTINED, SKIPPED_CACHED, RowInfo, RowOutcome, content_key
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, _local_path, check_uri_allowed, default_roots, is_local, uri_scheme
 
@@ -634,6 +634,11 @@ def plan_rows(
             plans.append(RowPlan(row, info, key, WORK, f"published {missing} is missing from the catalog: rendering again",
                                  seen, conditions))
             continue
+        gone = [name for name in key_of.renditions if f"{rendition_key(key, name)}.mp4" not in present]
+        if gone:
+            plans.append(RowPlan(row, info, key, WORK, f"published {gone[0]} rendition is missing from the catalog: "
+                                 "rendering again", seen, conditions))
+            continue
         if entry.portrait_sha256 and entry.audio_sha256:
             expected = key_of(entry.portrait_sha256, entry.audio_sha256)
             if expected != entry.content_key:
@@ -644,7 +649,7 @@ def plan_rows(
                 seen = SeenInputs(seen.portrait_uri, seen.portrait_fingerprint, seen.audio_uri, seen.audio_fingerprint,
                                   entry.portrait_sha256, entry.audio_sha256)
                 plans.append(RowPlan(row, info, key, SKIP, f"unchanged since run {entry.run_id}", seen, conditions,
-                                     _skipped(catalog, info, entry, f"unchanged since run {entry.run_id}")))
+                                     _skipped(catalog, info, entry, f"unchanged since run {entry.run_id}", key_of)))
                 continue
         plans.append(None)  # decided below, from the inputs' bytes
         to_hash.append((position, RowPlan(row, info, key, WORK, "", seen, conditions), entry, key_of))
@@ -671,7 +676,7 @@ def plan_rows(
             reason = f"unchanged since run {entry.run_id} (content re-hashed: {_what_changed(entry, plan.seen)})"
             seen = dataclasses.replace(plan.seen, portrait_sha256=shas["portrait"], audio_sha256=shas["audio"])
             plans[position] = dataclasses.replace(plan, decision=SKIP, why=reason, seen=seen,
-                                                  outcome=_skipped(catalog, plan.info, entry, reason))
+                                                  outcome=_skipped(catalog, plan.info, entry, reason, key_of))
         else:
             changed = [name for name in ("portrait", "audio") if shas[name] != getattr(entry, f"{name}_sha256")]
             what = " and ".join(changed) if changed and entry.portrait_sha256 else "content"
@@ -694,7 +699,11 @@ class _KeyMaker:
     """
 
     def __init__(self, settings: PlanSettings, params: dict) -> None:
+        # What content_key hashes: which parameters were explicit is not part of the video.
+        params = {name: value for name, value in params.items() if name != "explicit"}
         self.settings, self.params = settings, params
+        # The renditions a published row with these parameters has beside its master.
+        self.renditions = tuple(name for name in params.get("renditions") or () if name != "master")
         fixed = {"generator": settings.generator, "generator_version": settings.generator_version, "params": params}
         self.template = '{"audio_sha256": "%s", ' + json.dumps(fixed, sort_keys=True)[1:-1].replace("%", "%%") + ', "portrait_sha256": "%s"}'
 
@@ -711,9 +720,9 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 def _params(row, settings: PlanSettings, cache: dict) -> tuple[_KeyMaker | Exception, str]:
     """The content-key maker for the row's effective parameters, and its quarantine conditions;
     computed once per distinct set of overrides (most rows have none)."""
-    from manifests.schema import OVERRIDE_COLUMNS
+    from manifests.schema import OVERRIDE_COLUMNS, PRESET_COLUMN
 
-    overrides = tuple(getattr(row, name, None) for name in OVERRIDE_COLUMNS)
+    overrides = tuple(getattr(row, name, None) for name in (*OVERRIDE_COLUMNS, PRESET_COLUMN))
     if overrides not in cache:
         try:
             params = dataclasses.asdict(row.render_params(settings.defaults))
@@ -764,8 +773,14 @@ def _same_quarantine(remembered: RememberedQuarantine, seen: SeenInputs, conditi
     )
 
 
-def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str) -> RowOutcome:
+def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str, key_of: _KeyMaker) -> RowOutcome:
+    # The renditions' sizes are in the index too, but a skipped row's report line needs only their files.
+    renditions = tuple(
+        {"name": name, "uri": catalog.uri(catalog.path(f"{rendition_key(entry.key, name)}.mp4")), "passed": True}
+        for name in key_of.renditions
+    )
     return RowOutcome(
+        renditions=renditions,
         info=info,
         status=SKIPPED_CACHED,
         reasons=(reason,),

@@ -2,7 +2,8 @@
 
 Catalog layout (any fsspec URL: local path, file://, s3://, gs://, memory://):
 
-    <catalog>/<collection>/<language>/<row_id>.mp4    the video
+    <catalog>/<collection>/<language>/<row_id>.mp4    the video (the master)
+    <catalog>/<collection>/<language>/<row_id>.<rendition>.mp4   each rendition (vertical, square, landscape)
     <catalog>/<collection>/<language>/<row_id>.jpg    its poster
     <catalog>/<collection>/<language>/<row_id>.json   the sidecar (written last: the commit mark)
     <catalog>/index.parquet, index.json               every published video
@@ -37,9 +38,10 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from sonic_model.encode import AI_DISCLOSURE
+from sonic_model.renditions import RENDITIONS
 from tasks.records import FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RowOutcome, postprocess_figures
 from tasks.scratch import discard_scratch
-from tasks.signing import sign_rendered
+from tasks.signing import sign_renditions, sign_rendered
 
 INDEX_PARQUET = "index.parquet"
 INDEX_JSON = "index.json"
@@ -172,6 +174,11 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def rendition_key(prefix: str, name: str) -> str:
+    """A rendition's key beside its master's: `<collection>/<language>/<row_id>.<name>`."""
+    return f"{prefix}.{name}"
+
+
 # --- poster and plot ----------------------------------------------------------------------------
 
 
@@ -221,10 +228,16 @@ def sync_plot_png(checked: CheckedVideo) -> bytes | None:
 
 
 def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: dict,
-                credentials: dict | None = None) -> dict:
+                credentials: dict | None = None, rendition_credentials: dict | None = None) -> dict:
+    """The published row's sidecar. `credentials` is the master's C2PA record,
+    `rendition_credentials` {rendition name: record} each rendition's (None: not signed)."""
     rendered = checked.rendered
     info = rendered.info
     prefix = info.key_prefix
+    qa_of = {
+        r["name"]: {"passed": r["passed"], "failures": list(r["failures"]), "figures": r["figures"]}
+        for r in checked.renditions
+    }
     return {
         "sidecar_version": SIDECAR_VERSION,
         "row_id": info.row_id,
@@ -244,6 +257,19 @@ def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: d
         },
         "generator": {"name": rendered.generator, "version": rendered.generator_version, "params": rendered.params},
         "video_facts": {k: rendered.render.get(k) for k in ("frames", "fps", "width", "height", "video_duration_s", "audio_duration_s")},
+        "preset": rendered.params.get("preset"),
+        "renditions": [
+            {
+                "name": rendition["name"],
+                "video": rendition_key(prefix, rendition["name"]) + ".mp4",
+                "width": rendition["width"],
+                "height": rendition["height"],
+                "qa": qa_of.get(rendition["name"], {}),
+                "credentials": (rendition_credentials or {}).get(rendition["name"]),
+            }
+            for rendition in rendered.renditions
+        ],
+        "loudness": rendered.render.get("loudness"),
         "postprocess": postprocess_figures(rendered.render, rendered.params),
         "qa": {"passed": checked.passed, "failures": list(checked.failures), "figures": checked.figures},
         "consent_ref": info.consent_ref,
@@ -273,10 +299,16 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
         plot_path = catalog.write_bytes(plot, catalog.path(RUNS_DIR, run_id, "plots", prefix + ".png")) if plot else None
         poster = poster_jpeg(rendered.video_path)
         timings = {**rendered.timings, **checked.timings}
+        passed_of = {r["name"]: r["passed"] for r in checked.renditions}
         if not checked.passed:
             rejected = catalog.path(RUNS_DIR, run_id, "rejected", prefix)
             video_path = catalog.put_file(rendered.video_path, rejected + ".mp4")
             poster_path = catalog.write_bytes(poster, rejected + ".jpg")
+            renditions = tuple(
+                {"name": r["name"], "uri": catalog.uri(catalog.put_file(r["path"], f"{rejected}.{r['name']}.mp4")),
+                 "width": r["width"], "height": r["height"], "passed": passed_of.get(r["name"], False)}
+                for r in rendered.renditions
+            )
             return RowOutcome(
                 info=info,
                 status=FAILED_QA,
@@ -288,18 +320,29 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
                 qa_figures=checked.figures,
                 timings={**timings, "publish_s": round(time.perf_counter() - started, 3)},
                 postprocess=postprocess_figures(rendered.render, rendered.params),
+                renditions=renditions,
             )
         # Signed first (and checked to validate): a signing failure leaves the old entry alone.
         video_file, credentials = sign_rendered(rendered, signing)
+        signed_renditions = sign_renditions(rendered, signing)
         # Video and poster first, sidecar last: the sidecar is what makes a video "published".
         # A previous entry under this key is withdrawn first (its sidecar removed): should the
         # replacement fail half-way, no old sidecar describes the new video, and the index
         # (which needs the sidecar) drops the entry until a rerun publishes it again.
         withdraw(catalog, catalog.path(prefix + ".json"))
         video_path = catalog.put_file(video_file, catalog.path(prefix + ".mp4"))
+        # Each rendition, signed on its own, under its own name beside the master, before the
+        # sidecar that lists it.
+        renditions = tuple(
+            {"name": r["name"], "uri": catalog.uri(catalog.put_file(signed_renditions[r["name"]][0],
+                                                                     catalog.path(rendition_key(prefix, r["name"]) + ".mp4"))),
+             "width": r["width"], "height": r["height"], "passed": True}
+            for r in rendered.renditions
+        )
         poster_path = catalog.write_bytes(poster, catalog.path(prefix + ".jpg"))
         timings["publish_s"] = round(time.perf_counter() - started, 3)
-        sidecar = sidecar_for(checked, catalog, run_id, timings, credentials)
+        sidecar = sidecar_for(checked, catalog, run_id, timings, credentials,
+                              {name: record for name, (_, record) in signed_renditions.items()})
         sidecar_path = catalog.write_bytes(json.dumps(sidecar, indent=2, default=str).encode("utf-8"), catalog.path(prefix + ".json"))
         return RowOutcome(
             info=info,
@@ -312,6 +355,7 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
             qa_figures=checked.figures,
             timings=timings,
             postprocess=postprocess_figures(rendered.render, rendered.params),
+            renditions=renditions,
         )
     finally:
         discard_scratch(rendered)
@@ -321,7 +365,7 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
 
 INDEX_COLUMNS = (
     "key", "row_id", "collection", "language", "item_id", "title", "video", "poster", "sidecar",
-    "content_key", "generator", "generator_version", "duration_s", "width", "height",
+    "content_key", "generator", "generator_version", "duration_s", "width", "height", "rendition",
     "consent_ref", "ai_generated", "run_id", "published_at",
 )
 # What the next run's plan (tasks/plan.py) needs to tell, without opening any media, whether a
@@ -349,7 +393,27 @@ class SeenInputs:
     audio_sha256: str | None = None
 
 
+def index_entries(catalog: Catalog, sidecar_path: str, sidecar: dict) -> list[dict]:
+    """The index entries of one published row: its master, then one per rendition (own key,
+    video, width, height and rendition name; the rest as the master's, except the input memory,
+    which the master's entry alone keeps)."""
+    master = index_entry(catalog, sidecar_path, sidecar)
+    entries = [master]
+    for rendition in sidecar.get("renditions", []):
+        entries.append({
+            **master,
+            **{name: None for name in INPUT_MEMORY_COLUMNS},
+            "key": rendition["video"][: -len(".mp4")],
+            "video": rendition["video"],
+            "width": rendition.get("width"),
+            "height": rendition.get("height"),
+            "rendition": rendition["name"],
+        })
+    return entries
+
+
 def index_entry(catalog: Catalog, sidecar_path: str, sidecar: dict) -> dict:
+    """The master's index entry of one published row."""
     facts = sidecar.get("video_facts", {})
     generator = sidecar.get("generator", {})
     inputs = sidecar.get("inputs", {})
@@ -369,6 +433,7 @@ def index_entry(catalog: Catalog, sidecar_path: str, sidecar: dict) -> dict:
         "duration_s": facts.get("video_duration_s"),
         "width": facts.get("width"),
         "height": facts.get("height"),
+        "rendition": "master",
         "consent_ref": sidecar.get("consent_ref"),
         "ai_generated": bool(sidecar.get("ai_generated", True)),
         "run_id": sidecar.get("run_id"),
@@ -453,7 +518,14 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str
             sidecar = catalog.read_json(sidecar_path)
             if not sidecar or not sidecar.get("video"):
                 continue
-            entry = entries[key] = index_entry(catalog, sidecar_path, sidecar)
+            # The row's entries are replaced as a whole (a rendition it no longer has leaves the
+            # index): its master's key and the keys its renditions can have, nothing else looked at.
+            for name in RENDITIONS:
+                entries.pop(rendition_key(key, name), None)
+            master, *renditions = index_entries(catalog, sidecar_path, sidecar)
+            entry = entries[key] = master
+            for rendition in renditions:
+                entries[rendition["key"]] = rendition
         inputs = seen.get(key)
         if inputs is not None:
             for name in ("portrait", "audio"):
@@ -471,6 +543,9 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str
         entry for entry in entries.values()
         if entry.get("video") in present and (entry.get("sidecar") or entry["key"] + ".json") in present
     ]
+    for entry in live:
+        if entry.get("rendition") is None:
+            entry["rendition"] = "master"  # an index written before renditions existed
     live.sort(key=lambda entry: entry["key"])
     frame = pd.DataFrame(live, columns=list(INDEX_PARQUET_COLUMNS))
     for name in INPUT_MEMORY_COLUMNS:

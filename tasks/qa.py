@@ -9,6 +9,7 @@ under the run. `check_video_file` is the same check on plain files, for a notebo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from sonic_model.audio import load_audio
+from sonic_model.delivery import still_reference, subject_face
 from sonic_model.image import load_image
 from sonic_model.qa import QAResult, QAThresholds, check_video
 from tasks.publish import publish_or_reject
@@ -39,30 +41,74 @@ def check_video_file(
     portrait: np.ndarray | str | Path,
     audio_path: str | Path,
     thresholds: QAThresholds | dict[str, Any] | None = None,
+    *,
+    still_reference: np.ndarray | None = None,
 ) -> QAResult:
-    """Check one video file against its portrait (RGB array or image path) and script audio."""
+    """Check one video file against its portrait (RGB array or image path) and script audio
+    (and, for seams, the still picture its frames were composited into, if any)."""
     checked_against = resolve_thresholds(thresholds)  # a typo in an override fails before any decoding
     portrait_rgb = portrait if isinstance(portrait, np.ndarray) else load_image(portrait)
-    return check_video(video_path, portrait_rgb, load_audio(audio_path), checked_against)
+    return check_video(video_path, portrait_rgb, load_audio(audio_path), checked_against, still_reference=still_reference)
+
+
+def thresholds_for(rendered: RenderedVideo, thresholds: QAThresholds | dict[str, Any] | None) -> QAThresholds:
+    """The run's thresholds, with the loudness range centred on the row's own loudness target
+    (the render normalised its sound to it) unless the run set one itself."""
+    resolved = resolve_thresholds(thresholds)
+    target = rendered.params.get("loudness_target")
+    if resolved.loudness_target_lufs is None and target is not None:
+        resolved = dataclasses.replace(resolved, loudness_target_lufs=float(target))
+    return resolved
 
 
 def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str, Any] | None = None) -> CheckedVideo:
-    """Run automatic QA on a rendered video against the inputs it was rendered from.
+    """Run automatic QA on a rendered video, and on each of its renditions on its own, against
+    the inputs they were rendered from.
 
-    Its files may sit in shared scratch (a cluster run): `localized` fetches them if needed.
+    A rendition is checked like the master (duration, sync, face and identity, loudness) plus
+    its exact size and, against its still canvas, seams; a paste-back master is checked for
+    seams against the portrait. The row passes only if every video does; a rendition's failures
+    are named after it. Files may sit in shared scratch (a cluster run): `localized` fetches
+    them if needed.
     """
     started = time.perf_counter()
+    checked_against = thresholds_for(rendered, thresholds)
+    paste_back = bool(rendered.params.get("paste_back"))
+    renditions = []
     with localized(rendered) as local:
-        result = check_video_file(local.video_path, local.portrait_path, local.audio_path, thresholds)
+        portrait = load_image(local.portrait_path)
+        audio = load_audio(local.audio_path)
+        landmarks = None
+        if any(rendition.get("placement") is None for rendition in rendered.renditions):
+            _, landmarks = subject_face(portrait)
+        # A paste-back master is the photo itself (seams checked against it); a crop is not composited.
+        size = (rendered.render.get("width"), rendered.render.get("height"))
+        whole_photo = (
+            paste_back and all(isinstance(v, int) for v in size)
+            and abs(size[0] - portrait.shape[1]) <= 1 and abs(size[1] - portrait.shape[0]) <= 1
+        )
+        master_still = still_reference(portrait, "master", paste_back=whole_photo)
+        result = check_video(local.video_path, portrait, audio, checked_against, still_reference=master_still)
+        failures = [str(f) for f in result.failures]
+        for rendition in local.renditions:
+            name = rendition["name"]
+            sized = dataclasses.replace(checked_against, expected_width=rendition["width"], expected_height=rendition["height"])
+            # The canvas exactly as the render made it (its placement), else framed again.
+            still = still_reference(portrait, name, paste_back=paste_back, landmarks=landmarks,
+                                    placement=rendition.get("placement"))
+            own = check_video(rendition["path"], portrait, audio, sized, still_reference=still)
+            renditions.append({"name": name, "passed": bool(own.passed), "failures": list(own.failures), "figures": dict(own.figures)})
+            failures += [f"{name} rendition: {failure}" for failure in own.failures]
     return CheckedVideo(
         rendered=rendered,
-        passed=bool(result.passed),
-        failures=tuple(str(f) for f in result.failures),
+        passed=not failures,
+        failures=tuple(failures),
         figures=dict(result.figures),
         mouth_series=tuple(result.mouth_series),
         envelope_series=tuple(result.envelope_series),
         speech_series=tuple(bool(s) for s in getattr(result, "speech_series", ())),
         timings={"qa_s": round(time.perf_counter() - started, 3)},
+        renditions=tuple(renditions),
     )
 
 

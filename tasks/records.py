@@ -51,8 +51,10 @@ def safe_key_part(value: Any, *, fallback: str = DEFAULT_COLLECTION) -> str:
 def content_key(*, portrait_sha256: str, audio_sha256: str, generator: str, generator_version: str, params: dict) -> str:
     """What makes a video what it is: same inputs + generator + parameters -> same key.
 
-    Stored in the sidecar; a row whose key is already published is not rendered again.
+    Stored in the sidecar; a row whose key is already published is not rendered again. Which
+    parameters were given explicitly (`RenderParams.explicit`) does not change the video.
     """
+    params = {name: value for name, value in params.items() if name != "explicit"}
     material = json.dumps(
         {
             "portrait_sha256": portrait_sha256,
@@ -194,6 +196,9 @@ class RenderedVideo:
     # Set when the files above sit in shared scratch storage (a cluster run): the attempt
     # folder holding them, removed once the row is published or rejected.
     scratch_uri: str | None = None
+    # The renditions made beside the master: {"name", "path", "width", "height"} each (`path`
+    # local or in the scratch, like `video_path`).
+    renditions: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,9 @@ class CheckedVideo:
     envelope_series: tuple[float, ...] = ()
     speech_series: tuple[bool, ...] = ()
     timings: dict = field(default_factory=dict)
+    # Each rendition checked on its own: {"name", "passed", "failures", "figures"}. `passed` and
+    # `failures` above cover them too (a failed rendition fails the row, named in its reason).
+    renditions: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,8 @@ class RowOutcome:
     plan: str = ""
     # A quarantine that may pass with nothing changing (see `Quarantine.transient`).
     transient: bool = False
+    # The renditions beside the master: {"name", "uri", "width", "height", "passed"} each.
+    renditions: tuple[dict, ...] = ()
 
     @property
     def in_catalog(self) -> bool:

@@ -201,13 +201,19 @@ def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None
             forget_generator(choice.name, choice.weights)  # a lost GPU / broken model: reload on retry
             raise
         video_loc, portrait_loc, audio_loc, scratch_uri = str(out_path), str(portrait_path), str(audio_path), None
+        renditions = [dict(rendition) for rendition in result.renditions]
         if scratch_url:
-            # QA and publish may run elsewhere: the video and the exact inputs it was made from
-            # go to shared scratch, under a folder of their own for this attempt.
+            # QA and publish may run elsewhere: the videos and the exact inputs they were made
+            # from go to shared scratch, under a folder of their own for this attempt.
             scratch_uri = join_uri(scratch_url, info.key_prefix, uuid.uuid4().hex[:12])
-            video_loc, portrait_loc, audio_loc = upload_to_scratch(scratch_uri, {
+            extra = {Path(r["path"]).name: Path(r["path"]) for r in renditions}
+            locations = upload_to_scratch(scratch_uri, {
                 "video.mp4": out_path, "portrait" + portrait_path.suffix: portrait_path, "audio" + audio_path.suffix: audio_path,
+                **extra,
             })
+            video_loc, portrait_loc, audio_loc = locations[:3]
+            for rendition, location in zip(renditions, locations[3:]):
+                rendition["path"] = location
             shutil.rmtree(scratch, ignore_errors=True)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -229,6 +235,7 @@ def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None
         render=result.as_dict(),
         timings={"materialize_s": round(materialized - started, 3), "render_s": round(result.seconds, 3)},
         scratch_uri=scratch_uri,
+        renditions=tuple(renditions),
     )
 
 

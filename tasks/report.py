@@ -4,7 +4,8 @@ Static HTML, no scripts and no external resources, usable at catalog scale (100,
 
 1. the summary (counts per verdict, what the plan decided) comes first;
 2. then every row that needs a person (quarantined, failed QA, error), in full: poster,
-   status, reason, the mouth-opening-vs-audio plot, links to the video and its sidecar;
+   status, reason, the mouth-opening-vs-audio plot, links to the video, its renditions (name
+   and size; a failed one is marked) and its sidecar;
 3. then the rows published by this run: in full while they are few (`FULL_PUBLISHED_ROWS`),
    else compactly (a small poster, the row, links to its video, sidecar and plot);
 4. then the rows already in the catalog that the run skipped, collapsed (`<details>`).
@@ -97,7 +98,18 @@ def _links(catalog: Catalog, outcome: RowOutcome, plot: bool = False) -> str:
         target = _relative_link(catalog, uri)
         if target:
             links.append(f'<a href="{html.escape(target)}">{label}</a>')
+        if label == "video":
+            links += [_rendition_link(catalog, rendition) for rendition in outcome.renditions]
     return " &middot; ".join(links) or "&mdash;"
+
+
+def _rendition_link(catalog: Catalog, rendition: dict) -> str:
+    """A rendition's name and size, linked to its video; a failed one is marked."""
+    size = f" {rendition['width']}x{rendition['height']}" if rendition.get("width") else ""
+    label = f"{rendition['name']}{size}"
+    target = _relative_link(catalog, rendition.get("uri"))
+    mark = "" if rendition.get("passed", True) else " (failed QA)"
+    return f'<a href="{html.escape(target)}">{html.escape(label)}</a>{mark}' if target else html.escape(label + mark)
 
 
 def _row_label(outcome: RowOutcome) -> str:

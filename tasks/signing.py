@@ -269,14 +269,29 @@ def sign_rendered(rendered, signing: dict | None) -> tuple[str, dict | None]:
     checked to validate before it is returned. With signing off (or None) the render itself and
     None come back.
     """
-    from sonic_model.credentials import IngredientHash, creation_manifest, sign_video
-
     if not signing or signing.get("mode") == OFF:
         return rendered.video_path, None
+    return _sign_one(rendered, material_for(signing), rendered.video_path, "master")
+
+
+def sign_renditions(rendered, signing: dict | None) -> dict[str, tuple[str, dict | None]]:
+    """Each rendition of a rendered row signed on its own, as `sign_rendered` signs the master:
+    {rendition name: (file to upload, its credentials record)}."""
+    if not rendered.renditions:
+        return {}
+    if not signing or signing.get("mode") == OFF:
+        return {r["name"]: (r["path"], None) for r in rendered.renditions}
     material = material_for(signing)
+    return {r["name"]: _sign_one(rendered, material, r["path"], r["name"]) for r in rendered.renditions}
+
+
+def _sign_one(rendered, material, video_path: str | Path, rendition: str) -> tuple[str, dict]:
+    from sonic_model.credentials import IngredientHash, creation_manifest, sign_video
+
     info = rendered.info
+    stem = info.key_prefix.rsplit("/", 1)[-1]
     manifest = creation_manifest(
-        title=info.key_prefix.rsplit("/", 1)[-1] + ".mp4",
+        title=f"{stem}.mp4" if rendition == "master" else f"{stem}.{rendition}.mp4",
         generator=rendered.generator,
         generator_version=rendered.generator_version,
         params=rendered.params,
@@ -291,9 +306,10 @@ def sign_rendered(rendered, signing: dict | None) -> tuple[str, dict | None]:
             "item_id": info.item_id,
             "consent_ref": info.consent_ref,
             "content_key": rendered.content_key,
+            "rendition": rendition,
         },
     )
-    source = Path(rendered.video_path)
+    source = Path(video_path)
     signed = sign_video(source, source.with_name(source.stem + ".signed.mp4"), manifest, material)
     return signed.path, signed.as_record()
 

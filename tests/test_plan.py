@@ -419,7 +419,9 @@ def test_content_keys_match_the_renderer_s():
     from tasks.plan import _KeyMaker
 
     plan_settings = settings()
-    for params in (RenderParams().as_dict(), RenderParams(seed=7, av_offset_ms=12.5, expand_ratio=0.75).as_dict()):
+    for params in (RenderParams().as_dict(), RenderParams(seed=7, av_offset_ms=12.5, expand_ratio=0.75).as_dict(),
+                   # a preset, renditions and a loudness target are part of the key; `explicit` is not
+                   RenderParams.resolve("high-quality", {"seed": 3, "loudness_target": -16.0}).as_dict()):
         for portrait, audio in (("a" * 64, "b" * 64), (hashlib.sha256(b"x").hexdigest(), hashlib.sha256(b"y").hexdigest())):
             assert _KeyMaker(plan_settings, params)(portrait, audio) == content_key(
                 portrait_sha256=portrait, audio_sha256=audio, generator="preview", generator_version="1.0", params=params)

@@ -9,42 +9,58 @@ from pathlib import Path
 from sonic_model.audio import load_audio
 from sonic_model.generators import RenderParams, create_generator, generator_names
 from sonic_model.image import load_image
+from sonic_model.presets import PRESET_NAMES
 from sonic_model.render import render_video
+from sonic_model.renditions import RENDITION_NAMES
 from tasks.signing import add_signing_options
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that renders."""
+    """Options shared by every command that renders.
+
+    Generation options default to None ("not given"), so a preset (`--preset`) can fill them in
+    and an option given explicitly wins over it; the help shows the built-in defaults.
+    """
     defaults = RenderParams()
     # Every generator registered when the parser is built: the built-ins, and any that code
     # calling the CLI registered first (tests/dask_stand_ins.py does).
     parser.add_argument("--generator", default="preview", choices=generator_names(),
                         help="default: preview (CPU, no weights)")
     parser.add_argument("--weights", type=Path, help="directory of the downloaded Sonic release (for --generator sonic)")
-    parser.add_argument("--min-resolution", type=int, default=defaults.min_resolution, help="short side of the video in px, rounded to a multiple of 64 (default %(default)s)")
-    parser.add_argument("--expand-ratio", type=float, default=defaults.expand_ratio, help="face box expansion on each side (default %(default)s)")
-    parser.add_argument("--inference-steps", type=int, default=defaults.inference_steps, help="denoising steps, sonic only (default %(default)s)")
-    parser.add_argument("--dynamic-scale", type=float, default=defaults.dynamic_scale, help="motion intensity, 0.5-2.0: preview: mouth; sonic: head-motion buckets (default %(default)s)")
-    parser.add_argument("--motion-scale", type=float, default=defaults.motion_scale, help="0.5-2.0: preview: head/expression motion; sonic: audio-guidance drive of mouth/expression (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
-    parser.add_argument("--no-lipsync-calibration", dest="lipsync_calibration", action="store_false", help="do not measure and cancel the audio-visual offset (on by default)")
-    parser.add_argument("--motion-smoothing", type=float, default=defaults.motion_smoothing, metavar="S", help="head-path smoothing, Gaussian sigma in frames, 0 = off, at most 8 (default %(default)s)")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                        help="named generation settings (steps, resolution, scales, smoothing, renditions); options given explicitly win")
+    parser.add_argument("--min-resolution", type=int, default=None, help=f"short side of the video in px, rounded to a multiple of 64 (default {defaults.min_resolution})")
+    parser.add_argument("--expand-ratio", type=float, default=None, help=f"face box expansion on each side (default {defaults.expand_ratio})")
+    parser.add_argument("--inference-steps", type=int, default=None, help=f"denoising steps, sonic only (default {defaults.inference_steps})")
+    parser.add_argument("--dynamic-scale", type=float, default=None, help=f"motion intensity, 0.5-2.0: preview: mouth; sonic: head-motion buckets (default {defaults.dynamic_scale})")
+    parser.add_argument("--motion-scale", type=float, default=None, help=f"0.5-2.0: preview: head/expression motion; sonic: audio-guidance drive of mouth/expression (default {defaults.motion_scale})")
+    parser.add_argument("--seed", type=int, default=None, help=f"random seed (default {defaults.seed})")
+    parser.add_argument("--no-lipsync-calibration", dest="lipsync_calibration", action="store_const", const=False, default=None, help="do not measure and cancel the audio-visual offset (on by default)")
+    parser.add_argument("--motion-smoothing", type=float, default=None, metavar="S", help=f"head-path smoothing, Gaussian sigma in frames, 0 = off, at most 8 (default {defaults.motion_smoothing})")
     parser.add_argument("--av-offset-ms", type=float, default=None, metavar="MS", help="manual lip-sync correction: delay the sound by MS (negative = advance); overrides the measured one")
+    parser.add_argument("--rendition", action="append", metavar="NAME", choices=RENDITION_NAMES,
+                        help="also deliver this size beside the master (repeatable): vertical 1080x1920, square 1080x1080, landscape 1920x1080")
+    parser.add_argument("--loudness-target", default=None, metavar="LUFS",
+                        help=f"normalise every video's sound to this integrated loudness, true peak <= -1 dBTP; 'off' keeps the script's level (default {defaults.loudness_target:g})")
 
 
 def params_from_args(args: argparse.Namespace) -> RenderParams:
-    return RenderParams(
-        min_resolution=args.min_resolution,
-        expand_ratio=args.expand_ratio,
-        inference_steps=args.inference_steps,
-        dynamic_scale=args.dynamic_scale,
-        motion_scale=args.motion_scale,
-        seed=args.seed,
-        paste_back=getattr(args, "paste_back", False),
-        lipsync_calibration=getattr(args, "lipsync_calibration", True),
-        motion_smoothing=getattr(args, "motion_smoothing", RenderParams().motion_smoothing),
-        av_offset_ms=getattr(args, "av_offset_ms", None),
-    ).validated()
+    """The render parameters: built-in defaults < `--preset` < options given explicitly."""
+    explicit = {
+        "min_resolution": getattr(args, "min_resolution", None),
+        "expand_ratio": getattr(args, "expand_ratio", None),
+        "inference_steps": getattr(args, "inference_steps", None),
+        "dynamic_scale": getattr(args, "dynamic_scale", None),
+        "motion_scale": getattr(args, "motion_scale", None),
+        "seed": getattr(args, "seed", None),
+        "paste_back": True if getattr(args, "paste_back", False) else None,
+        "lipsync_calibration": getattr(args, "lipsync_calibration", None),
+        "motion_smoothing": getattr(args, "motion_smoothing", None),
+        "av_offset_ms": getattr(args, "av_offset_ms", None),
+        "renditions": tuple(args.rendition) if getattr(args, "rendition", None) else None,
+        "loudness_target": getattr(args, "loudness_target", None),
+    }
+    return RenderParams.resolve(getattr(args, "preset", None), explicit)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -78,22 +94,37 @@ def run(args: argparse.Namespace) -> int:
             f"{result.width}x{result.height}, video {result.video_duration_s:.2f} s / audio "
             f"{result.audio_duration_s:.2f} s, in {result.seconds:.1f} s"
         )
+        for rendition in result.renditions:
+            print(f"wrote {rendition['path']}: {rendition['name']} {rendition['width']}x{rendition['height']}")
+        if result.loudness:
+            print(f"loudness {result.loudness['output_lufs']:g} LUFS (target {result.loudness['target_lufs']:g}), "
+                  f"true peak {result.loudness['output_true_peak_dbtp']:g} dBTP")
         if credentials:
             trust = " (a development certificate: verifiers do not trust it)" if credentials["development"] else ""
-            print(f"content credentials: signed by {credentials['signer']}{trust}")
+            print(f"content credentials: signed by {credentials['signer']}{trust}"
+                  + (f", and each of the {len(result.renditions)} renditions" if result.renditions else ""))
     return 0
 
 
 def sign_render(result, args: argparse.Namespace, params: RenderParams, material) -> dict:
-    """Sign the written video in place (`c2pa.created`, trained algorithmic media); its record."""
+    """Sign the written video in place (`c2pa.created`, trained algorithmic media), and each of its
+    renditions; the master's record, with the renditions' records under "renditions"."""
     from sonic_model.credentials import IngredientHash, creation_manifest, sha256_file
     from tasks.signing import sign_file_in_place
 
-    manifest = creation_manifest(
-        title=Path(result.output_path).name, generator=result.generator, generator_version=result.generator_version,
-        params=params.as_dict(),
-        ingredients=[IngredientHash.of("portrait", str(args.portrait), sha256_file(args.portrait)),
-                     IngredientHash.of("script audio", str(args.audio), sha256_file(args.audio))],
-        facts={"command": "render-one"},
-    )
-    return sign_file_in_place(result.output_path, manifest, material)
+    ingredients = [IngredientHash.of("portrait", str(args.portrait), sha256_file(args.portrait)),
+                   IngredientHash.of("script audio", str(args.audio), sha256_file(args.audio))]
+
+    def sign(path: str, facts: dict) -> dict:
+        manifest = creation_manifest(
+            title=Path(path).name, generator=result.generator, generator_version=result.generator_version,
+            params=params.as_dict(), ingredients=ingredients, facts={"command": "render-one", **facts},
+        )
+        return sign_file_in_place(path, manifest, material)
+
+    record = sign(result.output_path, {"rendition": "master"})
+    if result.renditions:
+        record["renditions"] = {
+            rendition["name"]: sign(rendition["path"], {"rendition": rendition["name"]}) for rendition in result.renditions
+        }
+    return record

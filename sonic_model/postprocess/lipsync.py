@@ -70,6 +70,7 @@ def mux_shifted_audio(
     delay_ms: float,
     duration_s: float,
     extra_metadata: dict[str, str] | None = None,
+    audio_bitrate: str = "128k",
 ) -> Path:
     """Copy the video stream of `video_path` and add `audio_source`'s sound shifted by `delay_ms`.
 
@@ -98,7 +99,7 @@ def mux_shifted_audio(
         "-map", "0:v:0", "-map", "1:a:0",
         "-c:v", "copy",
         "-af", shifted_audio_filter(delay_ms, duration_s),
-        "-c:a", "aac", "-b:a", "128k",
+        "-c:a", "aac", "-b:a", audio_bitrate,
         "-map_metadata", "0",
         "-movflags", "+faststart+use_metadata_tags",
     ]

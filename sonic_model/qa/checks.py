@@ -27,7 +27,7 @@ from sonic_model.audio import (
 from sonic_model.encode import FPS
 from sonic_model.errors import InputError, NoFaceError
 from sonic_model.qa.identity import portrait_face
-from sonic_model.qa.loudness import decode_audio_track, integrated_loudness
+from sonic_model.qa.loudness import decode_audio_track, integrated_loudness, true_peak_dbtp
 from sonic_model.qa.picture import PictureStats, head_jitter, scan_picture
 from sonic_model.qa.result import QAResult
 from sonic_model.qa.thresholds import QAThresholds
@@ -48,10 +48,16 @@ def check_video(
     portrait_rgb: np.ndarray,
     audio: AudioClip,
     thresholds: QAThresholds | dict[str, Any] | None = QAThresholds(),
+    *,
+    still_reference: np.ndarray | None = None,
 ) -> QAResult:
     """Run every QA check on a rendered video against its portrait and script audio.
 
     `thresholds` may also be a dict of overrides of the defaults (or None for the defaults).
+    `still_reference` is the still picture the video's frames were composited into (the
+    portrait for paste-back, the rendition's canvas for a rendition; [H, W, 3] RGB of the
+    video's size): with it, the video is checked for seams; without it (a generator's own
+    crop, nothing composited) the seam figure is "n/a".
     Never raises for a bad video (an unreadable file is one failure); raises only for a
     broken environment (missing face models) or unknown threshold names (`InputError`).
     Figures are rounded for the sidecar.
@@ -74,8 +80,19 @@ def check_video(
     descriptor, rest_opening = _portrait_reference(portrait_rgb, failures)
     import av
 
+    seams = None
+    if still_reference is not None:
+        from sonic_model.qa.seams import SeamMeter
+
+        seams = SeamMeter(still_reference)
+        if not seams.fits((info.height, info.width)):
+            failures.append(
+                f"picture is {info.width}x{info.height} but its still reference is "
+                f"{still_reference.shape[1]}x{still_reference.shape[0]}: seams not measurable"
+            )
+            seams = None
     try:
-        picture = scan_picture(video_path, info.num_frames, thresholds, descriptor)
+        picture = scan_picture(video_path, info.num_frames, thresholds, descriptor, seams=seams)
     except (av.error.FFmpegError, OSError, EOFError) as exc:  # a corrupt file, not a crash
         failures.append(f"video cannot be decoded to the end: {exc}")
         return QAResult(False, failures, figures)
@@ -97,6 +114,7 @@ def check_video(
     _check_face_and_identity(picture, descriptor is not None, thresholds, failures, figures)
     _check_picture_stability(picture, speech, thresholds, failures, figures)
     _check_audio_track(track, thresholds, failures, figures)
+    _check_seams(seams, thresholds, failures, figures)
 
     return QAResult(
         passed=not failures,
@@ -329,7 +347,20 @@ def _check_audio_track(track: tuple[np.ndarray, int] | None, t: QAThresholds, fa
     figures["loudness_lufs"] = round(loudness, 2)
     figures["clipping_ratio"] = round(clipping, 6)
     figures["peak_dbfs"] = round(20 * math.log10(peak), 2) if peak > 0 else SILENCE_LUFS
-    if loudness < t.min_loudness_lufs:
+    if t.loudness_target_lufs is not None:
+        # The render normalised the sound: it must be at the target, its true peak under the ceiling.
+        true_peak = true_peak_dbtp(samples)
+        figures["true_peak_dbtp"] = round(true_peak, 2) if math.isfinite(true_peak) else SILENCE_LUFS
+        figures["loudness_target_lufs"] = t.loudness_target_lufs
+        low, high = t.loudness_target_lufs - t.loudness_tolerance_lu, t.loudness_target_lufs + t.loudness_tolerance_lu
+        if not low <= loudness <= high:
+            failures.append(
+                f"audio loudness {loudness:.1f} LUFS is off the target {t.loudness_target_lufs:g} LUFS "
+                f"(allowed {low:g} to {high:g})"
+            )
+        if true_peak > t.max_true_peak_dbtp:
+            failures.append(f"audio true peak {true_peak:.2f} dBTP is over the ceiling {t.max_true_peak_dbtp:g} dBTP")
+    elif loudness < t.min_loudness_lufs:
         quiet = "silent" if loudness <= SILENCE_LUFS else "too quiet"
         failures.append(f"audio is {quiet}: loudness {loudness:.1f} LUFS below the minimum {t.min_loudness_lufs:g}")
     elif loudness > t.max_loudness_lufs:
@@ -337,4 +368,18 @@ def _check_audio_track(track: tuple[np.ndarray, int] | None, t: QAThresholds, fa
     if clipping > t.max_clipping_ratio:
         failures.append(
             f"audio clips: {clipping * 100:.2f} % of samples at full scale (max {t.max_clipping_ratio * 100:g} %)"
+        )
+
+
+def _check_seams(seams, t: QAThresholds, failures: list[str], figures: dict) -> None:
+    if seams is None or not seams.frames:
+        figures["seam_strength"] = "n/a"
+        return
+    strength = seams.strength
+    figures["seam_strength"] = round(strength, 3)
+    figures["seam_frames"] = seams.frames
+    if strength > t.max_seam_strength:
+        failures.append(
+            f"visible seam where the animated face was composited: {seams.where()}, a step of "
+            f"{strength:.1f} grey levels the portrait does not have (max {t.max_seam_strength:g})"
         )

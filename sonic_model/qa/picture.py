@@ -40,8 +40,13 @@ def scan_picture(
     expected_frames: int,
     thresholds: QAThresholds,
     portrait_descriptor: np.ndarray | None,
+    seams=None,
 ) -> PictureStats:
-    """Decode the video once and collect every per-frame figure the checks need (see `PictureStats`)."""
+    """Decode the video once and collect every per-frame figure the checks need (see `PictureStats`).
+
+    `seams` (a `sonic_model.qa.seams.SeamMeter`, optional) measures every
+    `thresholds.seam_frame_step`-th frame with landmarks in the same pass.
+    """
     import cv2
 
     from sonic_model.face import LandmarkTracker
@@ -49,6 +54,7 @@ def scan_picture(
     stats = PictureStats()
     tracker = LandmarkTracker()
     step = max(1, thresholds.landmark_frame_step)
+    seam_step = math.lcm(step, max(1, thresholds.seam_frame_step))
     identity_frames = _spread_indices(expected_frames, thresholds.identity_samples)
     previous_thumb: np.ndarray | None = None
     for index, rgb, luma_plane in iter_rgb_and_luma_frames(video_path):
@@ -62,6 +68,10 @@ def scan_picture(
             stats.face_sampled += 1
             stats.face_found += landmarks is not None
         stats.mouth.append(_mouth_from(landmarks) if index % step == 0 else float("nan"))
+        # Seams on frames that have landmarks (the head is left out of the search); a frame
+        # without a face is no evidence either way.
+        if seams is not None and landmarks is not None and index % seam_step == 0:
+            seams.add(luma_plane, landmarks)
         stats.head.append(head_anchor(landmarks) if landmarks is not None else (math.nan, math.nan, math.nan))
         if portrait_descriptor is not None and index in identity_frames:
             distance = identity_distance_in_frame(rgb, landmarks, portrait_descriptor)

@@ -70,8 +70,22 @@ class QAThresholds:
     # Speech for the web is mastered around -16..-23 LUFS; outside -35..-8 it is broken or silent.
     min_loudness_lufs: float = -35.0
     max_loudness_lufs: float = -8.0
+    # With a loudness target (the render normalised the sound to it: sonic_model.loudness), the
+    # range is the target +- `loudness_tolerance_lu` instead (normalisation lands within 0.2 LU;
+    # the AAC encode moves it by a few hundredths), and the true peak must stay at or under
+    # `max_true_peak_dbtp` (EBU R128's ceiling for delivery). None = no target: the range above.
+    loudness_target_lufs: float | None = None
+    loudness_tolerance_lu: float = 1.0
+    max_true_peak_dbtp: float = -1.0
     # Samples at or above full scale (|x| >= 0.999): more than 0.1 % is audible distortion.
     max_clipping_ratio: float = 0.001
+
+    # Seams (sonic_model/qa/seams.py): where generated frames were composited into a still
+    # picture (paste-back, renditions), the largest straight step along the composited edge,
+    # in grey levels, averaged over every `seam_frame_step`-th frame. Measured here: soft
+    # composites 1.4-2.3, the same frames pasted with a hard rectangle 12.7-22.6.
+    max_seam_strength: float = 8.0
+    seam_frame_step: int = 5
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> "QAThresholds":
         """A copy with some values changed; unknown names or wrong types raise `InputError`."""
@@ -93,7 +107,7 @@ class QAThresholds:
 def _convert_threshold(name: str, value: Any, default: Any) -> Any:
     """Coerce an override to the default's type (CLI and manifests give strings and floats)."""
     if value is None:
-        if name in ("expected_width", "expected_height"):
+        if name in ("expected_width", "expected_height", "loudness_target_lufs"):
             return None
         raise InputError(f"QA threshold {name} cannot be empty")
     try:
@@ -101,6 +115,10 @@ def _convert_threshold(name: str, value: Any, default: Any) -> Any:
             raise TypeError
         if isinstance(default, str):
             return str(value)
+        if name == "loudness_target_lufs":
+            from sonic_model.loudness import parse_loudness_target
+
+            return parse_loudness_target(value)
         if isinstance(default, int) or name in ("expected_width", "expected_height"):
             number = float(value)
             if number != int(number):

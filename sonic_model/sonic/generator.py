@@ -14,8 +14,8 @@ Differences from the public implementation, on purpose:
   detector can never pick someone else; without one, no face -> `NoFaceError` and several
   faces -> the largest (ties: score, then top-left);
 - it yields frames only: the caller's encoder makes the one lossy encode;
-- `paste_back=True` composites each generated crop back into the whole photo
-  (`sonic_model.paste_back`).
+- `paste_back=True` composites each generated crop back into the whole photo through the
+  soft head-and-neck mask (`sonic_model.paste_back`, `sonic_model.composite`).
 
 Parameters (`RenderParams`): `min_resolution`, `expand_ratio`, `inference_steps`,
 `dynamic_scale` (multiplies the motion buckets: larger = more head motion) and `seed` act as in
@@ -44,6 +44,7 @@ from sonic_model.audio import AudioClip
 from sonic_model.crop import checked_face_box, expand_square_crop, model_resolution
 from sonic_model.encode import frame_count
 from sonic_model.errors import AudioError, NoFaceError
+from sonic_model.face import FaceBox, face_landmarks
 from sonic_model.generators import FaceBoxXYWH, RenderParams
 from sonic_model.paste_back import FacePaster
 from sonic_model.sonic.models import load_sonic_models
@@ -150,7 +151,9 @@ class SonicGenerator:
             crop_box = (0, 0, width, height)
             if settings.crop:
                 crop_box = expand_square_crop(face, (width, height), settings.expand_ratio)
-            paster = FacePaster(portrait_rgb, crop_box)
+            # The mask follows the face mesh of the face being animated.
+            landmarks = face_landmarks(portrait_rgb, FaceBox(*face, score=1.0))
+            paster = FacePaster(portrait_rgb, crop_box, landmarks)
         # No grad-mode context here: one held across `yield` would leak into the caller's code;
         # the pipeline's steps are each decorated with torch.no_grad (generator-aware).
         with self._lock:

@@ -1,0 +1,172 @@
+"""Renditions: what the extra sizes cost, and memory against clip length (preview generator).
+
+    .venv/bin/python benchmarks/renditions_speed.py [--portrait tests/fixtures/landscape_offcentre.jpg]
+
+In one fresh interpreter per clip length (so peak memory is that render's alone), after a short
+warm-up render (imports, face models, VAD):
+- 10 s of speech rendered as `master` only, then as `master + vertical + square + landscape`
+  (one generation, four encoders fed in the same pass); both with the default loudness
+  normalisation. Prints both walls (and CPU seconds, process + encoders, which a loaded machine does not
+  distort) and the extras' cost relative to the master-only wall;
+  target (issue 13): the extras cost at most 1.5x the master-only wall;
+- 10 s and 60 s with all four: peak resident memory of Python plus every ffmpeg encoder
+  (each encoder's own peak, summed); target: the 60 s peak at most 1.2x the 10 s peak
+  (memory does not grow with the clip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+ALL = ("master", "vertical", "square", "landscape")
+TARGET_EXTRA_COST = 1.5
+TARGET_MEMORY_GROWTH = 1.2
+
+
+class EncoderPeakMemory:
+    """Peak resident memory (VmHWM) of every child process, sampled every 50 ms, summed over children."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[int, float] = {}
+        self.names: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.05):
+            for task in Path(f"/proc/{me}/task").iterdir():
+                try:
+                    children = (task / "children").read_text().split()
+                except OSError:
+                    continue
+                for child in children:
+                    try:
+                        status = Path(f"/proc/{child}/status").read_text()
+                    except OSError:
+                        continue
+                    if status.startswith("Name:\tpython"):
+                        # Forked but not yet exec'd: a copy of this process (its peak is ours), not an encoder.
+                        continue
+                    for line in status.splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peaks[int(child)] = max(self.peaks.get(int(child), 0.0), int(line.split()[1]) / 1024)
+                    if int(child) not in self.names:
+                        try:
+                            args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                            self.names[int(child)] = _describe(args)
+                        except OSError:
+                            pass
+
+    def by_process(self) -> list[str]:
+        return [f"{self.names.get(pid, '?')} {peak:.0f}" for pid, peak in sorted(self.peaks.items())]
+
+    def stop(self) -> float:
+        """The sum over children of each one's peak (MB): an upper bound of their peak together."""
+        self._stop.set()
+        self._thread.join()
+        return sum(self.peaks.values())
+
+
+def _describe(args: list[bytes]) -> str:
+    """A short name for a child process: its output file (an encoder), or its program."""
+    text = [a.decode("utf-8", "replace") for a in args if a]
+    for item in reversed(text):
+        if item.endswith(".mp4") or item.endswith(".wav") or item == "-":
+            return Path(item).name
+    return Path(text[0]).name if text else "?"
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children (the encoders) so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure(portrait: Path, audio: Path, warmup_audio: Path, out: Path, speed: bool) -> dict:
+    """Render in this interpreter (call in a fresh one); see the module docstring."""
+    from sonic_model.generators import RenderParams, create_generator
+    from sonic_model.render import render_video
+
+    render_video(create_generator("preview"), portrait, warmup_audio, out.with_suffix(".warmup.mp4"), RenderParams(renditions=ALL))
+    figures = {}
+    if speed:
+        started, cpu = time.perf_counter(), cpu_seconds()
+        master = render_video(create_generator("preview"), portrait, audio, out.with_suffix(".master.mp4"), RenderParams())
+        figures["master_s"] = time.perf_counter() - started
+        figures["master_cpu_s"] = cpu_seconds() - cpu
+        figures["video_s"] = master.video_duration_s
+    sampler = EncoderPeakMemory()
+    started, cpu = time.perf_counter(), cpu_seconds()
+    result = render_video(create_generator("preview"), portrait, audio, out, RenderParams(renditions=ALL))
+    figures["all_s"] = time.perf_counter() - started
+    figures["all_cpu_s"] = cpu_seconds() - cpu
+    figures["peak_ffmpeg_mb"] = sampler.stop()
+    figures["ffmpeg_processes"] = sampler.by_process()
+    figures["peak_python_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["frames"] = result.frames
+    figures["sizes"] = [f"{result.width}x{result.height}"] + [f"{r['width']}x{r['height']}" for r in result.renditions]
+    return figures
+
+
+def run_child(portrait: Path, seconds: float, workdir: Path, speed: bool) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.preview_speed import make_speech
+
+    audio, warmup = workdir / f"speech_{seconds:g}s.wav", workdir / "warmup.wav"
+    make_speech(seconds, audio)
+    make_speech(2.0, warmup)
+    out = workdir / f"talk_{seconds:g}s.mp4"
+    code = (
+        "import sys; sys.path.insert(0, %r); import json; from pathlib import Path; "
+        "from benchmarks.renditions_speed import measure; "
+        "print(json.dumps(measure(Path(%r), Path(%r), Path(%r), Path(%r), %r)))"
+    ) % (str(ROOT), str(portrait), str(audio), str(warmup), str(out), speed)
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--portrait", type=Path, default=FIXTURES / "landscape_offcentre.jpg")
+    parser.add_argument("--long", type=float, default=60.0, help="the long clip's length in seconds (default 60; 0: speed only)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        short = run_child(args.portrait, 10.0, Path(tmp), speed=True)
+        long = run_child(args.portrait, args.long, Path(tmp), speed=False) if args.long > 0 else None
+    extra = (short["all_s"] - short["master_s"]) / short["master_s"]
+    print(f"10 s of speech, {short['frames']} frames; sizes {', '.join(short['sizes'])}")
+    extra_cpu = (short["all_cpu_s"] - short["master_cpu_s"]) / short["master_cpu_s"]
+    print(f"  master only:                            {short['master_s']:6.2f} s wall, {short['master_cpu_s']:6.2f} s CPU")
+    print(f"  master + vertical + square + landscape: {short['all_s']:6.2f} s wall, {short['all_cpu_s']:6.2f} s CPU "
+          f"(the extras cost {extra:.2f}x the master-only wall, target <= {TARGET_EXTRA_COST}; {extra_cpu:.2f}x its CPU)")
+    print(f"  load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if long is None:
+        print(f"  10 s, all four: peak RSS python {short['peak_python_mb']:.0f} MB + ffmpeg {short['peak_ffmpeg_mb']:.0f} MB")
+        return 0 if extra <= TARGET_EXTRA_COST else 1
+    for label, figures in ((10.0, short), (args.long, long)):
+        print(f"  {label:4.0f} s, all four: peak RSS python {figures['peak_python_mb']:.0f} MB + ffmpeg "
+              f"{figures['peak_ffmpeg_mb']:.0f} MB (sum of the encoders' peaks), {figures['all_s']:.1f} s wall")
+        print(f"        ffmpeg processes (output, peak MB): {'; '.join(figures['ffmpeg_processes'])}")
+    total = lambda f: f["peak_python_mb"] + f["peak_ffmpeg_mb"]  # noqa: E731
+    growth = total(long) / total(short)
+    print(f"peak memory {args.long:g} s / 10 s: {growth:.3f}x (target <= {TARGET_MEMORY_GROWTH})")
+    ok = extra <= TARGET_EXTRA_COST and growth <= TARGET_MEMORY_GROWTH
+    print(f"targets: {'met' if ok else 'NOT met'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
