@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -43,20 +43,39 @@ NAME, VERSION, RENDER_S = "fixed-cost", "1.0-bench", 1.0  # as in fanout_stand_i
 
 def prepare(work: Path, rows: int) -> tuple[Path, dict]:
     import pandas as pd
-
     from orchestration_overhead import prepare_media  # a sibling script (benchmarks/ is on sys.path)
+
     from tasks.publish import poster_jpeg
 
     _, video = prepare_media(work)
     poster = work / "poster.jpg"
     poster.write_bytes(poster_jpeg(video))
-    pd.DataFrame([
-        {"row_id": f"row-{i:03d}", "portrait_uri": "media/hopper.jpg", "audio_uri": "media/de.wav",
-         "language": "de", "consent_ref": "release/bench", "collection": "bench"}
-        for i in range(rows)
-    ]).to_parquet(work / "manifest.parquet")
-    pd.DataFrame([{"row_id": f"warm-{i}", "portrait_uri": "media/hopper.jpg", "audio_uri": "media/de.wav", "language": "de",
-                   "consent_ref": "release/bench", "collection": "warm"} for i in range(8)]).to_parquet(work / "warm.parquet")
+    pd.DataFrame(
+        [
+            {
+                "row_id": f"row-{i:03d}",
+                "portrait_uri": "media/hopper.jpg",
+                "audio_uri": "media/de.wav",
+                "language": "de",
+                "consent_ref": "release/bench",
+                "collection": "bench",
+            }
+            for i in range(rows)
+        ]
+    ).to_parquet(work / "manifest.parquet")
+    pd.DataFrame(
+        [
+            {
+                "row_id": f"warm-{i}",
+                "portrait_uri": "media/hopper.jpg",
+                "audio_uri": "media/de.wav",
+                "language": "de",
+                "consent_ref": "release/bench",
+                "collection": "warm",
+            }
+            for i in range(8)
+        ]
+    ).to_parquet(work / "warm.parquet")
     return work / "manifest.parquet", {"FANOUT_VIDEO": str(video), "FANOUT_POSTER": str(poster)}
 
 
@@ -116,16 +135,26 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     results = []
     try:
-        stand_in_env = {"FANOUT_VIDEO": str(work / "prepared.mp4"), "FANOUT_POSTER": str(work / "poster.jpg"),
-                        "FANOUT_MEDIA": str(work / "media"), "FANOUT_TRACE": str(work / "trace.txt")}
+        stand_in_env = {
+            "FANOUT_VIDEO": str(work / "prepared.mp4"),
+            "FANOUT_POSTER": str(work / "poster.jpg"),
+            "FANOUT_MEDIA": str(work / "media"),
+            "FANOUT_TRACE": str(work / "trace.txt"),
+        }
         os.environ.update(stand_in_env)
         services = LocalServices(work / "services", preload=STAND_INS, worker_env=stand_in_env)
         with services:
             services.start_scheduler()
             # This process runs the flow: it talks to the same server as the workers. Set
             # before anything imports Prefect (it reads its settings on import).
-            os.environ.update({"PREFECT_API_URL": services.api_url, "PREFECT_HOME": str(services.prefect_home),
-                               "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL", "DO_NOT_TRACK": "1"})
+            os.environ.update(
+                {
+                    "PREFECT_API_URL": services.api_url,
+                    "PREFECT_HOME": str(services.prefect_home),
+                    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
+                    "DO_NOT_TRACK": "1",
+                }
+            )
             manifest, _ = prepare(work, args.rows)
             # Only the workers patch the media work (every row task runs there). This process
             # needs just the stand-in generator's name and version (for content keys); nothing
@@ -158,8 +187,10 @@ def main() -> int:
                 returned = time.time()
                 roles_after = cpu_by_role(services)
                 cpu = sum(roles_after.values()) - cpu_before
-                split = ", ".join(f"{role} {(roles_after[role] - roles_before.get(role, 0)) / args.rows * 1000:.0f}"
-                                  for role in roles_after)
+                split = ", ".join(
+                    f"{role} {(roles_after[role] - roles_before.get(role, 0)) / args.rows * 1000:.0f}"
+                    for role in roles_after
+                )
                 if summary["counts"] != {"published": args.rows}:
                     import pandas as pd
 
@@ -171,7 +202,10 @@ def main() -> int:
                 results.append((count, wall, render_gaps(spans), cpu, first_start - called, returned - last_end))
                 (work / "trace.txt").unlink(missing_ok=True)
                 per_worker = sorted(len(worker_spans) for worker_spans in spans.values())
-                print(f"{count} worker(s): {wall:.2f} s; rows per worker {per_worker}; CPU ms/row by process: {split}", flush=True)
+                print(
+                    f"{count} worker(s): {wall:.2f} s; rows per worker {per_worker}; CPU ms/row by process: {split}",
+                    flush=True,
+                )
             # Send this process's queued logs and events while the server is still up.
             from prefect.events.worker import EventsWorker
             from prefect.logging.handlers import APILogWorker
@@ -185,20 +219,33 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     base = results[0][1] * results[0][0]
-    print(f"\n{args.rows} rows, fixed-cost generator {RENDER_S:g} s/row, one GPU per worker (two renders in flight, one generating)")
-    print(f"{'workers':>7} {'wall s':>8} {'ideal s':>8} {'speed-up':>8} {'efficiency':>10} {'overhead/row ms':>15} "
-          f"{'gap median ms':>13} {'gap p90 ms':>10} {'CPU ms/row':>10} {'start-up s':>10} {'wind-down s':>11}")
+    print(
+        f"\n{args.rows} rows, fixed-cost generator {RENDER_S:g} s/row, one GPU per worker (two renders in flight, "
+        "one generating)"
+    )
+    print(
+        f"{'workers':>7} {'wall s':>8} {'ideal s':>8} {'speed-up':>8} {'efficiency':>10} {'overhead/row ms':>15} "
+        f"{'gap median ms':>13} {'gap p90 ms':>10} {'CPU ms/row':>10} {'start-up s':>10} {'wind-down s':>11}"
+    )
     for count, wall, gaps, cpu, start_up, wind_down in results:
         ideal = args.rows * RENDER_S / count
         median, p90 = (statistics.median(gaps), statistics.quantiles(gaps, n=10)[-1]) if len(gaps) > 1 else (0.0, 0.0)
-        print(f"{count:>7} {wall:>8.2f} {ideal:>8.2f} {base / wall:>8.2f} {base / (count * wall):>10.1%} "
-              f"{(wall - ideal) * count / args.rows * 1000:>15.0f} {median * 1000:>13.0f} {p90 * 1000:>10.0f} {cpu / args.rows * 1000:>10.0f} "
-              f"{start_up:>10.2f} {wind_down:>11.2f}")
-    print("overhead/row: all non-render time of the run charged to GPU slots (start-up and the index/ledger/report "
-          "at the end included);\ngap: steady state, from one generation's end to the next one's start on the same worker "
-          "(what the GPU waits; task runs, hand-offs and storage overlap with generation);\nstart-up: flow called -> first render starts (flow run, table validation, first probe); "
-          "wind-down: last render ends -> flow returns (its QA/publish, index, ledger, report, flow run end);\nCPU ms/row: CPU time of the flow process, Prefect server, scheduler and workers "
-          f"per row (this machine: {os.cpu_count()} cores, shared)")
+        print(
+            f"{count:>7} {wall:>8.2f} {ideal:>8.2f} {base / wall:>8.2f} {base / (count * wall):>10.1%} "
+            f"{(wall - ideal) * count / args.rows * 1000:>15.0f} {median * 1000:>13.0f} {p90 * 1000:>10.0f} "
+            f"{cpu / args.rows * 1000:>10.0f} "
+            f"{start_up:>10.2f} {wind_down:>11.2f}"
+        )
+    print(
+        "overhead/row: all non-render time of the run charged to GPU slots (start-up and the index/ledger/report "
+        "at the end included);\ngap: steady state, from one generation's end to the next one's start on the same "
+        "worker "
+        "(what the GPU waits; task runs, hand-offs and storage overlap with generation);\nstart-up: flow called -> "
+        "first render starts (flow run, table validation, first probe); "
+        "wind-down: last render ends -> flow returns (its QA/publish, index, ledger, report, flow run end);\nCPU "
+        "ms/row: CPU time of the flow process, Prefect server, scheduler and workers "
+        f"per row (this machine: {os.cpu_count()} cores, shared)"
+    )
     return 0
 
 

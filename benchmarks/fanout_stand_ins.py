@@ -19,10 +19,10 @@ import shutil
 import time
 from pathlib import Path
 
+import tasks.probe
 import tasks.publish
 import tasks.qa
 import tasks.render
-import tasks.probe
 from sonic_model.generators import register_generator
 from sonic_model.render import RenderResult
 from tasks.records import CheckedVideo, ProbedRow
@@ -42,8 +42,14 @@ _PORTRAIT_SHA, _AUDIO_SHA = _sha256(_PORTRAIT), _sha256(_AUDIO)
 
 def fake_probe(row, manifest_url, limits=None, **kwargs):
     return ProbedRow(
-        row=row, portrait_uri=str(_PORTRAIT), audio_uri=str(_AUDIO), audio_duration_s=4.58,
-        face_box=(0.0, 0.0, 1.0, 1.0), portrait_sha256=_PORTRAIT_SHA, audio_sha256=_AUDIO_SHA, params=row.render_params(),
+        row=row,
+        portrait_uri=str(_PORTRAIT),
+        audio_uri=str(_AUDIO),
+        audio_duration_s=4.58,
+        face_box=(0.0, 0.0, 1.0, 1.0),
+        portrait_sha256=_PORTRAIT_SHA,
+        audio_sha256=_AUDIO_SHA,
+        params=row.render_params(),
     )
 
 
@@ -56,8 +62,16 @@ def fixed_cost_render_video(generator, portrait_path, audio_path, out_path, para
         with open(os.environ["FANOUT_TRACE"], "a") as trace:
             trace.write(f"{os.getpid()} {began:.3f} {ended:.3f}\n")
     return RenderResult(
-        output_path=str(out_path), generator=generator.name, generator_version=generator.version, frames=114, fps=25,
-        width=128, height=128, video_duration_s=4.56, audio_duration_s=4.58, seconds=ended - began,
+        output_path=str(out_path),
+        generator=generator.name,
+        generator_version=generator.version,
+        frames=114,
+        fps=25,
+        width=128,
+        height=128,
+        video_duration_s=4.56,
+        audio_duration_s=4.58,
+        seconds=ended - began,
     )
 
 

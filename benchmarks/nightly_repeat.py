@@ -43,12 +43,17 @@ AUDIO_BYTES = 2048
 
 def quiet_env(prefect_home: Path) -> dict:
     env = dict(os.environ)
-    env.update({
-        "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL", "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(prefect_home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
+            "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        }
+    )
     env.pop("PREFECT_API_URL", None)
     return env
 
@@ -86,9 +91,15 @@ def prepare(work: Path, rows: int) -> Path:
     manifest = work / "manifest.parquet"
     pd.DataFrame(
         [
-            {"row_id": f"row-{i:06d}", "portrait_uri": f"media/portraits/p{i % PORTRAITS:02d}.jpg",
-             "audio_uri": str(audio_path(Path("media"), i)), "language": "de", "consent_ref": "release/bench",
-             "collection": "bench", "min_resolution": 128}
+            {
+                "row_id": f"row-{i:06d}",
+                "portrait_uri": f"media/portraits/p{i % PORTRAITS:02d}.jpg",
+                "audio_uri": str(audio_path(Path("media"), i)),
+                "language": "de",
+                "consent_ref": "release/bench",
+                "collection": "bench",
+                "min_resolution": 128,
+            }
             for i in range(rows)
         ]
     ).to_parquet(manifest)
@@ -105,10 +116,9 @@ def install_stand_ins(work: Path) -> None:
     import tasks.publish
     import tasks.qa
     import tasks.render
+    from manifests.schema import resolve_uri
     from sonic_model.render import RenderResult
     from tasks.records import CheckedVideo, ProbedRow
-
-    from manifests.schema import resolve_uri
 
     def sha256_of(path: str) -> str:
         with open(path, "rb") as handle:
@@ -117,8 +127,13 @@ def install_stand_ins(work: Path) -> None:
     def probe_without_decoding(row, manifest_url, limits=None, *, defaults=None, **kwargs):
         portrait, audio = resolve_uri(manifest_url, row.portrait_uri), resolve_uri(manifest_url, row.audio_uri)
         return ProbedRow(
-            row=row, portrait_uri=portrait, audio_uri=audio, audio_duration_s=4.58, face_box=(0.0, 0.0, 1.0, 1.0),
-            portrait_sha256=sha256_of(portrait), audio_sha256=sha256_of(audio),
+            row=row,
+            portrait_uri=portrait,
+            audio_uri=audio,
+            audio_duration_s=4.58,
+            face_box=(0.0, 0.0, 1.0, 1.0),
+            portrait_sha256=sha256_of(portrait),
+            audio_sha256=sha256_of(audio),
             params=row.render_params(defaults) if defaults is not None else row.render_params(),
         )
 
@@ -127,8 +142,16 @@ def install_stand_ins(work: Path) -> None:
     def copy_prepared_video(generator, portrait_path, audio_path_, out_path, params=None, **kwargs):
         shutil.copy(video, out_path)
         return RenderResult(
-            output_path=str(out_path), generator=generator.name, generator_version=generator.version, frames=114, fps=25,
-            width=128, height=128, video_duration_s=4.56, audio_duration_s=4.58, seconds=0.0,
+            output_path=str(out_path),
+            generator=generator.name,
+            generator_version=generator.version,
+            frames=114,
+            fps=25,
+            width=128,
+            height=128,
+            video_duration_s=4.56,
+            audio_duration_s=4.58,
+            seconds=0.0,
         )
 
     def passing_qa(rendered, thresholds=None):
@@ -177,20 +200,39 @@ def child(args: argparse.Namespace) -> int:
     flow = render_catalog.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.concurrency))
     accepted = inspect.signature(render_catalog.fn).parameters
     extra = {name: True for name in ("force", "recheck") if getattr(args, name) and name in accepted}
-    if "signing" in accepted:  # signing's own cost is benchmarks/signing_cost.py; here it would be most of a stand-in row
+    if (
+        "signing" in accepted
+    ):  # signing's own cost is benchmarks/signing_cost.py; here it would be most of a stand-in row
         extra["signing"] = {"mode": "off"}
     imported = time.perf_counter()
-    state = flow(manifest=str(work / "manifest.parquet"), catalog=str(work / "catalog"), concurrency=args.concurrency,
-                 defaults={"min_resolution": 128}, return_state=True, **extra)
+    state = flow(
+        manifest=str(work / "manifest.parquet"),
+        catalog=str(work / "catalog"),
+        concurrency=args.concurrency,
+        defaults={"min_resolution": 128},
+        return_state=True,
+        **extra,
+    )
     summary = state.result()
     ran = time.perf_counter()
     task_runs = count_task_runs(str(state.state_details.flow_run_id or ""))
     counting = time.perf_counter() - ran
-    print("FIGURES " + json.dumps({
-        "run_id": summary["run_id"], "counts": summary["counts"], "plan": summary.get("plan"),
-        "import_s": round(imported - started, 2), "flow_s": round(ran - imported, 2), "task_runs": task_runs,
-        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "counting_s": round(counting, 2),
-    }), flush=True)
+    print(
+        "FIGURES "
+        + json.dumps(
+            {
+                "run_id": summary["run_id"],
+                "counts": summary["counts"],
+                "plan": summary.get("plan"),
+                "import_s": round(imported - started, 2),
+                "flow_s": round(ran - imported, 2),
+                "task_runs": task_runs,
+                "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "counting_s": round(counting, 2),
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 
@@ -198,13 +240,16 @@ def run_child(work: Path, prefect_home: Path, concurrency: int, *flags: str) -> 
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, __file__, "--child", "--work", str(work), "--concurrency", str(concurrency), *flags],
-        capture_output=True, text=True, env=quiet_env(prefect_home), cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=quiet_env(prefect_home),
+        cwd=ROOT,
     )
     wall = time.perf_counter() - started
     line = next((line for line in result.stdout.splitlines() if line.startswith("FIGURES ")), None)
     if result.returncode != 0 or line is None:
         raise RuntimeError(f"run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    figures = json.loads(line[len("FIGURES "):])
+    figures = json.loads(line[len("FIGURES ") :])
     return {**figures, "wall_s": round(wall - figures["counting_s"], 2)}  # the benchmark's own counting left out
 
 
@@ -229,21 +274,28 @@ def one_size(rows: int, concurrency: int, keep: bool) -> None:
     try:
         started = time.perf_counter()
         prepare(work, rows)
-        print(f"\n== {rows} rows (prepared in {time.perf_counter() - started:.1f} s; load average {os.getloadavg()[0]:.1f}) ==")
+        print(
+            f"\n== {rows} rows (prepared in {time.perf_counter() - started:.1f} s; load average "
+            f"{os.getloadavg()[0]:.1f}) =="
+        )
         warm = run_child(work, prefect_home, concurrency, "--warm-up")  # the API's database, created once
         print(f"warm-up run (fresh PREFECT_HOME, 1 row): {warm['wall_s']} s")
 
         first = run_child(work, prefect_home, concurrency)
         per_row = 1000 * first["flow_s"] / rows
-        print(f"first run:      wall {first['wall_s']} s (flow {first['flow_s']} s, imports {first['import_s']} s) -> "
-              f"{per_row:.1f} ms per row (target <= 33); {first['counts']}; task runs {first['task_runs']}; "
-              f"peak RSS {first['max_rss_mb']} MB")
+        print(
+            f"first run:      wall {first['wall_s']} s (flow {first['flow_s']} s, imports {first['import_s']} s) -> "
+            f"{per_row:.1f} ms per row (target <= 33); {first['counts']}; task runs {first['task_runs']}; "
+            f"peak RSS {first['max_rss_mb']} MB"
+        )
         print(f"                {report_sizes(work, first['run_id'])}")
 
         second = run_child(work, prefect_home, concurrency)
-        print(f"unchanged:      wall {second['wall_s']} s (flow {second['flow_s']} s, imports {second['import_s']} s; "
-              f"target <= 30 s at 20,000 rows); {second['counts']}; plan {second['plan']}; task runs "
-              f"{second['task_runs']} (target <= 5); peak RSS {second['max_rss_mb']} MB")
+        print(
+            f"unchanged:      wall {second['wall_s']} s (flow {second['flow_s']} s, imports {second['import_s']} s; "
+            f"target <= 30 s at 20,000 rows); {second['counts']}; plan {second['plan']}; task runs "
+            f"{second['task_runs']} (target <= 5); peak RSS {second['max_rss_mb']} MB"
+        )
         print(f"                {report_sizes(work, second['run_id'])}")
 
         changed = list(range(0, rows, 100))  # 1%
@@ -253,9 +305,11 @@ def one_size(rows: int, concurrency: int, keep: bool) -> None:
         third = run_child(work, prefect_home, concurrency)
         rendered = rendered_rows(work, third["run_id"])
         expected = [f"row-{i:06d}" for i in changed]
-        print(f"1% rewritten:   wall {third['wall_s']} s (flow {third['flow_s']} s); rendered {len(rendered)} rows "
-              f"({'exactly the rewritten ones' if rendered == expected else 'NOT the rewritten ones'}); "
-              f"{third['counts']}; task runs {third['task_runs']}; peak RSS {third['max_rss_mb']} MB")
+        print(
+            f"1% rewritten:   wall {third['wall_s']} s (flow {third['flow_s']} s); rendered {len(rendered)} rows "
+            f"({'exactly the rewritten ones' if rendered == expected else 'NOT the rewritten ones'}); "
+            f"{third['counts']}; task runs {third['task_runs']}; peak RSS {third['max_rss_mb']} MB"
+        )
         print(f"                {report_sizes(work, third['run_id'])}")
     finally:
         if keep:
@@ -271,8 +325,13 @@ def example() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-nightly-example-"))
     prefect_home = work / "prefect-home"
     env = quiet_env(prefect_home)
-    command = [str(Path(sys.executable).with_name("sonic-catalog")), "render", str(ROOT / "manifests/examples/catalog.parquet"),
-               "--catalog", str(work / "catalog")]
+    command = [
+        str(Path(sys.executable).with_name("sonic-catalog")),
+        "render",
+        str(ROOT / "manifests/examples/catalog.parquet"),
+        "--catalog",
+        str(work / "catalog"),
+    ]
     try:
         for label in ("first render", "unchanged re-run", "unchanged re-run (again)"):
             started = time.perf_counter()
@@ -281,14 +340,19 @@ def example() -> None:
             summary = result.stdout.splitlines()[0] if result.stdout else result.stderr[-500:]
             print(f"{label}: {wall:.1f} s (exit {result.returncode}): {summary}")
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "sonic_catalog.cli", *command[1:]],
-                                capture_output=True, text=True, env=env, cwd=work)
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "sonic_catalog.cli", *command[1:]],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=work,
+        )
         wall = time.perf_counter() - started
         print(f"unchanged re-run under -X importtime: {wall:.1f} s; the slowest top-level imports (cumulative):")
         imports = []
         for line in result.stderr.splitlines():
             if line.startswith("import time:") and "|" in line:
-                parts = [part.strip() for part in line[len("import time:"):].split("|")]
+                parts = [part.strip() for part in line[len("import time:") :].split("|")]
                 if parts[1].isdigit() and not parts[2].startswith(" "):
                     name = parts[2]
                     if not name.startswith(" ") and "." not in name.strip():
@@ -334,8 +398,17 @@ def warm_up(args: argparse.Namespace) -> int:
         (work / "media" / "a.wav").write_bytes(audio_bytes(0))
         import pandas as pd
 
-        pd.DataFrame([{"row_id": "warm", "portrait_uri": "media/hopper.jpg", "audio_uri": "media/a.wav", "language": "de",
-                       "consent_ref": "release/bench"}]).to_parquet(prepare_small)
+        pd.DataFrame(
+            [
+                {
+                    "row_id": "warm",
+                    "portrait_uri": "media/hopper.jpg",
+                    "audio_uri": "media/a.wav",
+                    "language": "de",
+                    "consent_ref": "release/bench",
+                }
+            ]
+        ).to_parquet(prepare_small)
         args.work = str(work)
         return child(args)
     finally:

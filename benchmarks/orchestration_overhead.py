@@ -44,8 +44,9 @@ def prepare_media(work: Path) -> tuple[Path, Path]:
     shutil.copy(FIXTURES / "portrait_hopper.jpg", media / "hopper.jpg")
     shutil.copy(FIXTURES / "speech_de_48k_stereo.wav", media / "de.wav")
     video = work / "prepared.mp4"
-    render_video(create_generator("preview"), media / "hopper.jpg", media / "de.wav", video,
-                 RenderParams(min_resolution=128))
+    render_video(
+        create_generator("preview"), media / "hopper.jpg", media / "de.wav", video, RenderParams(min_resolution=128)
+    )
     return media, video
 
 
@@ -59,8 +60,14 @@ def prepare(work: Path, rows: int) -> tuple[Path, Path, bytes]:
     manifest = work / "manifest.parquet"
     pd.DataFrame(
         [
-            {"row_id": f"row-{i:05d}", "portrait_uri": "media/hopper.jpg", "audio_uri": "media/de.wav",
-             "language": "de", "consent_ref": "release/bench", "collection": "bench"}
+            {
+                "row_id": f"row-{i:05d}",
+                "portrait_uri": "media/hopper.jpg",
+                "audio_uri": "media/de.wav",
+                "language": "de",
+                "consent_ref": "release/bench",
+                "collection": "bench",
+            }
             for i in range(rows)
         ]
     ).to_parquet(manifest)
@@ -68,31 +75,58 @@ def prepare(work: Path, rows: int) -> tuple[Path, Path, bytes]:
 
 
 def install_stand_ins(video: Path, poster: bytes, media: Path) -> None:
+    import tasks.probe
     import tasks.publish
     import tasks.qa
     import tasks.render
-    import tasks.probe
     from tasks.records import CheckedVideo, ProbedRow, RenderedVideo, RowInfo, content_key
 
     def fake_probe(row, manifest_url, limits=None, **kwargs):
         digest = hashlib.sha256(row.row_id.encode()).hexdigest()
         return ProbedRow(
-            row=row, portrait_uri=str(media / "hopper.jpg"), audio_uri=str(media / "de.wav"), audio_duration_s=4.58,
-            face_box=(0.0, 0.0, 1.0, 1.0), portrait_sha256=digest, audio_sha256=digest, params=row.render_params(),
+            row=row,
+            portrait_uri=str(media / "hopper.jpg"),
+            audio_uri=str(media / "de.wav"),
+            audio_duration_s=4.58,
+            face_box=(0.0, 0.0, 1.0, 1.0),
+            portrait_sha256=digest,
+            audio_sha256=digest,
+            params=row.render_params(),
         )
 
     def no_op_generator(probed, choice, *, scratch_root=None, **kwargs):
         scratch = Path(tempfile.mkdtemp(prefix="bench-row-"))
         shutil.copy(video, scratch / "video.mp4")
         params = tasks.render.params_dict(probed.params)
-        key = content_key(portrait_sha256=probed.portrait_sha256, audio_sha256=probed.audio_sha256,
-                          generator=choice.name, generator_version=choice.version, params=params)
+        key = content_key(
+            portrait_sha256=probed.portrait_sha256,
+            audio_sha256=probed.audio_sha256,
+            generator=choice.name,
+            generator_version=choice.version,
+            params=params,
+        )
         return RenderedVideo(
-            info=RowInfo.from_row(probed.row), content_key=key, video_path=str(scratch / "video.mp4"),
-            portrait_path=probed.portrait_uri, audio_path=probed.audio_uri, portrait_uri=probed.portrait_uri,
-            audio_uri=probed.audio_uri, portrait_sha256=probed.portrait_sha256, audio_sha256=probed.audio_sha256,
-            generator=choice.name, generator_version=choice.version, params=params, audio_duration_s=4.58,
-            render={"frames": 114, "fps": 25, "width": 128, "height": 128, "video_duration_s": 4.56, "audio_duration_s": 4.58},
+            info=RowInfo.from_row(probed.row),
+            content_key=key,
+            video_path=str(scratch / "video.mp4"),
+            portrait_path=probed.portrait_uri,
+            audio_path=probed.audio_uri,
+            portrait_uri=probed.portrait_uri,
+            audio_uri=probed.audio_uri,
+            portrait_sha256=probed.portrait_sha256,
+            audio_sha256=probed.audio_sha256,
+            generator=choice.name,
+            generator_version=choice.version,
+            params=params,
+            audio_duration_s=4.58,
+            render={
+                "frames": 114,
+                "fps": 25,
+                "width": 128,
+                "height": 128,
+                "video_duration_s": 4.56,
+                "audio_duration_s": 4.58,
+            },
         )
 
     def passing_qa(rendered, thresholds=None):
@@ -132,7 +166,9 @@ def main() -> int:
         wall = time.perf_counter() - started
         published = summary["counts"].get("published", 0)
         print(f"warm-up (ephemeral API start + 1 row): {warm_up:.1f} s")
-        print(f"rows: {args.rows}, published: {published}, concurrency: {args.concurrency}, verdicts: {summary['counts']}")
+        print(
+            f"rows: {args.rows}, published: {published}, concurrency: {args.concurrency}, verdicts: {summary['counts']}"
+        )
         print(f"flow wall time: {wall:.2f} s -> {1000 * wall / args.rows:.1f} ms per row (target <= 50 ms)")
         return 0 if published == args.rows else 1
     finally:

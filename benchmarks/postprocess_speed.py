@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 # Run as a script: benchmarks/ is on sys.path, so the sibling's speech maker is shared.
 from preview_speed import make_speech
 
@@ -66,20 +65,30 @@ def main() -> None:
     render("warmup.mp4")  # loads torch/VAD, tflite interpreters, ffmpeg page cache
     plain_s, _ = best_time(args.repeats, lambda: render("plain.mp4", lipsync_calibration=False, motion_smoothing=0.0))
     post_s, post = best_time(args.repeats, lambda: render("post.mp4"))
-    shifted_s, shifted = best_time(args.repeats, lambda: render("shifted.mp4", av_offset_ms=120.0, motion_smoothing=2.0))
-    calibrate_s, report = best_time(args.repeats, lambda: calibrate_video(work / "shifted.mp4", work / "calibrated.mp4"))
+    shifted_s, shifted = best_time(
+        args.repeats, lambda: render("shifted.mp4", av_offset_ms=120.0, motion_smoothing=2.0)
+    )
+    calibrate_s, report = best_time(
+        args.repeats, lambda: calibrate_video(work / "shifted.mp4", work / "calibrated.mp4")
+    )
 
     video_s = audio.duration_s
     overhead = post_s - plain_s
     rate = video_s / overhead if overhead > 0 else float("inf")
     print(f"{video_s:.1f} s of speech at {args.resolution} px, preview generator, best of {args.repeats}")
     print(f"  render, post-processing off : {plain_s:6.2f} s  ({video_s / plain_s:5.1f}x real time)")
-    print(f"  render, post-processing on  : {post_s:6.2f} s  ({video_s / post_s:5.1f}x real time)"
-          f"  measured offset {post.av_offset_measured_frames} frames, warped {post.motion_frames_warped} frames")
+    print(
+        f"  render, post-processing on  : {post_s:6.2f} s  ({video_s / post_s:5.1f}x real time)"
+        f"  measured offset {post.av_offset_measured_frames} frames, warped {post.motion_frames_warped} frames"
+    )
     print(f"  render, on + 120 ms re-time : {shifted_s:6.2f} s  (applied {shifted.av_offset_applied_ms:g} ms)")
-    print(f"  post-processing alone       : {overhead:6.2f} s  -> {rate:5.1f}x real time (target >= {TARGET_REALTIME:g}x)")
-    print(f"  calibrate_video on the file : {calibrate_s:6.2f} s  ({video_s / calibrate_s:5.1f}x real time;"
-          f" offset {report.offset_before_frames:+d} -> {report.offset_after_frames:+d} frames)")
+    print(
+        f"  post-processing alone       : {overhead:6.2f} s  -> {rate:5.1f}x real time (target >= {TARGET_REALTIME:g}x)"
+    )
+    print(
+        f"  calibrate_video on the file : {calibrate_s:6.2f} s  ({video_s / calibrate_s:5.1f}x real time;"
+        f" offset {report.offset_before_frames:+d} -> {report.offset_after_frames:+d} frames)"
+    )
     print("PASS" if rate >= TARGET_REALTIME else "BELOW TARGET")
 
 

@@ -127,10 +127,10 @@ def run_child(portrait: Path, seconds: float, workdir: Path) -> dict:
     make_speech(seconds, audio)
     out = workdir / f"preview_{seconds:g}s.mp4"
     code = (
-        "import sys, time; started = time.perf_counter(); sys.path.insert(0, %r); "
+        f"import sys, time; started = time.perf_counter(); sys.path.insert(0, {str(ROOT)!r}); "
         "import json; from benchmarks.preview_speed import measure; from pathlib import Path; "
-        "print(json.dumps(measure(Path(%r), Path(%r), Path(%r), started)))"
-    ) % (str(ROOT), str(portrait), str(audio), str(out))
+        f"print(json.dumps(measure(Path({str(portrait)!r}), Path({str(audio)!r}), Path({str(out)!r}), started)))"
+    )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -147,9 +147,24 @@ def time_render_one(portrait: Path, seconds: float, workdir: Path, runs: int) ->
         out = workdir / f"render_one_{run}.mp4"
         started = time.perf_counter()
         completed = subprocess.run(
-            [sys.executable, "-m", "sonic_catalog.cli", "render-one", "--portrait", str(portrait),
-             "--audio", str(audio), "--out", str(out), "--json"],
-            capture_output=True, text=True, check=True, cwd=ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "sonic_catalog.cli",
+                "render-one",
+                "--portrait",
+                str(portrait),
+                "--audio",
+                str(audio),
+                "--out",
+                str(out),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env=env,
         )
         wall = time.perf_counter() - started
         figures = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -187,7 +202,8 @@ def main() -> int:
         audio_s = best["audio_s"]
         print(
             f"render-one command, {audio_s:.1f} s clip, {len(command)} runs: {audio_s / best['wall_s']:.2f}x real time "
-            f"at best ({best['wall_s']:.2f} s wall, of which {best['wall_s'] - best['render_s']:.2f} s before and after "
+            f"at best ({best['wall_s']:.2f} s wall, of which {best['wall_s'] - best['render_s']:.2f} s before and "
+            "after "
             f"render_video), {audio_s / median:.2f}x at the median ({median:.2f} s); "
             f"all walls: {', '.join(f'{wall:.2f}' for wall in walls)} s"
         )

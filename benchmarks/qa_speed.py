@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+# benchmarks/ is on sys.path when run as a script: one speech maker for every benchmark.
+from preview_speed import make_speech  # noqa: E402
+
 from sonic_model.audio import load_audio  # noqa: E402
 from sonic_model.image import load_image  # noqa: E402
 from sonic_model.qa import check_video, clear_portrait_cache  # noqa: E402
-
-# benchmarks/ is on sys.path when run as a script: one speech maker for every benchmark.
-from preview_speed import make_speech  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 SECONDS = 10.0
@@ -81,16 +81,22 @@ def main() -> None:
 
     best, median = min(times), float(np.median(times))
     duration = float(result.figures["video_duration_s"])
-    print(f"video: {result.figures['width']}x{result.figures['height']}, {duration:.2f} s, "
-          f"{result.figures['num_frames']} frames, made by the {made_by}; QA passed={result.passed}")
+    print(
+        f"video: {result.figures['width']}x{result.figures['height']}, {duration:.2f} s, "
+        f"{result.figures['num_frames']} frames, made by the {made_by}; QA passed={result.passed}"
+    )
     if result.failures:
         print("  failures: " + "; ".join(result.failures))
     print(f"first call (loads models): {first:.2f} s")
-    print(f"QA wall time over {args.repeats} runs: median {median:.2f} s, best {best:.2f} s "
-          f"(CPU time median {float(np.median(cpu_times)):.2f} s; cores are shared, so wall time varies)")
+    print(
+        f"QA wall time over {args.repeats} runs: median {median:.2f} s, best {best:.2f} s "
+        f"(CPU time median {float(np.median(cpu_times)):.2f} s; cores are shared, so wall time varies)"
+    )
     print(f"QA real-time factor: {duration / median:.1f}x (median), {duration / best:.1f}x (best); target >= 5x")
     cached = float(np.median(cached_times))
-    print(f"same presenter again (portrait reference cached): median {cached:.2f} s = {duration / cached:.1f}x real time")
+    print(
+        f"same presenter again (portrait reference cached): median {cached:.2f} s = {duration / cached:.1f}x real time"
+    )
 
 
 if __name__ == "__main__":

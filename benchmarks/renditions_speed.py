@@ -100,11 +100,19 @@ def measure(portrait: Path, audio: Path, warmup_audio: Path, out: Path, speed: b
     from sonic_model.generators import RenderParams, create_generator
     from sonic_model.render import render_video
 
-    render_video(create_generator("preview"), portrait, warmup_audio, out.with_suffix(".warmup.mp4"), RenderParams(renditions=ALL))
+    render_video(
+        create_generator("preview"),
+        portrait,
+        warmup_audio,
+        out.with_suffix(".warmup.mp4"),
+        RenderParams(renditions=ALL),
+    )
     figures = {}
     if speed:
         started, cpu = time.perf_counter(), cpu_seconds()
-        master = render_video(create_generator("preview"), portrait, audio, out.with_suffix(".master.mp4"), RenderParams())
+        master = render_video(
+            create_generator("preview"), portrait, audio, out.with_suffix(".master.mp4"), RenderParams()
+        )
         figures["master_s"] = time.perf_counter() - started
         figures["master_cpu_s"] = cpu_seconds() - cpu
         figures["video_s"] = master.video_duration_s
@@ -129,11 +137,12 @@ def run_child(portrait: Path, seconds: float, workdir: Path, speed: bool) -> dic
     make_speech(seconds, audio)
     make_speech(2.0, warmup)
     out = workdir / f"talk_{seconds:g}s.mp4"
+    paths = ", ".join(f"Path({str(path)!r})" for path in (portrait, audio, warmup, out))
     code = (
-        "import sys; sys.path.insert(0, %r); import json; from pathlib import Path; "
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); import json; from pathlib import Path; "
         "from benchmarks.renditions_speed import measure; "
-        "print(json.dumps(measure(Path(%r), Path(%r), Path(%r), Path(%r), %r)))"
-    ) % (str(ROOT), str(portrait), str(audio), str(warmup), str(out), speed)
+        f"print(json.dumps(measure({paths}, {speed!r})))"
+    )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -141,7 +150,9 @@ def run_child(portrait: Path, seconds: float, workdir: Path, speed: bool) -> dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--portrait", type=Path, default=FIXTURES / "landscape_offcentre.jpg")
-    parser.add_argument("--long", type=float, default=60.0, help="the long clip's length in seconds (default 60; 0: speed only)")
+    parser.add_argument(
+        "--long", type=float, default=60.0, help="the long clip's length in seconds (default 60; 0: speed only)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         short = run_child(args.portrait, 10.0, Path(tmp), speed=True)
@@ -149,16 +160,25 @@ def main() -> int:
     extra = (short["all_s"] - short["master_s"]) / short["master_s"]
     print(f"10 s of speech, {short['frames']} frames; sizes {', '.join(short['sizes'])}")
     extra_cpu = (short["all_cpu_s"] - short["master_cpu_s"]) / short["master_cpu_s"]
-    print(f"  master only:                            {short['master_s']:6.2f} s wall, {short['master_cpu_s']:6.2f} s CPU")
-    print(f"  master + vertical + square + landscape: {short['all_s']:6.2f} s wall, {short['all_cpu_s']:6.2f} s CPU "
-          f"(the extras cost {extra:.2f}x the master-only wall, target <= {TARGET_EXTRA_COST}; {extra_cpu:.2f}x its CPU)")
+    print(
+        f"  master only:                            {short['master_s']:6.2f} s wall, {short['master_cpu_s']:6.2f} s CPU"
+    )
+    print(
+        f"  master + vertical + square + landscape: {short['all_s']:6.2f} s wall, {short['all_cpu_s']:6.2f} s CPU "
+        f"(the extras cost {extra:.2f}x the master-only wall, target <= {TARGET_EXTRA_COST}; {extra_cpu:.2f}x its CPU)"
+    )
     print(f"  load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if long is None:
-        print(f"  10 s, all four: peak RSS python {short['peak_python_mb']:.0f} MB + ffmpeg {short['peak_ffmpeg_mb']:.0f} MB")
+        print(
+            f"  10 s, all four: peak RSS python {short['peak_python_mb']:.0f} MB + ffmpeg "
+            f"{short['peak_ffmpeg_mb']:.0f} MB"
+        )
         return 0 if extra <= TARGET_EXTRA_COST else 1
     for label, figures in ((10.0, short), (args.long, long)):
-        print(f"  {label:4.0f} s, all four: peak RSS python {figures['peak_python_mb']:.0f} MB + ffmpeg "
-              f"{figures['peak_ffmpeg_mb']:.0f} MB (sum of the encoders' peaks), {figures['all_s']:.1f} s wall")
+        print(
+            f"  {label:4.0f} s, all four: peak RSS python {figures['peak_python_mb']:.0f} MB + ffmpeg "
+            f"{figures['peak_ffmpeg_mb']:.0f} MB (sum of the encoders' peaks), {figures['all_s']:.1f} s wall"
+        )
         print(f"        ffmpeg processes (output, peak MB): {'; '.join(figures['ffmpeg_processes'])}")
     total = lambda f: f["peak_python_mb"] + f["peak_ffmpeg_mb"]  # noqa: E731
     growth = total(long) / total(short)

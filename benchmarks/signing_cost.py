@@ -68,8 +68,8 @@ def main() -> int:
         split_bundle,
     )
     from sonic_model.encode import ffmpeg_executable
-    from sonic_model.image import load_image
     from sonic_model.generators import RenderParams, create_generator
+    from sonic_model.image import load_image
     from sonic_model.render import render_video
 
     with tempfile.TemporaryDirectory(prefix="signing-cost-") as scratch:
@@ -136,8 +136,10 @@ def main() -> int:
         for name, source in (("512x512", video), ("1080x1920", tall)):
             signed = scratch / f"signed-{source.name}"
             sign_video(source, signed, manifest, material)  # warm-up: c2pa library load
-            sign, sign_cpu = timed(lambda: sign_video(source, signed, manifest, material), args.repeats)
-            read, _ = timed(lambda: read_credentials(signed), args.repeats)
+            sign, sign_cpu = timed(
+                lambda source=source, signed=signed: sign_video(source, signed, manifest, material), args.repeats
+            )
+            read, _ = timed(lambda signed=signed: read_credentials(signed), args.repeats)
             median, median_cpu = statistics.median(sign), statistics.median(sign_cpu)
             worst = max(worst, median / render_s, median_cpu / render_cpu_s)
             size_mb = source.stat().st_size / 1e6

@@ -50,7 +50,7 @@ def randomize(module: torch.nn.Module, device, dtype) -> torch.nn.Module:
             param.fill_(1.0)
         else:
             param.normal_(0.0, 0.02)
-    for name, buffer in module.named_buffers():
+    for buffer in module.buffers():
         if buffer.is_floating_point():
             buffer.zero_()
     return module.to(dtype).eval().requires_grad_(False)
@@ -58,10 +58,18 @@ def randomize(module: torch.nn.Module, device, dtype) -> torch.nn.Module:
 
 def real_size_models(device: torch.device, dtype: torch.dtype) -> SonicModels:
     from diffusers import AutoencoderKLTemporalDecoder
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, WhisperConfig, WhisperFeatureExtractor, WhisperModel
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperModel,
+    )
 
     unet_config = json.loads((SVD_CONFIGS / "unet" / "config.json").read_text())
-    vae_config = {k: v for k, v in json.loads((SVD_CONFIGS / "vae" / "config.json").read_text()).items() if not k.startswith("_")}
+    vae_config = {
+        k: v for k, v in json.loads((SVD_CONFIGS / "vae" / "config.json").read_text()).items() if not k.startswith("_")
+    }
     clip_keys = manifest("upstream_svd_xt_image_encoder.safetensors.json")["keys"]
     hidden = clip_keys["vision_model.embeddings.class_embedding"][0]
     clip_config = CLIPVisionConfig(
@@ -77,13 +85,18 @@ def real_size_models(device: torch.device, dtype: torch.dtype) -> SonicModels:
     whisper_manifest = manifest("upstream_whisper_tiny_model.safetensors.json")
     d_model = whisper_manifest["d_model"]
     whisper_config = WhisperConfig(
-        d_model=d_model, encoder_layers=whisper_manifest["encoder_layers"], encoder_attention_heads=6, encoder_ffn_dim=4 * d_model,
-        decoder_layers=1, max_source_positions=whisper_manifest["max_source_positions"], num_mel_bins=80,
+        d_model=d_model, encoder_layers=whisper_manifest["encoder_layers"], encoder_attention_heads=6,
+        encoder_ffn_dim=4 * d_model, decoder_layers=1, max_source_positions=whisper_manifest["max_source_positions"],
+        num_mel_bins=80,
     )  # fmt: skip
     token_keys = {k: tuple(v) for k, v in manifest("Sonic__audio2token.pth.json")["keys"].items()}
     bucket_keys = {k: tuple(v) for k, v in manifest("Sonic__audio2bucket.pth.json")["keys"].items()}
     token_dims, bucket_dims = W.audio_mlp_dims(
-        token_keys, bucket_keys, {"d_model": d_model, "encoder_layers": whisper_config.encoder_layers}, unet_config["cross_attention_dim"], clip_config.projection_dim
+        token_keys,
+        bucket_keys,
+        {"d_model": d_model, "encoder_layers": whisper_config.encoder_layers},
+        unet_config["cross_attention_dim"],
+        clip_config.projection_dim,
     )
     with torch.device("meta"):
         unet = W.build_unet(unet_config)
@@ -112,7 +125,9 @@ def real_size_models(device: torch.device, dtype: torch.dtype) -> SonicModels:
     # CLIP position ids are a buffer: restore them after `to_empty`.
     embeddings = models.image_encoder.vision_model.embeddings
     if hasattr(embeddings, "position_ids"):
-        embeddings.position_ids.copy_(torch.arange(embeddings.position_ids.shape[-1], device=device).expand_as(embeddings.position_ids))
+        embeddings.position_ids.copy_(
+            torch.arange(embeddings.position_ids.shape[-1], device=device).expand_as(embeddings.position_ids)
+        )
     return models
 
 
@@ -147,7 +162,7 @@ def main() -> None:
     first_frame_s = None
     count = 0
     with torch.inference_mode():
-        for frame in pipeline.run(portrait, face, waveform, settings, output_frames=frame_count(args.seconds)):
+        for _frame in pipeline.run(portrait, face, waveform, settings, output_frames=frame_count(args.seconds)):
             count += 1
             if first_frame_s is None:
                 first_frame_s = time.perf_counter() - started
@@ -158,7 +173,10 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"device {name}, {dtype}, real-size random weights (built in {build_s:.1f} s)")
     print(f"{args.seconds:g} s audio, {args.min_resolution} px, {args.steps} steps: {count} frames in {wall:.1f} s")
-    print(f"  {wall / args.seconds:.2f} s per output second; first frame after {first_frame_s:.1f} s; peak GPU memory {peak:.2f} GiB")
+    print(
+        f"  {wall / args.seconds:.2f} s per output second; first frame after {first_frame_s:.1f} s; peak GPU memory "
+        f"{peak:.2f} GiB"
+    )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,13 @@ def render(seconds: float, args, tmp: Path) -> dict:
         raise SystemExit(f"render of {seconds} s failed:\n{proc.stdout}\n{proc.stderr}")
     peak_kb = int(proc.stdout.split("MAXRSS_KB")[-1].split()[0])
     result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
-    return {"audio_s": seconds, "peak_rss_mb": peak_kb / 1024, "wall_s": wall, "frames": result["frames"], "video_s": result["video_duration_s"]}
+    return {
+        "audio_s": seconds,
+        "peak_rss_mb": peak_kb / 1024,
+        "wall_s": wall,
+        "frames": result["frames"],
+        "video_s": result["video_duration_s"],
+    }
 
 
 def main() -> None:
@@ -67,7 +73,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs = [render(seconds, args, Path(tmp)) for seconds in (5.0, 60.0)]
     for run in runs:
-        print(f"{run['audio_s']:5.1f} s speech: peak RSS {run['peak_rss_mb']:7.1f} MB, {run['frames']} frames ({run['video_s']:.2f} s video), wall {run['wall_s']:.1f} s")
+        print(
+            f"{run['audio_s']:5.1f} s speech: peak RSS {run['peak_rss_mb']:7.1f} MB, {run['frames']} frames "
+            f"({run['video_s']:.2f} s video), wall {run['wall_s']:.1f} s"
+        )
     ratio = runs[1]["peak_rss_mb"] / runs[0]["peak_rss_mb"]
     print(f"60 s / 5 s peak RSS ratio: {ratio:.3f} (target <= 1.2)")
 

@@ -40,7 +40,9 @@ def main() -> None:
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(args.fixture), out], capture_output=True, text=True, cwd=ROOT)
+            proc = subprocess.run(
+                [sys.executable, "-c", CHILD, str(args.fixture), out], capture_output=True, text=True, cwd=ROOT
+            )
             walls.append(time.perf_counter() - started)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])
@@ -48,7 +50,10 @@ def main() -> None:
         runs.append(float(fields[fields.index("RUN_S") + 1]))
         assert fields[fields.index("PASSED") + 1] == "True", proc.stdout
     reference = json.loads((args.fixture / "meta.json").read_text())["reference_run"]["timings_seconds"]["total_s"]
-    print(f"parity run, process wall time: median {statistics.median(walls):.2f} s (runs: {', '.join(f'{w:.2f}' for w in walls)})")
+    print(
+        f"parity run, process wall time: median {statistics.median(walls):.2f} s (runs: "
+        f"{', '.join(f'{w:.2f}' for w in walls)})"
+    )
     print(f"  of which load + run + write (in-process): median {statistics.median(runs):.2f} s")
     print(f"public implementation on the same fixture: {reference:.2f} s")
 

@@ -120,11 +120,25 @@ def render_catalog(
     signing = resolve_signing(signing, catalog)  # once, before any row: every row signs alike
     credentials = describe_signing(signing, required=not cluster)
     run = RunInfo(
-        run_id=run_id, manifest=manifest, catalog=catalog, generator=choice.name, generator_version=choice.version,
-        weights=weights, defaults=defaults_params.as_dict(), qa_thresholds=qa_thresholds or {}, only_rows=only_rows,
-        rerun_of=rerun_of, started_at=started_at, flow_run_id=str(flow_run.get_id() or ""), on_cluster=cluster,
-        render_retries=render_options["retries"], retry_delay_s=render_options["retry_delay_seconds"],
-        limits=media_limits.as_dict(), row_timeout_s=row_timeout_s, force=force, recheck=recheck,
+        run_id=run_id,
+        manifest=manifest,
+        catalog=catalog,
+        generator=choice.name,
+        generator_version=choice.version,
+        weights=weights,
+        defaults=defaults_params.as_dict(),
+        qa_thresholds=qa_thresholds or {},
+        only_rows=only_rows,
+        rerun_of=rerun_of,
+        started_at=started_at,
+        flow_run_id=str(flow_run.get_id() or ""),
+        on_cluster=cluster,
+        render_retries=render_options["retries"],
+        retry_delay_s=render_options["retry_delay_seconds"],
+        limits=media_limits.as_dict(),
+        row_timeout_s=row_timeout_s,
+        force=force,
+        recheck=recheck,
         signing=signing,
     )
     run.write()
@@ -141,10 +155,20 @@ def render_catalog(
     # Whole-run collections go to tasks `quote`d: Prefect would otherwise visit every element of
     # a parameter and record each row's upstream task run in the task's dependencies, which at
     # 20,000 rows makes the task's state event too large to send ("EventTooLarge", 2.8 MB).
-    plan = plan_run_task(quote(rows), manifest, catalog, PlanSettings(
-        generator=choice.name, generator_version=choice.version, defaults=defaults_params, limits=media_limits.as_dict(),
-        max_file_bytes=media_limits.max_file_bytes, force=force, recheck=recheck,
-    ))
+    plan = plan_run_task(
+        quote(rows),
+        manifest,
+        catalog,
+        PlanSettings(
+            generator=choice.name,
+            generator_version=choice.version,
+            defaults=defaults_params,
+            limits=media_limits.as_dict(),
+            max_file_bytes=media_limits.max_file_bytes,
+            force=force,
+            recheck=recheck,
+        ),
+    )
 
     # Rewrites the run's ledger as verdicts come in, so a killed run leaves one `rerun` can use.
     announce = announcer(ProgressLedger(catalog, run_id))
@@ -158,17 +182,32 @@ def render_catalog(
         announce(outcome)
     work = plan.work()
     try:
-        worked = iter(run_rows(
-            (
-                render_one_row(planned.row, planned.info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
-                               defaults=defaults_params, limits=media_limits, thresholds=thresholds,
-                               render_options=render_options, scratch_url=scratch_url, on_cluster=cluster,
-                               look_up=False, plan=planned.why, signing=signing)
-                for planned in work
-            ),
-            concurrency,
-            announce,
-        ))
+        worked = iter(
+            run_rows(
+                (
+                    render_one_row(
+                        planned.row,
+                        planned.info,
+                        manifest=manifest,
+                        catalog=catalog,
+                        run_id=run_id,
+                        choice=choice,
+                        defaults=defaults_params,
+                        limits=media_limits,
+                        thresholds=thresholds,
+                        render_options=render_options,
+                        scratch_url=scratch_url,
+                        on_cluster=cluster,
+                        look_up=False,
+                        plan=planned.why,
+                        signing=signing,
+                    )
+                    for planned in work
+                ),
+                concurrency,
+                announce,
+            )
+        )
     finally:
         if scratch_url:
             remove_tree(scratch_url)  # leftovers of attempts on workers that died

@@ -17,8 +17,15 @@ from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S
 
 
 @flow(name="rerun-failed")
-def rerun_failed(catalog: str, run_id: str | None = None, manifest: str | None = None, concurrency: int | None = None,
-                 cluster: str | None = None, force: bool = False, recheck: bool = False) -> dict:
+def rerun_failed(
+    catalog: str,
+    run_id: str | None = None,
+    manifest: str | None = None,
+    concurrency: int | None = None,
+    cluster: str | None = None,
+    force: bool = False,
+    recheck: bool = False,
+) -> dict:
     """Redo the rows of `run_id` (default: the latest run) that were not published.
 
     As in any run, the plan keeps a quarantine whose inputs, limits and parameters did not

@@ -69,10 +69,24 @@ def _render_failed(exc: Exception, render_options: dict) -> RenderFailed:
     )
 
 
-def render_one_row(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: Any,
-                   defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None = None,
-                   scratch_url: str | None = None, on_cluster: bool = False, look_up: bool = True,
-                   plan: str = "", signing: dict | None = None) -> RowPipeline:
+def render_one_row(
+    row: ManifestRow,
+    info: RowInfo,
+    *,
+    manifest: str,
+    catalog: str,
+    run_id: str,
+    choice: Any,
+    defaults: RenderParams,
+    limits: MediaLimits,
+    thresholds: Any,
+    render_options: dict | None = None,
+    scratch_url: str | None = None,
+    on_cluster: bool = False,
+    look_up: bool = True,
+    plan: str = "",
+    signing: dict | None = None,
+) -> RowPipeline:
     """The stages of one row; yields each task's future and gets its result back.
 
     `choice`: the run's generator (`tasks.render.choose_generator`). `render_options`: the render
@@ -83,15 +97,42 @@ def render_one_row(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: s
     plan sent the row here, kept on its verdict. `signing`: the run's resolved signing
     configuration (`tasks.signing`), used when publishing.
     """
-    outcome = yield from _stages(row, info, manifest=manifest, catalog=catalog, run_id=run_id, choice=choice,
-                                 defaults=defaults, limits=limits, thresholds=thresholds, render_options=render_options,
-                                 scratch_url=scratch_url, on_cluster=on_cluster, look_up=look_up, signing=signing)
+    outcome = yield from _stages(
+        row,
+        info,
+        manifest=manifest,
+        catalog=catalog,
+        run_id=run_id,
+        choice=choice,
+        defaults=defaults,
+        limits=limits,
+        thresholds=thresholds,
+        render_options=render_options,
+        scratch_url=scratch_url,
+        on_cluster=on_cluster,
+        look_up=look_up,
+        signing=signing,
+    )
     return replace(outcome, plan=plan) if plan else outcome
 
 
-def _stages(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: str, run_id: str, choice: Any,
-            defaults: RenderParams, limits: MediaLimits, thresholds: Any, render_options: dict | None,
-            scratch_url: str | None, on_cluster: bool, look_up: bool, signing: dict | None) -> RowPipeline:
+def _stages(
+    row: ManifestRow,
+    info: RowInfo,
+    *,
+    manifest: str,
+    catalog: str,
+    run_id: str,
+    choice: Any,
+    defaults: RenderParams,
+    limits: MediaLimits,
+    thresholds: Any,
+    render_options: dict | None,
+    scratch_url: str | None,
+    on_cluster: bool,
+    look_up: bool,
+    signing: dict | None,
+) -> RowPipeline:
     render_options = render_options or render_task_options()
     rendered = None
     try:
@@ -102,9 +143,9 @@ def _stages(row: ManifestRow, info: RowInfo, *, manifest: str, catalog: str, run
             return RowOutcome(info=info, status=QUARANTINED, reasons=probed.reasons, transient=probed.transient)
 
         if look_up:
-            published = yield find_published_task.with_options(task_run_name=_named("find-published", info.row_id)).submit(
-                probed, catalog, choice
-            )
+            published = yield find_published_task.with_options(
+                task_run_name=_named("find-published", info.row_id)
+            ).submit(probed, catalog, choice)
             if published is not None:
                 return published  # already published with the same content key: skipped_cached
 

@@ -124,16 +124,21 @@ def publish_run_artifacts(summary: dict, outcomes: list[RowOutcome]) -> None:
             {"row_id": o.info.row_id, "status": o.status, "reason": o.reason[:200], "output": o.output_uri or ""}
             for o in shown
         ],
-        description=(f"Verdict of every manifest row in run {summary['run_id']}" if not left_out else
-                     f"Verdicts of run {summary['run_id']}: the {len(shown)} rows needing a person or published first; "
-                     f"{left_out} more (skipped as unchanged) in the ledger"),
+        description=(
+            f"Verdict of every manifest row in run {summary['run_id']}"
+            if not left_out
+            else f"Verdicts of run {summary['run_id']}: the {len(shown)} rows needing a person or published first; "
+            f"{left_out} more (skipped as unchanged) in the ledger"
+        ),
     )
     counts = "\n".join(f"| {status} | {count} |" for status, count in sorted(summary["counts"].items()))
     plan = summary.get("plan") or {}
     plan_line = (
         f"Plan: {plan.get('work', 0)} rows needed work, {plan.get('skip', 0)} unchanged rows skipped and "
-        f"{plan.get('keep_quarantine', 0)} quarantines kept without a task ({plan.get('hashed_inputs', 0)} inputs hashed)\n\n"
-        if plan else ""
+        f"{plan.get('keep_quarantine', 0)} quarantines kept without a task ({plan.get('hashed_inputs', 0)} inputs "
+        "hashed)\n\n"
+        if plan
+        else ""
     )
     create_markdown_artifact(
         key="catalog-run-summary",
@@ -141,7 +146,8 @@ def publish_run_artifacts(summary: dict, outcomes: list[RowOutcome]) -> None:
             f"# Catalog run `{summary['run_id']}`\n\n"
             f"Manifest: `{summary['manifest']}`  \nCatalog: `{summary['catalog']}`\n\n"
             f"| status | rows |\n|---|---|\n{counts}\n\n{plan_line}"
-            f"Ledger: `{summary['ledger']}`  \nReport: `{summary['report']}`  \nIndex: `{summary['index']['index_parquet']}`\n"
+            f"Ledger: `{summary['ledger']}`  \nReport: `{summary['report']}`  \nIndex: "
+            f"`{summary['index']['index_parquet']}`\n"
         ),
         description="Catalog run summary",
     )

@@ -24,8 +24,16 @@ from sonic_model.generators import RenderParams
 REQUIRED_COLUMNS = ("row_id", "portrait_uri", "audio_uri", "language", "consent_ref")
 # Per-row generation overrides: a null cell means "use the run's default".
 OVERRIDE_COLUMNS = (
-    "min_resolution", "expand_ratio", "inference_steps", "dynamic_scale", "motion_scale", "seed",
-    "lipsync_calibration", "motion_smoothing", "av_offset_ms", "renditions",
+    "min_resolution",
+    "expand_ratio",
+    "inference_steps",
+    "dynamic_scale",
+    "motion_scale",
+    "seed",
+    "lipsync_calibration",
+    "motion_smoothing",
+    "av_offset_ms",
+    "renditions",
 )
 # A row's own preset: its settings replace the run's defaults except options the run gave
 # explicitly; the row's own override columns win over both.
@@ -34,12 +42,36 @@ CATALOG_KEY_COLUMNS = ("collection", "item_id", "title")
 
 MANIFEST_SCHEMA = pa.schema(
     [
-        pa.field("row_id", pa.string(), nullable=False, metadata={"doc": "unique id of the row (letters, digits, . _ -)"}),
-        pa.field("portrait_uri", pa.string(), nullable=False, metadata={"doc": "portrait photo: fsspec URL or path relative to the manifest"}),
-        pa.field("audio_uri", pa.string(), nullable=False, metadata={"doc": "script audio: fsspec URL or path relative to the manifest"}),
-        pa.field("language", pa.string(), nullable=False, metadata={"doc": "BCP-47 tag of the script, e.g. en, es-MX, zh-Hans"}),
-        pa.field("consent_ref", pa.string(), nullable=False, metadata={"doc": "reference to the presenter's signed likeness release"}),
-        pa.field("duration_s", pa.float64(), metadata={"doc": "declared script duration; must match the audio within 0.1 s"}),
+        pa.field(
+            "row_id", pa.string(), nullable=False, metadata={"doc": "unique id of the row (letters, digits, . _ -)"}
+        ),
+        pa.field(
+            "portrait_uri",
+            pa.string(),
+            nullable=False,
+            metadata={"doc": "portrait photo: fsspec URL or path relative to the manifest"},
+        ),
+        pa.field(
+            "audio_uri",
+            pa.string(),
+            nullable=False,
+            metadata={"doc": "script audio: fsspec URL or path relative to the manifest"},
+        ),
+        pa.field(
+            "language",
+            pa.string(),
+            nullable=False,
+            metadata={"doc": "BCP-47 tag of the script, e.g. en, es-MX, zh-Hans"},
+        ),
+        pa.field(
+            "consent_ref",
+            pa.string(),
+            nullable=False,
+            metadata={"doc": "reference to the presenter's signed likeness release"},
+        ),
+        pa.field(
+            "duration_s", pa.float64(), metadata={"doc": "declared script duration; must match the audio within 0.1 s"}
+        ),
         pa.field("collection", pa.string(), metadata={"doc": "catalog collection (first part of the published key)"}),
         pa.field("item_id", pa.string(), metadata={"doc": "catalog item id"}),
         pa.field("title", pa.string(), metadata={"doc": "human-readable title"}),
@@ -52,8 +84,18 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("lipsync_calibration", pa.bool_(), metadata={"doc": "override: lip-sync calibration on/off"}),
         pa.field("motion_smoothing", pa.float64(), metadata={"doc": "override: motion smoothing strength (0 = off)"}),
         pa.field("av_offset_ms", pa.float64(), metadata={"doc": "override: manual audio delay in ms"}),
-        pa.field("renditions", pa.string(), metadata={"doc": "override: sizes delivered beside the master, e.g. 'vertical,square' (vertical, square, landscape)"}),
-        pa.field("preset", pa.string(), metadata={"doc": "override: named generation settings, 'fast' or 'high-quality'"}),
+        pa.field(
+            "renditions",
+            pa.string(),
+            metadata={
+                "doc": (
+                    "override: sizes delivered beside the master, e.g. 'vertical,square' (vertical, square, landscape)"
+                )
+            },
+        ),
+        pa.field(
+            "preset", pa.string(), metadata={"doc": "override: named generation settings, 'fast' or 'high-quality'"}
+        ),
     ]
 )
 COLUMNS = tuple(MANIFEST_SCHEMA.names)
@@ -109,7 +151,7 @@ class ManifestRow:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_record(cls, record: dict) -> "ManifestRow":
+    def from_record(cls, record: dict) -> ManifestRow:
         """Build from a dict of column values (pandas NaN/NA become None; ints become int)."""
         values = {}
         for name in COLUMNS:
@@ -219,8 +261,7 @@ def _cast_column(name: str, column: pa.ChunkedArray, target: pa.DataType) -> pa.
         # except for columns that must be written by a person.
         if name in ("consent_ref", "portrait_uri", "audio_uri", "language"):
             raise ManifestError(
-                f"manifest column {name!r} has type {column.type}, expected text (string); "
-                "write it as a string column"
+                f"manifest column {name!r} has type {column.type}, expected text (string); write it as a string column"
             )
     try:
         return column.cast(target, safe=True)
@@ -304,7 +345,9 @@ def manifest_from_csv(csv_url: str | Path, out_url: str | Path) -> int:
         raise ManifestError(f"CSV cannot be converted to the manifest schema: {csv_url} ({detail})") from None
     missing = [name for name in REQUIRED_COLUMNS if name not in table.column_names]
     if missing:
-        raise ManifestError(f"CSV lacks required column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}")
+        raise ManifestError(
+            f"CSV lacks required column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}"
+        )
     # Schema columns first in schema order, then any extra columns as they were.
     ordered = [name for name in MANIFEST_SCHEMA.names if name in table.column_names]
     ordered += [name for name in table.column_names if name not in MANIFEST_SCHEMA.names]

@@ -50,7 +50,9 @@ def _share_one_prefect_client() -> None:
     except Exception as exc:  # noqa: BLE001 - the worker still works, only slower
         logger.warning(
             "could not open a shared Prefect API client (%s: %s); each task will open its own "
-            "(about 30 ms of CPU a task). Is PREFECT_API_URL right and the server up?", type(exc).__name__, exc,
+            "(about 30 ms of CPU a task). Is PREFECT_API_URL right and the server up?",
+            type(exc).__name__,
+            exc,
         )
         return
     _client_context = context

@@ -20,7 +20,6 @@ import functools
 import io
 import math
 import re
-import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,8 +114,7 @@ def _select_stream(container, stream_index: int | None, name: str):
     index = 0 if stream_index is None else int(stream_index)
     if not 0 <= index < len(streams):
         raise AudioError(
-            f"audio stream {index} does not exist: the file has {len(streams)} audio stream(s), numbered "
-            f"from 0: {name}"
+            f"audio stream {index} does not exist: the file has {len(streams)} audio stream(s), numbered from 0: {name}"
         )
     return index, streams[index]
 
@@ -261,7 +259,7 @@ class _PresentationBuffer:
                     )
                 self._append(np.zeros((chunk.shape[0], gap), np.float32))
             elif gap < -self.slack:
-                chunk = chunk[:, min(-gap, chunk.shape[1]):]  # already presented: a player drops it too
+                chunk = chunk[:, min(-gap, chunk.shape[1]) :]  # already presented: a player drops it too
         self._append(chunk.astype(np.float32, copy=False))
 
     def _append(self, chunk: np.ndarray) -> None:
@@ -417,7 +415,7 @@ def _conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) ->
     chunks, length = x.shape[0], (x.shape[1] - 1) // stride + 1
     out = np.broadcast_to(bias.astype(np.float32), (chunks * length, weight.shape[0])).copy()
     for k in range(weight.shape[2]):  # one GEMM per tap over all chunks and steps at once
-        taps = np.ascontiguousarray(padded[:, k: k + stride * (length - 1) + 1: stride]).reshape(chunks * length, -1)
+        taps = np.ascontiguousarray(padded[:, k : k + stride * (length - 1) + 1 : stride]).reshape(chunks * length, -1)
         out += taps @ weight[:, :, k].T
     return np.maximum(out, 0.0, out=out).reshape(chunks, length, -1)
 
@@ -445,12 +443,15 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     if chunks == 0:
         return np.zeros(0, np.float32)
     padded = np.zeros(VAD_CONTEXT + chunks * VAD_CHUNK, np.float32)
-    padded[VAD_CONTEXT: VAD_CONTEXT + len(samples)] = samples
+    padded[VAD_CONTEXT : VAD_CONTEXT + len(samples)] = samples
     all_inputs = np.lib.stride_tricks.sliding_window_view(padded, VAD_CONTEXT + VAD_CHUNK)[::VAD_CHUNK][:chunks]
     # The encoder sees each chunk on its own, so it runs on blocks of chunks: its intermediate
     # arrays (~20 kB a chunk) then stay the same size however long the audio is.
     features = np.concatenate(
-        [_vad_features(all_inputs[first: first + VAD_FEATURE_BLOCK], w) for first in range(0, chunks, VAD_FEATURE_BLOCK)]
+        [
+            _vad_features(all_inputs[first : first + VAD_FEATURE_BLOCK], w)
+            for first in range(0, chunks, VAD_FEATURE_BLOCK)
+        ]
     )
     # LSTM cell over the chunks (torch's gate order: input, forget, cell, output)
     gates_in = features @ w["lstm_cell.weight_ih"].T + (w["lstm_cell.bias_ih"] + w["lstm_cell.bias_hh"])
@@ -553,4 +554,3 @@ def speech_segments(
         probabilities, len(clip.samples), min_silence_s=min_silence_s, min_speech_s=min_speech_s
     )
     return [(start / clip.sample_rate, end / clip.sample_rate) for start, end in segments]
-

@@ -62,7 +62,12 @@ class Placement:
 
     def box(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         x0, y0, x1, y1 = box
-        return (x0 * self.scale + self.dx, y0 * self.scale + self.dy, x1 * self.scale + self.dx, y1 * self.scale + self.dy)
+        return (
+            x0 * self.scale + self.dx,
+            y0 * self.scale + self.dy,
+            x1 * self.scale + self.dx,
+            y1 * self.scale + self.dy,
+        )
 
     def matrix(self) -> np.ndarray:
         """The 2x3 matrix for `cv2.warpAffine` (pixel-index coordinates, centres at +0.5)."""
@@ -110,9 +115,17 @@ def head_and_neck_polygons(
         half_h = max(0.55 * (1 + head_raise) * height, min(half_h, room_y))
     axes = (max(1, round(half_w)), max(1, round(half_h)))
     # ellipse2Poly takes integers: work at 16x and scale back for sub-pixel outlines.
-    ellipse = cv2.ellipse2Poly(
-        (int(round(centre[0] * 16)), int(round(centre[1] * 16))), (axes[0] * 16, axes[1] * 16), int(round(angle)), 0, 360, 5
-    ).astype(np.float64) / 16
+    ellipse = (
+        cv2.ellipse2Poly(
+            (int(round(centre[0] * 16)), int(round(centre[1] * 16))),
+            (axes[0] * 16, axes[1] * 16),
+            int(round(angle)),
+            0,
+            360,
+            5,
+        ).astype(np.float64)
+        / 16
+    )
     right_jaw, left_jaw = xy[JAW_CORNERS[0]], xy[JAW_CORNERS[1]]
     jaw_width = float(np.linalg.norm(left_jaw - right_jaw))
     chin = xy[mesh.CHIN]
@@ -156,8 +169,12 @@ def soft_mask(
     sx0, sy0, sx1, sy1 = source_rect
     left, top, right, bottom = fade_edges
     # The outline keeps a band's distance from every edge that fades, so its feather fits.
-    room = (sx0 + band if left else -np.inf, sy0 + band if top else -np.inf,
-            sx1 - band if right else np.inf, sy1 - band if bottom else np.inf)
+    room = (
+        sx0 + band if left else -np.inf,
+        sy0 + band if top else -np.inf,
+        sx1 - band if right else np.inf,
+        sy1 - band if bottom else np.inf,
+    )
     # Rasterise at 4x sub-pixel precision (cv2 shift=2); 0 inside the outline, 255 outside.
     outside = np.full((height, width), 255, np.uint8)
     for polygon in head_and_neck_polygons(landmarks_xy, fit_inside=room):
@@ -243,7 +260,7 @@ class SoftCompositor:
         # The region that changes: the mask's bounding box.
         self.roi = (x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1)
         rx0, ry0, rx1, ry1 = self.roi
-        weight = weight[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        weight = weight[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         self.weight = np.ascontiguousarray(weight)
         self.still_weight = np.ascontiguousarray(1.0 - weight)
         self.still_roi = np.ascontiguousarray(self.still[ry0:ry1, rx0:rx1])
@@ -275,7 +292,10 @@ class SoftCompositor:
             frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
             matrix = self._frame_matrix(*size)
         return cv2.warpAffine(
-            np.ascontiguousarray(frame), matrix, (rx1 - rx0, ry1 - ry0), flags=self.interpolation,
+            np.ascontiguousarray(frame),
+            matrix,
+            (rx1 - rx0, ry1 - ry0),
+            flags=self.interpolation,
             borderMode=cv2.BORDER_REPLICATE,
         )
 
@@ -315,12 +335,13 @@ class SoftCompositor:
         x0, y0 = x0 - x0 % 2, y0 - y0 % 2
         x1, y1 = min(width, x1 + x1 % 2), min(height, y1 + y1 % 2)
         part = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2YUV_I420)
-        for whole, piece in zip(_i420_planes(self._i420, width, height), _i420_planes(part, x1 - x0, y1 - y0)):
+        for whole, piece in zip(
+            _i420_planes(self._i420, width, height), _i420_planes(part, x1 - x0, y1 - y0), strict=False
+        ):
             scale = whole.shape[0] // (height // 2)  # 2 for luma, 1 for chroma
             step = 2 // scale
-            whole[y0 // step:y1 // step, x0 // step:x1 // step] = piece
+            whole[y0 // step : y1 // step, x0 // step : x1 // step] = piece
         return self._i420
-
 
     def _plane_setup(self) -> None:
         """The changing box widened to even coordinates, its weights per plane, and the still
@@ -330,18 +351,19 @@ class SoftCompositor:
         ex1, ey1 = min(self.width, x1 + x1 % 2), min(self.height, y1 + y1 % 2)
         self._even_roi = (ex0, ey0, ex1, ey1)
         luma = np.zeros((ey1 - ey0, ex1 - ex0), np.float32)
-        luma[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] = 1.0 if self.whole_source else self.weight
+        luma[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0] = 1.0 if self.whole_source else self.weight
         # A chroma sample covers 2x2 luma pixels: its weight is their mean.
         chroma = cv2.resize(luma, ((ex1 - ex0) // 2, (ey1 - ey0) // 2), interpolation=cv2.INTER_AREA)
         planes = _i420_planes(self._i420, self.width, self.height)
         # The still picture's own planes (self._i420 may hold a composited frame already).
         still_planes = _i420_planes(cv2.cvtColor(self.still, cv2.COLOR_RGB2YUV_I420), self.width, self.height)
         self._planes = []
-        for index, (plane, still, weight) in enumerate(zip(planes, still_planes, (luma, chroma, chroma))):
+        for index, (plane, still, weight) in enumerate(zip(planes, still_planes, (luma, chroma, chroma), strict=False)):
             factor = 1 if index == 0 else 2
             box = (slice(ey0 // factor, ey1 // factor), slice(ex0 // factor, ex1 // factor))
-            self._planes.append((plane, box, factor, weight, np.ascontiguousarray(1.0 - weight),
-                                 np.ascontiguousarray(still[box])))
+            self._planes.append(
+                (plane, box, factor, weight, np.ascontiguousarray(1.0 - weight), np.ascontiguousarray(still[box]))
+            )
 
     def _composite_planes(self, frame_i420: np.ndarray, frame_w: int, frame_h: int) -> np.ndarray:
         if getattr(self, "_planes", None) is None:
@@ -353,14 +375,23 @@ class SoftCompositor:
         tx = matrix[0, 2] - 0.5 * ax + 0.5 + self.roi[0]
         ty = matrix[1, 2] - 0.5 * ay + 0.5 + self.roi[1]
         for source, (plane, box, factor, weight, still_weight, still) in zip(
-            _i420_planes(frame_i420, frame_w, frame_h), self._planes
+            _i420_planes(frame_i420, frame_w, frame_h), self._planes, strict=False
         ):
             # The same map on a plane `factor` times smaller: the shift scales, the zoom does not.
-            plane_matrix = np.array([[ax, 0.0, tx / factor + 0.5 * ax - 0.5 - ex0 / factor],
-                                     [0.0, ay, ty / factor + 0.5 * ay - 0.5 - ey0 / factor]])
+            plane_matrix = np.array(
+                [
+                    [ax, 0.0, tx / factor + 0.5 * ax - 0.5 - ex0 / factor],
+                    [0.0, ay, ty / factor + 0.5 * ay - 0.5 - ey0 / factor],
+                ]
+            )
             size = (box[1].stop - box[1].start, box[0].stop - box[0].start)
-            warped = cv2.warpAffine(np.ascontiguousarray(source), plane_matrix, size, flags=self.interpolation,
-                                    borderMode=cv2.BORDER_REPLICATE)
+            warped = cv2.warpAffine(
+                np.ascontiguousarray(source),
+                plane_matrix,
+                size,
+                flags=self.interpolation,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
             plane[box] = cv2.blendLinear(warped, still, weight, still_weight)
         return self._i420
 
@@ -378,6 +409,6 @@ def _i420_planes(buffer: np.ndarray, width: int, height: int) -> tuple[np.ndarra
     luma, chroma = width * height, (width // 2) * (height // 2)
     return (
         flat[:luma].reshape(height, width),
-        flat[luma:luma + chroma].reshape(height // 2, width // 2),
-        flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, width // 2),
+        flat[luma : luma + chroma].reshape(height // 2, width // 2),
+        flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2),
     )

@@ -77,7 +77,7 @@ class SigningMaterial:
     @classmethod
     def from_pem(
         cls, cert_chain_pem: bytes, private_key_pem: bytes, *, origin: str, development: bool = False
-    ) -> "SigningMaterial":
+    ) -> SigningMaterial:
         """Check that the chain parses, the key is unencrypted and belongs to the leaf, and the
         leaf is valid today; choose the signing algorithm from the key."""
         from cryptography import x509
@@ -113,7 +113,7 @@ class SigningMaterial:
                 f"signing key ({origin}) does not belong to the first certificate of the chain "
                 f"({_subject(leaf)}); the chain must start with the signer's own certificate"
             )
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
             raise SigningMaterialError(
                 f"signing certificate {_subject(leaf)} ({origin}) is not valid now: valid from "
@@ -173,7 +173,7 @@ def create_development_credentials(*, label: str = "catalog", valid_days: int = 
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=valid_days)
     tag = secrets.token_hex(4)
     label = re.sub(r"[^A-Za-z0-9._-]+", "-", label)[:20] or "catalog"  # names are at most 64 characters
@@ -292,7 +292,7 @@ class IngredientHash:
     format: str = "application/octet-stream"
 
     @classmethod
-    def of(cls, role: str, uri: str, sha256: str) -> "IngredientHash":
+    def of(cls, role: str, uri: str, sha256: str) -> IngredientHash:
         title = str(uri).rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] or role
         return cls(role, title, sha256, mimetypes.guess_type(title)[0] or "application/octet-stream")
 
@@ -322,7 +322,7 @@ def creation_manifest(
         "claim_generator_info": [{"name": CLAIM_GENERATOR, "version": SONIC_CATALOG_VERSION}],
         "title": title,
         "format": VIDEO_FORMAT,
-        "ingredients": [item.definition(instance) for item, instance in zip(ingredients, instances)],
+        "ingredients": [item.definition(instance) for item, instance in zip(ingredients, instances, strict=False)],
         "assertions": [
             {
                 "label": "c2pa.actions.v2",

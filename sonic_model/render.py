@@ -90,19 +90,31 @@ def render_video(
     params = params.validated()
     portrait_rgb = portrait if isinstance(portrait, np.ndarray) else load_image(portrait)
     if audio is None:
-        audio = load_audio(audio_path) if max_audio_seconds is None else load_audio(audio_path, max_seconds=max_audio_seconds)
+        audio = (
+            load_audio(audio_path)
+            if max_audio_seconds is None
+            else load_audio(audio_path, max_seconds=max_audio_seconds)
+        )
     width, height = generator.output_size(portrait_rgb, params, face_box=face_box)
     num_frames = frame_count(audio.duration_s)
     out_path = Path(out_path)
     # Tracking is needed for either step; the same tracker pass serves both.
-    smoother = HeadMotionSmoother(params.motion_smoothing, track=params.lipsync_calibration and params.av_offset_ms is None)
+    smoother = HeadMotionSmoother(
+        params.motion_smoothing, track=params.lipsync_calibration and params.av_offset_ms is None
+    )
     # The sound every video of the row muxes (normalised once) and the renditions' compositors.
     # Frames of the whole photo (paste-back) go into the renditions whole; a generator that
     # makes its crop whatever paste_back says is composited as the crop it is.
     whole_photo = params.paste_back and (width, height) == (portrait_rgb.shape[1], portrait_rgb.shape[0])
     plan = plan_delivery(
-        portrait_rgb, audio_path, out_path, renditions=params.renditions, loudness_target=params.loudness_target,
-        expand_ratio=params.expand_ratio, paste_back=whole_photo, face_box=face_box,
+        portrait_rgb,
+        audio_path,
+        out_path,
+        renditions=params.renditions,
+        loudness_target=params.loudness_target,
+        expand_ratio=params.expand_ratio,
+        paste_back=whole_photo,
+        face_box=face_box,
     )
     # Encode once, to hidden names: the files appear under their final names only when final
     # (re-timed or not), so no reader ever sees an uncalibrated video there.
@@ -126,7 +138,9 @@ def render_video(
             # The generator works a few frames ahead in its own thread while this one tracks,
             # smooths and encodes: on two cores that overlaps the two halves of the work.
             frames = prefetch(
-                generator.frames(portrait_rgb, audio, params, face_box=face_box), depth=FRAMES_AHEAD, name="render-frames"
+                generator.frames(portrait_rgb, audio, params, face_box=face_box),
+                depth=FRAMES_AHEAD,
+                name="render-frames",
             )
             with closing(frames):  # on an error: stop the generator's thread now, not when collected
                 for frame in smoother.run(frames):
@@ -143,7 +157,12 @@ def render_video(
             if delay_ms:
                 # The picture stays as encoded (stream copy); the sound is encoded once, shifted.
                 mux_shifted_audio(
-                    encoded, plan.audio_path, final, delay_ms=delay_ms, duration_s=audio.duration_s, audio_bitrate=audio_bitrate
+                    encoded,
+                    plan.audio_path,
+                    final,
+                    delay_ms=delay_ms,
+                    duration_s=audio.duration_s,
+                    audio_bitrate=audio_bitrate,
                 )
             else:
                 os.replace(encoded, final)
@@ -169,8 +188,13 @@ def render_video(
         av_offset_applied_ms=round(delay_ms, 3),
         **figures,
         renditions=[
-            {"name": name, "path": str(plan.final_paths[name]), "width": c.spec.width, "height": c.spec.height,
-             "placement": [c.placement.scale, c.placement.dx, c.placement.dy]}
+            {
+                "name": name,
+                "path": str(plan.final_paths[name]),
+                "width": c.spec.width,
+                "height": c.spec.height,
+                "placement": [c.placement.scale, c.placement.dx, c.placement.dy],
+            }
             for name, c in plan.compositors.items()
         ],
         loudness=plan.loudness.as_dict() if plan.loudness else None,

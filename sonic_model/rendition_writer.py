@@ -141,7 +141,7 @@ class RenditionWriters:
     def writers(self) -> list[VideoWriter]:
         return [self.master] + [output.writer for output in self.outputs]
 
-    def __enter__(self) -> "RenditionWriters":
+    def __enter__(self) -> RenditionWriters:
         try:
             for writer in self.writers:
                 writer.open()

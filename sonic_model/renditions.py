@@ -48,11 +48,17 @@ class RenditionSpec:
 
 RENDITIONS: dict[str, RenditionSpec] = {
     # Shorts: head and shoulders, the eyes a third of the way down, room below for captions.
-    "vertical": RenditionSpec("vertical", 1080, 1920, eye_line=0.34, face_height=0.20, video_bitrate="6M", max_bitrate="8M"),
+    "vertical": RenditionSpec(
+        "vertical", 1080, 1920, eye_line=0.34, face_height=0.20, video_bitrate="6M", max_bitrate="8M"
+    ),
     # Feeds: a closer head and shoulders, eyes at 40 %.
-    "square": RenditionSpec("square", 1080, 1080, eye_line=0.40, face_height=0.32, video_bitrate="4M", max_bitrate="6M"),
+    "square": RenditionSpec(
+        "square", 1080, 1080, eye_line=0.40, face_height=0.32, video_bitrate="4M", max_bitrate="6M"
+    ),
     # Course players: a presenter shot, eyes at 40 %.
-    "landscape": RenditionSpec("landscape", 1920, 1080, eye_line=0.40, face_height=0.32, video_bitrate="6M", max_bitrate="8M"),
+    "landscape": RenditionSpec(
+        "landscape", 1920, 1080, eye_line=0.40, face_height=0.32, video_bitrate="6M", max_bitrate="8M"
+    ),
 }
 RENDITION_NAMES = (MASTER, *RENDITIONS)
 
@@ -127,10 +133,12 @@ def still_canvas(photo_rgb: np.ndarray, placement: Placement, size: tuple[int, i
         photo_small = cv2.resize(photo, (small_w, small_h), interpolation=cv2.INTER_AREA)
         sx, sy = photo.shape[1] / small_w, photo.shape[0] / small_h
         # the same placement expressed for the shrunk photo
-        matrix = np.array([
-            [placement.scale * sx, 0.0, placement.dx + 0.5 * placement.scale * sx - 0.5],
-            [0.0, placement.scale * sy, placement.dy + 0.5 * placement.scale * sy - 0.5],
-        ])
+        matrix = np.array(
+            [
+                [placement.scale * sx, 0.0, placement.dx + 0.5 * placement.scale * sx - 0.5],
+                [0.0, placement.scale * sy, placement.dy + 0.5 * placement.scale * sy - 0.5],
+            ]
+        )
         photo, interpolation = photo_small, cv2.INTER_LINEAR
     else:
         matrix = placement.matrix()

@@ -142,7 +142,9 @@ def measure_av_sync(
         mouth = interpolate_gaps(mouth, max_gap=frame_step)
     envelope = frame_envelope(audio, fps)
     mask = speech_mask_for_frames(speech_segments(audio), len(envelope), fps)
-    return estimate_av_offset(mouth, envelope, mask, max_lag_frames=max_lag_frames, min_correlation=min_correlation, fps=fps)
+    return estimate_av_offset(
+        mouth, envelope, mask, max_lag_frames=max_lag_frames, min_correlation=min_correlation, fps=fps
+    )
 
 
 def _load_track_or_raise(video_path: str | Path) -> AudioClip:
@@ -164,9 +166,9 @@ def interpolate_gaps(series: np.ndarray, *, max_gap: int) -> np.ndarray:
     filled[inside] = np.interp(inside, known, series[known])
     # Leave long gaps (a lost face) as NaN: inventing a mouth there would hide the problem.
     gaps = np.diff(known)
-    for start, gap in zip(known[:-1], gaps):
+    for start, gap in zip(known[:-1], gaps, strict=False):
         if gap > max_gap:
-            filled[start + 1:start + gap] = np.nan
+            filled[start + 1 : start + gap] = np.nan
     return filled
 
 

@@ -180,7 +180,7 @@ def audio_on_picture_timeline(path: str | Path, *, mono: bool = False) -> AudioS
     if shift > 0:
         samples = np.concatenate([np.zeros((samples.shape[0], shift), np.float32), samples], axis=1)
     elif shift < 0:
-        samples = samples[:, min(-shift, samples.shape[1]):]
+        samples = samples[:, min(-shift, samples.shape[1]) :]
     return dataclasses.replace(sound, samples=samples, start_s=start)
 
 

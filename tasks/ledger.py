@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prefect import task
 from prefect.cache_policies import NONE
@@ -22,9 +22,28 @@ from tasks.records import IN_CATALOG, STATUSES, RowOutcome
 LEDGER_FILE = "ledger.parquet"
 RUN_INFO_FILE = "run.json"
 LEDGER_COLUMNS = (
-    "run_id", "row_id", "status", "reason", "output_uri", "poster_uri", "sidecar_uri", "plot_uri",
-    "content_key", "collection", "language", "item_id", "title", "consent_ref", "qa_figures",
-    "av_offset_measured_frames", "av_offset_applied_ms", "postprocess", "renditions", "timings", "total_s", "finished_at",
+    "run_id",
+    "row_id",
+    "status",
+    "reason",
+    "output_uri",
+    "poster_uri",
+    "sidecar_uri",
+    "plot_uri",
+    "content_key",
+    "collection",
+    "language",
+    "item_id",
+    "title",
+    "consent_ref",
+    "qa_figures",
+    "av_offset_measured_frames",
+    "av_offset_applied_ms",
+    "postprocess",
+    "renditions",
+    "timings",
+    "total_s",
+    "finished_at",
     "plan",
 )
 
@@ -33,7 +52,7 @@ NUMERIC_LEDGER_COLUMNS = ("total_s", "av_offset_measured_frames", "av_offset_app
 
 def new_run_id() -> str:
     """`20261124T123456Z-1a2b3c`: sorts by start time, unique across concurrent starts."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
 
 
 def run_dir(catalog: Catalog, run_id: str) -> str:
@@ -68,7 +87,9 @@ def ledger_rows(run_id: str, outcomes: list[RowOutcome]) -> list[dict]:
                 "av_offset_applied_ms": outcome.postprocess.get("av_offset_applied_ms"),
                 "postprocess": _json(outcome.postprocess),
                 # Most rows of a nightly have none: a constant, not an encoder run.
-                "renditions": json.dumps(list(outcome.renditions), sort_keys=True, default=str) if outcome.renditions else "[]",
+                "renditions": json.dumps(list(outcome.renditions), sort_keys=True, default=str)
+                if outcome.renditions
+                else "[]",
                 "timings": _json(outcome.timings),
                 "total_s": round(sum(v for v in outcome.timings.values() if isinstance(v, (int, float))), 3),
                 "finished_at": finished,
@@ -125,7 +146,9 @@ def read_ledger(catalog_url: str, run_id: str):
     catalog = Catalog(catalog_url)
     path = catalog.path(RUNS_DIR, run_id, LEDGER_FILE)
     if not catalog.exists(path):
-        raise RunNotFoundError(f"run {run_id} has no ledger in {catalog_url}; list runs under {catalog.uri(catalog.path(RUNS_DIR))}")
+        raise RunNotFoundError(
+            f"run {run_id} has no ledger in {catalog_url}; list runs under {catalog.uri(catalog.path(RUNS_DIR))}"
+        )
     with catalog.fs.open(path, "rb") as handle:
         return pd.read_parquet(handle, pre_buffer=False)  # see manifests.schema.read_manifest
 
@@ -139,13 +162,20 @@ def list_runs(catalog_url: str) -> list[str]:
     except (FileNotFoundError, OSError):
         return []
     run_ids = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries)
-    return [run_id for run_id in run_ids if not run_id.startswith(".") and catalog.exists(catalog.path(RUNS_DIR, run_id, LEDGER_FILE))]
+    return [
+        run_id
+        for run_id in run_ids
+        if not run_id.startswith(".") and catalog.exists(catalog.path(RUNS_DIR, run_id, LEDGER_FILE))
+    ]
 
 
 def latest_run_id(catalog_url: str) -> str:
     runs = list_runs(catalog_url)
     if not runs:
-        raise RunNotFoundError(f"no runs found in {catalog_url}; render a manifest first (sonic-catalog render MANIFEST --catalog {catalog_url})")
+        raise RunNotFoundError(
+            f"no runs found in {catalog_url}; render a manifest first (sonic-catalog render MANIFEST --catalog "
+            f"{catalog_url})"
+        )
     return runs[-1]
 
 

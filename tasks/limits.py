@@ -41,14 +41,15 @@ class MediaLimits:
                 raise ParameterError(f"media limit {name} must be a positive number, got {value!r}")
         if self.min_audio_seconds >= self.max_audio_seconds:
             raise ParameterError(
-                f"media limit min_audio_seconds {self.min_audio_seconds:g} must be below max_audio_seconds {self.max_audio_seconds:g}"
+                f"media limit min_audio_seconds {self.min_audio_seconds:g} must be below max_audio_seconds "
+                f"{self.max_audio_seconds:g}"
             )
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "MediaLimits":
+    def from_dict(cls, values: dict | None) -> MediaLimits:
         """From a flow parameter / run.json (unknown keys refused, missing ones default)."""
         from sonic_model.errors import ParameterError
 
@@ -62,12 +63,27 @@ class MediaLimits:
 def add_limit_options(parser) -> None:
     """`--max-pixels`, `--max-audio-seconds`, `--max-file-mb`: the run's `MediaLimits` (render, validate)."""
     defaults = MediaLimits()
-    parser.add_argument("--max-pixels", type=int, default=defaults.max_pixels, metavar="N",
-                        help="refuse portraits with more pixels, checked before decoding (default %(default)s = 40 MP)")
-    parser.add_argument("--max-audio-seconds", type=float, default=defaults.max_audio_seconds, metavar="S",
-                        help="refuse longer script audio, never cut it (default %(default)s)")
-    parser.add_argument("--max-file-mb", type=float, default=defaults.max_file_bytes / (1024 * 1024), metavar="MB",
-                        help="refuse larger media files, checked before reading (default %(default)g MiB)")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=defaults.max_pixels,
+        metavar="N",
+        help="refuse portraits with more pixels, checked before decoding (default %(default)s = 40 MP)",
+    )
+    parser.add_argument(
+        "--max-audio-seconds",
+        type=float,
+        default=defaults.max_audio_seconds,
+        metavar="S",
+        help="refuse longer script audio, never cut it (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=defaults.max_file_bytes / (1024 * 1024),
+        metavar="MB",
+        help="refuse larger media files, checked before reading (default %(default)g MiB)",
+    )
 
 
 def limits_from_args(args) -> MediaLimits:

@@ -42,8 +42,13 @@ def find_published(catalog_url: str, info: RowInfo, key: str) -> RowOutcome | No
         qa_figures=sidecar.get("qa", {}).get("figures", {}),
         postprocess=sidecar.get("postprocess", {}),
         renditions=tuple(
-            {"name": r["name"], "uri": catalog.uri(catalog.path(r["video"])), "width": r.get("width"),
-             "height": r.get("height"), "passed": True}
+            {
+                "name": r["name"],
+                "uri": catalog.uri(catalog.path(r["video"])),
+                "width": r.get("width"),
+                "height": r.get("height"),
+                "passed": True,
+            }
             for r in sidecar.get("renditions", [])
         ),
     )

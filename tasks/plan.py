@@ -60,6 +60,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE as NO_CACHE
+
 from sonic_model.generators import RenderParams
 from tasks.publish import Catalog, SeenInputs, index_records, now_iso, rendition_key
 from tasks.records import QUARANTINED, SKIPPED_CACHED, RowInfo, RowOutcome, content_key
@@ -84,15 +87,28 @@ HASH_CHUNK = 1 << 20
 
 QUARANTINES_FILE = "_state/quarantines.parquet"
 QUARANTINE_COLUMNS = (
-    "key", "row_id", "run_id", "reason", "conditions", "portrait_uri", "portrait_fingerprint", "audio_uri",
-    "audio_fingerprint", "quarantined_at",
+    "key",
+    "row_id",
+    "run_id",
+    "reason",
+    "conditions",
+    "portrait_uri",
+    "portrait_fingerprint",
+    "audio_uri",
+    "audio_fingerprint",
+    "quarantined_at",
 )
 
 # The code whose verdicts a remembered quarantine is: when any of it changes (a better face
 # detector, a new audio check), remembered quarantines are probed again once.
 PROBE_MODULES = (
-    "tasks.probe", "tasks.storage", "tasks.limits", "sonic_model.image", "sonic_model.audio",
-    "sonic_model.face", "sonic_model.errors",
+    "tasks.probe",
+    "tasks.storage",
+    "tasks.limits",
+    "sonic_model.image",
+    "sonic_model.audio",
+    "sonic_model.face",
+    "sonic_model.errors",
 )
 
 
@@ -113,8 +129,18 @@ class Fingerprint:
 # Linux) is set by the kernel on every write and every utime(), so a rewrite whose mtime was
 # restored still changes it; the inode tells a file replaced by a rename.
 _LOCAL_FIELDS = ("size", "mtime", "created", "ino")
-_CONTENT_FIELDS = ("etag", "md5", "md5hash", "content_md5", "contentmd5", "crc32c", "checksum", "generation", "version_id",
-                   "versionid")
+_CONTENT_FIELDS = (
+    "etag",
+    "md5",
+    "md5hash",
+    "content_md5",
+    "contentmd5",
+    "crc32c",
+    "checksum",
+    "generation",
+    "version_id",
+    "versionid",
+)
 _TIME_FIELDS = ("mtime", "lastmodified", "last_modified", "updated", "modified", "created", "mtime_ns")
 
 
@@ -141,7 +167,12 @@ def fingerprint_from_info(protocol: str, info: Mapping, listed_at: float, settle
         return Fingerprint(f"s3:{_pairs({'size': size, 'etag': etag})}") if etag else Fingerprint(None, "no ETag")
     if protocol in ("gs", "gcs"):
         # The generation changes on every write of the object; the checksums on every content.
-        values = {"size": size, "generation": info.get("generation"), "crc32c": info.get("crc32c"), "md5": info.get("md5Hash")}
+        values = {
+            "size": size,
+            "generation": info.get("generation"),
+            "crc32c": info.get("crc32c"),
+            "md5": info.get("md5Hash"),
+        }
         if values["generation"] is None and values["crc32c"] is None and values["md5"] is None:
             return Fingerprint(None, "no generation or checksum")
         return Fingerprint(f"gs:{_pairs(values)}")
@@ -208,7 +239,9 @@ def local_fingerprint(path: str, listed_at: float | None = None, settle_s: float
         return Fingerprint(None, f"stat failed ({exc.strerror or type(exc).__name__})")
     if not stat.S_ISREG(st.st_mode):
         return Fingerprint(None, "not a regular file")
-    value = f"local:size={st.st_size};mtime_ns={st.st_mtime_ns};ctime_ns={st.st_ctime_ns};ino={st.st_ino};dev={st.st_dev}"
+    value = (
+        f"local:size={st.st_size};mtime_ns={st.st_mtime_ns};ctime_ns={st.st_ctime_ns};ino={st.st_ino};dev={st.st_dev}"
+    )
     return _settled(value, (st.st_mtime_ns / 1e9, st.st_ctime_ns / 1e9), listed_at, settle_s)
 
 
@@ -217,7 +250,11 @@ def _folder_of(uri: str) -> str:
 
 
 def fingerprint_inputs(
-    uris: Iterable[str], *, settle_s: float = SETTLE_S, bulk_min: int = BULK_LISTING_MIN, threads: int = IO_THREADS,
+    uris: Iterable[str],
+    *,
+    settle_s: float = SETTLE_S,
+    bulk_min: int = BULK_LISTING_MIN,
+    threads: int = IO_THREADS,
     clock: Callable[[], float] = time.time,
 ) -> dict[str, Fingerprint]:
     """Fingerprint every distinct URI (resolved and allowed: see `resolve_inputs`), in bulk.
@@ -326,7 +363,7 @@ def hash_inputs(uris: Iterable[str], max_bytes: int, threads: int = IO_THREADS) 
     """`hash_input` for every distinct URI, `threads` at a time (hashlib releases the GIL)."""
     distinct = list(dict.fromkeys(uris))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        return dict(zip(distinct, pool.map(lambda uri: hash_input(uri, max_bytes), distinct)))
+        return dict(zip(distinct, pool.map(lambda uri: hash_input(uri, max_bytes), distinct), strict=False))
 
 
 # --- what was remembered ----------------------------------------------------------------------------
@@ -398,7 +435,8 @@ def write_quarantines(catalog: Catalog, quarantines: Mapping[str, RememberedQuar
     import pandas as pd
 
     frame = pd.DataFrame(
-        [dataclasses.asdict(q) for q in sorted(quarantines.values(), key=lambda q: q.key)], columns=list(QUARANTINE_COLUMNS)
+        [dataclasses.asdict(q) for q in sorted(quarantines.values(), key=lambda q: q.key)],
+        columns=list(QUARANTINE_COLUMNS),
     ).astype("string")
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
@@ -532,8 +570,11 @@ def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int,
     out: dict[int, tuple[str, str] | str] = {}
     for position, row in enumerate(rows):
         portrait, audio = one(row.portrait_uri), one(row.audio_uri)
-        problems = [f"{name}: {value}" for name, value in (("portrait_uri", portrait), ("audio_uri", audio))
-                    if isinstance(value, Exception)]
+        problems = [
+            f"{name}: {value}"
+            for name, value in (("portrait_uri", portrait), ("audio_uri", audio))
+            if isinstance(value, Exception)
+        ]
         out[position] = "; ".join(problems) if problems else (portrait, audio)
     return out
 
@@ -541,15 +582,27 @@ def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int,
 def quarantine_conditions(params: Mapping, settings: PlanSettings) -> str:
     """What a probe verdict depends on besides the inputs' bytes."""
     material = json.dumps(
-        {"generator": settings.generator, "generator_version": settings.generator_version, "params": params,
-         "limits": dict(settings.limits), "probe_code": _probe_version()},
-        sort_keys=True, default=str,
+        {
+            "generator": settings.generator,
+            "generator_version": settings.generator_version,
+            "params": params,
+            "limits": dict(settings.limits),
+            "probe_code": _probe_version(),
+        },
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
 
 
 def plan_rows(
-    rows, manifest_url: str, catalog_url: str, settings: PlanSettings, *, settle_s: float = SETTLE_S, threads: int = IO_THREADS,
+    rows,
+    manifest_url: str,
+    catalog_url: str,
+    settings: PlanSettings,
+    *,
+    settle_s: float = SETTLE_S,
+    threads: int = IO_THREADS,
 ) -> RunPlan:
     """Decide for every validated row whether it needs work (see the module docstring).
 
@@ -588,7 +641,7 @@ def plan_rows(
             return PublishedEntry.from_record(index_entry(catalog, catalog.path(key + ".json"), sidecar))
 
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            for key, entry in zip(unindexed, pool.map(from_sidecar, unindexed)):
+            for key, entry in zip(unindexed, pool.map(from_sidecar, unindexed), strict=False):
                 if entry is not None:
                     entries[key] = entry
         sidecars_read = len(unindexed)
@@ -598,7 +651,7 @@ def plan_rows(
     params_cache: dict[tuple, tuple] = {}
     plans: list[RowPlan | None] = []
     to_hash: list[tuple[int, RowPlan, PublishedEntry, _KeyMaker]] = []
-    for position, (row, info, key) in enumerate(zip(rows, infos, keys)):
+    for position, (row, info, key) in enumerate(zip(rows, infos, keys, strict=False)):
         pair = uris[position]
         if isinstance(pair, str):
             plans.append(RowPlan(row, info, key, WORK, f"inputs need the probe: {pair}", SeenInputs()))
@@ -616,40 +669,93 @@ def plan_rows(
         if remembered is not None and not settings.recheck and _same_quarantine(remembered, seen, conditions):
             why = f"quarantined by run {remembered.run_id}, nothing changed since"
             outcome = RowOutcome(
-                info=info, status=QUARANTINED,
-                reasons=(f"quarantine kept: {remembered.reason} (inputs, limits and parameters unchanged since run "
-                         f"{remembered.run_id}; --recheck to probe again)",),
+                info=info,
+                status=QUARANTINED,
+                reasons=(
+                    f"quarantine kept: {remembered.reason} (inputs, limits and parameters unchanged since run "
+                    f"{remembered.run_id}; --recheck to probe again)",
+                ),
                 plan=why,
             )
             plans.append(RowPlan(row, info, key, KEEP_QUARANTINE, why, seen, conditions, outcome))
             continue
         entry = entries.get(key)
         if entry is None:
-            why = "new row" if remembered is None else (
-                "--recheck" if settings.recheck else f"quarantined by run {remembered.run_id}; something it depended on changed")
+            why = (
+                "new row"
+                if remembered is None
+                else (
+                    "--recheck"
+                    if settings.recheck
+                    else f"quarantined by run {remembered.run_id}; something it depended on changed"
+                )
+            )
             plans.append(RowPlan(row, info, key, WORK, why, seen, conditions))
             continue
         if entry.video not in present or entry.sidecar not in present:
             missing = "video" if entry.video not in present else "sidecar"
-            plans.append(RowPlan(row, info, key, WORK, f"published {missing} is missing from the catalog: rendering again",
-                                 seen, conditions))
+            plans.append(
+                RowPlan(
+                    row,
+                    info,
+                    key,
+                    WORK,
+                    f"published {missing} is missing from the catalog: rendering again",
+                    seen,
+                    conditions,
+                )
+            )
             continue
         gone = [name for name in key_of.renditions if f"{rendition_key(key, name)}.mp4" not in present]
         if gone:
-            plans.append(RowPlan(row, info, key, WORK, f"published {gone[0]} rendition is missing from the catalog: "
-                                 "rendering again", seen, conditions))
+            plans.append(
+                RowPlan(
+                    row,
+                    info,
+                    key,
+                    WORK,
+                    f"published {gone[0]} rendition is missing from the catalog: rendering again",
+                    seen,
+                    conditions,
+                )
+            )
             continue
         if entry.portrait_sha256 and entry.audio_sha256:
             expected = key_of(entry.portrait_sha256, entry.audio_sha256)
             if expected != entry.content_key:
-                plans.append(RowPlan(row, info, key, WORK, f"generator or parameters changed since run {entry.run_id}",
-                                     seen, conditions))
+                plans.append(
+                    RowPlan(
+                        row,
+                        info,
+                        key,
+                        WORK,
+                        f"generator or parameters changed since run {entry.run_id}",
+                        seen,
+                        conditions,
+                    )
+                )
                 continue
             if _unchanged(entry, seen):
-                seen = SeenInputs(seen.portrait_uri, seen.portrait_fingerprint, seen.audio_uri, seen.audio_fingerprint,
-                                  entry.portrait_sha256, entry.audio_sha256)
-                plans.append(RowPlan(row, info, key, SKIP, f"unchanged since run {entry.run_id}", seen, conditions,
-                                     _skipped(catalog, info, entry, f"unchanged since run {entry.run_id}", key_of)))
+                seen = SeenInputs(
+                    seen.portrait_uri,
+                    seen.portrait_fingerprint,
+                    seen.audio_uri,
+                    seen.audio_fingerprint,
+                    entry.portrait_sha256,
+                    entry.audio_sha256,
+                )
+                plans.append(
+                    RowPlan(
+                        row,
+                        info,
+                        key,
+                        SKIP,
+                        f"unchanged since run {entry.run_id}",
+                        seen,
+                        conditions,
+                        _skipped(catalog, info, entry, f"unchanged since run {entry.run_id}", key_of),
+                    )
+                )
                 continue
         plans.append(None)  # decided below, from the inputs' bytes
         to_hash.append((position, RowPlan(row, info, key, WORK, "", seen, conditions), entry, key_of))
@@ -668,15 +774,19 @@ def plan_rows(
     for position, plan, entry, key_of in to_hash:
         shas = {}
         for name in ("portrait", "audio"):
-            shas[name] = getattr(entry, f"{name}_sha256") if _known_sha(entry, plan.seen, name) else hashed.get(
-                getattr(plan.seen, f"{name}_uri"))
+            shas[name] = (
+                getattr(entry, f"{name}_sha256")
+                if _known_sha(entry, plan.seen, name)
+                else hashed.get(getattr(plan.seen, f"{name}_uri"))
+            )
         if shas["portrait"] is None or shas["audio"] is None:
             plans[position] = dataclasses.replace(plan, why="inputs could not be read in full: the probe will say why")
         elif key_of(shas["portrait"], shas["audio"]) == entry.content_key:
             reason = f"unchanged since run {entry.run_id} (content re-hashed: {_what_changed(entry, plan.seen)})"
             seen = dataclasses.replace(plan.seen, portrait_sha256=shas["portrait"], audio_sha256=shas["audio"])
-            plans[position] = dataclasses.replace(plan, decision=SKIP, why=reason, seen=seen,
-                                                  outcome=_skipped(catalog, plan.info, entry, reason, key_of))
+            plans[position] = dataclasses.replace(
+                plan, decision=SKIP, why=reason, seen=seen, outcome=_skipped(catalog, plan.info, entry, reason, key_of)
+            )
         else:
             changed = [name for name in ("portrait", "audio") if shas[name] != getattr(entry, f"{name}_sha256")]
             what = " and ".join(changed) if changed and entry.portrait_sha256 else "content"
@@ -705,12 +815,21 @@ class _KeyMaker:
         # The renditions a published row with these parameters has beside its master.
         self.renditions = tuple(name for name in params.get("renditions") or () if name != "master")
         fixed = {"generator": settings.generator, "generator_version": settings.generator_version, "params": params}
-        self.template = '{"audio_sha256": "%s", ' + json.dumps(fixed, sort_keys=True)[1:-1].replace("%", "%%") + ', "portrait_sha256": "%s"}'
+        self.template = (
+            '{"audio_sha256": "%s", '
+            + json.dumps(fixed, sort_keys=True)[1:-1].replace("%", "%%")
+            + ', "portrait_sha256": "%s"}'
+        )
 
     def __call__(self, portrait_sha256: str, audio_sha256: str) -> str:
         if not (_HEX.fullmatch(portrait_sha256 or "") and _HEX.fullmatch(audio_sha256 or "")):
-            return content_key(portrait_sha256=portrait_sha256, audio_sha256=audio_sha256, generator=self.settings.generator,
-                               generator_version=self.settings.generator_version, params=self.params)
+            return content_key(
+                portrait_sha256=portrait_sha256,
+                audio_sha256=audio_sha256,
+                generator=self.settings.generator,
+                generator_version=self.settings.generator_version,
+                params=self.params,
+            )
         return hashlib.sha256((self.template % (audio_sha256, portrait_sha256)).encode("utf-8")).hexdigest()
 
 
@@ -768,7 +887,12 @@ def _same_quarantine(remembered: RememberedQuarantine, seen: SeenInputs, conditi
         remembered.conditions == conditions
         and seen.portrait_fingerprint is not None
         and seen.audio_fingerprint is not None
-        and (remembered.portrait_uri, remembered.portrait_fingerprint, remembered.audio_uri, remembered.audio_fingerprint)
+        and (
+            remembered.portrait_uri,
+            remembered.portrait_fingerprint,
+            remembered.audio_uri,
+            remembered.audio_fingerprint,
+        )
         == (seen.portrait_uri, seen.portrait_fingerprint, seen.audio_uri, seen.audio_fingerprint)
     )
 
@@ -796,7 +920,11 @@ def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str
 
 
 def remember_quarantines(
-    catalog_url: str, plan: RunPlan, outcomes: Iterable[RowOutcome], run_id: str, *,
+    catalog_url: str,
+    plan: RunPlan,
+    outcomes: Iterable[RowOutcome],
+    run_id: str,
+    *,
     lasting: Callable[[RowOutcome], bool] = lambda outcome: not outcome.transient,
 ) -> dict:
     """Update `_state/quarantines.parquet` after a run: read once, merge, write once.
@@ -820,12 +948,24 @@ def remember_quarantines(
         if row.decision == KEEP_QUARANTINE:
             continue
         seen = row.seen
-        if (outcome.status == QUARANTINED and lasting(outcome) and row.conditions
-                and seen.portrait_fingerprint is not None and seen.audio_fingerprint is not None):
+        if (
+            outcome.status == QUARANTINED
+            and lasting(outcome)
+            and row.conditions
+            and seen.portrait_fingerprint is not None
+            and seen.audio_fingerprint is not None
+        ):
             remembered[key] = RememberedQuarantine(
-                key=key, row_id=outcome.info.row_id, run_id=run_id, reason=outcome.reason, conditions=row.conditions,
-                portrait_uri=seen.portrait_uri, portrait_fingerprint=seen.portrait_fingerprint,
-                audio_uri=seen.audio_uri, audio_fingerprint=seen.audio_fingerprint, quarantined_at=now_iso(),
+                key=key,
+                row_id=outcome.info.row_id,
+                run_id=run_id,
+                reason=outcome.reason,
+                conditions=row.conditions,
+                portrait_uri=seen.portrait_uri,
+                portrait_fingerprint=seen.portrait_fingerprint,
+                audio_uri=seen.audio_uri,
+                audio_fingerprint=seen.audio_fingerprint,
+                quarantined_at=now_iso(),
             )
         else:
             remembered.pop(key, None)
@@ -837,9 +977,6 @@ def remember_quarantines(
 
 # --- the Prefect task ------------------------------------------------------------------------------
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE as NO_CACHE
-
 
 @task(name="plan-run", task_run_name="plan-run", cache_policy=NO_CACHE)
 def plan_run_task(rows, manifest_url: str, catalog_url: str, settings: PlanSettings) -> RunPlan:
@@ -848,7 +985,11 @@ def plan_run_task(rows, manifest_url: str, catalog_url: str, settings: PlanSetti
     counts = plan.counts()
     get_run_logger().info(
         "plan: %d rows to work on, %d unchanged and skipped, %d quarantines kept (%d inputs hashed, %.2f s)",
-        counts[WORK], counts[SKIP], counts[KEEP_QUARANTINE], plan.hashed_inputs, plan.timings.get("total_s", 0.0),
+        counts[WORK],
+        counts[SKIP],
+        counts[KEEP_QUARANTINE],
+        plan.hashed_inputs,
+        plan.timings.get("total_s", 0.0),
     )
     return plan
 

@@ -27,8 +27,17 @@ from prefect.cache_policies import NONE as NO_CACHE
 
 from manifests.schema import ManifestRow, resolve_uri
 from sonic_model.errors import (
-    AmbiguousFaceError, AudioTooShortError, DurationMismatchError, InputError, MediaErrors, MediaNotFoundError, NoFaceError,
-    NoSpeechError, SonicCatalogError, StorageReadError, TruncatedAudioError,
+    AmbiguousFaceError,
+    AudioTooShortError,
+    DurationMismatchError,
+    InputError,
+    MediaErrors,
+    MediaNotFoundError,
+    NoFaceError,
+    NoSpeechError,
+    SonicCatalogError,
+    StorageReadError,
+    TruncatedAudioError,
 )
 from sonic_model.generators import RenderParams
 from tasks.limits import MediaLimits
@@ -172,7 +181,9 @@ def _probe_audio(row, manifest_url, limits, schemes, roots):
             ) from None
         raise type(exc)(f"{exc} ({redact(uri)})") from None
     duration = clip.duration_s
-    if header_s is not None and header_s - duration > max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_RATIO * header_s):
+    if header_s is not None and header_s - duration > max(
+        TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_RATIO * header_s
+    ):
         raise TruncatedAudioError(
             f"audio file is truncated: its header says {header_s:.2f} s but only {duration:.2f} s decode; "
             f"upload the complete file ({redact(uri)})"

@@ -29,10 +29,9 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-import fsspec
 from fsspec.core import url_to_fs
 from prefect import task
 from prefect.cache_policies import NONE
@@ -41,7 +40,7 @@ from sonic_model.encode import AI_DISCLOSURE
 from sonic_model.renditions import RENDITIONS
 from tasks.records import FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RowOutcome, postprocess_figures
 from tasks.scratch import discard_scratch
-from tasks.signing import sign_renditions, sign_rendered
+from tasks.signing import sign_rendered, sign_renditions
 
 INDEX_PARQUET = "index.parquet"
 INDEX_JSON = "index.json"
@@ -171,7 +170,7 @@ def _protocols(fs) -> tuple[str, ...]:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def rendition_key(prefix: str, name: str) -> str:
@@ -227,8 +226,14 @@ def sync_plot_png(checked: CheckedVideo) -> bytes | None:
 # --- publish or reject --------------------------------------------------------------------------
 
 
-def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: dict,
-                credentials: dict | None = None, rendition_credentials: dict | None = None) -> dict:
+def sidecar_for(
+    checked: CheckedVideo,
+    catalog: Catalog,
+    run_id: str,
+    timings: dict,
+    credentials: dict | None = None,
+    rendition_credentials: dict | None = None,
+) -> dict:
     """The published row's sidecar. `credentials` is the master's C2PA record,
     `rendition_credentials` {rendition name: record} each rendition's (None: not signed)."""
     rendered = checked.rendered
@@ -256,7 +261,10 @@ def sidecar_for(checked: CheckedVideo, catalog: Catalog, run_id: str, timings: d
             "audio_duration_s": rendered.audio_duration_s,
         },
         "generator": {"name": rendered.generator, "version": rendered.generator_version, "params": rendered.params},
-        "video_facts": {k: rendered.render.get(k) for k in ("frames", "fps", "width", "height", "video_duration_s", "audio_duration_s")},
+        "video_facts": {
+            k: rendered.render.get(k)
+            for k in ("frames", "fps", "width", "height", "video_duration_s", "audio_duration_s")
+        },
         "preset": rendered.params.get("preset"),
         "renditions": [
             {
@@ -296,7 +304,9 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
     prefix = info.key_prefix
     try:
         plot = sync_plot_png(checked)
-        plot_path = catalog.write_bytes(plot, catalog.path(RUNS_DIR, run_id, "plots", prefix + ".png")) if plot else None
+        plot_path = (
+            catalog.write_bytes(plot, catalog.path(RUNS_DIR, run_id, "plots", prefix + ".png")) if plot else None
+        )
         poster = poster_jpeg(rendered.video_path)
         timings = {**rendered.timings, **checked.timings}
         passed_of = {r["name"]: r["passed"] for r in checked.renditions}
@@ -305,8 +315,13 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
             video_path = catalog.put_file(rendered.video_path, rejected + ".mp4")
             poster_path = catalog.write_bytes(poster, rejected + ".jpg")
             renditions = tuple(
-                {"name": r["name"], "uri": catalog.uri(catalog.put_file(r["path"], f"{rejected}.{r['name']}.mp4")),
-                 "width": r["width"], "height": r["height"], "passed": passed_of.get(r["name"], False)}
+                {
+                    "name": r["name"],
+                    "uri": catalog.uri(catalog.put_file(r["path"], f"{rejected}.{r['name']}.mp4")),
+                    "width": r["width"],
+                    "height": r["height"],
+                    "passed": passed_of.get(r["name"], False),
+                }
                 for r in rendered.renditions
             )
             return RowOutcome(
@@ -334,16 +349,32 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
         # Each rendition, signed on its own, under its own name beside the master, before the
         # sidecar that lists it.
         renditions = tuple(
-            {"name": r["name"], "uri": catalog.uri(catalog.put_file(signed_renditions[r["name"]][0],
-                                                                     catalog.path(rendition_key(prefix, r["name"]) + ".mp4"))),
-             "width": r["width"], "height": r["height"], "passed": True}
+            {
+                "name": r["name"],
+                "uri": catalog.uri(
+                    catalog.put_file(
+                        signed_renditions[r["name"]][0], catalog.path(rendition_key(prefix, r["name"]) + ".mp4")
+                    )
+                ),
+                "width": r["width"],
+                "height": r["height"],
+                "passed": True,
+            }
             for r in rendered.renditions
         )
         poster_path = catalog.write_bytes(poster, catalog.path(prefix + ".jpg"))
         timings["publish_s"] = round(time.perf_counter() - started, 3)
-        sidecar = sidecar_for(checked, catalog, run_id, timings, credentials,
-                              {name: record for name, (_, record) in signed_renditions.items()})
-        sidecar_path = catalog.write_bytes(json.dumps(sidecar, indent=2, default=str).encode("utf-8"), catalog.path(prefix + ".json"))
+        sidecar = sidecar_for(
+            checked,
+            catalog,
+            run_id,
+            timings,
+            credentials,
+            {name: record for name, (_, record) in signed_renditions.items()},
+        )
+        sidecar_path = catalog.write_bytes(
+            json.dumps(sidecar, indent=2, default=str).encode("utf-8"), catalog.path(prefix + ".json")
+        )
         return RowOutcome(
             info=info,
             status=PUBLISHED,
@@ -364,9 +395,26 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
 # --- the catalog index ---------------------------------------------------------------------------
 
 INDEX_COLUMNS = (
-    "key", "row_id", "collection", "language", "item_id", "title", "video", "poster", "sidecar",
-    "content_key", "generator", "generator_version", "duration_s", "width", "height", "rendition",
-    "consent_ref", "ai_generated", "run_id", "published_at",
+    "key",
+    "row_id",
+    "collection",
+    "language",
+    "item_id",
+    "title",
+    "video",
+    "poster",
+    "sidecar",
+    "content_key",
+    "generator",
+    "generator_version",
+    "duration_s",
+    "width",
+    "height",
+    "rendition",
+    "consent_ref",
+    "ai_generated",
+    "run_id",
+    "published_at",
 )
 # What the next run's plan (tasks/plan.py) needs to tell, without opening any media, whether a
 # published row's inputs changed: the inputs it was made from and their SHA-256s (from the
@@ -374,7 +422,12 @@ INDEX_COLUMNS = (
 # ctime/inode, ETag, generation: `tasks.plan.fingerprint_inputs`), or None when it had none
 # that could be trusted. Only in index.parquet; index.json (for web pages) keeps INDEX_COLUMNS.
 INPUT_MEMORY_COLUMNS = (
-    "portrait_uri", "portrait_sha256", "portrait_fingerprint", "audio_uri", "audio_sha256", "audio_fingerprint",
+    "portrait_uri",
+    "portrait_sha256",
+    "portrait_fingerprint",
+    "audio_uri",
+    "audio_sha256",
+    "audio_fingerprint",
 )
 INDEX_PARQUET_COLUMNS = INDEX_COLUMNS + INPUT_MEMORY_COLUMNS
 
@@ -400,15 +453,17 @@ def index_entries(catalog: Catalog, sidecar_path: str, sidecar: dict) -> list[di
     master = index_entry(catalog, sidecar_path, sidecar)
     entries = [master]
     for rendition in sidecar.get("renditions", []):
-        entries.append({
-            **master,
-            **{name: None for name in INPUT_MEMORY_COLUMNS},
-            "key": rendition["video"][: -len(".mp4")],
-            "video": rendition["video"],
-            "width": rendition.get("width"),
-            "height": rendition.get("height"),
-            "rendition": rendition["name"],
-        })
+        entries.append(
+            {
+                **master,
+                **{name: None for name in INPUT_MEMORY_COLUMNS},
+                "key": rendition["video"][: -len(".mp4")],
+                "video": rendition["video"],
+                "width": rendition.get("width"),
+                "height": rendition.get("height"),
+                "rendition": rendition["name"],
+            }
+        )
     return entries
 
 
@@ -540,7 +595,8 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str
     # nor one whose sidecar is gone (withdrawn by a replacement that did not finish).
     present = catalog.published_objects()
     live = [
-        entry for entry in entries.values()
+        entry
+        for entry in entries.values()
         if entry.get("video") in present and (entry.get("sidecar") or entry["key"] + ".json") in present
     ]
     for entry in live:
@@ -553,7 +609,10 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     parquet_path = catalog.write_bytes(buffer.getvalue(), catalog.path(INDEX_PARQUET))
-    payload = {"updated_at": now_iso(), "videos": [{name: _plain(entry.get(name)) for name in INDEX_COLUMNS} for entry in live]}
+    payload = {
+        "updated_at": now_iso(),
+        "videos": [{name: _plain(entry.get(name)) for name in INDEX_COLUMNS} for entry in live],
+    }
     json_path = catalog.write_bytes(json.dumps(payload, indent=1).encode("utf-8"), catalog.path(INDEX_JSON))
     return {"index_parquet": catalog.uri(parquet_path), "index_json": catalog.uri(json_path), "videos": len(live)}
 
@@ -573,6 +632,8 @@ def _plain(value):
 
 
 @task(name="update-catalog-index", cache_policy=NONE)
-def update_index_task(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str, SeenInputs] | None = None) -> dict:
+def update_index_task(
+    catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str, SeenInputs] | None = None
+) -> dict:
     """Add this run's published videos to the catalog index (and remember their inputs' fingerprints)."""
     return update_index(catalog_url, outcomes, seen)

@@ -48,7 +48,9 @@ def check_video_file(
     (and, for seams, the still picture its frames were composited into, if any)."""
     checked_against = resolve_thresholds(thresholds)  # a typo in an override fails before any decoding
     portrait_rgb = portrait if isinstance(portrait, np.ndarray) else load_image(portrait)
-    return check_video(video_path, portrait_rgb, load_audio(audio_path), checked_against, still_reference=still_reference)
+    return check_video(
+        video_path, portrait_rgb, load_audio(audio_path), checked_against, still_reference=still_reference
+    )
 
 
 def thresholds_for(rendered: RenderedVideo, thresholds: QAThresholds | dict[str, Any] | None) -> QAThresholds:
@@ -84,20 +86,27 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
         # A paste-back master is the photo itself (seams checked against it); a crop is not composited.
         size = (rendered.render.get("width"), rendered.render.get("height"))
         whole_photo = (
-            paste_back and all(isinstance(v, int) for v in size)
-            and abs(size[0] - portrait.shape[1]) <= 1 and abs(size[1] - portrait.shape[0]) <= 1
+            paste_back
+            and all(isinstance(v, int) for v in size)
+            and abs(size[0] - portrait.shape[1]) <= 1
+            and abs(size[1] - portrait.shape[0]) <= 1
         )
         master_still = still_reference(portrait, "master", paste_back=whole_photo)
         result = check_video(local.video_path, portrait, audio, checked_against, still_reference=master_still)
         failures = [str(f) for f in result.failures]
         for rendition in local.renditions:
             name = rendition["name"]
-            sized = dataclasses.replace(checked_against, expected_width=rendition["width"], expected_height=rendition["height"])
+            sized = dataclasses.replace(
+                checked_against, expected_width=rendition["width"], expected_height=rendition["height"]
+            )
             # The canvas exactly as the render made it (its placement), else framed again.
-            still = still_reference(portrait, name, paste_back=paste_back, landmarks=landmarks,
-                                    placement=rendition.get("placement"))
+            still = still_reference(
+                portrait, name, paste_back=paste_back, landmarks=landmarks, placement=rendition.get("placement")
+            )
             own = check_video(rendition["path"], portrait, audio, sized, still_reference=still)
-            renditions.append({"name": name, "passed": bool(own.passed), "failures": list(own.failures), "figures": dict(own.figures)})
+            renditions.append(
+                {"name": name, "passed": bool(own.passed), "failures": list(own.failures), "figures": dict(own.figures)}
+            )
             failures += [f"{name} rendition: {failure}" for failure in own.failures]
     return CheckedVideo(
         rendered=rendered,
@@ -115,8 +124,9 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
 # QA and publishing are one task: on a cluster each Prefect task costs tens of milliseconds of
 # CPU (benchmarks/fanout_scaling.py), and together the video is fetched from scratch only once.
 @task(name="check-and-publish", cache_policy=NONE)
-def check_and_publish_task(rendered: RenderedVideo, thresholds: Any, catalog_url: str, run_id: str,
-                           signing: dict | None = None) -> RowOutcome:
+def check_and_publish_task(
+    rendered: RenderedVideo, thresholds: Any, catalog_url: str, run_id: str, signing: dict | None = None
+) -> RowOutcome:
     """QA a rendered video (`check_rendered`), then publish it, signed as `signing` says, or file
     it under the run if QA failed (`tasks.publish.publish_or_reject`). The render's scratch is
     removed whatever happens.

@@ -48,7 +48,9 @@ def safe_key_part(value: Any, *, fallback: str = DEFAULT_COLLECTION) -> str:
     return f"{slug}-{digest}"
 
 
-def content_key(*, portrait_sha256: str, audio_sha256: str, generator: str, generator_version: str, params: dict) -> str:
+def content_key(
+    *, portrait_sha256: str, audio_sha256: str, generator: str, generator_version: str, params: dict
+) -> str:
     """What makes a video what it is: same inputs + generator + parameters -> same key.
 
     Stored in the sidecar; a row whose key is already published is not rendered again. Which
@@ -82,7 +84,7 @@ class RowInfo:
     audio_uri: str | None = None
 
     @classmethod
-    def from_row(cls, row: Any) -> "RowInfo":
+    def from_row(cls, row: Any) -> RowInfo:
         """Build from a `ManifestRow` (or any object/dict with the manifest's field names)."""
 
         def get(name: str):
@@ -111,7 +113,11 @@ class RowInfo:
     def key_prefix(self) -> str:
         """`<collection>/<language>/<row_id>` with every segment made safe."""
         return "/".join(
-            (safe_key_part(self.collection), safe_key_part(self.language, fallback="und"), safe_key_part(self.row_id, fallback="row"))
+            (
+                safe_key_part(self.collection),
+                safe_key_part(self.language, fallback="und"),
+                safe_key_part(self.row_id, fallback="row"),
+            )
         )
 
 
@@ -257,13 +263,22 @@ class RowOutcome:
 
 # RenderResult fields written by the post-processing steps (sonic_model/render.py).
 POSTPROCESS_FIELDS = (
-    "av_offset_measured_frames", "av_sync_correlation", "av_offset_confident", "av_offset_applied_ms",
-    "motion_smoothing", "motion_frames_warped", "motion_correction_mean_px", "motion_correction_max_px",
+    "av_offset_measured_frames",
+    "av_sync_correlation",
+    "av_offset_confident",
+    "av_offset_applied_ms",
+    "motion_smoothing",
+    "motion_frames_warped",
+    "motion_correction_mean_px",
+    "motion_correction_max_px",
 )
 
 
 def postprocess_figures(render: dict, params: dict) -> dict:
     """What lip-sync calibration and motion smoothing measured and did for one render."""
-    figures = {"lipsync_calibration": params.get("lipsync_calibration"), "av_offset_ms_requested": params.get("av_offset_ms")}
+    figures = {
+        "lipsync_calibration": params.get("lipsync_calibration"),
+        "av_offset_ms_requested": params.get("av_offset_ms"),
+    }
     figures.update({name: render.get(name) for name in POSTPROCESS_FIELDS})
     return figures

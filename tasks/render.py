@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +155,9 @@ def key_for(probed: Any, choice: GeneratorChoice) -> str:
     )
 
 
-def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None = None,
-               scratch_url: str | None = None) -> RenderedVideo:
+def render_row(
+    probed: Any, choice: GeneratorChoice, *, scratch_root: str | None = None, scratch_url: str | None = None
+) -> RenderedVideo:
     """Materialize a probed row's inputs, render it, and describe the result.
 
     With `scratch_url` the video and input copies end up there (see the module docstring),
@@ -193,8 +194,9 @@ def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None
         try:
             with generation_slot():  # the GPU: one row at a time; the rest of this task overlaps
                 generator = cached_generator(choice.name, choice.weights)
-                result = render_video(generator, portrait_path, audio_path, out_path, RenderParams(**params),
-                                      face_box=face_box)
+                result = render_video(
+                    generator, portrait_path, audio_path, out_path, RenderParams(**params), face_box=face_box
+                )
         except SonicCatalogError:
             raise
         except Exception:
@@ -207,12 +209,17 @@ def render_row(probed: Any, choice: GeneratorChoice, *, scratch_root: str | None
             # from go to shared scratch, under a folder of their own for this attempt.
             scratch_uri = join_uri(scratch_url, info.key_prefix, uuid.uuid4().hex[:12])
             extra = {Path(r["path"]).name: Path(r["path"]) for r in renditions}
-            locations = upload_to_scratch(scratch_uri, {
-                "video.mp4": out_path, "portrait" + portrait_path.suffix: portrait_path, "audio" + audio_path.suffix: audio_path,
-                **extra,
-            })
+            locations = upload_to_scratch(
+                scratch_uri,
+                {
+                    "video.mp4": out_path,
+                    "portrait" + portrait_path.suffix: portrait_path,
+                    "audio" + audio_path.suffix: audio_path,
+                    **extra,
+                },
+            )
             video_loc, portrait_loc, audio_loc = locations[:3]
-            for rendition, location in zip(renditions, locations[3:]):
+            for rendition, location in zip(renditions, locations[3:], strict=False):
                 rendition["path"] = location
             shutil.rmtree(scratch, ignore_errors=True)
     except BaseException:
@@ -261,7 +268,8 @@ def render_task_options(retries: int = DEFAULT_RENDER_RETRIES, retry_delay_s: fl
 
 
 @task(name="render-video", cache_policy=NONE, **render_task_options())
-def render_video_task(probed: Any, choice: GeneratorChoice, scratch_root: str | None = None,
-                      scratch_url: str | None = None) -> RenderedVideo:
+def render_video_task(
+    probed: Any, choice: GeneratorChoice, scratch_root: str | None = None, scratch_url: str | None = None
+) -> RenderedVideo:
     """Render one probed row with the run's generator, into local scratch or `scratch_url`."""
     return render_row(probed, choice, scratch_root=scratch_root, scratch_url=scratch_url)

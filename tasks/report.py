@@ -125,12 +125,16 @@ def _full_row(catalog: Catalog, outcome: RowOutcome) -> str:
     poster = _relative_link(catalog, outcome.poster_uri)
     plot = _relative_link(catalog, outcome.plot_uri)
     if poster:
-        thumb = f'<img class="poster" loading="lazy" src="{html.escape(poster)}" alt="poster of {html.escape(info.row_id)}">'
+        alt = f"poster of {html.escape(info.row_id)}"
+        thumb = f'<img class="poster" loading="lazy" src="{html.escape(poster)}" alt="{alt}">'
         thumb = f'<a href="{html.escape(video)}">{thumb}</a>' if video else thumb
     else:
         thumb = '<span class="none">no video</span>'
-    plot_html = (f'<img class="plot" loading="lazy" src="{html.escape(plot)}" alt="mouth opening vs audio envelope">'
-                 if plot else '<span class="none">no plot</span>')
+    plot_html = (
+        f'<img class="plot" loading="lazy" src="{html.escape(plot)}" alt="mouth opening vs audio envelope">'
+        if plot
+        else '<span class="none">no plot</span>'
+    )
     return (
         f"<tr><td>{thumb}</td><td>{_row_label(outcome)}</td><td>{_status(outcome.status)}</td>"
         f'<td class="reason">{html.escape(outcome.reason) or "&mdash;"}</td><td>{plot_html}</td>'
@@ -138,8 +142,9 @@ def _full_row(catalog: Catalog, outcome: RowOutcome) -> str:
     )
 
 
-_FULL_HEAD = ("<tr><th>poster</th><th>row</th><th>status</th><th>reason</th><th>mouth opening vs audio</th>"
-              "<th>links</th></tr>")
+_FULL_HEAD = (
+    "<tr><th>poster</th><th>row</th><th>status</th><th>reason</th><th>mouth opening vs audio</th><th>links</th></tr>"
+)
 _COMPACT_HEAD = "<tr><th></th><th>row</th><th>collection / language</th><th>note</th><th>links</th></tr>"
 
 
@@ -158,10 +163,10 @@ def _compact_row(catalog: Catalog, outcome: RowOutcome) -> str:
 
 def _page(title: str, body: str, footnote: str = "") -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<link rel="icon" href="data:,">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{body}"
-        f"<p class=\"meta\">Every video in this catalog is AI-generated.{html.escape(footnote)}</p></body></html>\n"
+        f'<p class="meta">Every video in this catalog is AI-generated.{html.escape(footnote)}</p></body></html>\n'
     )
 
 
@@ -169,8 +174,16 @@ def page_name(kind: str, number: int) -> str:
     return f"report-{kind}-{number:04d}.html"
 
 
-def _section(catalog: Catalog, run_id: str, kind: str, heading: str, outcomes: list[RowOutcome], *, full: bool,
-             collapsed: bool = False) -> tuple[str, dict[str, str]]:
+def _section(
+    catalog: Catalog,
+    run_id: str,
+    kind: str,
+    heading: str,
+    outcomes: list[RowOutcome],
+    *,
+    full: bool,
+    collapsed: bool = False,
+) -> tuple[str, dict[str, str]]:
     """One list of the report: its HTML on report.html and, when long, its pages (name -> HTML)."""
     if not outcomes:
         return "", {}
@@ -180,7 +193,10 @@ def _section(catalog: Catalog, run_id: str, kind: str, heading: str, outcomes: l
     if len(outcomes) <= INLINE_ROWS:
         table = f"<table><thead>{head}</thead><tbody>{''.join(row(catalog, o) for o in outcomes)}</tbody></table>"
         if collapsed:
-            return f"<details><summary><h2 style=\"display:inline\">{html.escape(title)}</h2></summary>{table}</details>", pages
+            return (
+                f'<details><summary><h2 style="display:inline">{html.escape(title)}</h2></summary>{table}</details>',
+                pages,
+            )
         return f"<h2>{html.escape(title)}</h2>{table}", pages
     count = (len(outcomes) + PAGE_ROWS - 1) // PAGE_ROWS
     for number in range(1, count + 1):
@@ -195,14 +211,14 @@ def _section(catalog: Catalog, run_id: str, kind: str, heading: str, outcomes: l
         pages[page_name(kind, number)] = _page(
             f"Catalog run {run_id}: {heading}, page {number} of {count}",
             f"<h1>{html.escape(heading)}, rows {first}-{first + len(chunk) - 1} of {len(outcomes)}</h1>"
-            f"<div class=\"meta\">Catalog run {html.escape(run_id)}</div>{nav_html}"
+            f'<div class="meta">Catalog run {html.escape(run_id)}</div>{nav_html}'
             f"<table><thead>{head}</thead><tbody>{''.join(row(catalog, o) for o in chunk)}</tbody></table>{nav_html}",
         )
     links = " ".join(
         f'<a href="{name}">{(n - 1) * PAGE_ROWS + 1}-{min(n * PAGE_ROWS, len(outcomes))}</a>'
         for n, name in enumerate(pages, start=1)
     )
-    return f"<h2>{html.escape(title)}</h2><p class=\"pages\">{count} pages of up to {PAGE_ROWS} rows: {links}</p>", pages
+    return f'<h2>{html.escape(title)}</h2><p class="pages">{count} pages of up to {PAGE_ROWS} rows: {links}</p>', pages
 
 
 def _credentials_note(credentials: dict) -> str:
@@ -220,14 +236,17 @@ def render_report_pages(catalog: Catalog, run_id: str, outcomes: list[RowOutcome
     counts = Counter(outcome.status for outcome in outcomes)
     count_html = "".join(f"<span>{_status(s)} {counts.get(s, 0)}</span>" for s in STATUSES)
     meta = " &middot; ".join(
-        html.escape(f"{key}: {value}") for key, value in summary.items() if key in ("manifest", "generator", "started_at", "finished_at")
+        html.escape(f"{key}: {value}")
+        for key, value in summary.items()
+        if key in ("manifest", "generator", "started_at", "finished_at")
     )
     plan = summary.get("plan") or {}
     plan_html = ""
     if plan:
         plan_html = (
-            f'<p class="meta">Plan: {plan.get("work", 0)} rows needed work, {plan.get("skip", 0)} were unchanged and skipped '
-            f'without opening their media, {plan.get("keep_quarantine", 0)} quarantines were kept (inputs unchanged; '
+            f'<p class="meta">Plan: {plan.get("work", 0)} rows needed work, {plan.get("skip", 0)} were unchanged and '
+            "skipped "
+            f"without opening their media, {plan.get('keep_quarantine', 0)} quarantines were kept (inputs unchanged; "
             f"<code>--recheck</code> probes them again).</p>"
         )
     attention = [o for o in outcomes if o.status in NEEDS_A_PERSON]
@@ -246,7 +265,7 @@ def render_report_pages(catalog: Catalog, run_id: str, outcomes: list[RowOutcome
         sections[0] = "<h2>Needs a person (0)</h2><p>Nothing: every row is in the catalog.</p>"
     pages[REPORT_FILE] = _page(
         f"Catalog run {run_id}",
-        f"<h1>Catalog run {html.escape(run_id)}</h1><div class=\"meta\">{meta}</div>"
+        f'<h1>Catalog run {html.escape(run_id)}</h1><div class="meta">{meta}</div>'
         f'<div class="counts">{count_html}</div>{plan_html}' + "".join(sections),
         _credentials_note(summary.get("credentials") or {}),
     )
@@ -266,7 +285,9 @@ def write_report(catalog_url: str, run_id: str, outcomes: list[RowOutcome], summ
         if name != REPORT_FILE:
             catalog.write_bytes(page.encode("utf-8"), catalog.path(RUNS_DIR, run_id, name))
     # The report last: once it is there, every page it links is too.
-    return catalog.uri(catalog.write_bytes(pages[REPORT_FILE].encode("utf-8"), catalog.path(RUNS_DIR, run_id, REPORT_FILE)))
+    return catalog.uri(
+        catalog.write_bytes(pages[REPORT_FILE].encode("utf-8"), catalog.path(RUNS_DIR, run_id, REPORT_FILE))
+    )
 
 
 @task(name="write-report", cache_policy=NONE)

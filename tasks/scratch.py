@@ -61,7 +61,12 @@ def localized(rendered: RenderedVideo) -> Iterator[RenderedVideo]:
     """`rendered` with local file paths: in place when they are on this machine's filesystem
     (one process, or a shared catalog disk), else downloaded to a temporary directory that is
     removed on exit. The scratch itself is left alone (see `discard_scratch`)."""
-    wanted = (rendered.video_path, rendered.portrait_path, rendered.audio_path, *(r["path"] for r in rendered.renditions))
+    wanted = (
+        rendered.video_path,
+        rendered.portrait_path,
+        rendered.audio_path,
+        *(r["path"] for r in rendered.renditions),
+    )
     if all(_is_here(location) for location in wanted):
         yield rendered
         return
@@ -78,7 +83,9 @@ def localized(rendered: RenderedVideo) -> Iterator[RenderedVideo]:
             with fsspec.open(location, "rb") as source, open(target, "wb") as sink:
                 shutil.copyfileobj(source, sink, 1 << 20)
             local.append(str(target))
-        renditions = tuple({**rendition, "path": path} for rendition, path in zip(rendered.renditions, local[3:]))
+        renditions = tuple(
+            {**rendition, "path": path} for rendition, path in zip(rendered.renditions, local[3:], strict=False)
+        )
         yield replace(rendered, video_path=local[0], portrait_path=local[1], audio_path=local[2], renditions=renditions)
     finally:
         shutil.rmtree(download, ignore_errors=True)

@@ -82,7 +82,9 @@ def check_uri_allowed(
         raise UriNotAllowedError(f"URI contains control characters: {uri!r}")
     if "::" in uri:
         # fsspec reads "a::b" as a chain of filesystems (e.g. a local name wrapping a remote one).
-        raise UriNotAllowedError(f"chained fsspec URLs ('::') are not allowed ({redact(uri)}); give one plain URL or path")
+        raise UriNotAllowedError(
+            f"chained fsspec URLs ('::') are not allowed ({redact(uri)}); give one plain URL or path"
+        )
     allowed = {scheme.lower().rstrip(":/") for scheme in allowed_schemes}
     scheme = uri_scheme(uri)
     if scheme not in allowed:
@@ -220,7 +222,8 @@ def read_bytes(uri: str, max_bytes: int) -> bytes:
         raise StorageReadError(f"cannot read {redact(uri)} ({exc.strerror or type(exc).__name__})") from None
     if len(data) > max_bytes:
         raise MediaTooLargeError(
-            f"{redact(uri)} is over the file-size limit of {max_bytes / 1e6:.1f} MB; use a smaller file or raise max_file_bytes"
+            f"{redact(uri)} is over the file-size limit of {max_bytes / 1e6:.1f} MB; use a smaller file or raise "
+            "max_file_bytes"
         )
     return data
 

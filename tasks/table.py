@@ -36,7 +36,6 @@ from manifests.schema import (
 )
 from sonic_model.crop import EXPAND_RATIO_RANGE, MIN_RESOLUTION_RANGE
 from sonic_model.errors import InputError, ManifestError
-from sonic_model.postprocess.smoothing import MOTION_SMOOTHING_RANGE
 from sonic_model.generators import (
     AV_OFFSET_MS_RANGE,
     DYNAMIC_SCALE_RANGE,
@@ -44,6 +43,7 @@ from sonic_model.generators import (
     MOTION_SCALE_RANGE,
     SEED_RANGE,
 )
+from sonic_model.postprocess.smoothing import MOTION_SMOOTHING_RANGE
 from tasks.records import REASON_SEPARATOR, Quarantine, quoted
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, check_uri_allowed, default_roots, redact, uri_scheme
 
@@ -94,7 +94,9 @@ def validate_table(
 
     missing = [name for name in REQUIRED_COLUMNS if name not in df.columns]
     if missing:
-        raise ManifestError(f"manifest lacks required column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}")
+        raise ManifestError(
+            f"manifest lacks required column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}"
+        )
     if len(df) == 0:
         raise ManifestError("manifest has no rows; nothing to render")
     allowed_schemes = tuple(s.lower().rstrip(":/") for s in allowed_schemes)
@@ -156,7 +158,10 @@ def validate_table(
         if name in frame.columns:
             for position, value in enumerate(frame[name].tolist()):
                 if value is not None and not isinstance(value, (bool, np.bool_)):
-                    add(position, f"{name} {quoted(value)} is not true or false; write a boolean or leave the cell empty")
+                    add(
+                        position,
+                        f"{name} {quoted(value)} is not true or false; write a boolean or leave the cell empty",
+                    )
 
     # Whole-number check for integer overrides (GX has no "is integral" expectation; vectorised here).
     for name in INTEGER_COLUMNS:
@@ -243,12 +248,24 @@ def _rows_at(frame, positions: list[int]) -> list[ManifestRow]:
             columns.append([None if _missing(v) else bool(v) for v in series.tolist()])
         else:
             columns.append([v if v is None or isinstance(v, str) else str(v) for v in series.tolist()])
-    return [ManifestRow(*values) for values in zip(*columns)]
+    return [ManifestRow(*values) for values in zip(*columns, strict=False)]
 
 
 _GX_LOCK = threading.Lock()
 _GX_STATE: dict = {}
-_NUMERIC_TYPES = ["int", "float", "int64", "int32", "float64", "float32", "Int64", "Float64", "Decimal", "int16", "int8"]
+_NUMERIC_TYPES = [
+    "int",
+    "float",
+    "int64",
+    "int32",
+    "float64",
+    "float32",
+    "Int64",
+    "Float64",
+    "Decimal",
+    "int16",
+    "int8",
+]
 
 
 def _scheme_regex(allowed_schemes: tuple[str, ...]) -> str:
@@ -279,7 +296,13 @@ def _build_suite(allowed_schemes: tuple[str, ...], numeric_present: tuple[str, .
         if name in REQUIRED_COLUMNS:
             expect(E.ExpectColumnValuesToBeInTypeList, f"type:{name}", column=f"{name}__raw", type_list=["str"])
     expect(E.ExpectColumnValuesToBeUnique, "unique:row_id", column="row_id")
-    expect(E.ExpectColumnValueLengthsToBeBetween, "length:row_id", column="row_id", min_value=1, max_value=ROW_ID_MAX_LENGTH)
+    expect(
+        E.ExpectColumnValueLengthsToBeBetween,
+        "length:row_id",
+        column="row_id",
+        min_value=1,
+        max_value=ROW_ID_MAX_LENGTH,
+    )
     expect(E.ExpectColumnValuesToMatchRegex, "form:row_id", column="row_id", regex=ROW_ID_PATTERN)
     expect(E.ExpectColumnValuesToNotMatchRegex, "dots:row_id", column="row_id", regex=r"\.\.")
     expect(E.ExpectColumnValuesToMatchRegex, "bcp47:language", column="language", regex=BCP47_PATTERN)
@@ -291,11 +314,15 @@ def _build_suite(allowed_schemes: tuple[str, ...], numeric_present: tuple[str, .
             low, high = OVERRIDE_RANGES[name]
             expect(E.ExpectColumnValuesToBeBetween, f"range:{name}", column=name, min_value=low, max_value=high)
     if "duration_s" in numeric_present:
-        expect(E.ExpectColumnValuesToBeBetween, "positive:duration_s", column="duration_s", min_value=0, strict_min=True)
+        expect(
+            E.ExpectColumnValuesToBeBetween, "positive:duration_s", column="duration_s", min_value=0, strict_min=True
+        )
     return suite
 
 
-def _run_suite(frame, allowed_schemes: tuple[str, ...], numeric_present: tuple[str, ...]) -> list[tuple[str, list[int]]]:
+def _run_suite(
+    frame, allowed_schemes: tuple[str, ...], numeric_present: tuple[str, ...]
+) -> list[tuple[str, list[int]]]:
     """Run the suite; return (reason_id, [row positions]) per failed expectation."""
     import great_expectations as gx
 

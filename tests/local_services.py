@@ -30,11 +30,16 @@ def free_port() -> int:
 
 def quiet_env(**extra: str) -> dict:
     env = dict(os.environ)
-    env.update({
-        "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING", "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "HF_HUB_OFFLINE": "1",
+            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 
@@ -65,8 +70,15 @@ def kill_tree(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
 class LocalServices:
     """Prefect server + Dask scheduler + N workers on 127.0.0.1, all stopped on exit."""
 
-    def __init__(self, workdir: Path, *, workers: int = 0, worker_env: dict | None = None,
-                 preload: str | None = None, nthreads: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        workers: int = 0,
+        worker_env: dict | None = None,
+        preload: str | None = None,
+        nthreads: int | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.n_workers = workers
@@ -82,7 +94,9 @@ class LocalServices:
     # --- starting ---
     def _spawn(self, argv: list[str], log: str, env: dict) -> subprocess.Popen:
         handle = open(self.workdir / log, "ab")
-        process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )
         self.processes.append(process)
         return process
 
@@ -94,7 +108,9 @@ class LocalServices:
         port = free_port()
         env = quiet_env(PREFECT_HOME=str(self.prefect_home), PREFECT_UI_ENABLED="false")
         env.pop("PREFECT_API_URL", None)
-        server = self._spawn([str(BIN / "prefect"), "server", "start", "--host", HOST, "--port", str(port)], "prefect-server.log", env)
+        server = self._spawn(
+            [str(BIN / "prefect"), "server", "start", "--host", HOST, "--port", str(port)], "prefect-server.log", env
+        )
         self.api_url = f"http://{HOST}:{port}/api"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -110,14 +126,27 @@ class LocalServices:
 
     def start_scheduler(self, timeout: float = 60) -> str:
         port = free_port()
-        self._spawn([str(BIN / "dask"), "scheduler", "--host", HOST, "--port", str(port), "--dashboard-address", f"{HOST}:0"],
-                    "dask-scheduler.log", quiet_env())
+        self._spawn(
+            [str(BIN / "dask"), "scheduler", "--host", HOST, "--port", str(port), "--dashboard-address", f"{HOST}:0"],
+            "dask-scheduler.log",
+            quiet_env(),
+        )
         self.scheduler = f"tcp://{HOST}:{port}"
         self._wait_port(port, timeout, "dask-scheduler.log")
         return self.scheduler
 
     def start_worker(self, index: int, gpus: int = 1) -> subprocess.Popen:
-        argv = [str(BIN / "sonic-catalog"), "worker", self.scheduler, "--gpus", str(gpus), "--host", HOST, "--name", f"worker-{index}"]
+        argv = [
+            str(BIN / "sonic-catalog"),
+            "worker",
+            self.scheduler,
+            "--gpus",
+            str(gpus),
+            "--host",
+            HOST,
+            "--name",
+            f"worker-{index}",
+        ]
         if self.nthreads:  # else the command's default (a thread per render in flight, one for CPU stages)
             argv += ["--nthreads", str(self.nthreads)]
         if self.preload:
@@ -146,7 +175,7 @@ class LocalServices:
         return path.read_text(errors="replace") if path.exists() else ""
 
     # --- the with block ---
-    def __enter__(self) -> "LocalServices":
+    def __enter__(self) -> LocalServices:
         try:
             self.start_prefect()
             if self.n_workers:

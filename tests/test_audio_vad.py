@@ -37,7 +37,7 @@ def test_same_probabilities_and_segments_as_silero(path, silero):
     model.reset_states()
     reference = []
     for start in range(0, len(samples), 512):
-        chunk = torch.nn.functional.pad(samples[start: start + 512], (0, max(0, start + 512 - len(samples))))
+        chunk = torch.nn.functional.pad(samples[start : start + 512], (0, max(0, start + 512 - len(samples))))
         reference.append(model(chunk, 16000).item())
     ours = speech_probabilities(clip.samples)
     assert ours.shape == (len(reference),)
@@ -60,7 +60,7 @@ def test_a_clip_longer_than_one_encoder_block_matches_silero(silero):
     tensor = torch.from_numpy(samples)
     reference = []
     for start in range(0, len(samples), 512):
-        chunk = torch.nn.functional.pad(tensor[start: start + 512], (0, max(0, start + 512 - len(samples))))
+        chunk = torch.nn.functional.pad(tensor[start : start + 512], (0, max(0, start + 512 - len(samples))))
         reference.append(model(chunk, 16000).item())
     assert np.abs(speech_probabilities(samples) - np.array(reference)).max() < 1e-3
 

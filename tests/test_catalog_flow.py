@@ -48,8 +48,8 @@ def run_id_of(stdout: str) -> str:
 
 def write_media(folder: Path) -> dict:
     """Good and bad media beside the manifest (relative URIs resolve against it)."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(FIXTURES / "portrait_astronaut.jpg", folder / "astronaut.jpg")
@@ -68,8 +68,17 @@ def write_media(folder: Path) -> dict:
 
 def manifest_rows(durations: dict) -> list[dict]:
     def row(row_id, portrait, audio, language="en", consent="release/test-001", **extra):
-        return {"row_id": row_id, "portrait_uri": f"media/{portrait}", "audio_uri": f"media/{audio}", "language": language,
-                "consent_ref": consent, "collection": "course", "title": f"row {row_id}", "min_resolution": RESOLUTION, **extra}
+        return {
+            "row_id": row_id,
+            "portrait_uri": f"media/{portrait}",
+            "audio_uri": f"media/{audio}",
+            "language": language,
+            "consent_ref": consent,
+            "collection": "course",
+            "title": f"row {row_id}",
+            "min_resolution": RESOLUTION,
+            **extra,
+        }
 
     return [
         row("good-en", "astronaut.jpg", "en.wav", duration_s=round(durations["en_s"], 2)),
@@ -98,8 +107,16 @@ def first_run(tmp_path_factory):
     catalog = root / "catalog"
     code, out, err = run_cli("render", str(manifest), "--catalog", str(catalog), "--concurrency", "2")
     bundle = catalog / "_credentials" / "development-signer.pem"
-    return {"root": root, "manifest": manifest, "catalog": catalog, "code": code, "out": out, "err": err,
-            "run_id": run_id_of(out), "dev_bundle": bundle.read_bytes() if bundle.exists() else None}
+    return {
+        "root": root,
+        "manifest": manifest,
+        "catalog": catalog,
+        "code": code,
+        "out": out,
+        "err": err,
+        "run_id": run_id_of(out),
+        "dev_bundle": bundle.read_bytes() if bundle.exists() else None,
+    }
 
 
 def test_mixed_manifest_exits_2_without_traceback(first_run):
@@ -121,7 +138,9 @@ def test_good_rows_are_published_with_sidecar_poster_and_index_entry(first_run):
         assert sidecar["ai_generated"] is True and "AI-generated" in sidecar["disclosure"]
         assert sidecar["consent_ref"] == "release/test-001"
         assert len(sidecar["inputs"]["portrait_sha256"]) == 64 and len(sidecar["inputs"]["audio_sha256"]) == 64
-        assert sidecar["generator"]["name"] == "preview" and sidecar["generator"]["params"]["min_resolution"] == RESOLUTION
+        assert (
+            sidecar["generator"]["name"] == "preview" and sidecar["generator"]["params"]["min_resolution"] == RESOLUTION
+        )
         assert sidecar["qa"]["passed"] is True and sidecar["qa"]["figures"]
         assert len(sidecar["content_key"]) == 64 and "render_s" in sidecar["timings"]
         assert_signed(stem.with_suffix(".mp4").read_bytes(), sidecar)
@@ -275,7 +294,10 @@ def assert_catalog_like_local(catalog: str, manifest: Path) -> None:
     root = root.rstrip("/")
     run_id = run_id_of(out)
     ledger = ledger_of(catalog, run_id)
-    assert dict(zip(ledger.row_id, ledger.status)) == {"good-de": "published", "no-consent": "quarantined"}
+    assert dict(zip(ledger.row_id, ledger.status, strict=False)) == {
+        "good-de": "published",
+        "no-consent": "quarantined",
+    }
     for suffix in (".mp4", ".jpg", ".json"):
         assert fs.exists(f"{root}/course/de/good-de{suffix}")
     assert_signed(fs.cat(f"{root}/course/de/good-de.mp4"), json.loads(fs.cat(f"{root}/course/de/good-de.json")))
@@ -287,7 +309,7 @@ def assert_catalog_like_local(catalog: str, manifest: Path) -> None:
 
     code, out, err = run_cli("render", str(manifest), "--catalog", catalog)
     ledger = ledger_of(catalog, run_id_of(out))
-    assert dict(zip(ledger.row_id, ledger.status))["good-de"] == "skipped_cached"
+    assert dict(zip(ledger.row_id, ledger.status, strict=False))["good-de"] == "skipped_cached"
     assert fs.cat(f"{root}/_credentials/development-signer.pem") == bundle
 
 
@@ -308,7 +330,9 @@ def moto_s3(monkeypatch):
     if not Path(executable).exists():
         pytest.skip("moto_server is not installed (pip install 'moto[server]')")
     port = _free_port()
-    server = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [executable, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -320,10 +344,16 @@ def moto_s3(monkeypatch):
                 if time.monotonic() > deadline or server.poll() is not None:
                     pytest.fail("moto_server did not start")
                 time.sleep(0.2)
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }.items():
             monkeypatch.setenv(name, value)
-        monkeypatch.setitem(fsspec.config.conf, "s3", {"client_kwargs": {"endpoint_url": endpoint}, "skip_instance_cache": True})
+        monkeypatch.setitem(
+            fsspec.config.conf, "s3", {"client_kwargs": {"endpoint_url": endpoint}, "skip_instance_cache": True}
+        )
         fs = fsspec.filesystem("s3")
         fs.mkdir("catalog-bucket")
         yield "s3://catalog-bucket/catalog"
@@ -343,7 +373,9 @@ def test_s3_catalog_behaves_like_local(tmp_path, moto_s3):
 def test_video_failing_qa_is_kept_under_the_run_not_published(tmp_path):
     manifest = small_manifest(tmp_path)
     catalog = tmp_path / "catalog"
-    code, out, err = run_cli("render", str(manifest), "--catalog", str(catalog), "--qa-threshold", "min_sync_correlation=0.99")
+    code, out, err = run_cli(
+        "render", str(manifest), "--catalog", str(catalog), "--qa-threshold", "min_sync_correlation=0.99"
+    )
     assert code == 2, out + err
     ledger = ledger_of(str(catalog), run_id_of(out))
     failed = ledger[ledger.row_id == "good-de"].iloc[0]
@@ -361,7 +393,11 @@ def test_console_script_shows_no_prefect_noise(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_LOGGING")}
     result = subprocess.run(
         [sys.executable, "-m", "sonic_catalog.cli", "render", str(manifest), "--catalog", str(tmp_path / "catalog")],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stdout.startswith("run ") and "1 quarantined" in result.stdout

@@ -25,12 +25,28 @@ def write_manifest(root: Path) -> Path:
     shutil.copy(FIXTURES / "speech_en_pause_16k.wav", media / "en.wav")
     rows = [
         # A row preset with one of its settings overridden by the row's own column.
-        {"row_id": "shorts", "portrait_uri": "media/landscape.jpg", "audio_uri": "media/en.wav", "language": "en",
-         "consent_ref": "release/test-001", "collection": "course", "min_resolution": 256,
-         "renditions": "vertical", "preset": "fast"},
-        {"row_id": "plain", "portrait_uri": "media/hopper.jpg", "audio_uri": "media/en.wav", "language": "en",
-         "consent_ref": "release/test-002", "collection": "course", "min_resolution": 256,
-         "renditions": None, "preset": None},
+        {
+            "row_id": "shorts",
+            "portrait_uri": "media/landscape.jpg",
+            "audio_uri": "media/en.wav",
+            "language": "en",
+            "consent_ref": "release/test-001",
+            "collection": "course",
+            "min_resolution": 256,
+            "renditions": "vertical",
+            "preset": "fast",
+        },
+        {
+            "row_id": "plain",
+            "portrait_uri": "media/hopper.jpg",
+            "audio_uri": "media/en.wav",
+            "language": "en",
+            "consent_ref": "release/test-002",
+            "collection": "course",
+            "min_resolution": 256,
+            "renditions": None,
+            "preset": None,
+        },
     ]
     manifest = root / "manifest.parquet"
     pd.DataFrame(rows).to_parquet(manifest)
@@ -97,12 +113,16 @@ def test_report_and_ledger_show_the_renditions(run):
 
 
 def test_same_manifest_again_is_cached_and_a_missing_rendition_renders_again(run):
-    code, out, err = run_cli("render", str(run["manifest"]), "--catalog", str(run["catalog"]), "--loudness-target", "-16")
+    code, out, err = run_cli(
+        "render", str(run["manifest"]), "--catalog", str(run["catalog"]), "--loudness-target", "-16"
+    )
     assert code == 0, out + err
     ledger = ledger_of(str(run["catalog"]), run_id_of(out))
     assert set(ledger.status) == {"skipped_cached"}
     (run["catalog"] / "course" / "en" / "shorts.vertical.mp4").unlink()
-    code, out, err = run_cli("render", str(run["manifest"]), "--catalog", str(run["catalog"]), "--loudness-target", "-16")
+    code, out, err = run_cli(
+        "render", str(run["manifest"]), "--catalog", str(run["catalog"]), "--loudness-target", "-16"
+    )
     assert code == 0, out + err
     ledger = ledger_of(str(run["catalog"]), run_id_of(out)).set_index("row_id")
     assert (ledger.loc["shorts", "status"], ledger.loc["plain", "status"]) == ("published", "skipped_cached")
@@ -114,7 +134,9 @@ def test_a_failed_rendition_fails_its_row_naming_the_rendition(tmp_path):
     catalog = tmp_path / "catalog"
     # Only composited videos have a seam figure: an impossible seam threshold fails the
     # vertical rendition and not the (crop) master.
-    code, out, err = run_cli("render", str(manifest), "--catalog", str(catalog), "--qa-threshold", "max_seam_strength=-1")
+    code, out, err = run_cli(
+        "render", str(manifest), "--catalog", str(catalog), "--qa-threshold", "max_seam_strength=-1"
+    )
     assert code == 2, out + err
     ledger = ledger_of(str(catalog), run_id_of(out)).set_index("row_id")
     failed = ledger.loc["shorts"]

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 DEV_FIXTURE = Path(__file__).parent / "fixtures" / "sonic_parity_dev"
@@ -16,7 +15,9 @@ DEV_FIXTURE = Path(__file__).parent / "fixtures" / "sonic_parity_dev"
 def run_parity_cli(fixture: Path, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "sonic_catalog.cli", "parity", str(fixture), "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

@@ -22,9 +22,16 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_render_one_json_reports_the_video(tmp_path):
     out = tmp_path / "talk.mp4"
     done = run_cli(
-        "render-one", "--portrait", str(FIXTURES / "portrait_hopper.jpg"),
-        "--audio", str(FIXTURES / "speech_es_44k.mp3"), "--out", str(out),
-        "--min-resolution", "256", "--json",
+        "render-one",
+        "--portrait",
+        str(FIXTURES / "portrait_hopper.jpg"),
+        "--audio",
+        str(FIXTURES / "speech_es_44k.mp3"),
+        "--out",
+        str(out),
+        "--min-resolution",
+        "256",
+        "--json",
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -62,12 +69,20 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "no face": (["--portrait", str(landscape), "--audio", audio, "--out", out], "no face found"),
         "empty audio": (["--portrait", portrait, "--audio", str(empty_audio), "--out", out], "empty file"),
         "undecodable audio": (["--portrait", portrait, "--audio", str(text_audio), "--out", out], "cannot be decoded"),
-        "unwritable output": (["--portrait", portrait, "--audio", audio, "--out", "/proc/no/such/dir/out.mp4"], "cannot write output"),
-        "out of range": (["--portrait", portrait, "--audio", audio, "--out", out, "--dynamic-scale", "9"], "dynamic_scale=9.0 is out of range"),
+        "unwritable output": (
+            ["--portrait", portrait, "--audio", audio, "--out", "/proc/no/such/dir/out.mp4"],
+            "cannot write output",
+        ),
+        "out of range": (
+            ["--portrait", portrait, "--audio", audio, "--out", out, "--dynamic-scale", "9"],
+            "dynamic_scale=9.0 is out of range",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["unreadable image", "no face", "empty audio", "undecodable audio", "unwritable output", "out of range"])
+@pytest.mark.parametrize(
+    "case", ["unreadable image", "no face", "empty audio", "undecodable audio", "unwritable output", "out of range"]
+)
 def test_bad_input_exits_1_with_one_clear_line(tmp_path, case):
     args, expected = _bad_inputs(tmp_path)[case]
     done = run_cli("render-one", *args)
@@ -81,9 +96,22 @@ def test_bad_input_exits_1_with_one_clear_line(tmp_path, case):
 def test_render_one_with_the_sonic_generator_on_the_tiny_checkpoint(tmp_path):
     out = tmp_path / "sonic.mp4"
     done = run_cli(
-        "render-one", "--generator", "sonic", "--weights", str(FIXTURES / "sonic_parity_dev" / "checkpoints"),
-        "--portrait", str(FIXTURES / "portrait_hopper.jpg"), "--audio", str(FIXTURES / "speech_zh_16k.flac"),
-        "--out", str(out), "--min-resolution", "128", "--inference-steps", "2", "--json",
+        "render-one",
+        "--generator",
+        "sonic",
+        "--weights",
+        str(FIXTURES / "sonic_parity_dev" / "checkpoints"),
+        "--portrait",
+        str(FIXTURES / "portrait_hopper.jpg"),
+        "--audio",
+        str(FIXTURES / "speech_zh_16k.flac"),
+        "--out",
+        str(out),
+        "--min-resolution",
+        "128",
+        "--inference-steps",
+        "2",
+        "--json",
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -93,9 +121,17 @@ def test_render_one_with_the_sonic_generator_on_the_tiny_checkpoint(tmp_path):
 
 def test_sonic_generator_without_weights_lists_what_is_missing(tmp_path):
     done = run_cli(
-        "render-one", "--generator", "sonic", "--weights", str(tmp_path),
-        "--portrait", str(FIXTURES / "portrait_hopper.jpg"), "--audio", str(FIXTURES / "speech_zh_16k.flac"),
-        "--out", str(tmp_path / "out.mp4"),
+        "render-one",
+        "--generator",
+        "sonic",
+        "--weights",
+        str(tmp_path),
+        "--portrait",
+        str(FIXTURES / "portrait_hopper.jpg"),
+        "--audio",
+        str(FIXTURES / "speech_zh_16k.flac"),
+        "--out",
+        str(tmp_path / "out.mp4"),
     )
     assert done.returncode == 1
     assert "Sonic/unet.pth" in done.stderr and "whisper-tiny/model.safetensors" in done.stderr

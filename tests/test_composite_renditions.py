@@ -15,7 +15,6 @@ from sonic_model.encode import VideoWriter
 from sonic_model.errors import ParameterError
 from sonic_model.face import detect_faces, face_landmarks, largest_face
 from sonic_model.image import load_image
-from sonic_model.video_reader import iter_video_frames, probe_video
 from sonic_model.rendition_writer import RenditionWriters, rendition_path
 from sonic_model.renditions import (
     RENDITIONS,
@@ -27,6 +26,7 @@ from sonic_model.renditions import (
     photo_footprint,
     still_canvas,
 )
+from sonic_model.video_reader import iter_video_frames, probe_video
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -47,8 +47,8 @@ def crop_frames(photo, face):
     """Eight generated crop frames as a diffusion model makes them: the whole crop moved by a
     few pixels and a little brighter than the photo (preview frames of the Sonic crop)."""
     from sonic_model.audio import load_audio
-    from sonic_model.preview import PreviewGenerator
     from sonic_model.generators import RenderParams
+    from sonic_model.preview import PreviewGenerator
 
     audio = load_audio(FIXTURES / "speech_en_16k.wav")
     frames = []
@@ -108,7 +108,7 @@ def test_compositor_keeps_everything_outside_the_mask_exactly_still(photo, face,
     compositor = SoftCompositor(photo, landmarks, source, Placement())
     x0, y0, x1, y1 = compositor.roi
     inside_source = np.zeros(photo.shape[:2], bool)
-    inside_source[source[1]:source[3], source[0]:source[2]] = True
+    inside_source[source[1] : source[3], source[0] : source[2]] = True
     assert inside_source[y0:y1, x0:x1].all()  # the changing area lies inside the generated crop
     outside = np.ones(photo.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
@@ -240,11 +240,13 @@ def test_plane_by_plane_i420_matches_the_rgb_composite(photo, face, crop_frames)
     luma = spec.width * spec.height
     x0, y0, x1, y1 = fast.compositor.roi
     outside = np.ones((spec.height, spec.width), bool)
-    outside[y0 - 1:y1 + 1, x0 - 1:x1 + 1] = False  # the box widened to even coordinates
+    outside[y0 - 1 : y1 + 1, x0 - 1 : x1 + 1] = False  # the box widened to even coordinates
     for frame in crop_frames:
         planes = fast.frame_i420(frame, frame_to_i420(frame)).reshape(-1).astype(int)
         reference = slow.frame_i420(frame).reshape(-1).astype(int)
         assert np.abs(planes[:luma] - reference[:luma]).max() <= 2
         assert np.abs(planes[luma:] - reference[luma:]).max() <= 6
-        assert np.array_equal(planes[:luma].reshape(spec.height, spec.width)[outside],
-                              still.reshape(-1)[:luma].reshape(spec.height, spec.width)[outside])
+        assert np.array_equal(
+            planes[:luma].reshape(spec.height, spec.width)[outside],
+            still.reshape(-1)[:luma].reshape(spec.height, spec.width)[outside],
+        )

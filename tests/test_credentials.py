@@ -58,8 +58,8 @@ def material(bundle):
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     """An unsigned preview render (no post-processing, so calibrate has work to do)."""
-    from sonic_model.image import load_image
     from sonic_model.generators import RenderParams, create_generator
+    from sonic_model.image import load_image
     from sonic_model.render import render_video
 
     out = tmp_path_factory.mktemp("render") / "talk.mp4"

@@ -11,18 +11,14 @@ its "model" mid-row.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import fsspec
 import pandas as pd
 import pytest
-
 from local_services import ROOT, LocalServices, kill_tree
 
 pytestmark = pytest.mark.slow
@@ -38,13 +34,25 @@ def write_manifest(folder: Path, rows: int, *, collection: str, bad_row: bool = 
     media.mkdir(parents=True, exist_ok=True)
     for name in ("portrait_astronaut.jpg", "portrait_hopper.jpg", "speech_en_16k.wav", "speech_de_48k_stereo.wav"):
         shutil.copy(FIXTURES / name, media / name)
-    pairs = [("portrait_astronaut.jpg", "speech_en_16k.wav", "en"), ("portrait_hopper.jpg", "speech_de_48k_stereo.wav", "de")]
+    pairs = [
+        ("portrait_astronaut.jpg", "speech_en_16k.wav", "en"),
+        ("portrait_hopper.jpg", "speech_de_48k_stereo.wav", "de"),
+    ]
     records = []
     for index in range(rows):
         portrait, audio, language = pairs[index % 2]
-        records.append({"row_id": f"{collection}-{index:02d}", "portrait_uri": f"media/{portrait}", "audio_uri": f"media/{audio}",
-                        "language": language, "consent_ref": "release/test-001", "collection": collection,
-                        "min_resolution": 256, "seed": index})
+        records.append(
+            {
+                "row_id": f"{collection}-{index:02d}",
+                "portrait_uri": f"media/{portrait}",
+                "audio_uri": f"media/{audio}",
+                "language": language,
+                "consent_ref": "release/test-001",
+                "collection": collection,
+                "min_resolution": 256,
+                "seed": index,
+            }
+        )
     if bad_row:
         records.append({**records[0], "row_id": f"{collection}-no-consent", "consent_ref": None})
     path = folder / f"{collection}.parquet"
@@ -54,8 +62,15 @@ def write_manifest(folder: Path, rows: int, *, collection: str, bad_row: bool = 
 
 def run_cli(services: LocalServices, *argv: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.Popen:
     env = services.env(PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="CRITICAL")
-    return subprocess.Popen([sys.executable, "-c", CLI, *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CLI, *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def ledger(catalog: Path) -> pd.DataFrame:
@@ -82,8 +97,12 @@ def rendering_worker(services: LocalServices, markers: Path, timeout: float) -> 
 def cluster(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
-    services = LocalServices(tmp_path / "services", workers=2, preload=STAND_INS,
-                             worker_env={"SONIC_TEST_RENDER_DELAY_S": "3", "SONIC_TEST_MARKER_DIR": str(markers)})
+    services = LocalServices(
+        tmp_path / "services",
+        workers=2,
+        preload=STAND_INS,
+        worker_env={"SONIC_TEST_RENDER_DELAY_S": "3", "SONIC_TEST_MARKER_DIR": str(markers)},
+    )
     with services:
         services.markers = markers
         yield services
@@ -93,8 +112,19 @@ def test_killed_worker_loses_no_row_and_publishes_each_once(cluster, tmp_path):
     manifest = write_manifest(tmp_path / "in", 8, collection="fanout", bad_row=True)
     catalog = tmp_path / "catalog"
     started = time.monotonic()
-    cli = run_cli(cluster, "render", str(manifest), "--catalog", str(catalog), "--generator", "slow-preview",
-                  "--cluster", cluster.scheduler, "--retry-delay", "1")
+    cli = run_cli(
+        cluster,
+        "render",
+        str(manifest),
+        "--catalog",
+        str(catalog),
+        "--generator",
+        "slow-preview",
+        "--cluster",
+        cluster.scheduler,
+        "--retry-delay",
+        "1",
+    )
     try:
         victim = rendering_worker(cluster, cluster.markers, timeout=180)
         kill_tree(victim)  # the nanny and the worker process: the whole `sonic-catalog worker` tree
@@ -142,8 +172,21 @@ def test_killed_worker_loses_no_row_and_publishes_each_once(cluster, tmp_path):
 def test_lost_model_is_retried_then_reported(cluster, tmp_path):
     manifest = write_manifest(tmp_path / "in", 1, collection="lost")
     catalog = tmp_path / "catalog"
-    cli = run_cli(cluster, "render", str(manifest), "--catalog", str(catalog), "--generator", "lost-model",
-                  "--cluster", cluster.scheduler, "--render-retries", "2", "--retry-delay", "0.5")
+    cli = run_cli(
+        cluster,
+        "render",
+        str(manifest),
+        "--catalog",
+        str(catalog),
+        "--generator",
+        "lost-model",
+        "--cluster",
+        cluster.scheduler,
+        "--render-retries",
+        "2",
+        "--retry-delay",
+        "0.5",
+    )
     try:
         output, _ = cli.communicate(timeout=RUN_TIMEOUT_S)
     finally:
@@ -152,7 +195,9 @@ def test_lost_model_is_retried_then_reported(cluster, tmp_path):
     assert cli.returncode == 2, output
     row = ledger(catalog).iloc[0]
     assert row["status"] == "error"
-    assert row["reason"].startswith("render failed after 3 attempts (retry policy: 2 retries, 0.5 s apart)"), row["reason"]
+    assert row["reason"].startswith("render failed after 3 attempts (retry policy: 2 retries, 0.5 s apart)"), row[
+        "reason"
+    ]
     assert "RuntimeError: CUDA error" in row["reason"]
     assert len(list(cluster.markers.glob("lost-*"))) == 3  # one per attempt
     assert not list(catalog.rglob("*.mp4"))

@@ -94,8 +94,10 @@ def test_bad_registrations_are_refused():
 
 
 def test_the_preview_never_imports_torch():
-    code = ("import sys; import sonic_model.generators as g; import sonic_model.render; g.create_generator('preview'); "
-            "g.generator_version('preview'); sys.exit('torch' in sys.modules)")
+    code = (
+        "import sys; import sonic_model.generators as g; import sonic_model.render; g.create_generator('preview'); "
+        "g.generator_version('preview'); sys.exit('torch' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
@@ -124,10 +126,23 @@ def _probed(tmp_path: Path, photo: np.ndarray, face_box) -> ProbedRow:
     audio = tmp_path / "speech.flac"
     shutil.copy(SPEECH, audio)
     sha = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (portrait, audio)}
-    row = ManifestRow(row_id="two-faces", portrait_uri=str(portrait), audio_uri=str(audio), language="zh",
-                      consent_ref="release/test-001")
-    return ProbedRow(row=row, portrait_uri=str(portrait), audio_uri=str(audio), audio_duration_s=3.8,
-                     face_box=tuple(face_box), portrait_sha256=sha[portrait], audio_sha256=sha[audio], params=QUICK)
+    row = ManifestRow(
+        row_id="two-faces",
+        portrait_uri=str(portrait),
+        audio_uri=str(audio),
+        language="zh",
+        consent_ref="release/test-001",
+    )
+    return ProbedRow(
+        row=row,
+        portrait_uri=str(portrait),
+        audio_uri=str(audio),
+        audio_duration_s=3.8,
+        face_box=tuple(face_box),
+        portrait_sha256=sha[portrait],
+        audio_sha256=sha[audio],
+        params=QUICK,
+    )
 
 
 def test_render_row_hands_the_generator_the_probed_face_box(tmp_path):
@@ -171,7 +186,12 @@ def test_probed_row_face_box_is_xywh_in_portrait_pixels(tmp_path):
 
     shutil.copy(FIXTURES / "portrait_hopper.jpg", tmp_path / "hopper.jpg")
     shutil.copy(SPEECH, tmp_path / "speech.flac")
-    row = ManifestRow(row_id="hopper", portrait_uri="hopper.jpg", audio_uri="speech.flac", language="zh",
-                      consent_ref="release/test-001")
+    row = ManifestRow(
+        row_id="hopper",
+        portrait_uri="hopper.jpg",
+        audio_uri="speech.flac",
+        language="zh",
+        consent_ref="release/test-001",
+    )
     probed = probe_media(row, str(tmp_path / "manifest.parquet"))
     assert probed.face_box == pytest.approx(largest_face(load_image(tmp_path / "hopper.jpg")).xywh)

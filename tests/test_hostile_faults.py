@@ -54,7 +54,7 @@ class FaultyFileSystem(LocalFileSystem):
     def _strip_protocol(cls, path):
         path = str(path)
         if path.startswith("faulty://"):
-            path = path[len("faulty://"):]
+            path = path[len("faulty://") :]
         return super()._strip_protocol(path)
 
     def unstrip_protocol(self, name: str) -> str:
@@ -122,9 +122,18 @@ def make_manifest(folder: Path, row_ids: list[str], portraits: dict | None = Non
     shutil.copy(HOSTILE / "speech_ok.wav", media / "speech.wav")
     for name in (portraits or {}).values():
         shutil.copy(HOSTILE / "portrait_ok.jpg", media / name)
-    rows = [{"row_id": row_id, "portrait_uri": f"media/{(portraits or {}).get(row_id, 'portrait.jpg')}",
-             "audio_uri": "media/speech.wav", "language": "en", "consent_ref": "release/test", "collection": "faults",
-             "min_resolution": 256} for row_id in row_ids]
+    rows = [
+        {
+            "row_id": row_id,
+            "portrait_uri": f"media/{(portraits or {}).get(row_id, 'portrait.jpg')}",
+            "audio_uri": "media/speech.wav",
+            "language": "en",
+            "consent_ref": "release/test",
+            "collection": "faults",
+            "min_resolution": 256,
+        }
+        for row_id in row_ids
+    ]
     manifest = folder / "manifest.parquet"
     pd.DataFrame(rows).to_parquet(manifest)
     return manifest
@@ -165,9 +174,9 @@ def test_storage_faults_leave_a_consistent_catalog_and_rerun_completes(tmp_path,
     manifest = make_manifest(tmp_path / "project", ["row-a", "row-b", "row-c", "row-d"])
     catalog = tmp_path / "catalog"
     faults.rules = [
-        ["mv", "/row-b.mp4", 1],        # the video's rename onto its final name fails
-        ["write", ".row-c.json", 1],    # the sidecar's upload fails halfway
-        ["write", ".row-d.jpg", 1],     # the poster's upload fails halfway (after the video landed)
+        ["mv", "/row-b.mp4", 1],  # the video's rename onto its final name fails
+        ["write", ".row-c.json", 1],  # the sidecar's upload fails halfway
+        ["write", ".row-d.jpg", 1],  # the poster's upload fails halfway (after the video landed)
     ]
     code, out, err = run_cli("render", str(manifest), "--catalog", f"faulty://{catalog}", "--concurrency", "2")
     assert code == 2, out + err
@@ -216,8 +225,18 @@ def test_render_raise_hang_and_memory_error_fail_only_their_row(tmp_path, monkey
     manifest = make_manifest(tmp_path / "project", ["row-ok", "row-raise", "row-oom", "row-hang"], portraits)
     catalog = tmp_path / "catalog"
     started = time.monotonic()
-    code, out, err = run_cli("render", str(manifest), "--catalog", str(catalog), "--concurrency", "2",
-                             "--row-timeout", "6", "--render-retries", "0")
+    code, out, err = run_cli(
+        "render",
+        str(manifest),
+        "--catalog",
+        str(catalog),
+        "--concurrency",
+        "2",
+        "--row-timeout",
+        "6",
+        "--render-retries",
+        "0",
+    )
     elapsed = time.monotonic() - started
     assert code == 2, out + err
     assert "Traceback" not in err
@@ -227,7 +246,9 @@ def test_render_raise_hang_and_memory_error_fail_only_their_row(tmp_path, monkey
         assert verdicts.loc[row_id, "status"] == "error", verdicts.loc[row_id].to_dict()
     assert "RuntimeError: generator exploded" in verdicts.loc["row-raise", "reason"]
     assert "MemoryError: CUDA out of memory" in verdicts.loc["row-oom", "reason"]
-    assert "past the per-row timeout of 6 s (--row-timeout)" in verdicts.loc["row-hang", "reason"], verdicts.loc["row-hang", "reason"]
+    assert "past the per-row timeout of 6 s (--row-timeout)" in verdicts.loc["row-hang", "reason"], verdicts.loc[
+        "row-hang", "reason"
+    ]
     assert elapsed < 120  # the hung row stopped being waited for
     assert_catalog_consistent(catalog)
 
@@ -255,12 +276,16 @@ def test_killed_run_is_finished_by_rerun_and_render_without_republishing(tmp_pat
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.communicate(timeout=30)
-    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sidecars.iterdir() if p.suffix in (".json", ".mp4")}
+    before = {
+        p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sidecars.iterdir() if p.suffix in (".json", ".mp4")
+    }
     done_before = {name[: -len(".json")] for name in before if name.endswith(".json")}
     assert 2 <= len(done_before) < len(row_ids)
 
     # The killed run left a partial ledger (and no finished_at): `rerun` finishes it.
-    rerun = subprocess.run(CLI + ["rerun", "--catalog", str(catalog)], capture_output=True, text=True, env=env, timeout=300)
+    rerun = subprocess.run(
+        CLI + ["rerun", "--catalog", str(catalog)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     second = ledger(catalog, run_id_of(rerun.stdout)).set_index("row_id")
     missing = set(row_ids) - done_before
@@ -288,7 +313,13 @@ def test_no_shell_strings_anywhere_in_the_code():
     for folder in ("sonic_model", "sonic_catalog", "tasks", "flows", "manifests"):
         for path in (root / folder).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
-            for needle in ("shell=True", "os.system(", "os.popen(", "subprocess.getoutput(", "subprocess.getstatusoutput("):
+            for needle in (
+                "shell=True",
+                "os.system(",
+                "os.popen(",
+                "subprocess.getoutput(",
+                "subprocess.getstatusoutput(",
+            ):
                 if needle in text:
                     offenders.append(f"{path.relative_to(root)}: {needle}")
     assert not offenders, offenders
@@ -299,7 +330,11 @@ def test_limit_defaults_mirror_the_library():
     from sonic_model.image import DEFAULT_MAX_PIXELS
     from tasks import limits
 
-    assert (limits.DEFAULT_MAX_PIXELS, limits.DEFAULT_MAX_SECONDS, limits.MIN_SECONDS) == (DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS, MIN_SECONDS)
+    assert (limits.DEFAULT_MAX_PIXELS, limits.DEFAULT_MAX_SECONDS, limits.MIN_SECONDS) == (
+        DEFAULT_MAX_PIXELS,
+        DEFAULT_MAX_SECONDS,
+        MIN_SECONDS,
+    )
 
 
 def test_limits_options_reach_media_limits_and_bad_values_are_refused():
@@ -310,7 +345,9 @@ def test_limits_options_reach_media_limits_and_bad_values_are_refused():
 
     parser = argparse.ArgumentParser()
     add_limit_options(parser)
-    limits = limits_from_args(parser.parse_args(["--max-pixels", "1000000", "--max-audio-seconds", "30", "--max-file-mb", "1.5"]))
+    limits = limits_from_args(
+        parser.parse_args(["--max-pixels", "1000000", "--max-audio-seconds", "30", "--max-file-mb", "1.5"])
+    )
     assert limits == MediaLimits(max_pixels=1_000_000, max_audio_seconds=30.0, max_file_bytes=int(1.5 * 1024 * 1024))
     assert MediaLimits.from_dict(limits.as_dict()) == limits
     for bad in ({"max_pixels": 0}, {"max_audio_seconds": float("nan")}, {"max_file_bytes": -1}, {"bogus": 1}):
@@ -345,12 +382,35 @@ def test_nothing_outside_the_allowed_roots_is_opened(tmp_path):
     manifest = make_manifest(project, ["seed-row"])
     os.symlink(outside / "portrait.jpg", project / "media" / "link.jpg")
     os.symlink(outside, project / "media" / "linkdir")
-    escapes = ["media/../../outside/portrait.jpg", str(outside / "portrait.jpg"), f"file://{outside}/portrait.jpg",
-               "file:///etc/passwd", "/etc/passwd", "media/link.jpg", "media/linkdir/portrait.jpg", "../outside/portrait.jpg"]
-    rows = [{"row_id": f"esc-{i}", "portrait_uri": uri, "audio_uri": "media/speech.wav", "language": "en", "consent_ref": "c"}
-            for i, uri in enumerate(escapes)]
-    rows += [{"row_id": "esc-audio", "portrait_uri": "media/portrait.jpg", "audio_uri": f"{outside}/speech.wav",
-              "language": "en", "consent_ref": "c"}]
+    escapes = [
+        "media/../../outside/portrait.jpg",
+        str(outside / "portrait.jpg"),
+        f"file://{outside}/portrait.jpg",
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "media/link.jpg",
+        "media/linkdir/portrait.jpg",
+        "../outside/portrait.jpg",
+    ]
+    rows = [
+        {
+            "row_id": f"esc-{i}",
+            "portrait_uri": uri,
+            "audio_uri": "media/speech.wav",
+            "language": "en",
+            "consent_ref": "c",
+        }
+        for i, uri in enumerate(escapes)
+    ]
+    rows += [
+        {
+            "row_id": "esc-audio",
+            "portrait_uri": "media/portrait.jpg",
+            "audio_uri": f"{outside}/speech.wav",
+            "language": "en",
+            "consent_ref": "c",
+        }
+    ]
     pd.DataFrame(rows).to_parquet(manifest)
     _OPENED = []
     try:

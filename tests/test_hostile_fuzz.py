@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +30,14 @@ from tasks.records import ProbedRow, Quarantine
 from tasks.table import validate_table
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
-REAL_MEDIA = ["portrait_ok.jpg", "image_16bit.png", "image_alpha.png", "speech_ok.wav", "audio_8k.wav", "audio_is_video.mp4"]
+REAL_MEDIA = [
+    "portrait_ok.jpg",
+    "image_16bit.png",
+    "image_alpha.png",
+    "speech_ok.wav",
+    "audio_8k.wav",
+    "audio_is_video.mp4",
+]
 REAL_BYTES = {name: (HOSTILE / name).read_bytes() for name in REAL_MEDIA}
 
 
@@ -54,19 +59,62 @@ def media_bytes(draw) -> bytes:
 
 
 TEXT = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(["", " ", "..", "a/b", "en", "zh-Hans", "x" * 200]))
-URI = st.one_of(TEXT, st.sampled_from(["media/m0", "media/m1", "media/m2", "../m0", "/etc/passwd", "http://x/y", "file:///etc/hosts",
-                                       "s3://u:p@b/k", "media/missing", "media/", "memory://x", "a::b"]))
+URI = st.one_of(
+    TEXT,
+    st.sampled_from(
+        [
+            "media/m0",
+            "media/m1",
+            "media/m2",
+            "../m0",
+            "/etc/passwd",
+            "http://x/y",
+            "file:///etc/hosts",
+            "s3://u:p@b/k",
+            "media/missing",
+            "media/",
+            "memory://x",
+            "a::b",
+        ]
+    ),
+)
 FLOAT = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.floats(-5, 10))
 INT = st.one_of(st.none(), st.integers(-(2**40), 2**40), st.integers(-2, 2000))
 COLUMN_TYPES = {"text": (TEXT, pa.string()), "float": (FLOAT, pa.float64()), "int": (INT, pa.int64())}
-PLAUSIBLE = {"row_id": st.from_regex(r"r[0-9]{1,4}", fullmatch=True), "language": st.just("en"),
-             "consent_ref": st.just("release/1"), "portrait_uri": st.sampled_from(["media/m0", "media/m1", "media/m2"]),
-             "audio_uri": st.sampled_from(["media/m0", "media/m1", "media/m2"]),
-             **{name: st.none() for name in ("duration_s", "min_resolution", "expand_ratio", "inference_steps", "dynamic_scale",
-                                            "motion_scale", "seed")}}
-SCHEMA_KIND = {"row_id": "text", "portrait_uri": "uri", "audio_uri": "uri", "language": "text", "consent_ref": "text",
-               "duration_s": "float", "collection": "text", "min_resolution": "int", "expand_ratio": "float",
-               "inference_steps": "int", "dynamic_scale": "float", "motion_scale": "float", "seed": "int"}
+PLAUSIBLE = {
+    "row_id": st.from_regex(r"r[0-9]{1,4}", fullmatch=True),
+    "language": st.just("en"),
+    "consent_ref": st.just("release/1"),
+    "portrait_uri": st.sampled_from(["media/m0", "media/m1", "media/m2"]),
+    "audio_uri": st.sampled_from(["media/m0", "media/m1", "media/m2"]),
+    **{
+        name: st.none()
+        for name in (
+            "duration_s",
+            "min_resolution",
+            "expand_ratio",
+            "inference_steps",
+            "dynamic_scale",
+            "motion_scale",
+            "seed",
+        )
+    },
+}
+SCHEMA_KIND = {
+    "row_id": "text",
+    "portrait_uri": "uri",
+    "audio_uri": "uri",
+    "language": "text",
+    "consent_ref": "text",
+    "duration_s": "float",
+    "collection": "text",
+    "min_resolution": "int",
+    "expand_ratio": "float",
+    "inference_steps": "int",
+    "dynamic_scale": "float",
+    "motion_scale": "float",
+    "seed": "int",
+}
 
 
 @st.composite
@@ -82,7 +130,10 @@ def manifests(draw) -> tuple[pa.Table, list[bytes]]:
         strategy, arrow_type = (URI, pa.string()) if kind == "uri" else COLUMN_TYPES[kind]
         plausible = PLAUSIBLE.get(name) if kind == SCHEMA_KIND[name] else None
         # Four values in five plausible, so most manifests have rows that reach the media probes.
-        values = [draw(plausible) if plausible is not None and draw(st.integers(0, 4)) else draw(strategy) for _ in range(count)]
+        values = [
+            draw(plausible) if plausible is not None and draw(st.integers(0, 4)) else draw(strategy)
+            for _ in range(count)
+        ]
         columns[name] = pa.array(values, type=arrow_type, from_pandas=False)
     if draw(st.integers(0, 19)) == 0:
         columns.pop(draw(st.sampled_from(sorted(columns))))  # a required column missing, sometimes
@@ -99,7 +150,9 @@ def write_case(folder: Path, table: pa.Table, media: list[bytes]) -> Path:
     return manifest
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(case=manifests())
 def test_random_manifests_and_media_always_end_in_verdicts(tmp_path_factory, case):
     table, media = case
@@ -125,7 +178,9 @@ def test_random_manifests_and_media_always_end_in_verdicts(tmp_path_factory, cas
             assert verdict.reason.strip() and "Traceback" not in verdict.reason
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(case=manifests())
 def test_random_manifests_through_the_real_flow(tmp_path_factory, case):
     from sonic_catalog.cli import main

@@ -48,15 +48,39 @@ CASES: list[tuple[str, str, dict, str | None]] = [
     # good rows
     ("good-plain", "a plain good row", {}, None),
     ("good-declared", "declared duration within 0.1 s", {"duration_s": round(SPEECH_S + 0.05, 3)}, None),
-    ("good-hostile-collection", "collection '../../escape' stays inside the catalog",
-     {"collection": "../../escape"}, None),
+    (
+        "good-hostile-collection",
+        "collection '../../escape' stays inside the catalog",
+        {"collection": "../../escape"},
+        None,
+    ),
     # odd but valid media: converted and rendered
-    ("ok-16bit-png", "16-bit PNG portrait + 8 kHz audio", {"portrait_uri": "media/image_16bit.png", "audio_uri": "media/audio_8k.wav"}, None),
-    ("ok-cmyk", "CMYK JPEG + 48 kHz stereo", {"portrait_uri": "media/image_cmyk.jpg", "audio_uri": "media/audio_48k_stereo.wav"}, None),
-    ("ok-gray", "grayscale JPEG + 24-bit WAV", {"portrait_uri": "media/image_gray.jpg", "audio_uri": "media/audio_24bit.wav"}, None),
+    (
+        "ok-16bit-png",
+        "16-bit PNG portrait + 8 kHz audio",
+        {"portrait_uri": "media/image_16bit.png", "audio_uri": "media/audio_8k.wav"},
+        None,
+    ),
+    (
+        "ok-cmyk",
+        "CMYK JPEG + 48 kHz stereo",
+        {"portrait_uri": "media/image_cmyk.jpg", "audio_uri": "media/audio_48k_stereo.wav"},
+        None,
+    ),
+    (
+        "ok-gray",
+        "grayscale JPEG + 24-bit WAV",
+        {"portrait_uri": "media/image_gray.jpg", "audio_uri": "media/audio_24bit.wav"},
+        None,
+    ),
     ("ok-alpha", "PNG with alpha", {"portrait_uri": "media/image_alpha.png"}, None),
     ("ok-exif", "EXIF-rotated JPEG", {"portrait_uri": "media/image_exif_rotated.jpg"}, None),
-    ("ok-two-faces", "a large face and a small one (largest animated)", {"portrait_uri": "media/image_two_faces_big_small.jpg"}, None),
+    (
+        "ok-two-faces",
+        "a large face and a small one (largest animated)",
+        {"portrait_uri": "media/image_two_faces_big_small.jpg"},
+        None,
+    ),
     ("ok-border-face", "face touching the border", {"portrait_uri": "media/image_face_at_border.jpg"}, None),
     ("ok-cartoon", "a drawn (cartoon) face the detector finds", {"portrait_uri": "media/image_cartoon.png"}, None),
     # row ids
@@ -72,23 +96,58 @@ CASES: list[tuple[str, str, dict, str | None]] = [
     ("null-language", "null language", {"language": None}, "language is missing"),
     ("bad-language", "language not BCP-47", {"language": "english"}, "language 'english' is not a BCP-47 tag"),
     # URIs
-    ("uri-dotdot", "../../ escape", {"portrait_uri": "media/../../outside/portrait.jpg"}, "outside/portrait.jpg is outside the allowed roots"),
-    ("uri-absolute", "absolute path outside the roots", {"portrait_uri": "{outside}/portrait.jpg"}, "is outside the allowed roots"),
+    (
+        "uri-dotdot",
+        "../../ escape",
+        {"portrait_uri": "media/../../outside/portrait.jpg"},
+        "outside/portrait.jpg is outside the allowed roots",
+    ),
+    (
+        "uri-absolute",
+        "absolute path outside the roots",
+        {"portrait_uri": "{outside}/portrait.jpg"},
+        "is outside the allowed roots",
+    ),
     ("uri-http", "http:// URL", {"portrait_uri": "http://example.com/face.jpg"}, "scheme 'http' is not allowed"),
     ("uri-ftp", "ftp:// URL", {"audio_uri": "ftp://example.com/script.wav"}, "scheme 'ftp' is not allowed"),
-    ("uri-passwd", "file:///etc/passwd", {"portrait_uri": "file:///etc/passwd"}, "path /etc/passwd is outside the allowed roots"),
+    (
+        "uri-passwd",
+        "file:///etc/passwd",
+        {"portrait_uri": "file:///etc/passwd"},
+        "path /etc/passwd is outside the allowed roots",
+    ),
     ("uri-missing", "missing object", {"portrait_uri": "media/nobody.jpg"}, "not found"),
     ("uri-symlink", "symlink pointing outside", {"portrait_uri": "media/link_outside.jpg"}, "is a symlink"),
-    ("uri-credentials", "credentials in an s3 URI", {"portrait_uri": f"s3://AKIAFAKE:{FAKE_URI_SECRET}@bucket/face.jpg"}, "URI carries credentials"),
+    (
+        "uri-credentials",
+        "credentials in an s3 URI",
+        {"portrait_uri": f"s3://AKIAFAKE:{FAKE_URI_SECRET}@bucket/face.jpg"},
+        "URI carries credentials",
+    ),
     # images
     ("img-empty", "zero-byte image", {"portrait_uri": "media/image_empty.jpg"}, "portrait is an empty file (0 bytes)"),
-    ("img-truncated", "truncated JPEG", {"portrait_uri": "media/image_truncated.jpg"}, "portrait is truncated or corrupt"),
+    (
+        "img-truncated",
+        "truncated JPEG",
+        {"portrait_uri": "media/image_truncated.jpg"},
+        "portrait is truncated or corrupt",
+    ),
     ("img-text", "text named .jpg", {"portrait_uri": "media/image_text.jpg"}, "portrait is not a readable image"),
     ("img-bomb", "decompression bomb", {"portrait_uri": "media/bomb.png"}, "portrait is 65535x65535"),
-    ("img-12000", "12000x12000 over the pixel limit", {"portrait_uri": "media/huge_12000.png"}, "portrait is 12000x12000 = 144.0 MP, over the limit of 40.0 MP"),
+    (
+        "img-12000",
+        "12000x12000 over the pixel limit",
+        {"portrait_uri": "media/huge_12000.png"},
+        "portrait is 12000x12000 = 144.0 MP, over the limit of 40.0 MP",
+    ),
     ("img-32", "32x32 image", {"portrait_uri": "media/image_32x32.png"}, "portrait is 32x32, too small"),
     ("img-no-face", "landscape, no face", {"portrait_uri": "media/image_landscape.jpg"}, "no face found"),
-    ("img-two-same", "two faces of the same size", {"portrait_uri": "media/image_two_faces_same_size.jpg"}, "presenter is ambiguous"),
+    (
+        "img-two-same",
+        "two faces of the same size",
+        {"portrait_uri": "media/image_two_faces_same_size.jpg"},
+        "presenter is ambiguous",
+    ),
     ("img-too-big-file", "file over --max-file-mb", {"portrait_uri": "media/big_file.jpg"}, "over the file-size limit"),
     # audio
     ("aud-empty", "zero-byte audio", {"audio_uri": "media/audio_empty.wav"}, "audio is an empty file (0 bytes)"),
@@ -121,15 +180,22 @@ BAD = [(row_id, case, expect) for row_id, case, _, expect in CASES if expect is 
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height pixels, with a tiny (truncated) image stream."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 4096))
+        + chunk(b"IEND", b"")
+    )
 
 
 def png_1bit(width: int, height: int) -> bytes:
     """A real, complete 1-bit black PNG (small on disk, huge in pixels)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -153,18 +219,34 @@ def build_tree(root: Path) -> dict:
     rng = np.random.default_rng(0)
     (media / "big_file.jpg").write_bytes((HOSTILE / OK_IMG).read_bytes() + rng.bytes(3 * 1024 * 1024))
     speech, rate = soundfile.read(HOSTILE / OK_WAV, dtype="float32")
-    soundfile.write(media / "long.wav", np.tile(speech, int(31 / SPEECH_S) + 1)[: int(31 * rate)], rate, subtype="PCM_16")
+    soundfile.write(
+        media / "long.wav", np.tile(speech, int(31 / SPEECH_S) + 1)[: int(31 * rate)], rate, subtype="PCM_16"
+    )
 
     records = []
     for row_id, _, changes, _ in CASES:
-        record = {"row_id": row_id, "portrait_uri": f"media/{OK_IMG}", "audio_uri": f"media/{OK_WAV}", "language": "en",
-                  "consent_ref": "release/2026/test-001", "collection": "hostile", "title": row_id}
+        record = {
+            "row_id": row_id,
+            "portrait_uri": f"media/{OK_IMG}",
+            "audio_uri": f"media/{OK_WAV}",
+            "language": "en",
+            "consent_ref": "release/2026/test-001",
+            "collection": "hostile",
+            "title": row_id,
+        }
         record.update({k: (v.format(outside=outside) if isinstance(v, str) else v) for k, v in changes.items()})
         records.append(record)
     records.append(dict(records[[c[0] for c in CASES].index("dup-id")], title="the duplicate"))
     columns = {}
-    schema = {"duration_s": pa.float64(), "min_resolution": pa.int64(), "expand_ratio": pa.float64(), "inference_steps": pa.int64(),
-              "dynamic_scale": pa.float64(), "motion_scale": pa.float64(), "seed": pa.int64()}
+    schema = {
+        "duration_s": pa.float64(),
+        "min_resolution": pa.int64(),
+        "expand_ratio": pa.float64(),
+        "inference_steps": pa.int64(),
+        "dynamic_scale": pa.float64(),
+        "motion_scale": pa.float64(),
+        "seed": pa.int64(),
+    }
     names = list(dict.fromkeys(name for record in records for name in record))
     for name in names:
         values = [record.get(name) for record in records]
@@ -177,10 +259,16 @@ def build_tree(root: Path) -> dict:
 
 def cli_env(tmp: Path) -> dict:
     env = dict(os.environ)
-    env.update({
-        "PREFECT_HOME": str(tmp.parent / f"{tmp.name}-prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-        "AWS_SECRET_ACCESS_KEY": FAKE_ENV_SECRET, "AWS_ACCESS_KEY_ID": "AKIAFAKEENV", "PYTHONWARNINGS": "ignore",
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(tmp.parent / f"{tmp.name}-prefect-home"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "AWS_SECRET_ACCESS_KEY": FAKE_ENV_SECRET,
+            "AWS_ACCESS_KEY_ID": "AKIAFAKEENV",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     env.pop("PREFECT_API_URL", None)
     return env
 
@@ -194,8 +282,20 @@ def hostile_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     tree = build_tree(root)
     before = snapshot(root, tree["catalog"])
-    command = CLI + ["render", str(tree["manifest"]), "--catalog", str(tree["catalog"]), "--min-resolution", "256",
-                     "--concurrency", "2", "--max-audio-seconds", "30", "--max-file-mb", "2"]
+    command = CLI + [
+        "render",
+        str(tree["manifest"]),
+        "--catalog",
+        str(tree["catalog"]),
+        "--min-resolution",
+        "256",
+        "--concurrency",
+        "2",
+        "--max-audio-seconds",
+        "30",
+        "--max-file-mb",
+        "2",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=cli_env(root), cwd=root, timeout=600)
     run_id = next(line.split()[1].rstrip(":") for line in done.stdout.splitlines() if line.startswith("run "))
     ledger = pd.read_parquet(tree["catalog"] / "_runs" / run_id / "ledger.parquet")
@@ -222,15 +322,19 @@ def test_every_bad_row_has_its_specific_reason(hostile_run):
         reasons[case] = reason
     # No two different causes share a message.
     assert len(set(reasons.values())) == len(reasons), pd.Series(reasons)[pd.Series(reasons).duplicated(keep=False)]
-    print(f"\n{len(BAD)} distinct bad inputs in one manifest, each with its own reason "
-          f"(+{len(GOOD)} good or odd-but-valid rows, + 4 run-level manifest faults)")
+    print(
+        f"\n{len(BAD)} distinct bad inputs in one manifest, each with its own reason "
+        f"(+{len(GOOD)} good or odd-but-valid rows, + 4 run-level manifest faults)"
+    )
     assert len(BAD) >= 45
 
 
 def test_every_good_row_is_published_and_indexed(hostile_run):
     ledger, catalog = hostile_run["ledger"], hostile_run["catalog"]
     good = ledger[ledger.row_id.isin(GOOD)]
-    assert dict(zip(good.row_id, good.status)) == {row_id: "published" for row_id in GOOD}, good[["row_id", "status", "reason"]]
+    assert dict(zip(good.row_id, good.status, strict=False)) == {row_id: "published" for row_id in GOOD}, good[
+        ["row_id", "status", "reason"]
+    ]
     index = pd.read_parquet(catalog / "index.parquet")
     assert set(index.row_id) == set(GOOD)
     for video in index.video:
@@ -264,18 +368,50 @@ def test_no_credential_in_any_output(hostile_run):
 
 
 def _run_level(tmp_path: Path, manifest: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(CLI + ["render", str(manifest), "--catalog", str(tmp_path / "catalog")],
-                          capture_output=True, text=True, env=cli_env(tmp_path), timeout=120)
+    return subprocess.run(
+        CLI + ["render", str(manifest), "--catalog", str(tmp_path / "catalog")],
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=120,
+    )
 
 
 RUN_LEVEL = {
     "not-parquet": ("manifest is not a readable Parquet file", lambda p: p.write_text("row_id,portrait_uri\nx,y\n")),
-    "missing-column": ("lacks required column(s) consent_ref", lambda p: pq.write_table(pa.table(
-        {"row_id": ["a"], "portrait_uri": ["p.jpg"], "audio_uri": ["a.wav"], "language": ["en"]}), p)),
-    "wrong-types": ("column 'consent_ref' has type int64, expected text", lambda p: pq.write_table(pa.table(
-        {"row_id": ["a"], "portrait_uri": ["p.jpg"], "audio_uri": ["a.wav"], "language": ["en"], "consent_ref": [7]}), p)),
-    "empty": ("manifest has no rows", lambda p: pq.write_table(pa.table(
-        {n: pa.array([], pa.string()) for n in ("row_id", "portrait_uri", "audio_uri", "language", "consent_ref")}), p)),
+    "missing-column": (
+        "lacks required column(s) consent_ref",
+        lambda p: pq.write_table(
+            pa.table({"row_id": ["a"], "portrait_uri": ["p.jpg"], "audio_uri": ["a.wav"], "language": ["en"]}), p
+        ),
+    ),
+    "wrong-types": (
+        "column 'consent_ref' has type int64, expected text",
+        lambda p: pq.write_table(
+            pa.table(
+                {
+                    "row_id": ["a"],
+                    "portrait_uri": ["p.jpg"],
+                    "audio_uri": ["a.wav"],
+                    "language": ["en"],
+                    "consent_ref": [7],
+                }
+            ),
+            p,
+        ),
+    ),
+    "empty": (
+        "manifest has no rows",
+        lambda p: pq.write_table(
+            pa.table(
+                {
+                    n: pa.array([], pa.string())
+                    for n in ("row_id", "portrait_uri", "audio_uri", "language", "consent_ref")
+                }
+            ),
+            p,
+        ),
+    ),
 }
 
 

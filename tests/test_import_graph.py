@@ -120,6 +120,7 @@ def test_the_generator_registry_is_a_leaf_below_the_generators():
 
 def test_sonic_model_never_imports_prefect_tasks_or_flows():
     _, outside = import_graph()
-    offenders = {module: sorted(name for name in names if name.split(".")[0] in FORBIDDEN)
-                 for module, names in outside.items()}
+    offenders = {
+        module: sorted(name for name in names if name.split(".")[0] in FORBIDDEN) for module, names in outside.items()
+    }
     assert {module: names for module, names in offenders.items() if names} == {}

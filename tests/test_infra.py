@@ -25,7 +25,9 @@ def worker_argv(*argv: str) -> list[str]:
 def test_worker_wraps_dask_worker_with_a_gpu_resource():
     argv = worker_argv("tcp://10.0.0.5:8786", "--gpus", "2", "--preload", "x.py")
     assert argv[1:4] == ["-m", "distributed.cli.dask_worker", "tcp://10.0.0.5:8786"]
-    assert argv[argv.index("--resources") + 1] == "GPU=2" and argv[argv.index("--nthreads") + 1] == "5"  # 2 renders per GPU + 1
+    assert (
+        argv[argv.index("--resources") + 1] == "GPU=2" and argv[argv.index("--nthreads") + 1] == "5"
+    )  # 2 renders per GPU + 1
     preloads = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--preload"]
     assert preloads == ["sonic_catalog.worker_setup", "x.py"]  # our set-up first, then the user's
     assert "--resources" not in worker_argv("tcp://h:8786", "--gpus", "0")  # CPU-only worker
@@ -35,7 +37,9 @@ def test_worker_and_cluster_runs_need_a_shared_prefect_api(monkeypatch, capsys, 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert main(["worker", "tcp://127.0.0.1:1"]) == 1
     assert "PREFECT_API_URL" in capsys.readouterr().err
-    assert main(["render", str(tmp_path / "m.parquet"), "--catalog", str(tmp_path), "--cluster", "tcp://127.0.0.1:1"]) == 1
+    assert (
+        main(["render", str(tmp_path / "m.parquet"), "--catalog", str(tmp_path), "--cluster", "tcp://127.0.0.1:1"]) == 1
+    )
     assert "needs PREFECT_API_URL" in capsys.readouterr().err
 
 
@@ -75,8 +79,12 @@ def _prefect_client_seen_by_task() -> tuple[int, int, bool, int]:
     import tasks.render
 
     client = get_client(sync_client=True)
-    return (os.getpid(), id(client), SyncClientContext.get() is not None and client is setup.shared_client(),
-            tasks.render.generation_slot_count())
+    return (
+        os.getpid(),
+        id(client),
+        SyncClientContext.get() is not None and client is setup.shared_client(),
+        tasks.render.generation_slot_count(),
+    )
 
 
 def test_worker_set_up_gives_every_task_one_shared_prefect_client_and_a_slot_per_gpu(tmp_path):
@@ -85,10 +93,25 @@ def test_worker_set_up_gives_every_task_one_shared_prefect_client_and_a_slot_per
     renders would not take turns on the GPU."""
     from distributed import Client, LocalCluster
 
-    env = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false",
-           "PREFECT_HOME": str(tmp_path), "DO_NOT_TRACK": "1"}
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1", dashboard_address=None, resources={"GPU": 2},
-                      preload=["sonic_catalog.worker_setup"], env=env) as cluster, Client(cluster) as client:
+    env = {
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",
+        "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false",
+        "PREFECT_HOME": str(tmp_path),
+        "DO_NOT_TRACK": "1",
+    }
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            resources={"GPU": 2},
+            preload=["sonic_catalog.worker_setup"],
+            env=env,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         seen = client.gather([client.submit(_prefect_client_seen_by_task, pure=False) for _ in range(6)])
     assert {pid for pid, *_ in seen} != {os.getpid()}  # really on the worker process
     assert len({client_id for _, client_id, _, _ in seen}) == 1
@@ -102,17 +125,24 @@ def test_deployments_take_their_task_runner_from_the_worker_environment():
     import subprocess
     import sys
 
-    show = ("import flows.render_catalog as flow, flows.deployed as deployed; "
-            "print(type(flow.render_catalog.task_runner).__name__, type(deployed.render_catalog.task_runner).__name__, "
-            "getattr(deployed.render_catalog.task_runner, 'address', None), deployed.render_catalog.name)")
+    show = (
+        "import flows.render_catalog as flow, flows.deployed as deployed; "
+        "print(type(flow.render_catalog.task_runner).__name__, type(deployed.render_catalog.task_runner).__name__, "
+        "getattr(deployed.render_catalog.task_runner, 'address', None), deployed.render_catalog.name)"
+    )
 
     def runners(**env: str) -> list[str]:
         environment = {k: v for k, v in os.environ.items() if k != "SONIC_DASK_ADDRESS"} | env
-        result = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, timeout=120,
-                                env=environment, cwd=INFRA.parent)
+        result = subprocess.run(
+            [sys.executable, "-c", show], capture_output=True, text=True, timeout=120, env=environment, cwd=INFRA.parent
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout.split()
 
     assert runners(SONIC_DASK_ADDRESS="tcp://127.0.0.1:8786") == [
-        "ThreadPoolTaskRunner", "DaskTaskRunner", "tcp://127.0.0.1:8786", "render-catalog"]
+        "ThreadPoolTaskRunner",
+        "DaskTaskRunner",
+        "tcp://127.0.0.1:8786",
+        "render-catalog",
+    ]
     assert runners() == ["ThreadPoolTaskRunner", "ThreadPoolTaskRunner", "None", "render-catalog"]

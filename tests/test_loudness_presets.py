@@ -25,7 +25,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.mark.parametrize(
     ("fixture", "target"),
-    [("speech_en_16k.wav", -14.0), ("speech_de_48k_stereo.wav", -14.0), ("speech_fr_48k.m4a", -23.0), ("speech_es_44k.mp3", -16.0)],
+    [
+        ("speech_en_16k.wav", -14.0),
+        ("speech_de_48k_stereo.wav", -14.0),
+        ("speech_fr_48k.m4a", -23.0),
+        ("speech_es_44k.mp3", -16.0),
+    ],
 )
 def test_normalised_to_the_target_with_the_true_peak_under_the_ceiling(tmp_path, fixture, target):
     out = tmp_path / "normalised.wav"

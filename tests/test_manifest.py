@@ -10,7 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from manifests import MANIFEST_SCHEMA, REQUIRED_COLUMNS, ManifestError, ManifestRow, manifest_from_csv, read_manifest, resolve_uri
+from manifests import (
+    MANIFEST_SCHEMA,
+    REQUIRED_COLUMNS,
+    ManifestError,
+    ManifestRow,
+    manifest_from_csv,
+    read_manifest,
+    resolve_uri,
+)
 from manifests.schema import NAN_CELLS_ATTR
 from sonic_catalog.cli import main
 from sonic_model.errors import ParameterError
@@ -35,8 +43,18 @@ def _good_row(**overrides) -> dict:
 def test_schema_lists_required_and_optional_columns():
     names = MANIFEST_SCHEMA.names
     assert names[:5] == list(REQUIRED_COLUMNS)
-    for name in ("duration_s", "collection", "item_id", "title", "min_resolution", "expand_ratio",
-                 "inference_steps", "dynamic_scale", "motion_scale", "seed"):
+    for name in (
+        "duration_s",
+        "collection",
+        "item_id",
+        "title",
+        "min_resolution",
+        "expand_ratio",
+        "inference_steps",
+        "dynamic_scale",
+        "motion_scale",
+        "seed",
+    ):
         assert name in names
     assert all(not MANIFEST_SCHEMA.field(name).nullable for name in REQUIRED_COLUMNS)
 
@@ -153,7 +171,9 @@ def test_manifest_row_from_record_turns_missing_values_into_none():
 
 def test_cli_manifest_from_csv_writes_parquet(tmp_path, capsys):
     csv = tmp_path / "c.csv"
-    csv.write_text("row_id,portrait_uri,audio_uri,language,consent_ref,seed\nr1,a.jpg,a.wav,en,rel/1,\nr2,a.jpg,b.wav,de,rel/2,5\n")
+    csv.write_text(
+        "row_id,portrait_uri,audio_uri,language,consent_ref,seed\nr1,a.jpg,a.wav,en,rel/1,\nr2,a.jpg,b.wav,de,rel/2,5\n"
+    )
     out = tmp_path / "m.parquet"
     assert main(["manifest", "from-csv", str(csv), "--out", str(out)]) == 0
     assert "2 rows" in capsys.readouterr().out
@@ -166,4 +186,8 @@ def test_cli_manifest_from_csv_names_a_column_that_cannot_convert(tmp_path, caps
     csv.write_text("row_id,portrait_uri,audio_uri,language,consent_ref,seed\nr1,a.jpg,a.wav,en,rel/1,seven\n")
     assert main(["manifest", "from-csv", str(csv), "--out", str(tmp_path / "m.parquet")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: CSV cannot be converted") and "column 'seed' must hold int64" in err and err.count("\n") == 1
+    assert (
+        err.startswith("error: CSV cannot be converted")
+        and "column 'seed' must hold int64" in err
+        and err.count("\n") == 1
+    )

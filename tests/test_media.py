@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -181,13 +180,17 @@ def test_prepare_portrait_sizes_and_mask():
 def _encode_test_video(out: Path, audio_path: Path, size=(128, 96)) -> tuple[AudioClip, int]:
     clip = load_audio(audio_path)
     count = frame_count(clip.duration_s)
-    with VideoWriter(out, width=size[0], height=size[1], num_frames=count, audio_path=audio_path, generator="test 0") as writer:
+    with VideoWriter(
+        out, width=size[0], height=size[1], num_frames=count, audio_path=audio_path, generator="test 0"
+    ) as writer:
         for index in range(count):
             writer.write(np.full((size[1], size[0], 3), index % 200, np.uint8))
     return clip, count
 
 
-@pytest.mark.parametrize("name", ["speech_en_16k.wav", "speech_es_44k.mp3", "speech_fr_48k.m4a", "speech_de_48k_stereo.wav"])
+@pytest.mark.parametrize(
+    "name", ["speech_en_16k.wav", "speech_es_44k.mp3", "speech_fr_48k.m4a", "speech_de_48k_stereo.wav"]
+)
 def test_video_lasts_as_long_as_the_audio(tmp_path, name):
     out = tmp_path / "video.mp4"
     clip, count = _encode_test_video(out, FIXTURES / name)

@@ -27,7 +27,9 @@ def count_task_runs(catalog: Path, run_id: str) -> int:
 
     flow_run_id = json.loads((catalog / "_runs" / run_id / "run.json").read_text())["flow_run_id"]
     with get_client(sync_client=True) as client:
-        response = client._client.post("/task_runs/count", json={"flow_runs": {"id": {"any_": [str(uuid.UUID(flow_run_id))]}}})
+        response = client._client.post(
+            "/task_runs/count", json={"flow_runs": {"id": {"any_": [str(uuid.UUID(flow_run_id))]}}}
+        )
     return int(response.json())
 
 
@@ -46,16 +48,26 @@ def nightly(tmp_path_factory):
     (root / "media" / "own.wav").write_bytes((root / "media" / "en.wav").read_bytes())
     rows = {r["row_id"]: r for r in manifest_rows(durations)}
     manifest_rows_ = [
-        rows["good-en"], rows["good-de"], {**rows["good-de"], "row_id": "twin-de", "title": "the same inputs again"},
-        {**rows["good-en"], "row_id": "own-audio", "audio_uri": "media/own.wav"}, rows["no-face"], rows["no-consent"],
+        rows["good-en"],
+        rows["good-de"],
+        {**rows["good-de"], "row_id": "twin-de", "title": "the same inputs again"},
+        {**rows["good-en"], "row_id": "own-audio", "audio_uri": "media/own.wav"},
+        rows["no-face"],
+        rows["no-consent"],
     ]
     manifest = root / "manifest.parquet"
     pd.DataFrame(manifest_rows_).to_parquet(manifest)
     time.sleep(2.1)  # let the media settle: files written in the last 2 s are hashed rather than trusted by metadata
     setup = {"root": root, "manifest": manifest, "catalog": root / "catalog"}
     ledger, run_id = render(setup)
-    assert dict(ledger.status) == {"good-en": "published", "good-de": "published", "twin-de": "published",
-                                   "own-audio": "published", "no-face": "quarantined", "no-consent": "quarantined"}
+    assert dict(ledger.status) == {
+        "good-en": "published",
+        "good-de": "published",
+        "twin-de": "published",
+        "own-audio": "published",
+        "no-face": "quarantined",
+        "no-consent": "quarantined",
+    }
     setup["first_run"] = run_id
     return setup
 
@@ -66,7 +78,9 @@ def test_an_unchanged_rerun_settles_every_row_in_the_plan_with_no_task_per_row(n
     for row_id in ("good-en", "good-de", "twin-de", "own-audio"):
         assert ledger.status[row_id] == "skipped_cached" and ledger.reason[row_id] == f"unchanged since run {first}"
     assert ledger.reason["no-face"].startswith("quarantine kept: no face found")
-    assert ledger.reason["no-face"].endswith(f"(inputs, limits and parameters unchanged since run {first}; --recheck to probe again)")
+    assert ledger.reason["no-face"].endswith(
+        f"(inputs, limits and parameters unchanged since run {first}; --recheck to probe again)"
+    )
     assert ledger.status["no-consent"] == "quarantined" and "consent_ref is missing" in ledger.reason["no-consent"]
     names = task_run_names(nightly["catalog"], run_id)
     assert count_task_runs(nightly["catalog"], run_id) == len(names) <= 5, names
@@ -81,12 +95,16 @@ def test_audio_rewritten_with_other_samples_of_the_same_size_is_rendered_again(n
     raw = bytearray(own.read_bytes())
     assert soundfile.info(own).subtype == "PCM_16"
     data = raw.index(b"data") + 8
-    size = int.from_bytes(raw[data - 4:data], "little")
-    samples = np.frombuffer(bytes(raw[data:data + size]), dtype="<i2")
-    raw[data:data + size] = (-np.clip(samples, -32767, 32767)).astype("<i2").tobytes()  # the speech inverted: other bytes
+    size = int.from_bytes(raw[data - 4 : data], "little")
+    samples = np.frombuffer(bytes(raw[data : data + size]), dtype="<i2")
+    raw[data : data + size] = (
+        (-np.clip(samples, -32767, 32767)).astype("<i2").tobytes()
+    )  # the speech inverted: other bytes
     before = own.stat()
     own.write_bytes(bytes(raw))
-    assert own.stat().st_size == before.st_size and own.read_bytes() != (nightly["root"] / "media" / "en.wav").read_bytes()
+    assert (
+        own.stat().st_size == before.st_size and own.read_bytes() != (nightly["root"] / "media" / "en.wav").read_bytes()
+    )
     ledger, run_id = render(nightly)
     assert ledger.status["own-audio"] == "published"
     assert ledger.plan["own-audio"] == f"audio changed since run {nightly['first_run']}"

@@ -43,16 +43,28 @@ SETTLE_S = 0.2  # the tests' settle window: files older than this are trusted by
 
 
 def settings(**changes) -> PlanSettings:
-    base = dict(generator="preview", generator_version="1.0", defaults=RenderParams(min_resolution=256),
-                limits={"max_file_bytes": 1 << 20}, max_file_bytes=1 << 20,
-                allowed_schemes=("", "file", "memory", "s3", "noinfo"))
+    base = dict(
+        generator="preview",
+        generator_version="1.0",
+        defaults=RenderParams(min_resolution=256),
+        limits={"max_file_bytes": 1 << 20},
+        max_file_bytes=1 << 20,
+        allowed_schemes=("", "file", "memory", "s3", "noinfo"),
+    )
     base.update(changes)
     return PlanSettings(**base)
 
 
 def row(row_id: str, portrait: str, audio: str, **extra) -> ManifestRow:
-    return ManifestRow(row_id=row_id, portrait_uri=portrait, audio_uri=audio, language="en", consent_ref="release/1",
-                       collection="course", **extra)
+    return ManifestRow(
+        row_id=row_id,
+        portrait_uri=portrait,
+        audio_uri=audio,
+        language="en",
+        consent_ref="release/1",
+        collection="course",
+        **extra,
+    )
 
 
 def write_media(folder: Path, count: int = 3) -> None:
@@ -104,21 +116,40 @@ def publish(catalog: Catalog, planned, run_id: str, plan_settings: PlanSettings)
     seen = planned.seen
     shas = {name: hashlib.sha256(read_all(getattr(seen, f"{name}_uri"))).hexdigest() for name in ("portrait", "audio")}
     params = planned.row.render_params(plan_settings.defaults).as_dict()
-    key = content_key(portrait_sha256=shas["portrait"], audio_sha256=shas["audio"], generator=plan_settings.generator,
-                      generator_version=plan_settings.generator_version, params=params)
+    key = content_key(
+        portrait_sha256=shas["portrait"],
+        audio_sha256=shas["audio"],
+        generator=plan_settings.generator,
+        generator_version=plan_settings.generator_version,
+        params=params,
+    )
     prefix = planned.info.key_prefix
     catalog.write_bytes(b"video " + key.encode(), catalog.path(prefix + ".mp4"))
     catalog.write_bytes(b"poster", catalog.path(prefix + ".jpg"))
     sidecar = {
-        "row_id": planned.info.row_id, "collection": planned.info.collection, "language": planned.info.language,
-        "video": prefix + ".mp4", "poster": prefix + ".jpg", "content_key": key, "run_id": run_id,
-        "inputs": {"portrait_uri": seen.portrait_uri, "portrait_sha256": shas["portrait"],
-                   "audio_uri": seen.audio_uri, "audio_sha256": shas["audio"]},
+        "row_id": planned.info.row_id,
+        "collection": planned.info.collection,
+        "language": planned.info.language,
+        "video": prefix + ".mp4",
+        "poster": prefix + ".jpg",
+        "content_key": key,
+        "run_id": run_id,
+        "inputs": {
+            "portrait_uri": seen.portrait_uri,
+            "portrait_sha256": shas["portrait"],
+            "audio_uri": seen.audio_uri,
+            "audio_sha256": shas["audio"],
+        },
         "generator": {"name": plan_settings.generator, "version": plan_settings.generator_version, "params": params},
     }
     catalog.write_bytes(json.dumps(sidecar).encode(), catalog.path(prefix + ".json"))
-    return RowOutcome(info=planned.info, status=PUBLISHED, output_uri=catalog.uri(catalog.path(prefix + ".mp4")),
-                      sidecar_uri=catalog.uri(catalog.path(prefix + ".json")), content_key=key)
+    return RowOutcome(
+        info=planned.info,
+        status=PUBLISHED,
+        output_uri=catalog.uri(catalog.path(prefix + ".mp4")),
+        sidecar_uri=catalog.uri(catalog.path(prefix + ".json")),
+        content_key=key,
+    )
 
 
 @pytest.fixture
@@ -277,13 +308,17 @@ def test_unchanged_quarantine_is_kept_and_recheck_probes_again(local):
     assert second.decisions() == {"r0": SKIP, "r1": KEEP_QUARANTINE, "r2": SKIP}
     kept = next(o for o in second.outcomes if o.info.row_id == "r1")
     assert kept.status == QUARANTINED
-    assert kept.reason == ("quarantine kept: no speech found (inputs, limits and parameters unchanged since run run-1; "
-                           "--recheck to probe again)")
+    assert kept.reason == (
+        "quarantine kept: no speech found (inputs, limits and parameters unchanged since run run-1; "
+        "--recheck to probe again)"
+    )
 
     rechecked = Run(local["rows"], local["manifest"], local["catalog"], "run-3", recheck=True)
     assert rechecked.decisions()["r1"] == WORK and rechecked.why("r1") == "--recheck"
 
-    changed_limits = Run(local["rows"], local["manifest"], local["catalog"], "run-4", limits={"max_file_bytes": 1 << 21})
+    changed_limits = Run(
+        local["rows"], local["manifest"], local["catalog"], "run-4", limits={"max_file_bytes": 1 << 21}
+    )
     assert changed_limits.decisions()["r1"] == WORK
     assert "something it depended on changed" in changed_limits.why("r1")
 
@@ -338,7 +373,7 @@ class NoInfoFileSystem(MemoryFileSystem):
 
     @classmethod
     def _strip_protocol(cls, path):
-        return super()._strip_protocol("memory://" + path[len("noinfo://"):] if path.startswith("noinfo://") else path)
+        return super()._strip_protocol("memory://" + path[len("noinfo://") :] if path.startswith("noinfo://") else path)
 
     def info(self, path, **kwargs):
         raise PermissionError("metadata not allowed")
@@ -354,7 +389,10 @@ def test_an_input_whose_info_fails_is_hashed_never_assumed_unchanged(tmp_path):
     fs.pipe_file("/media/a.wav", b"speech one")
     rows = [row("r", "noinfo://media/face.jpg", "noinfo://media/a.wav")]
     manifest, catalog = "noinfo://manifest.parquet", str(tmp_path / "catalog")
-    assert fingerprint_inputs(["noinfo://media/a.wav"])["noinfo://media/a.wav"].problem == "info() failed (PermissionError)"
+    assert (
+        fingerprint_inputs(["noinfo://media/a.wav"])["noinfo://media/a.wav"].problem
+        == "info() failed (PermissionError)"
+    )
     Run(rows, manifest, catalog, "run-1", allowed_roots=("noinfo://",))
     second = Run(rows, manifest, catalog, "run-2", allowed_roots=("noinfo://",))
     assert second.decisions() == {"r": SKIP} and second.plan.hashed_inputs == 2
@@ -364,7 +402,6 @@ def test_an_input_whose_info_fails_is_hashed_never_assumed_unchanged(tmp_path):
 
 
 # --- S3 (moto on 127.0.0.1) ----------------------------------------------------------------------------
-
 
 
 def test_s3_object_overwritten_with_the_same_length_is_rendered(moto_s3):  # noqa: F811 (the fixture imported above)
@@ -419,9 +456,20 @@ def test_content_keys_match_the_renderer_s():
     from tasks.plan import _KeyMaker
 
     plan_settings = settings()
-    for params in (RenderParams().as_dict(), RenderParams(seed=7, av_offset_ms=12.5, expand_ratio=0.75).as_dict(),
-                   # a preset, renditions and a loudness target are part of the key; `explicit` is not
-                   RenderParams.resolve("high-quality", {"seed": 3, "loudness_target": -16.0}).as_dict()):
-        for portrait, audio in (("a" * 64, "b" * 64), (hashlib.sha256(b"x").hexdigest(), hashlib.sha256(b"y").hexdigest())):
+    for params in (
+        RenderParams().as_dict(),
+        RenderParams(seed=7, av_offset_ms=12.5, expand_ratio=0.75).as_dict(),
+        # a preset, renditions and a loudness target are part of the key; `explicit` is not
+        RenderParams.resolve("high-quality", {"seed": 3, "loudness_target": -16.0}).as_dict(),
+    ):
+        for portrait, audio in (
+            ("a" * 64, "b" * 64),
+            (hashlib.sha256(b"x").hexdigest(), hashlib.sha256(b"y").hexdigest()),
+        ):
             assert _KeyMaker(plan_settings, params)(portrait, audio) == content_key(
-                portrait_sha256=portrait, audio_sha256=audio, generator="preview", generator_version="1.0", params=params)
+                portrait_sha256=portrait,
+                audio_sha256=audio,
+                generator="preview",
+                generator_version="1.0",
+                params=params,
+            )

@@ -26,10 +26,10 @@ from sonic_model.face import LandmarkTracker
 from sonic_model.generators import RenderParams, create_generator
 from sonic_model.image import load_image
 from sonic_model.postprocess import calibrate_video
-from sonic_model.video_reader import iter_video_frames, probe_video
 from sonic_model.qa import check_video, head_anchor, head_jitter
 from sonic_model.render import render_video
 from sonic_model.sync import measure_av_sync
+from sonic_model.video_reader import iter_video_frames, probe_video
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PORTRAIT = FIXTURES / "portrait_hopper.jpg"
@@ -105,7 +105,9 @@ def test_calibrate_cli_brings_a_late_picture_back(tmp_path, preview_frames, spee
     late = encode(moved_picture(preview_frames, +3), tmp_path / "late.mp4")
     assert measure_av_sync(late).offset_frames == 3
     out = tmp_path / "late.calibrated.mp4"
-    done = subprocess.run([*CLI, "calibrate", str(late), "--out", str(out), "--json"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*CLI, "calibrate", str(late), "--out", str(out), "--json"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["offset_before_frames"] == 3 and report["applied_ms"] == 120
@@ -130,8 +132,9 @@ def test_calibrate_brings_an_early_picture_back(tmp_path, preview_frames, speech
 def test_render_applies_a_manual_offset_in_the_generators_own_encode(tmp_path, speech):
     out = tmp_path / "manual.mp4"
     # The preview is in sync, so delaying its sound by 80 ms makes the picture 2 frames early.
-    result = render_video(create_generator("preview"), PORTRAIT, SPEECH, out,
-                          RenderParams(min_resolution=256, av_offset_ms=80))
+    result = render_video(
+        create_generator("preview"), PORTRAIT, SPEECH, out, RenderParams(min_resolution=256, av_offset_ms=80)
+    )
     assert result.av_offset_applied_ms == 80
     assert measure_av_sync(out).offset_frames == -2
     assert_duration_matches_audio(out, speech)
@@ -139,7 +142,12 @@ def test_render_applies_a_manual_offset_in_the_generators_own_encode(tmp_path, s
 
 
 def test_postprocess_parameters_are_range_checked():
-    for bad in (dict(motion_smoothing=-1), dict(motion_smoothing=50), dict(av_offset_ms=5000), dict(av_offset_ms=float("nan"))):
+    for bad in (
+        dict(motion_smoothing=-1),
+        dict(motion_smoothing=50),
+        dict(av_offset_ms=5000),
+        dict(av_offset_ms=float("nan")),
+    ):
         with pytest.raises(ParameterError):
             RenderParams(**bad).validated()
     assert RenderParams(motion_smoothing=0, av_offset_ms=-120, lipsync_calibration=False).validated()
@@ -197,15 +205,29 @@ def test_smoothing_strength_zero_leaves_frames_untouched(preview_frames):
 
     smoother = HeadMotionSmoother(0.0, track=True)
     out = list(smoother.run(iter(preview_frames[:20])))
-    assert all(a is b for a, b in zip(out, preview_frames[:20])) and len(out) == 20
+    assert all(a is b for a, b in zip(out, preview_frames[:20], strict=False)) and len(out) == 20
     assert len(smoother.mouth_opening) == 20 and smoother.figures.frames_warped == 0
 
 
 def test_render_one_defaults_still_pass_qa(tmp_path, speech):
     out = tmp_path / "talk.mp4"
     done = subprocess.run(
-        [*CLI, "render-one", "--portrait", str(PORTRAIT), "--audio", str(SPEECH), "--out", str(out), "--min-resolution", "256", "--json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            *CLI,
+            "render-one",
+            "--portrait",
+            str(PORTRAIT),
+            "--audio",
+            str(SPEECH),
+            "--out",
+            str(out),
+            "--min-resolution",
+            "256",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

@@ -21,14 +21,22 @@ def test_rows_switch_post_processing_and_the_catalog_records_it(tmp_path):
     media.mkdir()
     shutil.copy(FIXTURES / "portrait_hopper.jpg", media / "hopper.jpg")
     shutil.copy(FIXTURES / "speech_en_pause_16k.wav", media / "en.wav")
-    base = {"portrait_uri": "media/hopper.jpg", "audio_uri": "media/en.wav", "language": "en",
-            "consent_ref": "release/test-001", "collection": "pp", "min_resolution": 256}
+    base = {
+        "portrait_uri": "media/hopper.jpg",
+        "audio_uri": "media/en.wav",
+        "language": "en",
+        "consent_ref": "release/test-001",
+        "collection": "pp",
+        "min_resolution": 256,
+    }
     rows = [
         {**base, "row_id": "defaults"},
         {**base, "row_id": "manual-offset", "av_offset_ms": 80.0},
         {**base, "row_id": "both-off", "lipsync_calibration": False, "motion_smoothing": 0.0},
     ]
-    columns = {name: [row.get(name) for row in rows] for name in MANIFEST_SCHEMA.names if any(name in row for row in rows)}
+    columns = {
+        name: [row.get(name) for row in rows] for name in MANIFEST_SCHEMA.names if any(name in row for row in rows)
+    }
     schema = pa.schema([MANIFEST_SCHEMA.field(name) for name in columns])
     pq.write_table(pa.table(columns, schema=schema), tmp_path / "manifest.parquet")
     catalog = tmp_path / "catalog"
@@ -36,9 +44,13 @@ def test_rows_switch_post_processing_and_the_catalog_records_it(tmp_path):
     # The script's own level (loudness off): an 80 ms delay of this script lands between two
     # frames (-2.45), and limiting its peaks to -14 LUFS reshapes the envelope enough to tip
     # the measurement to -3 (QA's limit is 2); this test is about the post-processing switches.
-    code, out, err = run_cli("render", str(tmp_path / "manifest.parquet"), "--catalog", str(catalog), "--loudness-target", "off")
+    code, out, err = run_cli(
+        "render", str(tmp_path / "manifest.parquet"), "--catalog", str(catalog), "--loudness-target", "off"
+    )
     assert code == 0, out + err
-    sidecars = {row["row_id"]: json.loads((catalog / "pp" / "en" / f"{row['row_id']}.json").read_text()) for row in rows}
+    sidecars = {
+        row["row_id"]: json.loads((catalog / "pp" / "en" / f"{row['row_id']}.json").read_text()) for row in rows
+    }
 
     defaults = sidecars["defaults"]["postprocess"]
     assert defaults["lipsync_calibration"] is True and defaults["motion_smoothing"] == 2.0
@@ -66,10 +78,26 @@ def test_out_of_range_switches_are_quarantined(tmp_path):
     from manifests.schema import ManifestRow
     from tasks.table import validate_table
 
-    frame = pd.DataFrame([
-        {"row_id": "a", "portrait_uri": "p.jpg", "audio_uri": "a.wav", "language": "en", "consent_ref": "r", "motion_smoothing": 50.0},
-        {"row_id": "b", "portrait_uri": "p.jpg", "audio_uri": "a.wav", "language": "en", "consent_ref": "r", "av_offset_ms": 5000.0},
-    ])
+    frame = pd.DataFrame(
+        [
+            {
+                "row_id": "a",
+                "portrait_uri": "p.jpg",
+                "audio_uri": "a.wav",
+                "language": "en",
+                "consent_ref": "r",
+                "motion_smoothing": 50.0,
+            },
+            {
+                "row_id": "b",
+                "portrait_uri": "p.jpg",
+                "audio_uri": "a.wav",
+                "language": "en",
+                "consent_ref": "r",
+                "av_offset_ms": 5000.0,
+            },
+        ]
+    )
     frame.attrs["manifest_url"] = str(tmp_path / "manifest.parquet")
     good, quarantined = validate_table(frame)
     reasons = {q.row_id: q.reason for q in quarantined}

@@ -22,8 +22,8 @@ from sonic_model.generators import RenderParams
 from sonic_model.image import load_image
 from sonic_model.preview import DYNAMIC_SCALE_RANGE, MOTION_SCALE_RANGE, PreviewGenerator
 from sonic_model.preview.controls import build_controls
-from sonic_model.video_reader import iter_video_frames, probe_video
 from sonic_model.render import render_video
+from sonic_model.video_reader import iter_video_frames, probe_video
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HOPPER = FIXTURES / "portrait_hopper.jpg"
@@ -71,9 +71,9 @@ def _speech_mask(clip: AudioClip, num_frames: int) -> np.ndarray:
 def _lagged_correlation(mouth: np.ndarray, envelope: np.ndarray, mask: np.ndarray, lag: int) -> float:
     """Pearson r of mouth[t + lag] against envelope[t] over speech frames."""
     n = len(mouth)
-    a = mouth[max(0, lag): n + min(0, lag)]
-    b = envelope[max(0, -lag): n - max(0, lag)]
-    m = mask[max(0, -lag): n - max(0, lag)]
+    a = mouth[max(0, lag) : n + min(0, lag)]
+    b = envelope[max(0, -lag) : n - max(0, lag)]
+    m = mask[max(0, -lag) : n - max(0, lag)]
     return float(np.corrcoef(a[m], b[m])[0, 1])
 
 
@@ -128,11 +128,11 @@ def test_same_seed_same_video_other_seed_other_motion(generator):
 
     def frames(seed: int) -> list[np.ndarray]:
         stream = generator.frames(portrait, clip, RenderParams(min_resolution=256, seed=seed))
-        return [frame for _, frame in zip(range(40), stream)]
+        return [frame for _, frame in zip(range(40), stream, strict=False)]
 
     first, again, other = frames(params.seed), frames(params.seed), frames(params.seed + 1)
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    assert any(not np.array_equal(a, b) for a, b in zip(first, other))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=False))
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=False))
 
 
 def test_paste_back_output_is_the_whole_original_photo(generator, tmp_path):
@@ -180,7 +180,7 @@ def test_paste_back_animates_the_given_face_and_leaves_the_other_still(generator
 
     def motion_in(box) -> float:
         x, y, w, h = (int(v) for v in box.xywh)
-        return float(frames[:, y:y + h, x:x + w].astype(float).std(axis=0).mean())
+        return float(frames[:, y : y + h, x : x + w].astype(float).std(axis=0).mean())
 
     assert motion_in(other) > 3 and motion_in(largest) == 0.0  # measured: ~9.5 and exactly 0
 
@@ -211,8 +211,13 @@ def test_dynamic_scale_scales_mouth_and_motion_scale_scales_head(pause_clip):
 
     def controls(dynamic: float, motion: float):
         return build_controls(
-            pause_clip.samples, pause_clip.sample_rate, num_frames, segments,
-            dynamic_scale=dynamic, motion_scale=motion, seed=7,
+            pause_clip.samples,
+            pause_clip.sample_rate,
+            num_frames,
+            segments,
+            dynamic_scale=dynamic,
+            motion_scale=motion,
+            seed=7,
         )
 
     low, base, high = controls(0.5, 1.0), controls(1.0, 1.0), controls(2.0, 1.0)

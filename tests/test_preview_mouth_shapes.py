@@ -22,9 +22,9 @@ from sonic_model.face import (
     interocular_distance,
     mouth_opening,
 )
+from sonic_model.generators import RenderParams
 from sonic_model.image import load_image
 from sonic_model.preview import PreviewGenerator
-from sonic_model.generators import RenderParams
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PORTRAITS = {"hopper": FIXTURES / "portrait_hopper.jpg", "astronaut": FIXTURES / "portrait_astronaut.jpg"}
@@ -83,7 +83,9 @@ def test_rounded_vowel_makes_a_narrower_mouth_than_a_spread_one(vowels, voice):
     assert ratio <= 0.85, (portrait, voice, widths)
 
 
-MAMA_PAPA_PHONEMES = [(start, phoneme) for segment in SPEECH["mama_papa_16k.flac"] for start, phoneme in segment["phonemes"]]
+MAMA_PAPA_PHONEMES = [
+    (start, phoneme) for segment in SPEECH["mama_papa_16k.flac"] for start, phoneme in segment["phonemes"]
+]
 MAMA_PAPA_ONSETS = [(start, phoneme) for start, phoneme in MAMA_PAPA_PHONEMES if phoneme in ("m", "p")]
 MAMA_PAPA_VOWELS = [start + 0.06 for start, phoneme in MAMA_PAPA_PHONEMES if phoneme in ("a", "A:")]
 
@@ -126,7 +128,8 @@ def test_open_mouth_interior_is_neither_black_nor_flat(mama_papa):
     spread = float(np.std(luminance))
     hue_spread = float(np.std(inside[:, 0] - inside[:, 2]))
     print(
-        f"{portrait}: interior of {len(inside)} px, luminance 5/50/95 % = {np.percentile(luminance, [5, 50, 95]).round(1)}, "
+        f"{portrait}: interior of {len(inside)} px, luminance 5/50/95 % = "
+        f"{np.percentile(luminance, [5, 50, 95]).round(1)}, "
         f"std {spread:.1f}, red-blue std {hue_spread:.1f}, near-black share {black:.3f}"
     )
     assert black < 0.02  # not a black hole

@@ -53,7 +53,9 @@ class MouthAnimator:
         gap = float(np.clip(amount, 0.0, 1.0)) * self.max_open_px
         if gap < 0.25:
             return self.portrait.copy()
-        out = cv2.remap(self.portrait, self.xs, self.ys - gap * self.pull, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        out = cv2.remap(
+            self.portrait, self.xs, self.ys - gap * self.pull, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
         centre = (int(round(self.mouth_x)), int(round(self.mouth_y + gap / 2)))
         axes = (int(self.half_width * 0.8), max(1, int(round(gap / 2))))
         cv2.ellipse(out, centre, axes, 0, 0, 360, (60, 15, 20), -1, cv2.LINE_AA)
@@ -87,8 +89,9 @@ def write_talking_video(
     amounts = mouth_amounts(audio, picture_delay_frames=picture_delay_frames)
     num_frames = frame_count(audio.duration_s)
     height, width = portrait.shape[:2]
-    with VideoWriter(out_path, width=width, height=height, num_frames=num_frames, audio_path=audio_path,
-                     generator="qa-test") as writer:
+    with VideoWriter(
+        out_path, width=width, height=height, num_frames=num_frames, audio_path=audio_path, generator="qa-test"
+    ) as writer:
         for index, frame in enumerate(_frames(animator, amounts, num_frames)):
             writer.write(edit(index, frame) if edit else frame)
     return out_path
@@ -201,17 +204,22 @@ def test_sync_measured_against_the_videos_own_track_by_default(good_video):
 # --- picture defects -----------------------------------------------------------------------------
 
 
-def _freeze_during_speech(index: int, frame: np.ndarray, _held: dict = {}) -> np.ndarray:
+_FROZEN_FRAME: dict = {}  # the frame _freeze_during_speech holds (one video at a time)
+
+
+def _freeze_during_speech(index: int, frame: np.ndarray) -> np.ndarray:
     # Frames 90-115 (3.6-4.6 s, inside the second sentence) repeat frame 90.
     if index == 90:
-        _held["frame"] = frame
-    return _held["frame"] if 90 <= index <= 115 else frame
+        _FROZEN_FRAME["frame"] = frame
+    return _FROZEN_FRAME["frame"] if 90 <= index <= 115 else frame
 
 
 def test_frozen_video_fails_as_frozen(media_dir, hopper, speech):
     video = write_talking_video(media_dir / "frozen.mp4", hopper, SPEECH, edit=_freeze_during_speech)
     result = check_video(video, hopper, speech, QAThresholds(identity_samples=1))
-    assert any(f.startswith("frozen picture during speech: 26 identical frames from frame 90") for f in result.failures), result.failures
+    assert any(
+        f.startswith("frozen picture during speech: 26 identical frames from frame 90") for f in result.failures
+    ), result.failures
     assert not any("flicker" in f or "black" in f for f in result.failures)
 
 
@@ -253,7 +261,9 @@ def test_silent_audio_fails_loudness(media_dir, hopper, speech):
     soundfile.write(silent_wav, np.zeros(len(speech.samples), np.float32), speech.sample_rate)
     video = write_talking_video(media_dir / "silent.mp4", hopper, silent_wav)
     result = check_video(video, hopper, load_audio(silent_wav), QAThresholds(identity_samples=1))
-    assert any(f.startswith("audio is silent: loudness -120.0 LUFS below the minimum -35") for f in result.failures), result.failures
+    assert any(f.startswith("audio is silent: loudness -120.0 LUFS below the minimum -35") for f in result.failures), (
+        result.failures
+    )
     assert not result.passed
 
 
@@ -318,4 +328,6 @@ def test_mouth_left_open_in_the_pause_fails_closed_mouth(media_dir, hopper, spee
 
     video = write_talking_video(media_dir / "gape.mp4", hopper, SPEECH, edit=gape_in_pause)
     result = check_video(video, hopper, speech, QAThresholds(identity_samples=1))
-    assert any(f.startswith("mouth stays open in the pause") and "(max 0.06)" in f for f in result.failures), result.failures
+    assert any(f.startswith("mouth stays open in the pause") and "(max 0.06)" in f for f in result.failures), (
+        result.failures
+    )

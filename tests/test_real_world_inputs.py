@@ -21,16 +21,16 @@ import soundfile
 from PIL import Image
 
 from manifests import ManifestRow
-from sonic_model.audio import decode_audio_stream, declared_audio_seconds, load_audio
+from sonic_model.audio import declared_audio_seconds, decode_audio_stream, load_audio
 from sonic_model.encode import FPS, VideoWriter, ffmpeg_executable
 from sonic_model.errors import AudioError, ImageError
+from sonic_model.generators import RenderParams, create_generator
 from sonic_model.image import load_image
 from sonic_model.postprocess import calibrate_video
-from sonic_model.video_reader import audio_on_picture_timeline, probe_video, read_timeline
 from sonic_model.qa import decode_audio_track
-from sonic_model.sync import measure_av_sync
-from sonic_model.generators import RenderParams, create_generator
 from sonic_model.render import render_video
+from sonic_model.sync import measure_av_sync
+from sonic_model.video_reader import audio_on_picture_timeline, probe_video, read_timeline
 from tasks.probe import probe_media
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -42,7 +42,9 @@ SPEECH_PAUSE = FIXTURES / "speech_en_pause_16k.wav"
 def ffmpeg(*args: str) -> None:
     done = subprocess.run(
         [ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
 
@@ -156,24 +158,104 @@ def media(tmp_path_factory) -> Path:
     """Scripts as phones and editors write them, all holding SPEECH (3.90 s)."""
     folder = tmp_path_factory.mktemp("containers")
     # A phone video: 5.8 s of picture, the AAC track starting 0.3 s after it.
-    ffmpeg(*picture(5.8), "-itsoffset", "0.3", "-i", str(SPEECH), "-map", "0:v", "-map", "1:a",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(folder / "late_audio.mov"))
+    ffmpeg(
+        *picture(5.8),
+        "-itsoffset",
+        "0.3",
+        "-i",
+        str(SPEECH),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(folder / "late_audio.mov"),
+    )
     # Two audio streams: the speech first, a 3 s tone second.
-    ffmpeg(*picture(5.0), "-i", str(SPEECH), "-f", "lavfi", "-i", "sine=frequency=440:duration=3",
-           "-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
-           str(folder / "two_tracks.mp4"))
+    ffmpeg(
+        *picture(5.0),
+        "-i",
+        str(SPEECH),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=3",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-map",
+        "2:a",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(folder / "two_tracks.mp4"),
+    )
     # Audio only, AAC with its encoder priming (an edit list tells the decoder to drop it).
     ffmpeg("-i", str(SPEECH), "-c:a", "aac", str(folder / "primed.m4a"))
     # The sound starting 0.2 s before the picture: in Matroska as a negative timestamp, in MP4
     # as an edit list that starts 0.2 s into the track. Lossless FLAC, so samples compare exactly.
     for name, extra in (("negative_start.mkv", ["-avoid_negative_ts", "disabled"]), ("negative_start.mp4", [])):
-        ffmpeg(*picture(5.0), "-itsoffset", "-0.2", "-i", str(SPEECH), "-map", "0:v", "-map", "1:a",
-               "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "flac", *extra, str(folder / name))
+        ffmpeg(
+            *picture(5.0),
+            "-itsoffset",
+            "-0.2",
+            "-i",
+            str(SPEECH),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "flac",
+            *extra,
+            str(folder / name),
+        )
     # WebM (VP8 + Opus) and MKV (H.264 + AAC) scripts.
-    ffmpeg(*picture(4.5), "-i", str(SPEECH), "-map", "0:v", "-map", "1:a", "-c:v", "libvpx", "-b:v", "200k",
-           "-c:a", "libopus", str(folder / "script.webm"))
-    ffmpeg(*picture(4.5), "-i", str(SPEECH), "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
-           "-pix_fmt", "yuv420p", "-c:a", "aac", str(folder / "script.mkv"))
+    ffmpeg(
+        *picture(4.5),
+        "-i",
+        str(SPEECH),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libvpx",
+        "-b:v",
+        "200k",
+        "-c:a",
+        "libopus",
+        str(folder / "script.webm"),
+    )
+    ffmpeg(
+        *picture(4.5),
+        "-i",
+        str(SPEECH),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(folder / "script.mkv"),
+    )
     shutil.copy(FIXTURES / "portrait_astronaut.jpg", folder / "portrait.jpg")
     return folder
 
@@ -195,8 +277,14 @@ def test_probe_accepts_a_phone_video_script_and_a_heic_portrait(media):
 
     pillow_heif.register_heif_opener()
     Image.open(FIXTURES / "portrait_astronaut.jpg").save(media / "portrait.heic", format="HEIF", quality=85)
-    row = ManifestRow(row_id="phone-1", portrait_uri="portrait.heic", audio_uri="late_audio.mov", language="en",
-                      consent_ref="release/2026/astronaut-001", duration_s=3.9)
+    row = ManifestRow(
+        row_id="phone-1",
+        portrait_uri="portrait.heic",
+        audio_uri="late_audio.mov",
+        language="en",
+        consent_ref="release/2026/astronaut-001",
+        duration_s=3.9,
+    )
     probed = probe_media(row, str(media / "manifest.parquet"))
     assert abs(probed.audio_duration_s - 3.9) < 0.1
 
@@ -259,7 +347,10 @@ def test_sound_before_the_first_frame_is_not_played(media, name):
 def test_video_containers_render_with_their_sound_in_sync(media, tmp_path, name):
     out = tmp_path / "talk.mp4"
     result = render_video(
-        create_generator("preview"), PORTRAIT, media / name, out,
+        create_generator("preview"),
+        PORTRAIT,
+        media / name,
+        out,
         RenderParams(min_resolution=128, lipsync_calibration=False, motion_smoothing=0.0),
     )
     script = load_audio(media / name)
@@ -284,15 +375,33 @@ def clean_render(tmp_path_factory) -> Path:
     """A preview render of 6 s of speech with a pause, in sync, 256 px (no post-processing)."""
     folder = tmp_path_factory.mktemp("calibrate")
     out = folder / "clean.mp4"
-    render_video(create_generator("preview"), PORTRAIT, SPEECH_PAUSE, out,
-                 RenderParams(min_resolution=256, lipsync_calibration=False, motion_smoothing=0.0))
+    render_video(
+        create_generator("preview"),
+        PORTRAIT,
+        SPEECH_PAUSE,
+        out,
+        RenderParams(min_resolution=256, lipsync_calibration=False, motion_smoothing=0.0),
+    )
     return out
 
 
 def container_delay(video: Path, frames: int, out: Path) -> Path:
     """The same file with its audio track `frames` late in the container; samples untouched."""
-    ffmpeg("-i", str(video), "-itsoffset", f"{frames / FPS:.6f}", "-i", str(video), "-map", "0:v", "-map", "1:a",
-           "-c", "copy", str(out))
+    ffmpeg(
+        "-i",
+        str(video),
+        "-itsoffset",
+        f"{frames / FPS:.6f}",
+        "-i",
+        str(video),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c",
+        "copy",
+        str(out),
+    )
     return out
 
 
@@ -300,13 +409,17 @@ def baked_delay(video: Path, frames: int, out: Path, folder: Path) -> Path:
     """The same picture with a sound whose samples are `frames` late (silence in, the far end cut)."""
     samples, rate = soundfile.read(SPEECH_PAUSE, dtype="float32")
     shift = round(frames / FPS * rate)
-    moved = np.concatenate([np.zeros(shift, np.float32), samples[:-shift]]) if shift > 0 else np.concatenate(
-        [samples[-shift:], np.zeros(-shift, np.float32)])
+    moved = (
+        np.concatenate([np.zeros(shift, np.float32), samples[:-shift]])
+        if shift > 0
+        else np.concatenate([samples[-shift:], np.zeros(-shift, np.float32)])
+    )
     wav = folder / f"baked{frames:+d}.wav"
     soundfile.write(wav, moved, rate, subtype="PCM_16")
     frames_rgb = [frame.to_ndarray(format="rgb24") for frame in av.open(str(video)).decode(video=0)]
-    with VideoWriter(out, width=frames_rgb[0].shape[1], height=frames_rgb[0].shape[0], num_frames=len(frames_rgb),
-                     audio_path=wav) as writer:
+    with VideoWriter(
+        out, width=frames_rgb[0].shape[1], height=frames_rgb[0].shape[0], num_frames=len(frames_rgb), audio_path=wav
+    ) as writer:
         for frame in frames_rgb:
             writer.write(frame)
     return out

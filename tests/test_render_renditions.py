@@ -16,13 +16,13 @@ from sonic_model.audio import load_audio
 from sonic_model.delivery import still_reference
 from sonic_model.errors import ParameterError
 from sonic_model.face import detect_faces, face_landmarks, largest_face
+from sonic_model.generators import RenderParams, create_generator
 from sonic_model.image import load_image
 from sonic_model.loudness import integrated_loudness
-from sonic_model.video_reader import iter_video_frames, probe_video
 from sonic_model.qa import QAThresholds, check_video, decode_audio_track
-from sonic_model.generators import RenderParams, create_generator
 from sonic_model.render import render_video
 from sonic_model.renditions import RENDITIONS, framing
+from sonic_model.video_reader import iter_video_frames, probe_video
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LANDSCAPE = FIXTURES / "landscape_offcentre.jpg"
@@ -50,7 +50,9 @@ def test_vertical_rendition_of_an_off_centre_landscape_photo(vertical_render):
     portrait = load_image(LANDSCAPE)
     # QA on its own: duration, sync, face and identity, loudness at the target, no seam.
     thresholds = QAThresholds(loudness_target_lufs=-14.0, expected_width=1080, expected_height=1920)
-    qa = check_video(vertical, portrait, audio, thresholds, still_reference=still_reference(portrait, "vertical", paste_back=False))
+    qa = check_video(
+        vertical, portrait, audio, thresholds, still_reference=still_reference(portrait, "vertical", paste_back=False)
+    )
     assert qa.passed, qa.failures
     assert qa.figures["seam_strength"] < thresholds.max_seam_strength
     assert abs(qa.figures["loudness_lufs"] - -14.0) <= 0.5 and qa.figures["true_peak_dbtp"] <= -1.0
@@ -72,7 +74,7 @@ def test_vertical_rendition_keeps_the_face_framed_and_the_surroundings_still(ver
     # Far from the head (the top 15 % and bottom 20 % of the frame): still, up to the codec's noise
     # (x264 at a fixed bitrate re-codes static texture within a few levels; the composited frames
     # themselves are bit for bit the still canvas there: test_composite_renditions.py).
-    assert spread[: int(0.15 * 1920)].mean() < 3 and spread[int(0.8 * 1920):].mean() < 3
+    assert spread[: int(0.15 * 1920)].mean() < 3 and spread[int(0.8 * 1920) :].mean() < 3
     # The face does move.
     y0, y1 = int(face[:, 1].min()), int(face[:, 1].max())
     x0, x1 = int(face[:, 0].min()), int(face[:, 0].max())
@@ -86,7 +88,10 @@ def test_master_sound_is_normalised_and_off_keeps_the_scripts_level(tmp_path, ve
     assert rate == 48000 and samples.shape[1] == 2
     assert integrated_loudness(samples, rate) == pytest.approx(-14.0, abs=0.5)
     plain = render_video(
-        create_generator("preview"), load_image(LANDSCAPE), SPEECH, tmp_path / "plain.mp4",
+        create_generator("preview"),
+        load_image(LANDSCAPE),
+        SPEECH,
+        tmp_path / "plain.mp4",
         RenderParams(min_resolution=256, loudness_target=None, lipsync_calibration=False, motion_smoothing=0),
     )
     assert plain.loudness is None and plain.renditions == []
@@ -100,7 +105,11 @@ def test_render_params_resolve_presets_and_check_names():
     assert (fast.preset, fast.inference_steps, fast.min_resolution, fast.seed) == ("fast", 12, 384, 7)
     assert fast.explicit == ("seed",)
     hq = RenderParams.resolve("high-quality", {"inference_steps": 30})
-    assert hq.inference_steps == 30 and hq.min_resolution == 768 and hq.renditions == ("master", "vertical", "square", "landscape")
+    assert (
+        hq.inference_steps == 30
+        and hq.min_resolution == 768
+        and hq.renditions == ("master", "vertical", "square", "landscape")
+    )
     # A row's own preset replaces the run's settings, but not what the run gave explicitly.
     row = hq.with_preset("fast")
     assert row.preset == "fast" and row.min_resolution == 384 and row.inference_steps == 30
@@ -117,9 +126,28 @@ def test_render_params_resolve_presets_and_check_names():
 def test_render_one_cli_preset_rendition_and_loudness_target(tmp_path):
     out = tmp_path / "talk.mp4"
     done = subprocess.run(
-        CLI + ["render-one", "--portrait", str(FIXTURES / "portrait_hopper.jpg"), "--audio", str(SPEECH), "--out", str(out),
-               "--preset", "fast", "--min-resolution", "256", "--rendition", "square", "--loudness-target", "-16", "--json"],
-        capture_output=True, text=True, timeout=600,
+        CLI
+        + [
+            "render-one",
+            "--portrait",
+            str(FIXTURES / "portrait_hopper.jpg"),
+            "--audio",
+            str(SPEECH),
+            "--out",
+            str(out),
+            "--preset",
+            "fast",
+            "--min-resolution",
+            "256",
+            "--rendition",
+            "square",
+            "--loudness-target",
+            "-16",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -139,9 +167,21 @@ def test_render_one_cli_preset_rendition_and_loudness_target(tmp_path):
     assert result["credentials"]["renditions"]["square"]["manifest_label"] == claims.manifest_label
     assert read_credentials(out).sonic["rendition"] == "master"
     bad = subprocess.run(
-        CLI + ["render-one", "--portrait", str(FIXTURES / "portrait_hopper.jpg"), "--audio", str(SPEECH), "--out", str(out),
-               "--loudness-target", "loud"],
-        capture_output=True, text=True, timeout=120,
+        CLI
+        + [
+            "render-one",
+            "--portrait",
+            str(FIXTURES / "portrait_hopper.jpg"),
+            "--audio",
+            str(SPEECH),
+            "--out",
+            str(out),
+            "--loudness-target",
+            "loud",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error: loudness target 'loud' is not a number")
 

@@ -50,21 +50,36 @@ def test_render_is_retried_with_a_fresh_generator_and_reports_attempts(tmp_path)
     media.mkdir()
     for name in ("portrait_astronaut.jpg", "portrait_hopper.jpg", "speech_de_48k_stereo.wav"):
         shutil.copy(FIXTURES / name, media / name)
-    rows = [{"row_id": row_id, "portrait_uri": f"media/{portrait}", "audio_uri": "media/speech_de_48k_stereo.wav", "language": "de",
-             "consent_ref": "release/test-001", "min_resolution": 256}
-            for row_id, portrait in (("gone", "portrait_astronaut.jpg"), ("recovers", "portrait_hopper.jpg"))]
+    rows = [
+        {
+            "row_id": row_id,
+            "portrait_uri": f"media/{portrait}",
+            "audio_uri": "media/speech_de_48k_stereo.wav",
+            "language": "de",
+            "consent_ref": "release/test-001",
+            "min_resolution": 256,
+        }
+        for row_id, portrait in (("gone", "portrait_astronaut.jpg"), ("recovers", "portrait_hopper.jpg"))
+    ]
     manifest = tmp_path / "manifest.parquet"
     pd.DataFrame(rows).to_parquet(manifest)
 
     from flows.render_catalog import render_catalog
 
-    summary = render_catalog(manifest=str(manifest), catalog=str(tmp_path / "catalog"), generator="flaky-test",
-                             concurrency=1, render_retries=2, retry_delay_s=0.1)
+    summary = render_catalog(
+        manifest=str(manifest),
+        catalog=str(tmp_path / "catalog"),
+        generator="flaky-test",
+        concurrency=1,
+        render_retries=2,
+        retry_delay_s=0.1,
+    )
     ledger = pd.read_parquet(summary["ledger"]).set_index("row_id")
     assert ledger.loc["recovers", "status"] == "published", ledger.loc["recovers", "reason"]
     assert ledger.loc["gone", "status"] == "error"
-    assert ledger.loc["gone", "reason"].startswith("render failed after 3 attempts (retry policy: 2 retries, 0.1 s apart); "
-                                                  "last error: RuntimeError: CUDA error"), ledger.loc["gone", "reason"]
+    assert ledger.loc["gone", "reason"].startswith(
+        "render failed after 3 attempts (retry policy: 2 retries, 0.1 s apart); last error: RuntimeError: CUDA error"
+    ), ledger.loc["gone", "reason"]
     assert FAILURES == {"astronaut": 3, "hopper": 1}
     # Every failure dropped the cached generator, so each attempt after one loaded a fresh one.
     assert LOADS["flaky"] == FAILURES["astronaut"] + FAILURES["hopper"] + 1
@@ -82,10 +97,19 @@ def _probed_rows(tmp_path, count):
     for name in ("portrait_hopper.jpg", "speech_de_48k_stereo.wav"):
         shutil.copy(FIXTURES / name, media / name)
     manifest = str(tmp_path / "manifest.parquet")
-    return [probe_media(ManifestRow(row_id=f"slot-{i}", portrait_uri="media/portrait_hopper.jpg",
-                                    audio_uri="media/speech_de_48k_stereo.wav", language="de", consent_ref="release/test-001"),
-                        manifest)
-            for i in range(count)]
+    return [
+        probe_media(
+            ManifestRow(
+                row_id=f"slot-{i}",
+                portrait_uri="media/portrait_hopper.jpg",
+                audio_uri="media/speech_de_48k_stereo.wav",
+                language="de",
+                consent_ref="release/test-001",
+            ),
+            manifest,
+        )
+        for i in range(count)
+    ]
 
 
 def _render_concurrently(probed_rows, monkeypatch, tmp_path):
@@ -106,13 +130,25 @@ def _render_concurrently(probed_rows, monkeypatch, tmp_path):
         Path(out_path).write_bytes(b"not a real video")
         with lock:
             running[0] -= 1
-        return RenderResult(output_path=str(out_path), generator="preview", generator_version="x", frames=1, fps=25,
-                            width=2, height=2, video_duration_s=0.04, audio_duration_s=4.58, seconds=0.3)
+        return RenderResult(
+            output_path=str(out_path),
+            generator="preview",
+            generator_version="x",
+            frames=1,
+            fps=25,
+            width=2,
+            height=2,
+            video_duration_s=0.04,
+            audio_duration_s=4.58,
+            seconds=0.3,
+        )
 
     monkeypatch.setattr(tasks.render, "render_video", timed_generation)
     choice = tasks.render.choose_generator("preview")
-    threads = [threading.Thread(target=tasks.render.render_row, args=(probed, choice), kwargs={"scratch_root": str(tmp_path)})
-               for probed in probed_rows]
+    threads = [
+        threading.Thread(target=tasks.render.render_row, args=(probed, choice), kwargs={"scratch_root": str(tmp_path)})
+        for probed in probed_rows
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

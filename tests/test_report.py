@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from test_catalog_flow import manifest_rows, run_cli, run_id_of, write_media
 
-CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install chromium)")
+CHROMIUM = next(
+    (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
+)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install chromium)"
+)
 
 # Appended to a copy of the report, beside it, so relative links resolve the same: writes
 # whether every image finished loading with real pixels into the DOM that --dump-dom prints.
@@ -36,10 +39,21 @@ window.addEventListener("load", () => {
 
 def chromium(*args: str, user_data_dir: Path) -> subprocess.CompletedProcess:
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={user_data_dir}", "--enable-logging=stderr", "--v=0",
-        "--allow-file-access-from-files", "--virtual-time-budget=5000", *args,
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={user_data_dir}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--allow-file-access-from-files",
+        "--virtual-time-budget=5000",
+        *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
@@ -51,7 +65,9 @@ def console_errors(stderr: str) -> list[str]:
     included, at INFO level); the report has no scripts, so any console message at all is a
     fault. Missing images log nothing, which is why the image probe checks them separately.
     """
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Failed to load" in line or "net::ERR_" in line]
+    return [
+        line for line in stderr.splitlines() if ":CONSOLE" in line or "Failed to load" in line or "net::ERR_" in line
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +84,9 @@ def report(tmp_path_factory):
 
 def test_report_renders_in_headless_chromium(report, tmp_path):
     screenshot = tmp_path / "report.png"
-    result = chromium(f"--screenshot={screenshot}", "--window-size=1280,900", report.as_uri(), user_data_dir=tmp_path / "profile")
+    result = chromium(
+        f"--screenshot={screenshot}", "--window-size=1280,900", report.as_uri(), user_data_dir=tmp_path / "profile"
+    )
     assert screenshot.exists() and screenshot.stat().st_size > 10_000, result.stderr[-2000:]
     assert console_errors(result.stderr) == [], result.stderr[-2000:]
 

@@ -25,11 +25,14 @@ def outcomes_for(catalog: Path, *, published: int, skipped: int, attention: int)
         in_catalog = status in (PUBLISHED, SKIPPED_CACHED)
         return RowOutcome(
             info=RowInfo(row_id=row_id, language="en", collection="course", title=f"Lesson {index}"),
-            status=status, reasons=(reason,) if reason else (),
+            status=status,
+            reasons=(reason,) if reason else (),
             output_uri=f"{prefix}.mp4" if in_catalog else None,
             poster_uri=f"{prefix}.jpg" if in_catalog else None,
             sidecar_uri=f"{prefix}.json" if in_catalog else None,
-            plot_uri=str(catalog / "_runs" / "run-x" / "plots" / "course" / "en" / f"{row_id}.png") if status == PUBLISHED else None,
+            plot_uri=str(catalog / "_runs" / "run-x" / "plots" / "course" / "en" / f"{row_id}.png")
+            if status == PUBLISHED
+            else None,
         )
 
     index = 0
@@ -39,7 +42,9 @@ def outcomes_for(catalog: Path, *, published: int, skipped: int, attention: int)
             index += 1
     kinds = (QUARANTINED, FAILED_QA, ERROR)
     for number in range(attention):
-        outcomes.insert(number * 97 % max(1, len(outcomes)), entry(index, kinds[number % 3], f"problem number {number}"))
+        outcomes.insert(
+            number * 97 % max(1, len(outcomes)), entry(index, kinds[number % 3], f"problem number {number}")
+        )
         index += 1
     return outcomes
 
@@ -53,7 +58,7 @@ def test_report_at_20000_rows_is_small_and_leads_with_what_needs_a_person(tmp_pa
     assert len(report.encode()) < 40_000, len(report.encode())  # summary + 10 full rows + links to the pages
     # The summary first, then the ten rows needing a person, in full, before any catalog row.
     assert report.index("skipped_cached</span> 19790") < report.index("Needs a person")
-    attention_part = report[report.index("Needs a person"):report.index("Published by this run")]
+    attention_part = report[report.index("Needs a person") : report.index("Published by this run")]
     assert len(re.findall(r"problem number \d+", attention_part)) == 10
     assert report.count("<tr>") == 1 + 10  # the attention table: its head and its rows; the rest is paged
     pages = sorted(run_dir.glob("report-skipped-*.html"))
@@ -77,7 +82,9 @@ def test_a_short_run_keeps_everything_on_one_page(tmp_path):
     assert report.count('class="plot"') == FULL_PUBLISHED_ROWS and "<details>" in report  # skipped rows collapsed
 
 
-CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None)
+CHROMIUM = next(
+    (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
+)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install chromium)")

@@ -27,8 +27,8 @@ def scene():
     """The landscape photo, its face, the generated crop's box, and crop frames as a diffusion
     model makes them (the whole crop sways by a few pixels and is 4 levels brighter), for the
     full length of the script."""
-    from sonic_model.preview import PreviewGenerator
     from sonic_model.generators import RenderParams
+    from sonic_model.preview import PreviewGenerator
 
     photo = load_image(FIXTURES / "landscape_offcentre.jpg")
     box = largest_face(photo)
@@ -54,7 +54,9 @@ def hard_paste(still: np.ndarray, frame: np.ndarray, rect) -> np.ndarray:
 
 def encode(path: Path, frames) -> Path:
     first = next(iter(frames))
-    with VideoWriter(path, width=first.shape[1], height=first.shape[0], num_frames=len(frames), audio_path=AUDIO) as writer:
+    with VideoWriter(
+        path, width=first.shape[1], height=first.shape[0], num_frames=len(frames), audio_path=AUDIO
+    ) as writer:
         for frame in frames:
             writer.write(frame)
     return path
@@ -69,8 +71,14 @@ def test_seam_strength_sees_a_straight_step_and_not_the_portraits_own_lines():
     frame[40:120, 60:200] += 6  # a pasted block, 6 levels brighter: a seam along its four sides
     assert seam_strength(frame, reference) > 4
     soft = reference.copy()
-    ramp = np.clip(np.minimum.outer(np.minimum(np.arange(256) - 30, 150 - np.arange(256)),
-                                    np.minimum(np.arange(256) - 40, 220 - np.arange(256))) / 25, 0, 1)
+    ramp = np.clip(
+        np.minimum.outer(
+            np.minimum(np.arange(256) - 30, 150 - np.arange(256)), np.minimum(np.arange(256) - 40, 220 - np.arange(256))
+        )
+        / 25,
+        0,
+        1,
+    )
     soft += 6 * ramp  # the same change, feathered over 25 px
     assert seam_strength(soft, reference) < 1
 
@@ -99,8 +107,8 @@ def test_hard_pasted_vertical_rendition_fails_and_ours_passes(tmp_path, scene):
     rect = vertical.placement.box(source)
     hard = encode(tmp_path / "hard_vertical.mp4", [hard_paste(vertical.still, frame, rect) for frame in short])
     ours = encode(tmp_path / "vertical.mp4", [vertical.frame(frame).copy() for frame in short])
-    from sonic_model.qa.seams import SeamMeter
     from sonic_model.face import LandmarkTracker
+    from sonic_model.qa.seams import SeamMeter
     from sonic_model.video_reader import iter_rgb_and_luma_frames
 
     strengths = {}
@@ -120,8 +128,15 @@ def test_our_paste_back_render_passes_the_seam_check(tmp_path):
 
     portrait = load_image(FIXTURES / "portrait_hopper.jpg")
     out = tmp_path / "paste_back.mp4"
-    render_video(create_generator("preview"), portrait, FIXTURES / "speech_en_pause_16k.wav", out, RenderParams(paste_back=True))
-    result = check_video(out, portrait, load_audio(FIXTURES / "speech_en_pause_16k.wav"), QAThresholds(loudness_target_lufs=-14.0),
-                         still_reference=portrait)
+    render_video(
+        create_generator("preview"), portrait, FIXTURES / "speech_en_pause_16k.wav", out, RenderParams(paste_back=True)
+    )
+    result = check_video(
+        out,
+        portrait,
+        load_audio(FIXTURES / "speech_en_pause_16k.wav"),
+        QAThresholds(loudness_target_lufs=-14.0),
+        still_reference=portrait,
+    )
     assert result.figures["seam_strength"] < QAThresholds().max_seam_strength
     assert result.passed, result.failures

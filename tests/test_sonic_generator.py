@@ -18,13 +18,13 @@ from sonic_model.face import FaceBox
 from sonic_model.generators import RenderParams
 from sonic_model.image import load_image
 from sonic_model.paste_back import FacePaster
-from sonic_model.video_reader import probe_video
 from sonic_model.render import render_video
 from sonic_model.sonic import SonicGenerator
 from sonic_model.sonic.audio_features import whisper_input_features, whisper_states
 from sonic_model.sonic.pipeline import SonicPipeline, SonicSettings
 from sonic_model.sonic.weights import locate_weights
 from sonic_model.sonic.yoloface import decode_predictions, letterbox
+from sonic_model.video_reader import probe_video
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sonic_parity_dev"
 CHECKPOINTS = FIXTURE / "checkpoints"
@@ -151,7 +151,13 @@ def test_missing_weights_listed_in_one_error(tmp_path):
         locate_weights(tmp_path / "w")
     message = str(error.value)
     assert "\n" not in message
-    for needed in ("Sonic/unet.pth", "whisper-tiny/config.json", "whisper-tiny/model.safetensors", "LeonJoe13/Sonic", "openai/whisper-tiny"):
+    for needed in (
+        "Sonic/unet.pth",
+        "whisper-tiny/config.json",
+        "whisper-tiny/model.safetensors",
+        "LeonJoe13/Sonic",
+        "openai/whisper-tiny",
+    ):
         assert needed in message
 
 
@@ -168,8 +174,10 @@ def test_yoloface_postprocessing_undoes_the_letterbox():
     rgb = np.zeros((200, 400, 3), np.uint8)  # wide: scale 416/400, padded top and bottom
     tensor, scale, (left, top) = letterbox(rgb)
     assert tensor.shape == (1, 3, 416, 416) and left == 0 and top == (416 - 208) // 2
+
     def row(cx, cy, w, h, obj, cls):
         return [cx, cy, w, h, obj] + [cx] * 10 + [cls]
+
     pred = torch.tensor([
         row(100 * scale, 50 * scale + top, 40 * scale, 40 * scale, 0.9, 0.9),     # face A: 40x40 at (80, 30)
         row(102 * scale, 51 * scale + top, 40 * scale, 40 * scale, 0.8, 0.9),     # duplicate of A (NMS)
@@ -229,6 +237,7 @@ def test_the_given_face_is_animated_not_the_largest(generator, monkeypatch):
     generator._face_cache.clear()
     monkeypatch.setattr(generator, "_detector", None)  # the real detector (the tiny release has no yoloface)
     try:
+
         def crop_of(box) -> np.ndarray:
             return prepare_portrait(photo, box.xywh, expand_ratio=0.5, min_resolution=64).image.astype(int)
 
@@ -265,8 +274,14 @@ def test_paste_back_puts_the_generated_crop_into_the_whole_photo(generator, port
     monkeypatch.setattr(FacePaster, "paste", recording)
     silence, out = tmp_path / "silence.wav", tmp_path / "pasted.mp4"
     soundfile.write(silence, np.zeros(3200, np.float32), 16000)  # 0.2 s: 5 frames
-    params = RenderParams(min_resolution=64, inference_steps=1, paste_back=True,
-                          lipsync_calibration=False, motion_smoothing=0.0, loudness_target=None)
+    params = RenderParams(
+        min_resolution=64,
+        inference_steps=1,
+        paste_back=True,
+        lipsync_calibration=False,
+        motion_smoothing=0.0,
+        loudness_target=None,
+    )
     assert generator.output_size(portrait, params, face_box=FACE.xywh) == (512, 512)
     result = render_video(generator, portrait, silence, out, params, face_box=FACE.xywh)
     info = probe_video(out)

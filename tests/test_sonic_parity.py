@@ -51,7 +51,9 @@ def test_window_plan_matches_fixture_and_counts_wrapped_frames_twice():
     steps, windows, size = reference["sampler.window_frame_indices"].shape
     plan = WindowPlan(num_frames=reference["sampler.latents_final"].shape[0], window=size)
     assert plan.windows_per_step == windows
-    assert torch.equal(torch.stack([plan.frame_indices(s) for s in range(steps)]), reference["sampler.window_frame_indices"])
+    assert torch.equal(
+        torch.stack([plan.frame_indices(s) for s in range(steps)]), reference["sampler.window_frame_indices"]
+    )
     # Shorter than one window: the window wraps over the clip, some frames twice.
     short = WindowPlan(num_frames=10).frame_indices(1)
     counts = torch.bincount(short[0], minlength=10)
@@ -60,7 +62,11 @@ def test_window_plan_matches_fixture_and_counts_wrapped_frames_twice():
 
 def test_guidance_and_euler_step_match_fixture():
     ref = load_file(str(FIXTURE / "stages.safetensors"))
-    guided = combine_guidance(ref["unet_call0.output"], float(ref["sampler.guidance_scale_image"][0]), float(ref["sampler.guidance_scale_audio"][0]))
+    guided = combine_guidance(
+        ref["unet_call0.output"],
+        float(ref["sampler.guidance_scale_image"][0]),
+        float(ref["sampler.guidance_scale_audio"][0]),
+    )
     assert (guided - ref["unet_call0.guided_output"]).abs().max() < 1e-4
     config_file = FIXTURE / "checkpoints" / "stable-video-diffusion-img2vid-xt" / "scheduler" / "scheduler_config.json"
     scheduler = euler_scheduler(json.loads(config_file.read_text()), len(ref["sampler.timesteps"]))

@@ -35,7 +35,10 @@ def test_unet_with_audio_projections_matches_release():
 def test_audio_mlps_match_release():
     unet_config = json.loads((SVD_CONFIGS / "unet" / "config.json").read_text())
     whisper = manifest("upstream_whisper_tiny_model.safetensors.json")
-    whisper_config = {"d_model": whisper["keys"]["encoder.layer_norm.weight"][0], "encoder_layers": whisper["encoder_layers"]}
+    whisper_config = {
+        "d_model": whisper["keys"]["encoder.layer_norm.weight"][0],
+        "encoder_layers": whisper["encoder_layers"],
+    }
     clip_projection = manifest("upstream_svd_xt_image_encoder.safetensors.json")["keys"]["visual_projection.weight"][0]
     token_manifest, bucket_manifest = manifest("Sonic__audio2token.pth.json"), manifest("Sonic__audio2bucket.pth.json")
     token_dims, bucket_dims = W.audio_mlp_dims(

@@ -37,10 +37,10 @@ from sonic_model.errors import (
     NoSpeechError,
     UriNotAllowedError,
 )
-from tasks.storage import check_uri_allowed, default_roots, materialize, read_bytes
 from tasks.limits import MediaLimits
 from tasks.probe import probe_media, probe_or_quarantine, probe_row_task
 from tasks.records import ProbedRow, Quarantine
+from tasks.storage import check_uri_allowed, default_roots, materialize, read_bytes
 from tasks.table import validate_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,7 +198,13 @@ def test_scheme_allow_list_is_configurable():
 
 def test_wrong_value_types_in_a_frame_are_row_reasons_not_crashes():
     frame = pd.DataFrame(
-        [good("t1", seed="seven"), good("t2", language=12), good("t3"), good("t4", consent_ref=["a"]), good("t5", audio_uri=b"x")]
+        [
+            good("t1", seed="seven"),
+            good("t2", language=12),
+            good("t3"),
+            good("t4", consent_ref=["a"]),
+            good("t5", audio_uri=b"x"),
+        ]
     )
     rows, quarantined = validate_table(frame)
     reasons = reasons_by_id(quarantined)
@@ -222,7 +228,9 @@ def test_validate_table_refuses_frames_without_required_columns_or_rows():
         st.fixed_dictionaries(
             {
                 "row_id": st.one_of(st.none(), st.text(max_size=20)),
-                "portrait_uri": st.one_of(st.none(), st.text(max_size=30), st.sampled_from(["http://x/y", "../../a", "s3://b/k"])),
+                "portrait_uri": st.one_of(
+                    st.none(), st.text(max_size=30), st.sampled_from(["http://x/y", "../../a", "s3://b/k"])
+                ),
                 "audio_uri": st.one_of(st.none(), st.text(max_size=30)),
                 "language": st.one_of(st.none(), st.text(max_size=8), st.sampled_from(["en", "zh-Hans", "x"])),
                 "consent_ref": st.one_of(st.none(), st.text(max_size=10)),
@@ -249,7 +257,9 @@ def test_symlink_resolving_outside_the_roots_is_refused(tmp_path):
     outside.mkdir()
     (outside / "secret.wav").write_bytes(b"x")
     os.symlink(outside / "secret.wav", inside / "link.wav")
-    with pytest.raises(UriNotAllowedError, match="symlink .* resolving to .*elsewhere/secret.wav, outside the allowed roots"):
+    with pytest.raises(
+        UriNotAllowedError, match="symlink .* resolving to .*elsewhere/secret.wav, outside the allowed roots"
+    ):
         check_uri_allowed(str(inside / "link.wav"), allowed_roots=[str(inside)])
     assert check_uri_allowed(str(inside / "sub" / ".." / "a.wav"), allowed_roots=[str(inside)]) == str(inside / "a.wav")
 
@@ -439,7 +449,9 @@ def test_probe_task_turns_bad_input_into_quarantine(media_dir):
     assert probe_row_task.task_run_name == "probe-{row.row_id}"
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(portrait=st.binary(max_size=2048), audio=st.binary(max_size=2048))
 def test_random_bytes_as_media_always_end_in_quarantine(tmp_path, portrait, audio):
     (tmp_path / "p.jpg").write_bytes(portrait)
@@ -461,7 +473,14 @@ def test_cli_validate_example_manifest_is_all_good(capsys):
 def test_cli_validate_reports_quarantined_rows_with_exit_2(media_dir, capsys):
     path = media_dir / "manifest.parquet"
     pd.DataFrame(
-        [good(r, portrait_uri=p, audio_uri="speech.wav", consent_ref=c) for r, p, c in [("fine", "portrait.jpg", "rel/1"), ("no-consent", "portrait.jpg", None), ("no-face", "coffee.jpg", "rel/2")]]
+        [
+            good(r, portrait_uri=p, audio_uri="speech.wav", consent_ref=c)
+            for r, p, c in [
+                ("fine", "portrait.jpg", "rel/1"),
+                ("no-consent", "portrait.jpg", None),
+                ("no-face", "coffee.jpg", "rel/2"),
+            ]
+        ]
     ).to_parquet(path)
     assert main(["validate", str(path), "--json"]) == 2
     import json
@@ -470,7 +489,9 @@ def test_cli_validate_reports_quarantined_rows_with_exit_2(media_dir, capsys):
     verdicts = {v["row_id"]: v for v in report["verdicts"]}
     assert [v["row_id"] for v in report["verdicts"]] == ["fine", "no-consent", "no-face"]
     assert verdicts["fine"]["status"] == "ok"
-    assert verdicts["no-consent"]["stage"] == "validate" and "consent_ref is missing" in verdicts["no-consent"]["reason"]
+    assert (
+        verdicts["no-consent"]["stage"] == "validate" and "consent_ref is missing" in verdicts["no-consent"]["reason"]
+    )
     assert verdicts["no-face"]["stage"] == "probe" and "no face found" in verdicts["no-face"]["reason"]
 
 

@@ -28,7 +28,7 @@ def two_face_photo() -> tuple[np.ndarray, FaceBox, FaceBox]:
     small = Image.fromarray(hopper).resize((round(512 * HOPPER_SCALE), round(600 * HOPPER_SCALE)), Image.LANCZOS)
     photo = np.full((600, 512 + small.width, 3), 255, np.uint8)
     photo[:512, :512] = astronaut
-    photo[600 - small.height:, 512:] = np.asarray(small)
+    photo[600 - small.height :, 512:] = np.asarray(small)
     faces = detect_faces(photo)
     assert len(faces) == 2, faces
     largest, other = faces

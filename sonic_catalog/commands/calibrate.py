@@ -32,8 +32,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("video", type=Path, metavar="IN.mp4", help="talking-head video with its sound track")
     parser.add_argument("--out", required=True, type=Path, help="output .mp4 path (may equal the input)")
     parser.add_argument(
-        "--av-offset-ms", type=float, default=None, metavar="MS",
-        help=f"apply this correction instead of the measured one: delay the sound by MS (negative = advance; at most ±{MAX_AV_OFFSET_MS:g})",
+        "--av-offset-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help=(
+            "apply this correction instead of the measured one: delay the sound by MS (negative = advance; at most "
+            f"±{MAX_AV_OFFSET_MS:g})"
+        ),
     )
     add_signing_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object describing the result")
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     ms_per_frame = 1000.0 / report.fps
     action = (
-        "copied unchanged (nothing to correct)" if report.copied_unchanged
+        "copied unchanged (nothing to correct)"
+        if report.copied_unchanged
         else f"sound shifted by {report.applied_ms:+.0f} ms"
     )
     print(
@@ -84,9 +91,12 @@ def sign_edit(report, original: Path, material) -> dict:
         title=Path(report.output_path).name,
         software="sonic-catalog calibrate",
         description=f"lip-sync calibration: the sound was shifted by {report.applied_ms:+.0f} ms to meet the mouth; "
-                    "the picture is unchanged (video stream copied)",
-        parameters={"av_offset_applied_ms": report.applied_ms, "offset_before_frames": report.offset_before_frames,
-                    "offset_after_frames": report.offset_after_frames},
+        "the picture is unchanged (video stream copied)",
+        parameters={
+            "av_offset_applied_ms": report.applied_ms,
+            "offset_before_frames": report.offset_before_frames,
+            "offset_after_frames": report.offset_after_frames,
+        },
     )
     return sign_file_in_place(report.output_path, manifest, material, parent=original)
 

@@ -14,9 +14,13 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("demo", help="render the bundled example manifest into a catalog (preview generator)")
+    parser = subparsers.add_parser(
+        "demo", help="render the bundled example manifest into a catalog (preview generator)"
+    )
     parser.add_argument("--catalog", default="out/catalog", help="where to publish (default %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=2, help="rows rendered at the same time (default %(default)s)")
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="rows rendered at the same time (default %(default)s)"
+    )
     return parser
 
 

@@ -13,8 +13,12 @@ from pathlib import Path
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("parity", help="check our Sonic implementation against a parity fixture")
-    parser.add_argument("fixture_dir", type=Path, help="fixture directory (checkpoints/, inputs/, stages.safetensors, ...)")
-    parser.add_argument("--out", required=True, type=Path, help="directory for stages.safetensors and frames.safetensors")
+    parser.add_argument(
+        "fixture_dir", type=Path, help="fixture directory (checkpoints/, inputs/, stages.safetensors, ...)"
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="directory for stages.safetensors and frames.safetensors"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     return parser
 

@@ -67,18 +67,30 @@ def parse_thresholds(items: list[str] | None) -> dict:
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
     """`--force` and `--recheck`: overrule what the run's plan would settle without work (render, rerun)."""
-    parser.add_argument("--force", action="store_true",
-                        help="render every row again, even those whose published video is unchanged")
-    parser.add_argument("--recheck", action="store_true",
-                        help="probe rows again whose quarantine would be kept because nothing about them changed")
+    parser.add_argument(
+        "--force", action="store_true", help="render every row again, even those whose published video is unchanged"
+    )
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="probe rows again whose quarantine would be kept because nothing about them changed",
+    )
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="rows in flight at once (default: 2 locally; every row on a cluster, where GPU slots limit renders)")
-    parser.add_argument("--cluster", metavar="ADDRESS", default=None,
-                        help="Dask scheduler to run the tasks on, e.g. tcp://host:8786 (default: $SONIC_DASK_ADDRESS; "
-                             "unset: everything runs in this process)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="rows in flight at once (default: 2 locally; every row on a cluster, where GPU slots limit renders)",
+    )
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        default=None,
+        help="Dask scheduler to run the tasks on, e.g. tcp://host:8786 (default: $SONIC_DASK_ADDRESS; "
+        "unset: everything runs in this process)",
+    )
 
 
 def cluster_for(args: argparse.Namespace) -> str | None:
@@ -99,19 +111,37 @@ def cluster_for(args: argparse.Namespace) -> str | None:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("render", help="render a Parquet manifest into a catalog (validate, render, QA, publish)")
+    parser = subparsers.add_parser(
+        "render", help="render a Parquet manifest into a catalog (validate, render, QA, publish)"
+    )
     parser.add_argument("manifest", help="manifest Parquet file (path or fsspec URL)")
-    parser.add_argument("--catalog", required=True, help="catalog location (path or fsspec URL: s3://, gs://, memory://)")
+    parser.add_argument(
+        "--catalog", required=True, help="catalog location (path or fsspec URL: s3://, gs://, memory://)"
+    )
     add_generation_options(parser)
     add_run_options(parser)
     add_plan_options(parser)
     add_limit_options(parser)
-    parser.add_argument("--row-timeout", type=float, default=1800.0, metavar="SECONDS",
-                        help="a row whose render runs longer fails with this reason; the batch goes on (default %(default)g)")
-    parser.add_argument("--qa-threshold", action="append", metavar="KEY=VALUE", help="change a QA threshold for this run (repeatable)")
-    parser.add_argument("--render-retries", type=int, default=None, metavar="N",
-                        help="retries of a render that raises for a reason other than its inputs, e.g. a lost GPU (default 2)")
-    parser.add_argument("--retry-delay", type=float, default=None, metavar="SECONDS", help="seconds between render attempts (default 5)")
+    parser.add_argument(
+        "--row-timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="a row whose render runs longer fails with this reason; the batch goes on (default %(default)g)",
+    )
+    parser.add_argument(
+        "--qa-threshold", action="append", metavar="KEY=VALUE", help="change a QA threshold for this run (repeatable)"
+    )
+    parser.add_argument(
+        "--render-retries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="retries of a render that raises for a reason other than its inputs, e.g. a lost GPU (default 2)",
+    )
+    parser.add_argument(
+        "--retry-delay", type=float, default=None, metavar="SECONDS", help="seconds between render attempts (default 5)"
+    )
     add_signing_options(parser)
     return parser
 
@@ -126,12 +156,18 @@ class RowProgress:
         self.counts: Counter = Counter()
         console = Console(stderr=True)
         self.progress = Progress(
-            TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-            console=console, transient=False, disable=not console.is_terminal,
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal,
         )
         self.task = self.progress.add_task(label, total=total, detail="")
 
-    def __enter__(self) -> "RowProgress":
+    def __enter__(self) -> RowProgress:
         self.progress.start()
         return self
 
@@ -233,10 +269,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = run_flow(
             lambda: flow(
-                manifest=manifest, catalog=catalog, generator=args.generator, weights=str(args.weights) if args.weights else None,
-                concurrency=args.concurrency, defaults=defaults.as_dict(), qa_thresholds=thresholds,
-                limits=limits.as_dict(), row_timeout_s=args.row_timeout,
-                render_retries=retries, retry_delay_s=delay, force=args.force, recheck=args.recheck,
+                manifest=manifest,
+                catalog=catalog,
+                generator=args.generator,
+                weights=str(args.weights) if args.weights else None,
+                concurrency=args.concurrency,
+                defaults=defaults.as_dict(),
+                qa_thresholds=thresholds,
+                limits=limits.as_dict(),
+                row_timeout_s=args.row_timeout,
+                render_retries=retries,
+                retry_delay_s=delay,
+                force=args.force,
+                recheck=args.recheck,
                 signing=signing,
             ),
             total,

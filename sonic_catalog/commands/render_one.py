@@ -24,24 +24,97 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     defaults = RenderParams()
     # Every generator registered when the parser is built: the built-ins, and any that code
     # calling the CLI registered first (tests/dask_stand_ins.py does).
-    parser.add_argument("--generator", default="preview", choices=generator_names(),
-                        help="default: preview (CPU, no weights)")
-    parser.add_argument("--weights", type=Path, help="directory of the downloaded Sonic release (for --generator sonic)")
-    parser.add_argument("--preset", choices=PRESET_NAMES, default=None,
-                        help="named generation settings (steps, resolution, scales, smoothing, renditions); options given explicitly win")
-    parser.add_argument("--min-resolution", type=int, default=None, help=f"short side of the video in px, rounded to a multiple of 64 (default {defaults.min_resolution})")
-    parser.add_argument("--expand-ratio", type=float, default=None, help=f"face box expansion on each side (default {defaults.expand_ratio})")
-    parser.add_argument("--inference-steps", type=int, default=None, help=f"denoising steps, sonic only (default {defaults.inference_steps})")
-    parser.add_argument("--dynamic-scale", type=float, default=None, help=f"motion intensity, 0.5-2.0: preview: mouth; sonic: head-motion buckets (default {defaults.dynamic_scale})")
-    parser.add_argument("--motion-scale", type=float, default=None, help=f"0.5-2.0: preview: head/expression motion; sonic: audio-guidance drive of mouth/expression (default {defaults.motion_scale})")
+    parser.add_argument(
+        "--generator", default="preview", choices=generator_names(), help="default: preview (CPU, no weights)"
+    )
+    parser.add_argument(
+        "--weights", type=Path, help="directory of the downloaded Sonic release (for --generator sonic)"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=PRESET_NAMES,
+        default=None,
+        help=(
+            "named generation settings (steps, resolution, scales, smoothing, renditions); options given explicitly win"
+        ),
+    )
+    parser.add_argument(
+        "--min-resolution",
+        type=int,
+        default=None,
+        help=f"short side of the video in px, rounded to a multiple of 64 (default {defaults.min_resolution})",
+    )
+    parser.add_argument(
+        "--expand-ratio",
+        type=float,
+        default=None,
+        help=f"face box expansion on each side (default {defaults.expand_ratio})",
+    )
+    parser.add_argument(
+        "--inference-steps",
+        type=int,
+        default=None,
+        help=f"denoising steps, sonic only (default {defaults.inference_steps})",
+    )
+    parser.add_argument(
+        "--dynamic-scale",
+        type=float,
+        default=None,
+        help=(
+            f"motion intensity, 0.5-2.0: preview: mouth; sonic: head-motion buckets (default {defaults.dynamic_scale})"
+        ),
+    )
+    parser.add_argument(
+        "--motion-scale",
+        type=float,
+        default=None,
+        help=(
+            "0.5-2.0: preview: head/expression motion; sonic: audio-guidance drive of mouth/expression (default "
+            f"{defaults.motion_scale})"
+        ),
+    )
     parser.add_argument("--seed", type=int, default=None, help=f"random seed (default {defaults.seed})")
-    parser.add_argument("--no-lipsync-calibration", dest="lipsync_calibration", action="store_const", const=False, default=None, help="do not measure and cancel the audio-visual offset (on by default)")
-    parser.add_argument("--motion-smoothing", type=float, default=None, metavar="S", help=f"head-path smoothing, Gaussian sigma in frames, 0 = off, at most 8 (default {defaults.motion_smoothing})")
-    parser.add_argument("--av-offset-ms", type=float, default=None, metavar="MS", help="manual lip-sync correction: delay the sound by MS (negative = advance); overrides the measured one")
-    parser.add_argument("--rendition", action="append", metavar="NAME", choices=RENDITION_NAMES,
-                        help="also deliver this size beside the master (repeatable): vertical 1080x1920, square 1080x1080, landscape 1920x1080")
-    parser.add_argument("--loudness-target", default=None, metavar="LUFS",
-                        help=f"normalise every video's sound to this integrated loudness, true peak <= -1 dBTP; 'off' keeps the script's level (default {defaults.loudness_target:g})")
+    parser.add_argument(
+        "--no-lipsync-calibration",
+        dest="lipsync_calibration",
+        action="store_const",
+        const=False,
+        default=None,
+        help="do not measure and cancel the audio-visual offset (on by default)",
+    )
+    parser.add_argument(
+        "--motion-smoothing",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"head-path smoothing, Gaussian sigma in frames, 0 = off, at most 8 (default {defaults.motion_smoothing})",
+    )
+    parser.add_argument(
+        "--av-offset-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="manual lip-sync correction: delay the sound by MS (negative = advance); overrides the measured one",
+    )
+    parser.add_argument(
+        "--rendition",
+        action="append",
+        metavar="NAME",
+        choices=RENDITION_NAMES,
+        help=(
+            "also deliver this size beside the master (repeatable): vertical 1080x1920, square 1080x1080, "
+            "landscape 1920x1080"
+        ),
+    )
+    parser.add_argument(
+        "--loudness-target",
+        default=None,
+        metavar="LUFS",
+        help=(
+            "normalise every video's sound to this integrated loudness, true peak <= -1 dBTP; 'off' keeps the "
+            f"script's level (default {defaults.loudness_target:g})"
+        ),
+    )
 
 
 def params_from_args(args: argparse.Namespace) -> RenderParams:
@@ -97,12 +170,16 @@ def run(args: argparse.Namespace) -> int:
         for rendition in result.renditions:
             print(f"wrote {rendition['path']}: {rendition['name']} {rendition['width']}x{rendition['height']}")
         if result.loudness:
-            print(f"loudness {result.loudness['output_lufs']:g} LUFS (target {result.loudness['target_lufs']:g}), "
-                  f"true peak {result.loudness['output_true_peak_dbtp']:g} dBTP")
+            print(
+                f"loudness {result.loudness['output_lufs']:g} LUFS (target {result.loudness['target_lufs']:g}), "
+                f"true peak {result.loudness['output_true_peak_dbtp']:g} dBTP"
+            )
         if credentials:
             trust = " (a development certificate: verifiers do not trust it)" if credentials["development"] else ""
-            print(f"content credentials: signed by {credentials['signer']}{trust}"
-                  + (f", and each of the {len(result.renditions)} renditions" if result.renditions else ""))
+            print(
+                f"content credentials: signed by {credentials['signer']}{trust}"
+                + (f", and each of the {len(result.renditions)} renditions" if result.renditions else "")
+            )
     return 0
 
 
@@ -112,19 +189,26 @@ def sign_render(result, args: argparse.Namespace, params: RenderParams, material
     from sonic_model.credentials import IngredientHash, creation_manifest, sha256_file
     from tasks.signing import sign_file_in_place
 
-    ingredients = [IngredientHash.of("portrait", str(args.portrait), sha256_file(args.portrait)),
-                   IngredientHash.of("script audio", str(args.audio), sha256_file(args.audio))]
+    ingredients = [
+        IngredientHash.of("portrait", str(args.portrait), sha256_file(args.portrait)),
+        IngredientHash.of("script audio", str(args.audio), sha256_file(args.audio)),
+    ]
 
     def sign(path: str, facts: dict) -> dict:
         manifest = creation_manifest(
-            title=Path(path).name, generator=result.generator, generator_version=result.generator_version,
-            params=params.as_dict(), ingredients=ingredients, facts={"command": "render-one", **facts},
+            title=Path(path).name,
+            generator=result.generator,
+            generator_version=result.generator_version,
+            params=params.as_dict(),
+            ingredients=ingredients,
+            facts={"command": "render-one", **facts},
         )
         return sign_file_in_place(path, manifest, material)
 
     record = sign(result.output_path, {"rendition": "master"})
     if result.renditions:
         record["renditions"] = {
-            rendition["name"]: sign(rendition["path"], {"rendition": rendition["name"]}) for rendition in result.renditions
+            rendition["name"]: sign(rendition["path"], {"rendition": rendition["name"]})
+            for rendition in result.renditions
         }
     return record

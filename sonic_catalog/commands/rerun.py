@@ -10,13 +10,22 @@ import argparse
 import sys
 
 from sonic_catalog.commands.render import (
-    EXIT_RUN_FAILED, add_plan_options, add_run_options, cluster_for, local_catalog, print_summary, quiet_prefect, run_flow,
+    EXIT_RUN_FAILED,
+    add_plan_options,
+    add_run_options,
+    cluster_for,
+    local_catalog,
+    print_summary,
+    quiet_prefect,
+    run_flow,
 )
 from sonic_model.errors import SonicCatalogError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("rerun", help="re-render the rows of a run (default: the latest) that did not publish")
+    parser = subparsers.add_parser(
+        "rerun", help="re-render the rows of a run (default: the latest) that did not publish"
+    )
     parser.add_argument("--catalog", required=True, help="catalog location the run wrote to")
     parser.add_argument("--run", dest="run_id", help="run id under <catalog>/_runs/ (default: the latest run)")
     parser.add_argument("--manifest", help="manifest to read the rows from (default: the run's own manifest)")
@@ -41,8 +50,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = run_flow(
-            lambda: rerun_failed(catalog=catalog, run_id=run_id, manifest=manifest, concurrency=args.concurrency, cluster=cluster,
-                                 force=args.force, recheck=args.recheck),
+            lambda: rerun_failed(
+                catalog=catalog,
+                run_id=run_id,
+                manifest=manifest,
+                concurrency=args.concurrency,
+                cluster=cluster,
+                force=args.force,
+                recheck=args.recheck,
+            ),
             len(redo),
             f"rerun of {run_id}",
         )

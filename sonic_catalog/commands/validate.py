@@ -22,11 +22,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("manifest", help="Parquet manifest: local path or fsspec URL (s3://, gs://, memory://)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument(
-        "--allow-scheme", action="append", default=None, metavar="SCHEME",
+        "--allow-scheme",
+        action="append",
+        default=None,
+        metavar="SCHEME",
         help="URI scheme media may use (repeatable; default: local paths, file, memory, s3, gs)",
     )
     parser.add_argument(
-        "--allow-root", action="append", default=None, metavar="URL",
+        "--allow-root",
+        action="append",
+        default=None,
+        metavar="URL",
         help="folder/prefix media must lie in (repeatable; default: the manifest's own folder tree)",
     )
     from tasks.limits import add_limit_options
@@ -51,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     verdicts = [(q.row_id, "quarantined", q.stage, q.reason) for q in quarantined]
     good = []
     for row in rows:
-        outcome = probe_or_quarantine(row, args.manifest, limits, allowed_schemes=schemes, allowed_roots=args.allow_root)
+        outcome = probe_or_quarantine(
+            row, args.manifest, limits, allowed_schemes=schemes, allowed_roots=args.allow_root
+        )
         if isinstance(outcome, ProbedRow):
             good.append(outcome)
             verdicts.append((row.row_id, "ok", "", f"{outcome.audio_duration_s:.2f} s audio, face found"))
@@ -61,13 +69,18 @@ def run(args: argparse.Namespace) -> int:
     verdicts.sort(key=lambda v: order.get(v[0], len(order)))
     bad = sum(1 for v in verdicts if v[1] != "ok")
     if args.json:
-        print(json.dumps({
-            "manifest": args.manifest,
-            "rows": len(verdicts),
-            "ok": len(verdicts) - bad,
-            "quarantined": bad,
-            "verdicts": [dict(zip(("row_id", "status", "stage", "reason"), v)) for v in verdicts],
-        }, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "manifest": args.manifest,
+                    "rows": len(verdicts),
+                    "ok": len(verdicts) - bad,
+                    "quarantined": bad,
+                    "verdicts": [dict(zip(("row_id", "status", "stage", "reason"), v, strict=False)) for v in verdicts],
+                },
+                ensure_ascii=False,
+            )
+        )
     else:
         _print_table(verdicts)
         print(f"{len(verdicts) - bad} of {len(verdicts)} rows ok, {bad} quarantined")

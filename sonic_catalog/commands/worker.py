@@ -28,18 +28,39 @@ WORKER_SETUP = "sonic_catalog.worker_setup"  # Dask preload every worker runs (s
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("worker", help="start a render worker (Dask) that joins a scheduler and renders rows on its GPUs")
-    parser.add_argument("scheduler", nargs="?", default=None,
-                        help="scheduler address, e.g. tcp://10.0.0.5:8786 (default: $SONIC_DASK_ADDRESS)")
-    parser.add_argument("--gpus", type=int, default=None,
-                        help="GPUs this worker renders on at once (default: 1; 0 = CPU-only worker for probes, QA, publishing)")
-    parser.add_argument("--nthreads", type=int, default=None,
-                        help="task threads (default: 2 x GPUs + 1: two renders in flight per GPU, and a thread for CPU-only stages)")
+    parser = subparsers.add_parser(
+        "worker", help="start a render worker (Dask) that joins a scheduler and renders rows on its GPUs"
+    )
+    parser.add_argument(
+        "scheduler",
+        nargs="?",
+        default=None,
+        help="scheduler address, e.g. tcp://10.0.0.5:8786 (default: $SONIC_DASK_ADDRESS)",
+    )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="GPUs this worker renders on at once (default: 1; 0 = CPU-only worker for probes, QA, publishing)",
+    )
+    parser.add_argument(
+        "--nthreads",
+        type=int,
+        default=None,
+        help="task threads (default: 2 x GPUs + 1: two renders in flight per GPU, and a thread for CPU-only stages)",
+    )
     parser.add_argument("--name", default=None, help="worker name shown by the scheduler (default: host and port)")
     parser.add_argument("--host", default=None, help="address to serve on and advertise (default: chosen by Dask)")
-    parser.add_argument("--preload", action="append", default=[], metavar="MODULE_OR_FILE",
-                        help="module or .py file every worker process imports at start (repeatable), e.g. to register a generator")
-    parser.add_argument("--no-nanny", action="store_true", help="run without the Dask nanny (no automatic restart after a crash)")
+    parser.add_argument(
+        "--preload",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="module or .py file every worker process imports at start (repeatable), e.g. to register a generator",
+    )
+    parser.add_argument(
+        "--no-nanny", action="store_true", help="run without the Dask nanny (no automatic restart after a crash)"
+    )
     return parser
 
 
@@ -58,7 +79,16 @@ def dask_worker_argv(args: argparse.Namespace) -> list[str]:
     nthreads = args.nthreads if args.nthreads is not None else RENDERS_PER_GPU * gpus + 1
     if nthreads < 1:
         raise ParameterError("--nthreads must be at least 1")
-    argv = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nthreads", str(nthreads), "--nworkers", "1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "distributed.cli.dask_worker",
+        scheduler,
+        "--nthreads",
+        str(nthreads),
+        "--nworkers",
+        "1",
+    ]
     if gpus:
         argv += ["--resources", f"{GPU_RESOURCE}={gpus}"]
     if args.name:

@@ -31,11 +31,15 @@ from sonic_model.sync import SyncMeasurement, estimate_av_offset, measure_av_syn
 MAX_AV_OFFSET_MS = 1000.0
 
 
-def measure_offset_from_mouth(mouth_opening, audio: AudioClip, *, fps: float = FPS, max_lag_frames: int = 8) -> SyncMeasurement:
+def measure_offset_from_mouth(
+    mouth_opening, audio: AudioClip, *, fps: float = FPS, max_lag_frames: int = 8
+) -> SyncMeasurement:
     """QA's sync measurement on a mouth-opening series already gathered (one value per frame)."""
     envelope = frame_envelope(audio, fps)
     mask = speech_mask_for_frames(speech_segments(audio), len(envelope), fps)
-    return estimate_av_offset(np.asarray(mouth_opening, np.float64), envelope, mask, max_lag_frames=max_lag_frames, fps=fps)
+    return estimate_av_offset(
+        np.asarray(mouth_opening, np.float64), envelope, mask, max_lag_frames=max_lag_frames, fps=fps
+    )
 
 
 def audio_delay_ms(measurement: SyncMeasurement | None, override_ms: float | None, *, fps: float = FPS) -> float:
@@ -94,14 +98,32 @@ def mux_shifted_audio(
         presented.unlink(missing_ok=True)
         raise
     args = [
-        ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        "-i", str(video_path), "-i", str(presented),
-        "-map", "0:v:0", "-map", "1:a:0",
-        "-c:v", "copy",
-        "-af", shifted_audio_filter(delay_ms, duration_s),
-        "-c:a", "aac", "-b:a", audio_bitrate,
-        "-map_metadata", "0",
-        "-movflags", "+faststart+use_metadata_tags",
+        ffmpeg_executable(),
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        str(video_path),
+        "-i",
+        str(presented),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-c:v",
+        "copy",
+        "-af",
+        shifted_audio_filter(delay_ms, duration_s),
+        "-c:a",
+        "aac",
+        "-b:a",
+        audio_bitrate,
+        "-map_metadata",
+        "0",
+        "-movflags",
+        "+faststart+use_metadata_tags",
     ]
     for key, value in metadata.items():
         args += ["-metadata", f"{key}={value}"]
@@ -148,10 +170,28 @@ def shift_audio_track(
         raise OutputError(f"cannot write output in {out_path.parent}: {exc.strerror or exc}") from None
     metadata = {"av_offset_applied_ms": f"{delay_ms:g}", **(extra_metadata or {})}
     args = [
-        ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        "-i", str(video_path), "-itsoffset", f"{delay_ms / 1000.0:.6f}", "-i", str(video_path),
-        "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
-        "-map_metadata", "0", "-movflags", "+faststart+use_metadata_tags",
+        ffmpeg_executable(),
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        str(video_path),
+        "-itsoffset",
+        f"{delay_ms / 1000.0:.6f}",
+        "-i",
+        str(video_path),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-c",
+        "copy",
+        "-map_metadata",
+        "0",
+        "-movflags",
+        "+faststart+use_metadata_tags",
     ]
     for key, value in metadata.items():
         args += ["-metadata", f"{key}={value}"]

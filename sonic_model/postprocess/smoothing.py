@@ -197,7 +197,9 @@ class HeadMotionSmoother:
         # Correction: undo the measured pose, apply the target one (frame -> smoothed coords).
         correction = pose_matrix(target) @ np.linalg.inv(pose_matrix(pose))
         height, width = frame.shape[:2]
-        corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1], [width / 2, height / 2, 1]], np.float64)
+        corners = np.array(
+            [[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1], [width / 2, height / 2, 1]], np.float64
+        )
         shift = float(np.abs((corners @ correction.T)[:, :2] - corners[:, :2]).max())
         if not shift < MAX_CORRECTION_EYE_DISTANCES * unit:
             return frame
@@ -205,4 +207,6 @@ class HeadMotionSmoother:
         self._correction_sum += shift
         self.figures.max_correction_px = max(self.figures.max_correction_px, shift)
         self.figures.mean_correction_px = self._correction_sum / self.figures.frames_warped
-        return cv2.warpAffine(frame, correction[:2], (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.warpAffine(
+            frame, correction[:2], (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )

@@ -162,10 +162,10 @@ def _local_median(values: np.ndarray, reach: int, block: int = 25) -> np.ndarray
     span = max(1, reach // block)
     result = np.full(len(values), overall)
     for index in range(blocks):
-        window = values[max(0, (index - span) * block): (index + span + 1) * block]
+        window = values[max(0, (index - span) * block) : (index + span + 1) * block]
         window = window[np.isfinite(window)]
         if window.size >= 3:
-            result[index * block: (index + 1) * block] = np.median(window)
+            result[index * block : (index + 1) * block] = np.median(window)
     return result
 
 
@@ -258,8 +258,8 @@ def labial_closures(ph: Phonetics) -> list[tuple[float, float]]:
             continue
         if not (shortest <= end - start <= longest):
             continue
-        before = start > 0 and loud[max(0, start - reach): start].any()
-        after = end < steps and loud[end: end + reach].any()
+        before = start > 0 and loud[max(0, start - reach) : start].any()
+        after = end < steps and loud[end : end + reach].any()
         if before and after:
             if _f2_dips_towards(ph, start, end) or (has_silence and _labial_burst(ph, start, end)):
                 closures.append((start, end))
@@ -308,7 +308,7 @@ def _running_max(values: np.ndarray, reach: int) -> np.ndarray:
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) index pairs of the True runs of a boolean array."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=False))
 
 
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:

@@ -114,7 +114,9 @@ def audio_features(samples: np.ndarray, sample_rate: int, num_frames: int, fps: 
     window = int(round(WINDOW_S * sample_rate))
     centres = ((np.arange(num_frames) + 0.5) / fps + LOOKAHEAD_S) * sample_rate
     starts = np.round(centres - window / 2).astype(np.int64)
-    padded = np.concatenate([np.zeros(window, np.float32), samples.astype(np.float32), np.zeros(2 * window, np.float32)])
+    padded = np.concatenate(
+        [np.zeros(window, np.float32), samples.astype(np.float32), np.zeros(2 * window, np.float32)]
+    )
     starts = np.clip(starts + window, 0, len(padded) - window)
     windows = np.lib.stride_tricks.sliding_window_view(padded, window)
     taper = np.hanning(window).astype(np.float32)
@@ -145,7 +147,7 @@ def speech_gate(num_frames: int, segments: list[tuple[float, float]], fps: float
     gate = np.ones(num_frames, np.float32)
     duration = num_frames / fps
     bounds = [(0.0, 0.0)] + sorted(segments) + [(duration, duration)]
-    for (_, previous_end), (next_start, _) in zip(bounds[:-1], bounds[1:]):
+    for (_, previous_end), (next_start, _) in zip(bounds[:-1], bounds[1:], strict=False):
         if next_start - previous_end < CLOSED_SILENCE_S:
             continue
         # distance (s) into the pause from its nearer edge; the clip's own ends are hard edges
@@ -216,9 +218,9 @@ def _bridge(values: np.ndarray, max_gap: int) -> np.ndarray:
     filled = np.interp(np.arange(len(values)), known, values[known])
     gap_before = np.diff(np.concatenate([[-(10**9)], known]))  # distance from the previous known
     bridged = np.zeros(len(values), bool)
-    for index, gap in zip(known, gap_before):
+    for index, gap in zip(known, gap_before, strict=False):
         if 1 < gap <= max_gap + 1:
-            bridged[index - gap + 1: index] = True
+            bridged[index - gap + 1 : index] = True
     return np.where(np.isfinite(values), values, np.where(bridged, filled, 0.0))
 
 
@@ -328,7 +330,7 @@ def _unit_noise(num_frames: int, rng: np.random.Generator, sigma_s: float = SWAY
     sigma = sigma_s * FPS
     margin = int(3 * sigma)
     noise = rng.standard_normal(num_frames + 2 * margin)
-    smooth = _smooth(noise, sigma)[margin: margin + num_frames]
+    smooth = _smooth(noise, sigma)[margin : margin + num_frames]
     # normalise by the filter's theoretical gain, not the sample std: short clips keep a
     # natural amplitude and the value does not depend on the clip length
     gain = 1.0 / np.sqrt(2.0 * np.sqrt(np.pi) * sigma)

@@ -27,7 +27,13 @@ from sonic_model.generators import DYNAMIC_SCALE_RANGE, MOTION_SCALE_RANGE, Face
 from sonic_model.preview.controls import Controls, build_controls
 from sonic_model.preview.rig import FaceRig, FrameControls
 
-__all__ = ["PreviewGenerator", "DYNAMIC_SCALE_RANGE", "MOTION_SCALE_RANGE", "DEFAULT_DYNAMIC_SCALE", "DEFAULT_MOTION_SCALE"]
+__all__ = [
+    "PreviewGenerator",
+    "DYNAMIC_SCALE_RANGE",
+    "MOTION_SCALE_RANGE",
+    "DEFAULT_DYNAMIC_SCALE",
+    "DEFAULT_MOTION_SCALE",
+]
 
 # The Sonic workflow's defaults; the ranges (0.5-2.0 each) are the ones RenderParams validates.
 DEFAULT_DYNAMIC_SCALE = 1.0

@@ -104,25 +104,25 @@ class Roi:
 
     def grid(self) -> tuple[np.ndarray, np.ndarray]:
         """Absolute pixel coordinates (x, y) of every pixel, float32."""
-        ys, xs = np.mgrid[self.y0:self.y1, self.x0:self.x1].astype(np.float32)
+        ys, xs = np.mgrid[self.y0 : self.y1, self.x0 : self.x1].astype(np.float32)
         return xs, ys
 
-    def within(self, outer: "Roi") -> tuple[slice, slice]:
+    def within(self, outer: Roi) -> tuple[slice, slice]:
         """This ROI's slices inside `outer`'s arrays."""
         return (slice(self.y0 - outer.y0, self.y1 - outer.y0), slice(self.x0 - outer.x0, self.x1 - outer.x0))
 
     @staticmethod
-    def around(points: np.ndarray, margin: float, width: int, height: int) -> "Roi":
+    def around(points: np.ndarray, margin: float, width: int, height: int) -> Roi:
         """Bounding box of points (x, y) plus a margin, clipped to the image."""
         x0, y0 = np.floor(points.min(axis=0) - margin).astype(int)
         x1, y1 = np.ceil(points.max(axis=0) + margin).astype(int) + 1
         return Roi(max(0, x0), max(0, y0), min(width, x1), min(height, y1))
 
-    def intersection(self, other: "Roi") -> "Roi":
+    def intersection(self, other: Roi) -> Roi:
         x0, y0 = max(self.x0, other.x0), max(self.y0, other.y0)
         return Roi(x0, y0, max(x0, min(self.x1, other.x1)), max(y0, min(self.y1, other.y1)))
 
-    def union(self, other: "Roi") -> "Roi":
+    def union(self, other: Roi) -> Roi:
         return Roi(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
 
 
@@ -139,7 +139,9 @@ class FaceFrame:
 
     def to_face(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dx, dy = x - self.origin[0], y - self.origin[1]
-        return (dx * self.eu[0] + dy * self.eu[1]).astype(np.float32), (dx * self.ev[0] + dy * self.ev[1]).astype(np.float32)
+        return (dx * self.eu[0] + dy * self.eu[1]).astype(np.float32), (dx * self.ev[0] + dy * self.ev[1]).astype(
+            np.float32
+        )
 
     def to_image(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Face-coordinate points -> image points [N, 2]."""
@@ -148,7 +150,9 @@ class FaceFrame:
 
     def vector_to_image(self, du: np.ndarray, dv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Face-coordinate displacement -> image (dx, dy)."""
-        return du * np.float32(self.eu[0]) + dv * np.float32(self.ev[0]), du * np.float32(self.eu[1]) + dv * np.float32(self.ev[1])
+        return du * np.float32(self.eu[0]) + dv * np.float32(self.ev[0]), du * np.float32(self.eu[1]) + dv * np.float32(
+            self.ev[1]
+        )
 
 
 @dataclass(frozen=True)
@@ -257,8 +261,10 @@ class FaceRig:
         # window (2.2 outer half-widths across, 0.7 IOD up and down), nose above, neck below.
         jaw_half = max(m.half_width * (1 + JAW_BROADENING) * 1.6, 2.3 * m.outer_half_width)
         jaw_points = self._face_box_points(
-            m.centre_u - jaw_half, m.centre_u + jaw_half,
-            float(m.line_v.min()) - max(m.to_nose, 0.75 * iod), float(m.line_v.max()) + max(1.7 * m.to_chin, 0.75 * iod),
+            m.centre_u - jaw_half,
+            m.centre_u + jaw_half,
+            float(m.line_v.min()) - max(m.to_nose, 0.75 * iod),
+            float(m.line_v.max()) + max(1.7 * m.to_chin, 0.75 * iod),
         )
         self.jaw_roi = Roi.around(jaw_points, 2, self.width, self.height)
         self.local_roi = Roi.around(landmarks[:, :2], 0.1 * iod, self.width, self.height).union(self.jaw_roi)
@@ -445,7 +451,7 @@ class FaceRig:
         image = self.image.astype(np.float32)
         lips = np.concatenate([np.array(mesh.OUTER_LIP_UPPER_CONTOUR), np.array(mesh.OUTER_LIP_LOWER_CONTOUR)])
         inner = np.concatenate([np.array(mesh.INNER_LIP_UPPER_CONTOUR), np.array(mesh.INNER_LIP_LOWER_CONTOUR)])
-        lip_points = (landmarks[lips, :2] * 0.5 + landmarks[inner, :2] * 0.5)
+        lip_points = landmarks[lips, :2] * 0.5 + landmarks[inner, :2] * 0.5
         self.lip_colour = _sample(image, lip_points).mean(axis=0)
         weights = np.array([0.299, 0.587, 0.114], np.float32)
         skin = _sample(image, landmarks[:, :2])
@@ -456,7 +462,9 @@ class FaceRig:
         cast = skin.mean(axis=0) / max(float(skin.mean()), 1.0)
         self.teeth_colour = np.array([1.0, 0.95, 0.88], np.float32) * (0.6 + 0.4 * cast) * min(225.0, 0.92 * bright)
         self.own_teeth = False
-        interior = _inside_polygon(image, landmarks[list(mesh.INNER_LIP_UPPER_CONTOUR) + list(mesh.INNER_LIP_LOWER_CONTOUR[::-1]), :2])
+        interior = _inside_polygon(
+            image, landmarks[list(mesh.INNER_LIP_UPPER_CONTOUR) + list(mesh.INNER_LIP_LOWER_CONTOUR[::-1]), :2]
+        )
         if len(interior) >= 20 and mesh.mouth_opening(landmarks) >= 0.04:
             luminance = interior @ weights
             own_teeth = interior[luminance >= np.percentile(luminance, 75)]
@@ -493,7 +501,7 @@ class FaceRig:
         head, moving = self.head_roi, self.head_moving
         offsets = (c.shift_x, c.shift_y, c.roll, c.yaw, c.pitch)
         coarse = np.zeros(self.head_basis.shape[1:], np.float32)
-        for offset, basis in zip(offsets, self.head_basis):
+        for offset, basis in zip(offsets, self.head_basis, strict=False):
             if offset:
                 coarse += np.float32(offset) * basis
         height, width = head.shape
@@ -501,8 +509,11 @@ class FaceRig:
         if min(moving.shape) <= 0:
             return work.copy()
         moved = cv2.remap(
-            work, self.head_moving_grid + shift[moving.within(head)], None,
-            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+            work,
+            self.head_moving_grid + shift[moving.within(head)],
+            None,
+            interpolation=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
         )
         if moved.shape[:2] == work.shape[:2]:
             return moved
@@ -541,8 +552,11 @@ class FaceRig:
             self._add_blink(dv, min(c.blink, 1.0))
         dx, dy = self.frame.vector_to_image(du, dv)
         warped = cv2.remap(
-            self.image, self.local_x + dx, self.local_y + dy,
-            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+            self.image,
+            self.local_x + dx,
+            self.local_y + dy,
+            interpolation=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
         )
         if opening > 1e-3:
             self._paint_interior(warped, jaw, self._gap_in_cavity(shape_du), opening, spread)
@@ -579,8 +593,11 @@ class FaceRig:
         offset_x, offset_y = self.frame.vector_to_image(shape_du[rows, cols], np.float32(0.0))
         grid_x, grid_y = self.jaw_grid
         return cv2.remap(
-            self.gap_fields, grid_x[rows, cols] + offset_x, grid_y[rows, cols] + offset_y,
-            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+            self.gap_fields,
+            grid_x[rows, cols] + offset_x,
+            grid_y[rows, cols] + offset_y,
+            interpolation=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
         )
 
     def _add_blink(self, dv: np.ndarray, blink: float) -> None:

@@ -105,8 +105,12 @@ def check_video(
     if thresholds.landmark_frame_step > 1:
         mouth = interpolate_gaps(mouth, max_gap=thresholds.landmark_frame_step)
     sync = estimate_av_offset(
-        mouth, envelope, speech,
-        max_lag_frames=thresholds.max_sync_search_frames, min_correlation=thresholds.min_sync_correlation, fps=fps,
+        mouth,
+        envelope,
+        speech,
+        max_lag_frames=thresholds.max_sync_search_frames,
+        min_correlation=thresholds.min_sync_correlation,
+        fps=fps,
     )
 
     _check_sync(sync, thresholds, failures, figures)
@@ -130,16 +134,24 @@ def check_video(
 def _check_container(info, audio: AudioClip, t: QAThresholds, failures: list[str], figures: dict) -> None:
     fps = info.fps or float(FPS)
     figures.update(
-        video_codec=info.video_codec, pix_fmt=info.pix_fmt, audio_codec=info.audio_codec or "none",
-        fps=round(fps, 3), width=info.width, height=info.height, num_frames=info.num_frames,
-        video_duration_s=round(info.video_duration_s, 4), audio_duration_s=round(audio.duration_s, 4),
+        video_codec=info.video_codec,
+        pix_fmt=info.pix_fmt,
+        audio_codec=info.audio_codec or "none",
+        fps=round(fps, 3),
+        width=info.width,
+        height=info.height,
+        num_frames=info.num_frames,
+        video_duration_s=round(info.video_duration_s, 4),
+        audio_duration_s=round(audio.duration_s, 4),
     )
     if info.video_codec != t.expected_video_codec:
         failures.append(f"video codec is {info.video_codec}, expected {t.expected_video_codec}")
     if info.pix_fmt != t.expected_pix_fmt:
         failures.append(f"pixel format is {info.pix_fmt}, expected {t.expected_pix_fmt}")
     if (info.audio_codec or "none") != t.expected_audio_codec:
-        failures.append(f"audio codec is {info.audio_codec or 'none (no audio track)'}, expected {t.expected_audio_codec}")
+        failures.append(
+            f"audio codec is {info.audio_codec or 'none (no audio track)'}, expected {t.expected_audio_codec}"
+        )
     if abs(fps - t.expected_fps) > 0.01:
         failures.append(f"frame rate is {fps:.3f} fps, expected {t.expected_fps:g}")
     if min(info.width, info.height) < t.min_short_side:
@@ -226,7 +238,7 @@ def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) runs of True."""
     padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
     edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return list(zip(edges[::2], edges[1::2]))
+    return list(zip(edges[::2], edges[1::2], strict=False))
 
 
 def _check_silences(mouth, speech, rest_opening: float, fps: float, t: QAThresholds, failures, figures) -> None:
@@ -234,7 +246,7 @@ def _check_silences(mouth, speech, rest_opening: float, fps: float, t: QAThresho
     trim = int(round(0.08 * fps))
     worst, worst_at = -math.inf, None
     for start, end in silences(speech, int(math.ceil(t.min_silence_s * fps))):
-        interior = mouth[start + trim:end - trim]
+        interior = mouth[start + trim : end - trim]
         interior = interior[np.isfinite(interior)]
         if interior.size == 0:
             continue
@@ -290,8 +302,7 @@ def _check_picture_stability(picture: PictureStats, speech: np.ndarray, t: QAThr
     if max_jump > t.max_luma_jump:
         at = int(np.argmax(jumps)) + 1
         failures.append(
-            f"flicker: mean luminance jumps by {max_jump:.1f} (of 255) at frame {at} "
-            f"(max {t.max_luma_jump:g})"
+            f"flicker: mean luminance jumps by {max_jump:.1f} (of 255) at frame {at} (max {t.max_luma_jump:g})"
         )
     black = np.flatnonzero(luma < t.black_luma)
     figures["black_frames"] = int(black.size)
@@ -310,8 +321,7 @@ def _check_picture_stability(picture: PictureStats, speech: np.ndarray, t: QAThr
     figures["longest_frozen_run_frames"] = run
     if run > t.max_frozen_run_frames:
         failures.append(
-            f"frozen picture during speech: {run} identical frames from frame {run_at} "
-            f"(max {t.max_frozen_run_frames})"
+            f"frozen picture during speech: {run} identical frames from frame {run_at} (max {t.max_frozen_run_frames})"
         )
 
 

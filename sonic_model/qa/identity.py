@@ -26,7 +26,9 @@ def _dlib_models():
 
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise SonicCatalogError("face_recognition_models is not installed: `pip install face_recognition_models==0.3.0`")
+        raise SonicCatalogError(
+            "face_recognition_models is not installed: `pip install face_recognition_models==0.3.0`"
+        )
     models = Path(list(spec.submodule_search_locations)[0]) / "models"
     return (
         dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat")),
@@ -41,7 +43,6 @@ def face_descriptor(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     detector draws; the same rule is used for portrait and frames so distances compare like
     with like.
     """
-    import dlib
 
     rect = _dlib_rect(landmarks, rgb.shape[1], rgb.shape[0])
     predictor, encoder = _dlib_models()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sonic_model.video_reader import iter_rgb_and_luma_frames
 from sonic_model.qa.identity import identity_distance_in_frame
 from sonic_model.qa.thresholds import QAThresholds
+from sonic_model.video_reader import iter_rgb_and_luma_frames
 
 THUMB_SIDE = 64
 
@@ -126,4 +126,3 @@ def _spread_indices(count: int, samples: int) -> set[int]:
     if count <= 0 or samples <= 0:
         return set()
     return {int(round((i + 0.5) * count / samples)) for i in range(samples)} & set(range(count))
-

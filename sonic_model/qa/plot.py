@@ -52,8 +52,15 @@ def _plot_series(source: SyncMeasurement | QAResult):
     mouth = np.array([np.nan if v is None else v for v in source.mouth_series], np.float64)
     offset = source.figures.get("av_offset_frames", "?")
     correlation = source.figures.get("sync_correlation", "n/a")
-    title = f"av offset {offset} frames (+ = picture late), correlation {correlation}; QA {'passed' if source.passed else 'failed'}"
-    return mouth, np.asarray(source.envelope_series, np.float64), np.asarray(source.speech_series, bool), source.fps, title
+    verdict = "passed" if source.passed else "failed"
+    title = f"av offset {offset} frames (+ = picture late), correlation {correlation}; QA {verdict}"
+    return (
+        mouth,
+        np.asarray(source.envelope_series, np.float64),
+        np.asarray(source.speech_series, bool),
+        source.fps,
+        title,
+    )
 
 
 def _unit_scale(values: np.ndarray) -> np.ndarray:
@@ -63,4 +70,3 @@ def _unit_scale(values: np.ndarray) -> np.ndarray:
         return values
     low, high = float(finite.min()), float(finite.max())
     return (values - low) / (high - low) if high > low else values - low
-

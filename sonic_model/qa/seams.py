@@ -67,7 +67,7 @@ def _excess(along: np.ndarray) -> np.ndarray:
     k = NEIGHBOUR_OFFSET
     if along.shape[0] <= 2 * k:
         return np.zeros((0, along.shape[1]), np.float32)
-    return along[k:-k] - 0.5 * (along[: -2 * k] + along[2 * k:])
+    return along[k:-k] - 0.5 * (along[: -2 * k] + along[2 * k :])
 
 
 def _window(shape: tuple[int, int], window_fraction: float) -> int:
@@ -86,7 +86,9 @@ def seam_step_maps(
     difference = np.asarray(frame_luma, np.float32) - np.asarray(reference_luma, np.float32)
     window = _window(difference.shape, window_fraction)
     rows = _row_steps_along(difference, window, skip)
-    cols = _row_steps_along(np.ascontiguousarray(difference.T), window, None if skip is None else np.ascontiguousarray(skip.T))
+    cols = _row_steps_along(
+        np.ascontiguousarray(difference.T), window, None if skip is None else np.ascontiguousarray(skip.T)
+    )
     return rows, cols
 
 
@@ -164,8 +166,10 @@ class SeamMeter:
             return "nowhere"
         k = NEIGHBOUR_OFFSET
         rows, cols = self._excess_maps()
-        best = max(((m, name) for m, name in ((rows, "horizontal"), (cols, "vertical")) if m.size),
-                   key=lambda item: item[0].max())
+        best = max(
+            ((m, name) for m, name in ((rows, "horizontal"), (cols, "vertical")) if m.size),
+            key=lambda item: item[0].max(),
+        )
         matrix, name = best
         line, along = np.unravel_index(int(matrix.argmax()), matrix.shape)
         axis = "y" if name == "horizontal" else "x"

@@ -87,16 +87,14 @@ class QAThresholds:
     max_seam_strength: float = 8.0
     seam_frame_step: int = 5
 
-    def with_overrides(self, overrides: dict[str, Any] | None) -> "QAThresholds":
+    def with_overrides(self, overrides: dict[str, Any] | None) -> QAThresholds:
         """A copy with some values changed; unknown names or wrong types raise `InputError`."""
         if not overrides:
             return self
         known = {f.name: f for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - set(known))
         if unknown:
-            raise InputError(
-                f"unknown QA threshold(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
+            raise InputError(f"unknown QA threshold(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         converted = {name: _convert_threshold(name, value, getattr(self, name)) for name, value in overrides.items()}
         return dataclasses.replace(self, **converted)
 

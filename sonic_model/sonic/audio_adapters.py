@@ -27,7 +27,9 @@ class AudioMLPDims:
     token_width: int
 
     @classmethod
-    def from_shapes(cls, shapes: dict[str, tuple[int, ...]], *, states: int, channels: int, extra_inputs: int, token_width: int) -> "AudioMLPDims":
+    def from_shapes(
+        cls, shapes: dict[str, tuple[int, ...]], *, states: int, channels: int, extra_inputs: int, token_width: int
+    ) -> AudioMLPDims:
         """Read the window length, hidden width and token count from the weight shapes.
 
         `states` and `channels` come from the Whisper config, `token_width` from the UNet's
@@ -36,7 +38,10 @@ class AudioMLPDims:
         hidden, inputs = shapes["proj1.weight"]
         window, rest = divmod(inputs - extra_inputs, states * channels)
         if rest or window <= 0:
-            raise ValueError(f"proj1 takes {inputs} inputs, not a whole window of {states}x{channels} Whisper values (+{extra_inputs})")
+            raise ValueError(
+                f"proj1 takes {inputs} inputs, not a whole window of {states}x{channels} Whisper values "
+                f"(+{extra_inputs})"
+            )
         outputs = shapes["proj3.weight"][0]
         if outputs % token_width:
             raise ValueError(f"proj3 gives {outputs} outputs, not a whole number of tokens of width {token_width}")

@@ -18,7 +18,11 @@ def whisper_input_features(feature_extractor, waveform_16k: np.ndarray) -> torch
     blocks = []
     for start in range(0, max(len(waveform_16k), 1), chunk):
         piece = waveform_16k[start : start + chunk]
-        blocks.append(feature_extractor(piece, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt").input_features[0])
+        blocks.append(
+            feature_extractor(piece, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt").input_features[
+                0
+            ]
+        )
     return torch.cat(blocks, dim=-1)
 
 

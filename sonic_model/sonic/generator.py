@@ -93,7 +93,10 @@ class SonicGenerator:
                 faces = detect_faces(portrait_rgb)
             if not faces:
                 height, width = portrait_rgb.shape[:2]
-                raise NoFaceError(f"no face found in the {width}x{height} portrait; use a photo with one clearly visible, roughly frontal face")
+                raise NoFaceError(
+                    f"no face found in the {width}x{height} portrait; use a photo with one clearly visible, roughly "
+                    "frontal face"
+                )
             # Largest area first; ties broken by score, then top-left: deterministic.
             best = min(faces, key=lambda f: (-round(f.w * f.h, 3), -f.score, f.y, f.x))
             self._face_cache.clear()  # keep one entry: output_size() then frames() on the same portrait
@@ -138,7 +141,10 @@ class SonicGenerator:
         if audio.sample_rate != 16000:
             raise AudioError(f"the Sonic generator needs 16 kHz audio, got {audio.sample_rate} Hz")
         if audio.duration_s > self.max_audio_seconds:
-            raise AudioError(f"audio is {audio.duration_s:.1f} s, longer than the Sonic limit of {self.max_audio_seconds:g} s; split the script")
+            raise AudioError(
+                f"audio is {audio.duration_s:.1f} s, longer than the Sonic limit of {self.max_audio_seconds:g} s; "
+                "split the script"
+            )
         settings = self.settings(params)
         audio_frames_needed = int(np.ceil(audio.duration_s * 25)) + 2
         if audio_frames_needed > settings.max_audio_frames_25fps:

@@ -19,9 +19,13 @@ from sonic_model.sonic.unet import SonicUNet
 CLIP_MEAN_STD_DEFAULT = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 
 
-def default_device_dtype(device: str | torch.device | None, dtype: torch.dtype | None) -> tuple[torch.device, torch.dtype]:
+def default_device_dtype(
+    device: str | torch.device | None, dtype: torch.dtype | None
+) -> tuple[torch.device, torch.dtype]:
     """CUDA when available, fp16 there and fp32 on CPU (unless asked otherwise)."""
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = (
+        torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     return device, dtype
@@ -95,10 +99,16 @@ def load_sonic_models(weights_dir: str | Path, device=None, dtype: torch.dtype |
     rife_state = {k.removeprefix("module."): v for k, v in rife_state.items()}
     try:
         token_dims, bucket_dims = W.audio_mlp_dims(
-            W.shapes(token_state), W.shapes(bucket_state), whisper_config, unet_config["cross_attention_dim"], clip_config["projection_dim"]
+            W.shapes(token_state),
+            W.shapes(bucket_state),
+            whisper_config,
+            unet_config["cross_attention_dim"],
+            clip_config["projection_dim"],
         )
     except (KeyError, ValueError) as exc:
-        raise WeightsError(f"Sonic audio MLP weights do not fit the configs ({exc}); re-download them from {W.SOURCES['Sonic']}") from None
+        raise WeightsError(
+            f"Sonic audio MLP weights do not fit the configs ({exc}); re-download them from {W.SOURCES['Sonic']}"
+        ) from None
     with torch.device("meta"):
         unet = W.build_unet(unet_config)
         audio2token, audio2bucket = W.build_audio_mlps(token_dims, bucket_dims)
@@ -112,12 +122,19 @@ def load_sonic_models(weights_dir: str | Path, device=None, dtype: torch.dtype |
     variant = lambda path: "fp16" if ".fp16." in path.name else None  # noqa: E731
     try:
         with _quiet_libraries():
-            vae = AutoencoderKLTemporalDecoder.from_pretrained(files.svd / "vae", variant=variant(files["vae"]), local_files_only=True)
-            image_encoder = CLIPVisionModelWithProjection.from_pretrained(files.svd / "image_encoder", variant=variant(files["image_encoder"]), local_files_only=True)
+            vae = AutoencoderKLTemporalDecoder.from_pretrained(
+                files.svd / "vae", variant=variant(files["vae"]), local_files_only=True
+            )
+            image_encoder = CLIPVisionModelWithProjection.from_pretrained(
+                files.svd / "image_encoder", variant=variant(files["image_encoder"]), local_files_only=True
+            )
             whisper = WhisperModel.from_pretrained(files.whisper, local_files_only=True)
         feature_extractor = WhisperFeatureExtractor.from_pretrained(files.whisper, local_files_only=True)
     except Exception as exc:  # library errors: size mismatch, corrupt safetensors, bad config
-        raise WeightsError(f"cannot load the upstream models from {files.root} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
+        raise WeightsError(
+            f"cannot load the upstream models from {files.root} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300]})"
+        ) from None
     whisper_encoder = whisper.get_encoder()
 
     clip_mean_std = CLIP_MEAN_STD_DEFAULT

@@ -58,7 +58,14 @@ def compare(name: str, ours: torch.Tensor | None, reference: torch.Tensor) -> St
     if name == "video.frames_uint8":
         fraction = float((diff > 0).double().mean())
         passed = fraction <= VIDEO_MAX_DIFF_FRACTION and error <= VIDEO_MAX_LEVELS
-        return StageResult(name, shape, error, VIDEO_MAX_LEVELS, passed, f"{fraction * 100:.3f}% of values differ (<= {VIDEO_MAX_DIFF_FRACTION * 100:g}%)")
+        return StageResult(
+            name,
+            shape,
+            error,
+            VIDEO_MAX_LEVELS,
+            passed,
+            f"{fraction * 100:.3f}% of values differ (<= {VIDEO_MAX_DIFF_FRACTION * 100:g}%)",
+        )
     if reference.is_floating_point():
         tolerance = max(1e-4, 1e-3 * float(reference.double().abs().max()))
         return StageResult(name, shape, error, tolerance, error <= tolerance)
@@ -117,9 +124,13 @@ def run_parity(fixture_dir: str | Path, out_dir: str | Path, *, threads: int | N
     for name in sorted(reference):
         result = compare(name, ours.get(name), reference[name])
         if name in notes:
-            result = StageResult(result.name, result.shape, result.max_abs_error, result.tolerance, result.passed, notes[name])
+            result = StageResult(
+                result.name, result.shape, result.max_abs_error, result.tolerance, result.passed, notes[name]
+            )
         results.append(result)
-    (out_dir / "parity.json").write_text(json.dumps({"seconds": seconds, "results": [r.__dict__ for r in results]}, indent=1, default=str))
+    (out_dir / "parity.json").write_text(
+        json.dumps({"seconds": seconds, "results": [r.__dict__ for r in results]}, indent=1, default=str)
+    )
     return results
 
 
@@ -127,10 +138,26 @@ def format_parity_table(results: list[StageResult]) -> str:
     """A fixed-width table, one line per stage, then a summary line."""
     rows = [("stage", "shape", "max |err|", "tolerance", "result", "")]
     for r in results:
-        rows.append((r.name, "x".join(map(str, r.shape)) or "scalar", f"{r.max_abs_error:.3g}", f"{r.tolerance:.3g}", "ok" if r.passed else "FAIL", r.note))
+        rows.append(
+            (
+                r.name,
+                "x".join(map(str, r.shape)) or "scalar",
+                f"{r.max_abs_error:.3g}",
+                f"{r.tolerance:.3g}",
+                "ok" if r.passed else "FAIL",
+                r.note,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths)) + (f"  {row[5]}" if row[5] else "") for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=False))
+        + (f"  {row[5]}" if row[5] else "")
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     failed = [r.name for r in results if not r.passed]
-    lines.append(f"{len(results) - len(failed)}/{len(results)} stages within tolerance" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    lines.append(
+        f"{len(results) - len(failed)}/{len(results)} stages within tolerance"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
     return "\n".join(lines)

@@ -487,7 +487,7 @@ class SonicPipeline:
                 else chunk[:0]
             )
             capture("rife.middle_frames", middles)
-            for middle, second in zip(middles, seconds):
+            for middle, second in zip(middles, seconds, strict=False):
                 yield middle
                 yield second
             previous = chunk[-1]

@@ -30,12 +30,24 @@ class IFBlock(nn.Module):
         self.convblock1 = nn.Sequential(conv_prelu(width, width), conv_prelu(width, width))
         self.convblock2 = nn.Sequential(conv_prelu(width, width), conv_prelu(width, width))
         self.convblock3 = nn.Sequential(conv_prelu(width, width), conv_prelu(width, width))
-        self.conv1 = nn.Sequential(nn.ConvTranspose2d(width, width // 2, 4, 2, 1), nn.PReLU(width // 2), nn.ConvTranspose2d(width // 2, 4, 4, 2, 1))
-        self.conv2 = nn.Sequential(nn.ConvTranspose2d(width, width // 2, 4, 2, 1), nn.PReLU(width // 2), nn.ConvTranspose2d(width // 2, 1, 4, 2, 1))
+        self.conv1 = nn.Sequential(
+            nn.ConvTranspose2d(width, width // 2, 4, 2, 1),
+            nn.PReLU(width // 2),
+            nn.ConvTranspose2d(width // 2, 4, 4, 2, 1),
+        )
+        self.conv2 = nn.Sequential(
+            nn.ConvTranspose2d(width, width // 2, 4, 2, 1),
+            nn.PReLU(width // 2),
+            nn.ConvTranspose2d(width // 2, 1, 4, 2, 1),
+        )
 
     def forward(self, x: torch.Tensor, flow: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.interpolate(x, scale_factor=1.0 / scale, mode="bilinear", align_corners=False, recompute_scale_factor=False)
-        flow = F.interpolate(flow, scale_factor=1.0 / scale, mode="bilinear", align_corners=False, recompute_scale_factor=False) * (1.0 / scale)
+        x = F.interpolate(
+            x, scale_factor=1.0 / scale, mode="bilinear", align_corners=False, recompute_scale_factor=False
+        )
+        flow = F.interpolate(
+            flow, scale_factor=1.0 / scale, mode="bilinear", align_corners=False, recompute_scale_factor=False
+        ) * (1.0 / scale)
         feat = self.conv0(torch.cat((x, flow), 1))
         feat = self.convblock0(feat) + feat
         feat = self.convblock1(feat) + feat
@@ -43,8 +55,13 @@ class IFBlock(nn.Module):
         feat = self.convblock3(feat) + feat
         flow = self.conv1(feat)
         mask = self.conv2(feat)
-        flow = F.interpolate(flow, scale_factor=scale, mode="bilinear", align_corners=False, recompute_scale_factor=False) * scale
-        mask = F.interpolate(mask, scale_factor=scale, mode="bilinear", align_corners=False, recompute_scale_factor=False)
+        flow = (
+            F.interpolate(flow, scale_factor=scale, mode="bilinear", align_corners=False, recompute_scale_factor=False)
+            * scale
+        )
+        mask = F.interpolate(
+            mask, scale_factor=scale, mode="bilinear", align_corners=False, recompute_scale_factor=False
+        )
         return flow, mask
 
 
@@ -55,7 +72,9 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     ys = torch.linspace(-1.0, 1.0, h, device=flow.device, dtype=flow.dtype).view(1, 1, h, 1).expand(n, -1, -1, w)
     grid = torch.cat([xs, ys], 1)
     flow = torch.cat([flow[:, 0:1] / ((image.shape[3] - 1.0) / 2.0), flow[:, 1:2] / ((image.shape[2] - 1.0) / 2.0)], 1)
-    return F.grid_sample(image, (grid + flow).permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(
+        image, (grid + flow).permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=True
+    )
 
 
 class IFNet(nn.Module):
@@ -69,21 +88,27 @@ class IFNet(nn.Module):
         self.block_tea = IFBlock(teacher_in_channels, width)
 
     @classmethod
-    def from_shapes(cls, shapes: dict[str, tuple[int, ...]], prefix: str = "") -> "IFNet":
+    def from_shapes(cls, shapes: dict[str, tuple[int, ...]], prefix: str = "") -> IFNet:
         """Size the network from `flownet.pkl`'s tensor shapes (keys with or without `module.`)."""
         width = shapes[f"{prefix}block0.conv0.1.0.weight"][0]
         in_channels = shapes[f"{prefix}block0.conv0.0.0.weight"][1]
         teacher_in = shapes.get(f"{prefix}block_tea.conv0.0.0.weight", (0, in_channels + 3))[1]
         return cls(width, in_channels, teacher_in)
 
-    def forward(self, frame0: torch.Tensor, frame1: torch.Tensor, scales: tuple[float, ...] = (4.0, 2.0, 1.0)) -> torch.Tensor:
+    def forward(
+        self, frame0: torch.Tensor, frame1: torch.Tensor, scales: tuple[float, ...] = (4.0, 2.0, 1.0)
+    ) -> torch.Tensor:
         flow = frame0.new_zeros(frame0.shape[0], 4, *frame0.shape[2:])
         mask = frame0.new_zeros(frame0.shape[0], 1, *frame0.shape[2:])
         warped0, warped1 = frame0, frame1
-        for block, scale in zip((self.block0, self.block1, self.block2), scales):
+        for block, scale in zip((self.block0, self.block1, self.block2), scales, strict=False):
             # Run the block both ways (0->1 and 1->0) and average, as the release does.
             f0, m0 = block(torch.cat((warped0[:, :3], warped1[:, :3], mask), 1), flow, scale=scale)
-            f1, m1 = block(torch.cat((warped1[:, :3], warped0[:, :3], -mask), 1), torch.cat((flow[:, 2:4], flow[:, :2]), 1), scale=scale)
+            f1, m1 = block(
+                torch.cat((warped1[:, :3], warped0[:, :3], -mask), 1),
+                torch.cat((flow[:, 2:4], flow[:, :2]), 1),
+                scale=scale,
+            )
             flow = flow + (f0 + torch.cat((f1[:, 2:4], f1[:, :2]), 1)) / 2
             mask = mask + (m0 + (-m1)) / 2
             warped0 = backward_warp(frame0, flow[:, :2])

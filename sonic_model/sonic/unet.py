@@ -55,7 +55,15 @@ class AudioCrossAttnProcessor(nn.Module):
     Attention runs through PyTorch SDPA (flash / memory-efficient kernels on CUDA).
     """
 
-    def __init__(self, hidden_size: int, cross_attention_dim: int, *, temporal: bool, conditioning: AudioConditioning, scale: float = 1.0):
+    def __init__(
+        self,
+        hidden_size: int,
+        cross_attention_dim: int,
+        *,
+        temporal: bool,
+        conditioning: AudioConditioning,
+        scale: float = 1.0,
+    ):
         super().__init__()
         self.to_k_ip = nn.ModuleList([nn.Linear(cross_attention_dim, hidden_size, bias=False)])
         self.to_v_ip = nn.ModuleList([nn.Linear(cross_attention_dim, hidden_size, bias=False)])
@@ -63,7 +71,9 @@ class AudioCrossAttnProcessor(nn.Module):
         self.scale = scale
         self.conditioning = conditioning
 
-    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, attention_mask=None, temb=None) -> torch.Tensor:
+    def __call__(
+        self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, attention_mask=None, temb=None
+    ) -> torch.Tensor:
         cond = self.conditioning
         rows, heads = hidden_states.shape[0], attn.heads
 
@@ -74,7 +84,9 @@ class AudioCrossAttnProcessor(nn.Module):
             return x.transpose(1, 2).reshape(x.shape[0], -1, x.shape[1] * x.shape[-1])
 
         query = split_heads(attn.to_q(hidden_states))
-        image_out = F.scaled_dot_product_attention(query, split_heads(attn.to_k(encoder_hidden_states)), split_heads(attn.to_v(encoder_hidden_states)))
+        image_out = F.scaled_dot_product_attention(
+            query, split_heads(attn.to_k(encoder_hidden_states)), split_heads(attn.to_v(encoder_hidden_states))
+        )
 
         audio = cond.window_mean_tokens() if self.temporal else cond.audio_tokens
         audio_key = split_heads(self.to_k_ip[0](audio))
@@ -97,7 +109,7 @@ class SonicUNet(UNetSpatioTemporalConditionModel):
     """The SVD UNet whose cross-attentions carry Sonic's audio branch; keys equal `unet.pth`'s."""
 
     @classmethod
-    def from_svd_config(cls, config: dict, *, audio_scale: float = 1.0) -> "SonicUNet":
+    def from_svd_config(cls, config: dict, *, audio_scale: float = 1.0) -> SonicUNet:
         config = {k: v for k, v in config.items() if not k.startswith("_")}
         unet = cls.from_config(config)
         unet.add_audio_branch(audio_scale)
@@ -129,7 +141,12 @@ class SonicUNet(UNetSpatioTemporalConditionModel):
         grid_h, grid_w = height // 8, width // 8  # the VAE downsamples by 8
         grids = []
         for _ in self.config.block_out_channels:
-            mask = F.interpolate(face_mask.reshape(1, 1, height, width).float(), size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+            mask = F.interpolate(
+                face_mask.reshape(1, 1, height, width).float(),
+                size=(grid_h, grid_w),
+                mode="bicubic",
+                align_corners=False,
+            )
             grids.append(mask[0, 0])
             # Each down block halves the grid with a stride-2, padding-1 convolution.
             grid_h, grid_w = math.ceil(grid_h / 2), math.ceil(grid_w / 2)
@@ -152,6 +169,8 @@ class SonicUNet(UNetSpatioTemporalConditionModel):
         cond.num_frames = sample.shape[1]
         cond.mask_by_grid = {m.numel(): m.reshape(1, -1, 1) for m in self.face_mask_grids(face_mask)}
         try:
-            return super().forward(sample, timestep, encoder_hidden_states=clip_context, added_time_ids=added_time_ids, return_dict=False)[0]
+            return super().forward(
+                sample, timestep, encoder_hidden_states=clip_context, added_time_ids=added_time_ids, return_dict=False
+            )[0]
         finally:
             cond.clear()

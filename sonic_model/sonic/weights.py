@@ -127,7 +127,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # corrupt zip, truncated file, pickle with code
-        raise WeightsError(f"cannot read {path} ({type(exc).__name__}: {exc}); re-download it from {_source_of_path(path)}") from None
+        raise WeightsError(
+            f"cannot read {path} ({type(exc).__name__}: {exc}); re-download it from {_source_of_path(path)}"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} is not a tensor dictionary; re-download it from {_source_of_path(path)}")
     return state
@@ -162,16 +164,24 @@ def build_unet(unet_config: dict, *, audio_scale: float = 1.0) -> SonicUNet:
     return SonicUNet.from_svd_config(unet_config, audio_scale=audio_scale)
 
 
-def audio_mlp_dims(token_shapes, bucket_shapes, whisper_config: dict, cross_attention_dim: int, clip_projection_dim: int):
+def audio_mlp_dims(
+    token_shapes, bucket_shapes, whisper_config: dict, cross_attention_dim: int, clip_projection_dim: int
+):
     """Dims of audio2token and audio2bucket from their weight shapes and the Whisper/UNet configs."""
     channels = whisper_config["d_model"]
     states = whisper_config["encoder_layers"] + 1  # the input embedding + every layer's output
-    token = AudioMLPDims.from_shapes(token_shapes, states=states, channels=channels, extra_inputs=0, token_width=cross_attention_dim)
-    bucket = AudioMLPDims.from_shapes(bucket_shapes, states=1, channels=channels, extra_inputs=clip_projection_dim, token_width=1)
+    token = AudioMLPDims.from_shapes(
+        token_shapes, states=states, channels=channels, extra_inputs=0, token_width=cross_attention_dim
+    )
+    bucket = AudioMLPDims.from_shapes(
+        bucket_shapes, states=1, channels=channels, extra_inputs=clip_projection_dim, token_width=1
+    )
     return token, bucket
 
 
-def build_audio_mlps(token_dims: AudioMLPDims, bucket_dims: AudioMLPDims) -> tuple[AudioTokenProjector, MotionBucketRegressor]:
+def build_audio_mlps(
+    token_dims: AudioMLPDims, bucket_dims: AudioMLPDims
+) -> tuple[AudioTokenProjector, MotionBucketRegressor]:
     return AudioTokenProjector(token_dims), MotionBucketRegressor(bucket_dims)
 
 

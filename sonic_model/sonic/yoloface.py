@@ -56,11 +56,13 @@ def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float) ->
         inter = inter_w * inter_h
         area = lambda x: (x[..., 2] - x[..., 0]).clamp(min=0) * (x[..., 3] - x[..., 1]).clamp(min=0)  # noqa: E731
         iou = inter / (area(b) + area(others) - inter).clamp(min=1e-9)
-        order = [i for i, o in zip(order, iou.tolist()) if o <= iou_threshold]
+        order = [i for i, o in zip(order, iou.tolist(), strict=False) if o <= iou_threshold]
     return keep
 
 
-def decode_predictions(pred: torch.Tensor, scale: float, pad: tuple[int, int], image_wh: tuple[int, int]) -> list[FaceBox]:
+def decode_predictions(
+    pred: torch.Tensor, scale: float, pad: tuple[int, int], image_wh: tuple[int, int]
+) -> list[FaceBox]:
     """[boxes, 16] letterboxed predictions -> faces in image pixels, largest first (ties: score, top, left)."""
     pred = pred.float()
     scores = pred[:, 4] * pred[:, 15]
@@ -92,7 +94,10 @@ class YoloFaceDetector:
         try:
             self.model = torch.jit.load(str(path), map_location=device).eval()
         except Exception as exc:
-            raise WeightsError(f"cannot load the face detector {path} ({type(exc).__name__}); re-download yoloface_v5m.pt from the official Sonic release on Hugging Face 'LeonJoe13/Sonic'") from None
+            raise WeightsError(
+                f"cannot load the face detector {path} ({type(exc).__name__}); re-download yoloface_v5m.pt from the "
+                "official Sonic release on Hugging Face 'LeonJoe13/Sonic'"
+            ) from None
         self.device = torch.device(device)
 
     @torch.no_grad()
@@ -104,5 +109,7 @@ class YoloFaceDetector:
         if isinstance(out, (tuple, list)):
             out = out[0]
         if not isinstance(out, torch.Tensor) or out.ndim != 3 or out.shape[-1] < 16:
-            raise WeightsError("yoloface_v5m.pt returned an unexpected output (expected decoded [1, boxes, 16] predictions)")
+            raise WeightsError(
+                "yoloface_v5m.pt returned an unexpected output (expected decoded [1, boxes, 16] predictions)"
+            )
         return decode_predictions(out[0].cpu(), scale, pad, (rgb.shape[1], rgb.shape[0]))
