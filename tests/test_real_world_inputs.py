@@ -370,19 +370,33 @@ def test_video_containers_render_with_their_sound_in_sync(media, tmp_path, name)
 # --- one timeline for QA and calibrate ----------------------------------------------------------------
 
 
+def _clean_render(folder: Path, loudness_target: float | None) -> Path:
+    out = folder / "clean.mp4"
+    params = RenderParams(
+        min_resolution=256, lipsync_calibration=False, motion_smoothing=0.0, loudness_target=loudness_target
+    )
+    render_video(create_generator("preview"), PORTRAIT, SPEECH_PAUSE, out, params)
+    return out
+
+
 @pytest.fixture(scope="module")
 def clean_render(tmp_path_factory) -> Path:
-    """A preview render of 6 s of speech with a pause, in sync, 256 px (no post-processing)."""
-    folder = tmp_path_factory.mktemp("calibrate")
-    out = folder / "clean.mp4"
-    render_video(
-        create_generator("preview"),
-        PORTRAIT,
-        SPEECH_PAUSE,
-        out,
-        RenderParams(min_resolution=256, lipsync_calibration=False, motion_smoothing=0.0),
-    )
-    return out
+    """A preview render of 6 s of speech with a pause, in sync, 256 px (no post-processing), its
+    sound as the script's (16 kHz AAC: no loudness normalisation)."""
+    return _clean_render(tmp_path_factory.mktemp("calibrate"), None)
+
+
+def test_calibrate_a_delayed_48k_track_ignores_the_priming_a_stream_copy_keeps(tmp_path):
+    # Rendered at the default loudness target (AAC 48 kHz stereo), moved 4 frames late by a stream
+    # copy: FFmpeg then presents the track's 1024 priming samples too, so the track "starts" 21 ms
+    # before its sound. Calibrate must undo the measured 160 ms, not the 139 ms the container says.
+    clean = _clean_render(tmp_path, -14.0)
+    assert probe_video(clean).audio_sample_rate == 48000
+    broken = container_delay(clean, 4, tmp_path / "late.mp4")
+    report = calibrate_video(broken, tmp_path / "fixed.mp4")
+    assert report.sound_lead_before_ms == pytest.approx(160 - 1024 / 48, abs=0.5)
+    assert not report.audio_reencoded and report.applied_ms == pytest.approx(-160.0, abs=0.5)
+    assert abs(report.offset_after_frames - measure_av_sync(clean).offset_frames) <= 1
 
 
 def container_delay(video: Path, frames: int, out: Path) -> Path:

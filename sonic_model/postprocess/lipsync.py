@@ -224,12 +224,15 @@ def container_shift_ms(measured_delay_ms: float, sound_lead_s: float | None, *, 
     """The shift that cancels a container delay exactly, when the measurement points at one.
 
     The measurement is in whole frames; a track that starts `sound_lead_s` after the picture
-    (as the container says) and a measured correction within one frame of cancelling it mean
-    the lead is the desync: cancel it to the sample rather than to the nearest frame.
+    (as the container says) and a measured correction within half a frame of cancelling it (the
+    measurement's own rounding) mean the lead is the desync: cancel it to the sample rather than
+    to the nearest frame. Half a frame, not one: a track moved by a stream copy (`-itsoffset`)
+    may keep its AAC priming in the presented span, so FFmpeg reports it starting 1024 samples
+    (21 ms at 48 kHz) before its sound; trusting that start would leave the sound that much late.
     """
     if sound_lead_s is None or abs(sound_lead_s) < 0.001:
         return measured_delay_ms
-    if abs(measured_delay_ms + sound_lead_s * 1000.0) <= 1000.0 / fps:
+    if abs(measured_delay_ms + sound_lead_s * 1000.0) <= 500.0 / fps:
         return -sound_lead_s * 1000.0
     return measured_delay_ms
 
