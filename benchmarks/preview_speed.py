@@ -18,6 +18,9 @@ Then it runs `python -m sonic_catalog.cli render-one` on a 9 s clip a few times,
 would, and prints the wall time of the whole command (interpreter start, imports, argument
 parsing, decoding, rendering, post-processing, the final file) and how much of it was start-up.
 
+`--loudness-target off` measures the generator at the script's level; by default the render
+normalises the sound to -14 LUFS first (issue 13), which costs time and memory of its own.
+
 Targets (issues 2 and 16): >= 4x real time (warm), the 60 s peak <= 1.2x the 10 s peak, and the
 whole `render-one` command >= 2x real time.
 """
@@ -98,12 +101,14 @@ class ChildPeakMemory:
         return self.peak_mb
 
 
-def measure(portrait: Path, audio: Path, out: Path, started: float) -> dict:
+def measure(portrait: Path, audio: Path, out: Path, started: float, loudness: str = "default") -> dict:
     """A cold render, then the same render warm (call in a fresh interpreter)."""
     from sonic_model.generators import RenderParams, create_generator
     from sonic_model.render import render_video
 
     params = RenderParams(min_resolution=512)
+    if loudness != "default":  # "off": the script's own level, no normalisation
+        params = RenderParams(min_resolution=512, loudness_target=loudness)
     cold = render_video(create_generator("preview"), portrait, audio, out.with_suffix(".cold.mp4"), params)
     cold_finished = time.perf_counter()
     sampler = ChildPeakMemory()
@@ -122,20 +127,21 @@ def measure(portrait: Path, audio: Path, out: Path, started: float) -> dict:
     }
 
 
-def run_child(portrait: Path, seconds: float, workdir: Path) -> dict:
+def run_child(portrait: Path, seconds: float, workdir: Path, loudness: str = "default") -> dict:
     audio = workdir / f"speech_{seconds:g}s.wav"
     make_speech(seconds, audio)
     out = workdir / f"preview_{seconds:g}s.mp4"
     code = (
         f"import sys, time; started = time.perf_counter(); sys.path.insert(0, {str(ROOT)!r}); "
         "import json; from benchmarks.preview_speed import measure; from pathlib import Path; "
-        f"print(json.dumps(measure(Path({str(portrait)!r}), Path({str(audio)!r}), Path({str(out)!r}), started)))"
+        f"print(json.dumps(measure(Path({str(portrait)!r}), Path({str(audio)!r}), Path({str(out)!r}), started, "
+        f"{loudness!r})))"
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def time_render_one(portrait: Path, seconds: float, workdir: Path, runs: int) -> list[dict]:
+def time_render_one(portrait: Path, seconds: float, workdir: Path, runs: int, loudness: str = "default") -> list[dict]:
     """Wall time of the whole `render-one` command, `runs` times, with its own --json figures."""
     import os
 
@@ -158,6 +164,7 @@ def time_render_one(portrait: Path, seconds: float, workdir: Path, runs: int) ->
                 str(audio),
                 "--out",
                 str(out),
+                *(["--loudness-target", loudness] if loudness != "default" else []),
                 "--json",
             ],
             capture_output=True,
@@ -178,12 +185,17 @@ def main() -> int:
     parser.add_argument("--durations", type=float, nargs="+", default=[10.0, 60.0])
     parser.add_argument("--command-seconds", type=float, default=9.0, help="render-one clip length (0: skip)")
     parser.add_argument("--command-runs", type=int, default=3)
+    parser.add_argument(
+        "--loudness-target",
+        default="default",
+        help="'off' measures the generator at the script's level; default: the render default (-14 LUFS)",
+    )
     args = parser.parse_args()
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in args.durations:
-            results[seconds] = figures = run_child(args.portrait, seconds, Path(tmp))
+            results[seconds] = figures = run_child(args.portrait, seconds, Path(tmp), args.loudness_target)
             realtime = figures["video_s"] / figures["render_s"]
             print(
                 f"{seconds:5.0f} s speech, {figures['size']}: {realtime:5.2f}x real time warm "
@@ -194,7 +206,9 @@ def main() -> int:
             )
         command = []
         if args.command_seconds:
-            command = time_render_one(args.portrait, args.command_seconds, Path(tmp), args.command_runs)
+            command = time_render_one(
+                args.portrait, args.command_seconds, Path(tmp), args.command_runs, args.loudness_target
+            )
     if command:
         walls = sorted(run["wall_s"] for run in command)
         best = min(command, key=lambda run: run["wall_s"])
