@@ -82,11 +82,7 @@ def mux_shifted_audio(
     Written next to `out_path` and renamed, so `out_path` may be `video_path` itself.
     """
     out_path = Path(out_path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".retimed.mp4", dir=out_path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"cannot write output in {out_path.parent}: {exc.strerror or exc}") from None
+    tmp = _temporary_beside(out_path, ".retimed.mp4")
     metadata = {"av_offset_applied_ms": f"{delay_ms:g}", **(extra_metadata or {})}
     # ffmpeg gets the source's presented sound as decoded here (first stream, from its first
     # sample), so the shift starts from exactly what was measured.
@@ -97,50 +93,45 @@ def mux_shifted_audio(
         Path(tmp).unlink(missing_ok=True)
         presented.unlink(missing_ok=True)
         raise
-    args = [
-        ffmpeg_executable(),
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-i",
-        str(video_path),
-        "-i",
-        str(presented),
-        "-map",
-        "0:v:0",
-        "-map",
-        "1:a:0",
-        "-c:v",
-        "copy",
-        "-af",
-        shifted_audio_filter(delay_ms, duration_s),
-        "-c:a",
-        "aac",
-        "-b:a",
-        audio_bitrate,
-        "-map_metadata",
-        "0",
-        "-movflags",
-        "+faststart+use_metadata_tags",
-    ]
-    for key, value in metadata.items():
-        args += ["-metadata", f"{key}={value}"]
-    args += ["-f", "mp4", tmp]
-    # An argument list, never a shell string.
-    done = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    streams = ["-i", str(video_path), "-i", str(presented), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"]
+    sound = ["-af", shifted_audio_filter(delay_ms, duration_s), "-c:a", "aac", "-b:a", audio_bitrate]
+    done = _mux(streams + sound, metadata, tmp)
     presented.unlink(missing_ok=True)
     if done.returncode != 0:
         Path(tmp).unlink(missing_ok=True)
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise OutputError(f"ffmpeg failed re-timing the audio (exit {done.returncode}): {lines[-1] if lines else ''}")
+    _move_into_place(tmp, out_path)
+    return out_path
+
+
+def _temporary_beside(out_path: Path, suffix: str) -> str:
+    """A new hidden file next to `out_path` (same filesystem: the final rename is atomic)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=suffix, dir=out_path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write output in {out_path.parent}: {exc.strerror or exc}") from None
+    return tmp
+
+
+def _mux(stream_args: list[str], metadata: dict[str, str], tmp: str) -> subprocess.CompletedProcess:
+    """ffmpeg with `stream_args` into the MP4 `tmp`, the input's container metadata carried over
+    plus `metadata`, faststart. An argument list, never a shell string."""
+    args = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *stream_args]
+    args += ["-map_metadata", "0", "-movflags", "+faststart+use_metadata_tags"]
+    for key, value in metadata.items():
+        args += ["-metadata", f"{key}={value}"]
+    args += ["-f", "mp4", tmp]
+    return subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _move_into_place(tmp: str, out_path: Path) -> None:
     try:
         os.replace(tmp, out_path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
-    return out_path
 
 
 def shift_audio_track(
@@ -163,40 +154,11 @@ def shift_audio_track(
 
     out_path = Path(out_path)
     before = read_timeline(video_path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".shifted.mp4", dir=out_path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"cannot write output in {out_path.parent}: {exc.strerror or exc}") from None
+    tmp = _temporary_beside(out_path, ".shifted.mp4")
     metadata = {"av_offset_applied_ms": f"{delay_ms:g}", **(extra_metadata or {})}
-    args = [
-        ffmpeg_executable(),
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-i",
-        str(video_path),
-        "-itsoffset",
-        f"{delay_ms / 1000.0:.6f}",
-        "-i",
-        str(video_path),
-        "-map",
-        "0:v:0",
-        "-map",
-        "1:a:0",
-        "-c",
-        "copy",
-        "-map_metadata",
-        "0",
-        "-movflags",
-        "+faststart+use_metadata_tags",
-    ]
-    for key, value in metadata.items():
-        args += ["-metadata", f"{key}={value}"]
-    args += ["-f", "mp4", tmp]
-    done = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    shifted = ["-itsoffset", f"{delay_ms / 1000.0:.6f}", "-i", str(video_path)]
+    streams = ["-i", str(video_path), *shifted, "-map", "0:v:0", "-map", "1:a:0", "-c", "copy"]
+    done = _mux(streams, metadata, tmp)
     keep = False
     if done.returncode == 0:  # a codec MP4 cannot carry as is (PCM, ...) fails here: re-encode instead
         try:
@@ -212,11 +174,7 @@ def shift_audio_track(
     if not keep:
         Path(tmp).unlink(missing_ok=True)
         return False
-    try:
-        os.replace(tmp, out_path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    _move_into_place(tmp, out_path)
     return True
 
 
