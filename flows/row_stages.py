@@ -69,50 +69,9 @@ def _render_failed(exc: Exception, render_options: dict) -> RenderFailed:
     )
 
 
-def render_one_row(
-    row: ManifestRow,
-    info: RowInfo,
-    *,
-    manifest: str,
-    catalog: str,
-    run_id: str,
-    choice: Any,
-    defaults: RenderParams,
-    limits: MediaLimits,
-    thresholds: Any,
-    render_options: dict | None = None,
-    scratch_url: str | None = None,
-    on_cluster: bool = False,
-    look_up: bool = True,
-    plan: str = "",
-    signing: dict | None = None,
-) -> RowPipeline:
-    """The stages of one row; yields each task's future and gets its result back.
-
-    `choice`: the run's generator (`tasks.render.choose_generator`). `render_options`: the render
-    task's retry policy (`render_task_options`, plus `timeout_seconds`). On a cluster the render
-    task needs a GPU slot and writes to `scratch_url`. `look_up=False` leaves out the
-    find-published step: the run's plan (tasks/plan.py) has already found that this row's
-    content is not in the catalog, or was told to render it anyway (`--force`). `plan`: why the
-    plan sent the row here, kept on its verdict. `signing`: the run's resolved signing
-    configuration (`tasks.signing`), used when publishing.
-    """
-    outcome = yield from _stages(
-        row,
-        info,
-        manifest=manifest,
-        catalog=catalog,
-        run_id=run_id,
-        choice=choice,
-        defaults=defaults,
-        limits=limits,
-        thresholds=thresholds,
-        render_options=render_options,
-        scratch_url=scratch_url,
-        on_cluster=on_cluster,
-        look_up=look_up,
-        signing=signing,
-    )
+def render_one_row(row: ManifestRow, info: RowInfo, *, plan: str = "", **stages: Any) -> RowPipeline:
+    """`_stages` of one row, its verdict marked with why the plan sent it here (`plan`, if given)."""
+    outcome = yield from _stages(row, info, **stages)
     return replace(outcome, plan=plan) if plan else outcome
 
 
@@ -127,12 +86,21 @@ def _stages(
     defaults: RenderParams,
     limits: MediaLimits,
     thresholds: Any,
-    render_options: dict | None,
-    scratch_url: str | None,
-    on_cluster: bool,
-    look_up: bool,
-    signing: dict | None,
+    render_options: dict | None = None,
+    scratch_url: str | None = None,
+    on_cluster: bool = False,
+    look_up: bool = True,
+    signing: dict | None = None,
 ) -> RowPipeline:
+    """The stages of one row; yields each task's future and gets its result back.
+
+    `choice`: the run's generator (`tasks.render.choose_generator`). `render_options`: the render
+    task's retry policy (`render_task_options`, plus `timeout_seconds`). On a cluster the render
+    task needs a GPU slot and writes to `scratch_url`. `look_up=False` leaves out the
+    find-published step: the run's plan (tasks/plan.py) has already found that this row's
+    content is not in the catalog, or was told to render it anyway (`--force`). `signing`: the
+    run's resolved signing configuration (`tasks.signing`), used when publishing.
+    """
     render_options = render_options or render_task_options()
     rendered = None
     try:

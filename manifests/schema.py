@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from sonic_model.cells import is_missing
 from sonic_model.errors import ManifestError
 from sonic_model.generators import RenderParams
 
@@ -156,7 +157,7 @@ class ManifestRow:
         values = {}
         for name in COLUMNS:
             value = record.get(name)
-            if _is_missing(value):
+            if is_missing(value):
                 values[name] = None
             elif name in INTEGER_COLUMNS:
                 values[name] = int(value)
@@ -167,17 +168,6 @@ class ManifestRow:
             else:
                 values[name] = str(value)
         return cls(**values)
-
-
-def _is_missing(value) -> bool:
-    if value is None:
-        return True
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sonic_model.cells import is_missing
 from sonic_model.errors import AudioError, ParameterError
 
 DEFAULT_TARGET_LUFS = -14.0
@@ -63,13 +64,8 @@ class LoudnessReport:
 
 def parse_loudness_target(value) -> float | None:
     """A target in LUFS from a number or text ("-14", "-16 LUFS"), or None for "off" / empty."""
-    if value is None:
+    if is_missing(value):
         return None
-    try:
-        if value != value:  # NaN from a manifest cell  # noqa: PLR0124
-            return None
-    except (TypeError, ValueError):
-        pass
     if isinstance(value, str):
         text = value.strip().lower().removesuffix("lufs").strip()
         if text in ("", "off", "none", "no", "false"):

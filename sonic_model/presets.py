@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sonic_model.cells import is_missing
 from sonic_model.errors import ParameterError
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -43,13 +44,8 @@ PRESET_NAMES = tuple(PRESETS)
 
 def parse_preset(value: Any) -> str | None:
     """A preset name (case-insensitive; "high_quality" and "hq" accepted), or None for none / empty."""
-    if value is None:
+    if is_missing(value):
         return None
-    try:
-        if value != value:  # NaN from a manifest cell  # noqa: PLR0124
-            return None
-    except (TypeError, ValueError):
-        pass
     text = str(value).strip().lower().replace("_", "-")
     if text in ("", "none", "default"):
         return None

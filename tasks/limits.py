@@ -63,27 +63,16 @@ class MediaLimits:
 def add_limit_options(parser) -> None:
     """`--max-pixels`, `--max-audio-seconds`, `--max-file-mb`: the run's `MediaLimits` (render, validate)."""
     defaults = MediaLimits()
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=defaults.max_pixels,
-        metavar="N",
-        help="refuse portraits with more pixels, checked before decoding (default %(default)s = 40 MP)",
-    )
-    parser.add_argument(
-        "--max-audio-seconds",
-        type=float,
-        default=defaults.max_audio_seconds,
-        metavar="S",
-        help="refuse longer script audio, never cut it (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-file-mb",
-        type=float,
-        default=defaults.max_file_bytes / (1024 * 1024),
-        metavar="MB",
-        help="refuse larger media files, checked before reading (default %(default)g MiB)",
-    )
+    options = (
+        ("--max-pixels", int, defaults.max_pixels, "N",
+         "refuse portraits with more pixels, checked before decoding (default %(default)s = 40 MP)"),
+        ("--max-audio-seconds", float, defaults.max_audio_seconds, "S",
+         "refuse longer script audio, never cut it (default %(default)s)"),
+        ("--max-file-mb", float, defaults.max_file_bytes / (1024 * 1024), "MB",
+         "refuse larger media files, checked before reading (default %(default)g MiB)"),
+    )  # fmt: skip
+    for flag, kind, default, metavar, help_text in options:
+        parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_text)
 
 
 def limits_from_args(args) -> MediaLimits:

@@ -36,6 +36,7 @@ from fsspec.core import url_to_fs
 from prefect import task
 from prefect.cache_policies import NONE
 
+from sonic_model.cells import is_missing
 from sonic_model.encode import AI_DISCLOSURE
 from sonic_model.renditions import RENDITIONS
 from tasks.records import FAILED_QA, PUBLISHED, SKIPPED_CACHED, CheckedVideo, RowOutcome, postprocess_figures
@@ -618,16 +619,11 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str
 
 
 def _plain(value):
-    """A JSON-ready Python value: NaN and pandas' NA become None, numpy scalars Python ones."""
-    if value is None:
+    """A JSON-ready Python value: NaN and pandas' NA become None, numpy values Python ones."""
+    if is_missing(value):
         return None
-    try:
-        if value != value:  # NaN
-            return None
-    except (TypeError, ValueError):  # pandas' NA refuses to be a bool
-        return None
-    if hasattr(value, "item"):
-        return value.item()
+    if hasattr(value, "tolist"):  # a numpy scalar or array
+        return value.tolist()
     return value
 
 

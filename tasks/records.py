@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from manifests.schema import ManifestRow
+from sonic_model.cells import is_missing
 from sonic_model.generators import RenderParams
 
 # The statuses a ledger row can have; only the first two mean "the video is in the catalog".
@@ -89,13 +90,7 @@ class RowInfo:
 
         def get(name: str):
             value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
-            # pandas NA / NaN -> None
-            try:
-                if value != value:  # noqa: PLR0124 - NaN check without importing numpy
-                    return None
-            except (TypeError, ValueError):
-                pass
-            return value
+            return None if is_missing(value) else value
 
         collection = get("collection")
         return cls(

@@ -153,109 +153,63 @@ def test_animated_images_are_refused_with_their_own_reason(fmt, shown):
 # --- script audio from any container --------------------------------------------------------------
 
 
+H264 = ["-c:v", "libx264", "-pix_fmt", "yuv420p"]
+
+
+def script_video(
+    out: Path,
+    seconds: float,
+    *,
+    audio_offset_s: float = 0.0,
+    video: list[str] = H264,
+    audio_codec: str = "aac",
+    more_inputs: list[str] = (),
+    more_maps: list[str] = (),
+    extra: list[str] = (),
+) -> None:
+    """A synthetic picture of `seconds` carrying SPEECH (shifted by `audio_offset_s`) as a script video."""
+    offset = ["-itsoffset", str(audio_offset_s)] if audio_offset_s else []
+    ffmpeg(
+        *picture(seconds),
+        *offset,
+        "-i",
+        str(SPEECH),
+        *more_inputs,
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        *more_maps,
+        *video,
+        "-c:a",
+        audio_codec,
+        *extra,
+        str(out),
+    )
+
+
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> Path:
     """Scripts as phones and editors write them, all holding SPEECH (3.90 s)."""
     folder = tmp_path_factory.mktemp("containers")
     # A phone video: 5.8 s of picture, the AAC track starting 0.3 s after it.
-    ffmpeg(
-        *picture(5.8),
-        "-itsoffset",
-        "0.3",
-        "-i",
-        str(SPEECH),
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        str(folder / "late_audio.mov"),
-    )
+    script_video(folder / "late_audio.mov", 5.8, audio_offset_s=0.3)
     # Two audio streams: the speech first, a 3 s tone second.
-    ffmpeg(
-        *picture(5.0),
-        "-i",
-        str(SPEECH),
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:duration=3",
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-map",
-        "2:a",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        str(folder / "two_tracks.mp4"),
+    script_video(
+        folder / "two_tracks.mp4",
+        5.0,
+        more_inputs=["-f", "lavfi", "-i", "sine=frequency=440:duration=3"],
+        more_maps=["-map", "2:a"],
     )
     # Audio only, AAC with its encoder priming (an edit list tells the decoder to drop it).
     ffmpeg("-i", str(SPEECH), "-c:a", "aac", str(folder / "primed.m4a"))
     # The sound starting 0.2 s before the picture: in Matroska as a negative timestamp, in MP4
     # as an edit list that starts 0.2 s into the track. Lossless FLAC, so samples compare exactly.
     for name, extra in (("negative_start.mkv", ["-avoid_negative_ts", "disabled"]), ("negative_start.mp4", [])):
-        ffmpeg(
-            *picture(5.0),
-            "-itsoffset",
-            "-0.2",
-            "-i",
-            str(SPEECH),
-            "-map",
-            "0:v",
-            "-map",
-            "1:a",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "flac",
-            *extra,
-            str(folder / name),
-        )
+        script_video(folder / name, 5.0, audio_offset_s=-0.2, audio_codec="flac", extra=extra)
     # WebM (VP8 + Opus) and MKV (H.264 + AAC) scripts.
-    ffmpeg(
-        *picture(4.5),
-        "-i",
-        str(SPEECH),
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libvpx",
-        "-b:v",
-        "200k",
-        "-c:a",
-        "libopus",
-        str(folder / "script.webm"),
-    )
-    ffmpeg(
-        *picture(4.5),
-        "-i",
-        str(SPEECH),
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        str(folder / "script.mkv"),
-    )
+    script_video(folder / "script.webm", 4.5, video=["-c:v", "libvpx", "-b:v", "200k"], audio_codec="libopus")
+    script_video(folder / "script.mkv", 4.5)
     shutil.copy(FIXTURES / "portrait_astronaut.jpg", folder / "portrait.jpg")
     return folder
 
