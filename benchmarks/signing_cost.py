@@ -63,10 +63,10 @@ def main() -> int:
         create_development_credentials,
         creation_manifest,
         read_credentials,
-        sha256_file,
         sign_video,
         split_bundle,
     )
+    from sonic_model.digest import sha256_file
     from sonic_model.encode import ffmpeg_executable
     from sonic_model.generators import RenderParams, create_generator
     from sonic_model.image import load_image

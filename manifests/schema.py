@@ -41,62 +41,40 @@ OVERRIDE_COLUMNS = (
 PRESET_COLUMN = "preset"
 CATALOG_KEY_COLUMNS = ("collection", "item_id", "title")
 
+
+def _column(name: str, kind: pa.DataType, doc: str, *, required: bool = False) -> pa.Field:
+    """A manifest column: its type, whether a row may leave it empty, and its doc (shown by `schema`)."""
+    return pa.field(name, kind, nullable=not required, metadata={"doc": doc})
+
+
 MANIFEST_SCHEMA = pa.schema(
     [
-        pa.field(
-            "row_id", pa.string(), nullable=False, metadata={"doc": "unique id of the row (letters, digits, . _ -)"}
+        _column("row_id", pa.string(), "unique id of the row (letters, digits, . _ -)", required=True),
+        _column(
+            "portrait_uri", pa.string(), "portrait photo: fsspec URL or path relative to the manifest", required=True
         ),
-        pa.field(
-            "portrait_uri",
-            pa.string(),
-            nullable=False,
-            metadata={"doc": "portrait photo: fsspec URL or path relative to the manifest"},
-        ),
-        pa.field(
-            "audio_uri",
-            pa.string(),
-            nullable=False,
-            metadata={"doc": "script audio: fsspec URL or path relative to the manifest"},
-        ),
-        pa.field(
-            "language",
-            pa.string(),
-            nullable=False,
-            metadata={"doc": "BCP-47 tag of the script, e.g. en, es-MX, zh-Hans"},
-        ),
-        pa.field(
-            "consent_ref",
-            pa.string(),
-            nullable=False,
-            metadata={"doc": "reference to the presenter's signed likeness release"},
-        ),
-        pa.field(
-            "duration_s", pa.float64(), metadata={"doc": "declared script duration; must match the audio within 0.1 s"}
-        ),
-        pa.field("collection", pa.string(), metadata={"doc": "catalog collection (first part of the published key)"}),
-        pa.field("item_id", pa.string(), metadata={"doc": "catalog item id"}),
-        pa.field("title", pa.string(), metadata={"doc": "human-readable title"}),
-        pa.field("min_resolution", pa.int64(), metadata={"doc": "override: short side of the video in px"}),
-        pa.field("expand_ratio", pa.float64(), metadata={"doc": "override: face-box expansion"}),
-        pa.field("inference_steps", pa.int64(), metadata={"doc": "override: denoising steps (sonic)"}),
-        pa.field("dynamic_scale", pa.float64(), metadata={"doc": "override: mouth motion intensity"}),
-        pa.field("motion_scale", pa.float64(), metadata={"doc": "override: head/expression motion"}),
-        pa.field("seed", pa.int64(), metadata={"doc": "override: random seed"}),
-        pa.field("lipsync_calibration", pa.bool_(), metadata={"doc": "override: lip-sync calibration on/off"}),
-        pa.field("motion_smoothing", pa.float64(), metadata={"doc": "override: motion smoothing strength (0 = off)"}),
-        pa.field("av_offset_ms", pa.float64(), metadata={"doc": "override: manual audio delay in ms"}),
-        pa.field(
+        _column("audio_uri", pa.string(), "script audio: fsspec URL or path relative to the manifest", required=True),
+        _column("language", pa.string(), "BCP-47 tag of the script, e.g. en, es-MX, zh-Hans", required=True),
+        _column("consent_ref", pa.string(), "reference to the presenter's signed likeness release", required=True),
+        _column("duration_s", pa.float64(), "declared script duration; must match the audio within 0.1 s"),
+        _column("collection", pa.string(), "catalog collection (first part of the published key)"),
+        _column("item_id", pa.string(), "catalog item id"),
+        _column("title", pa.string(), "human-readable title"),
+        _column("min_resolution", pa.int64(), "override: short side of the video in px"),
+        _column("expand_ratio", pa.float64(), "override: face-box expansion"),
+        _column("inference_steps", pa.int64(), "override: denoising steps (sonic)"),
+        _column("dynamic_scale", pa.float64(), "override: mouth motion intensity"),
+        _column("motion_scale", pa.float64(), "override: head/expression motion"),
+        _column("seed", pa.int64(), "override: random seed"),
+        _column("lipsync_calibration", pa.bool_(), "override: lip-sync calibration on/off"),
+        _column("motion_smoothing", pa.float64(), "override: motion smoothing strength (0 = off)"),
+        _column("av_offset_ms", pa.float64(), "override: manual audio delay in ms"),
+        _column(
             "renditions",
             pa.string(),
-            metadata={
-                "doc": (
-                    "override: sizes delivered beside the master, e.g. 'vertical,square' (vertical, square, landscape)"
-                )
-            },
+            "override: sizes delivered beside the master, e.g. 'vertical,square' (vertical, square, landscape)",
         ),
-        pa.field(
-            "preset", pa.string(), metadata={"doc": "override: named generation settings, 'fast' or 'high-quality'"}
-        ),
+        _column("preset", pa.string(), "override: named generation settings, 'fast' or 'high-quality'"),
     ]
 )
 COLUMNS = tuple(MANIFEST_SCHEMA.names)

@@ -26,7 +26,6 @@ Built on c2pa-python (the Content Authenticity Initiative's bindings to c2pa-rs)
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import mimetypes
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sonic_model import __version__ as SONIC_CATALOG_VERSION
+from sonic_model.digest import sha256_file
 from sonic_model.errors import CredentialsError, InputError, SigningMaterialError
 
 IPTC_TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -452,14 +452,6 @@ def sign_video(
         report.validation_state or "",
         round(time.perf_counter() - started, 4),
     )
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _remove(path: Path) -> None:

@@ -33,7 +33,6 @@ loaded afresh by the retry (Prefect task retries, `render_task_options`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
 import tempfile
 import threading
@@ -47,6 +46,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 
+from sonic_model.digest import sha256_file
 from sonic_model.errors import SonicCatalogError
 from sonic_model.generators import RenderParams, create_generator, generator_version
 from sonic_model.render import render_video
@@ -134,14 +134,6 @@ def params_dict(params: Any) -> dict:
     if is_dataclass(params):
         return asdict(params)
     return dict(params)
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def key_for(probed: Any, choice: GeneratorChoice) -> str:

@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import render_one, run_cli
 from PIL import Image
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CLI = [sys.executable, "-m", "sonic_catalog.cli"]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
 
 
 def test_render_one_json_reports_the_video(tmp_path):
     out = tmp_path / "talk.mp4"
-    done = run_cli(
-        "render-one",
-        "--portrait",
-        str(FIXTURES / "portrait_hopper.jpg"),
-        "--audio",
-        str(FIXTURES / "speech_es_44k.mp3"),
-        "--out",
-        str(out),
-        "--min-resolution",
-        "256",
-        "--json",
+    done = render_one(
+        FIXTURES / "portrait_hopper.jpg", FIXTURES / "speech_es_44k.mp3", out, "--min-resolution", "256", "--json"
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -95,23 +80,15 @@ def test_bad_input_exits_1_with_one_clear_line(tmp_path, case):
 
 def test_render_one_with_the_sonic_generator_on_the_tiny_checkpoint(tmp_path):
     out = tmp_path / "sonic.mp4"
-    done = run_cli(
-        "render-one",
+    done = render_one(
+        FIXTURES / "portrait_hopper.jpg",
+        FIXTURES / "speech_zh_16k.flac",
+        out,
         "--generator",
         "sonic",
         "--weights",
         str(FIXTURES / "sonic_parity_dev" / "checkpoints"),
-        "--portrait",
-        str(FIXTURES / "portrait_hopper.jpg"),
-        "--audio",
-        str(FIXTURES / "speech_zh_16k.flac"),
-        "--out",
-        str(out),
-        "--min-resolution",
-        "128",
-        "--inference-steps",
-        "2",
-        "--json",
+        *"--min-resolution 128 --inference-steps 2 --json".split(),
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -120,18 +97,14 @@ def test_render_one_with_the_sonic_generator_on_the_tiny_checkpoint(tmp_path):
 
 
 def test_sonic_generator_without_weights_lists_what_is_missing(tmp_path):
-    done = run_cli(
-        "render-one",
+    done = render_one(
+        FIXTURES / "portrait_hopper.jpg",
+        FIXTURES / "speech_zh_16k.flac",
+        tmp_path / "out.mp4",
         "--generator",
         "sonic",
         "--weights",
         str(tmp_path),
-        "--portrait",
-        str(FIXTURES / "portrait_hopper.jpg"),
-        "--audio",
-        str(FIXTURES / "speech_zh_16k.flac"),
-        "--out",
-        str(tmp_path / "out.mp4"),
     )
     assert done.returncode == 1
     assert "Sonic/unet.pth" in done.stderr and "whisper-tiny/model.safetensors" in done.stderr

@@ -11,13 +11,13 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import fsspec
 import pandas as pd
 import pytest
+from cli_runs import render_one, run_cli
 
 from sonic_model.credentials import (
     IPTC_TRAINED_ALGORITHMIC_MEDIA,
@@ -28,21 +28,16 @@ from sonic_model.credentials import (
     create_development_credentials,
     creation_manifest,
     read_credentials,
-    sha256_file,
     sign_video,
     split_bundle,
 )
+from sonic_model.digest import sha256_file
 from tasks.signing import DEVELOPMENT_BUNDLE, ensure_development_bundle, material_for, resolve_signing
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 PORTRAIT = FIXTURES / "portrait_hopper.jpg"
 SPEECH = FIXTURES / "speech_en_pause_16k.wav"
-CLI = [sys.executable, "-m", "sonic_catalog.cli"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -157,12 +152,12 @@ def test_the_signed_file_still_plays_as_before(signed, rendered):
 
 
 def test_verify_reports_the_claims_and_exits_0(signed):
-    done = cli("verify", str(signed))
+    done = run_cli("verify", str(signed))
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "VALID" in out and "NOT on a trust list" in out and "development certificate" in out
     assert "trainedAlgorithmicMedia" in out and "c2pa.created" in out and PORTRAIT.name in out and "row-7" in out
-    report = json.loads(cli("verify", str(signed), "--json").stdout)
+    report = json.loads(run_cli("verify", str(signed), "--json").stdout)
     assert report["status"] == "valid" and report["ai_generated"] and not report["trusted"]
     assert report["sonic"]["consent_ref"] == "release/test-007"
     assert [note["code"] for note in report["trust_notes"]] == ["signingCredential.untrusted"]
@@ -171,11 +166,11 @@ def test_verify_reports_the_claims_and_exits_0(signed):
 def test_verify_trusts_a_signer_under_the_given_anchor(signed, bundle, tmp_path):
     anchors = tmp_path / "bundle.pem"
     anchors.write_bytes(bundle)  # the private key in it is ignored: only certificates are anchors
-    report = json.loads(cli("verify", str(signed), "--json", "--trust-anchors", str(anchors)).stdout)
+    report = json.loads(run_cli("verify", str(signed), "--json", "--trust-anchors", str(anchors)).stdout)
     assert report["status"] == "valid" and report["trusted"] and not report["trust_notes"]
     other = tmp_path / "other.pem"
     other.write_bytes(create_development_credentials(label="other"))
-    report = json.loads(cli("verify", str(signed), "--json", "--trust-anchors", str(other)).stdout)
+    report = json.loads(run_cli("verify", str(signed), "--json", "--trust-anchors", str(other)).stdout)
     assert report["status"] == "valid" and not report["trusted"]
 
 
@@ -184,10 +179,10 @@ def test_flipped_media_bytes_are_a_hash_mismatch_exit_1(signed, tmp_path):
     data[mdat_payload_offset(bytes(data)) + 1000] ^= 0xFF
     tampered = tmp_path / "tampered.mp4"
     tampered.write_bytes(bytes(data))
-    done = cli("verify", str(tampered))
+    done = run_cli("verify", str(tampered))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "INVALID" in done.stdout and "assertion.bmffHash.mismatch" in done.stdout
-    report = json.loads(cli("verify", str(tampered), "--json").stdout)
+    report = json.loads(run_cli("verify", str(tampered), "--json").stdout)
     assert report["status"] == "invalid" and "assertion.bmffHash.mismatch" in {p["code"] for p in report["problems"]}
 
 
@@ -198,10 +193,10 @@ def test_remux_without_the_manifest_exit_2(signed, tmp_path):
     subprocess.run(
         [ffmpeg_executable(), "-loglevel", "error", "-i", str(signed), "-c", "copy", str(remuxed)], check=True
     )
-    done = cli("verify", str(remuxed))
+    done = run_cli("verify", str(remuxed))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no Content Credentials" in done.stdout
-    assert json.loads(cli("verify", str(remuxed), "--json").stdout)["status"] == "none"
+    assert json.loads(run_cli("verify", str(remuxed), "--json").stdout)["status"] == "none"
 
 
 def test_verify_reads_urls_and_refuses_non_videos(signed, tmp_path):
@@ -212,10 +207,10 @@ def test_verify_reads_urls_and_refuses_non_videos(signed, tmp_path):
     assert main(["verify", "memory://verify-test/talk.mp4"]) == 0
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n" * 50)
-    done = cli("verify", str(text))
+    done = run_cli("verify", str(text))
     assert done.returncode == 1 and done.stderr.startswith("error: ") and "not an MP4" in done.stderr
     assert "Traceback" not in done.stderr
-    done = cli("verify", str(tmp_path / "missing.mp4"))
+    done = run_cli("verify", str(tmp_path / "missing.mp4"))
     assert done.returncode == 1 and "no such video" in done.stderr
 
 
@@ -305,7 +300,7 @@ def test_render_refuses_bad_signing_options_in_one_line(bundle, tmp_path, args, 
     args = [arg.format(**names) for arg in args]
     manifest = tmp_path / "manifest.parquet"
     pd.DataFrame([{"row_id": "a"}]).to_parquet(manifest)
-    done = cli("render", str(manifest), "--catalog", str(tmp_path / "catalog"), *args)
+    done = run_cli("render", str(manifest), "--catalog", str(tmp_path / "catalog"), *args)
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected.format(**names) in lines[0], done.stderr
@@ -373,7 +368,7 @@ def test_calibrate_re_signs_as_an_edit_with_the_original_as_parent(signed, tmp_p
     video = tmp_path / "talk.mp4"
     shutil.copy(signed, video)
     original_label = read_credentials(video).manifest_label
-    done = cli("calibrate", str(video), "--out", str(video), "--av-offset-ms", "80", "--json")
+    done = run_cli("calibrate", str(video), "--out", str(video), "--av-offset-ms", "80", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["applied_ms"] == 80 and result["credentials"]["manifest_label"]
@@ -389,13 +384,14 @@ def test_calibrate_re_signs_as_an_edit_with_the_original_as_parent(signed, tmp_p
 
 def test_calibrate_signs_an_unsigned_video_too_and_can_be_told_not_to(rendered, tmp_path):
     out = tmp_path / "calibrated.mp4"
-    assert cli("calibrate", str(rendered), "--out", str(out), "--av-offset-ms", "40").returncode == 0
+    assert run_cli("calibrate", str(rendered), "--out", str(out), "--av-offset-ms", "40").returncode == 0
     report = read_credentials(out)
     assert report.status == "valid" and report.ingredients[0]["sha256"] == sha256_file(rendered)
     assert report.ingredients[0]["manifest"] is None and not report.history
     plain = tmp_path / "plain.mp4"
     assert (
-        cli("calibrate", str(rendered), "--out", str(plain), "--av-offset-ms", "40", "--no-credentials").returncode == 0
+        run_cli("calibrate", str(rendered), "--out", str(plain), "--av-offset-ms", "40", "--no-credentials").returncode
+        == 0
     )
     assert read_credentials(plain).status == "none"
 
@@ -403,14 +399,10 @@ def test_calibrate_signs_an_unsigned_video_too_and_can_be_told_not_to(rendered, 
 def test_render_one_signs_with_the_configured_certificate(tmp_path, bundle):
     cert, key = split_files(bundle, tmp_path)
     out = tmp_path / "talk.mp4"
-    done = cli(
-        "render-one",
-        "--portrait",
-        str(PORTRAIT),
-        "--audio",
-        str(SPEECH),
-        "--out",
-        str(out),
+    done = render_one(
+        PORTRAIT,
+        SPEECH,
+        out,
         "--min-resolution",
         "128",
         "--signing-cert",

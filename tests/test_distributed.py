@@ -60,7 +60,12 @@ def write_manifest(folder: Path, rows: int, *, collection: str, bad_row: bool = 
     return path
 
 
-def run_cli(services: LocalServices, *argv: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.Popen:
+def render_on_cluster(
+    services: LocalServices, manifest: Path, catalog: Path, generator: str, *options: str
+) -> subprocess.Popen:
+    """`sonic-catalog render MANIFEST --catalog C --generator G --cluster SCHEDULER OPTIONS...`, started."""
+    argv = ["render", str(manifest), "--catalog", str(catalog), "--generator", generator]
+    argv += ["--cluster", services.scheduler, *options]
     env = services.env(PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="CRITICAL")
     return subprocess.Popen(
         [sys.executable, "-c", CLI, *argv],
@@ -112,19 +117,7 @@ def test_killed_worker_loses_no_row_and_publishes_each_once(cluster, tmp_path):
     manifest = write_manifest(tmp_path / "in", 8, collection="fanout", bad_row=True)
     catalog = tmp_path / "catalog"
     started = time.monotonic()
-    cli = run_cli(
-        cluster,
-        "render",
-        str(manifest),
-        "--catalog",
-        str(catalog),
-        "--generator",
-        "slow-preview",
-        "--cluster",
-        cluster.scheduler,
-        "--retry-delay",
-        "1",
-    )
+    cli = render_on_cluster(cluster, manifest, catalog, "slow-preview", "--retry-delay", "1")
     try:
         victim = rendering_worker(cluster, cluster.markers, timeout=180)
         kill_tree(victim)  # the nanny and the worker process: the whole `sonic-catalog worker` tree
@@ -172,21 +165,7 @@ def test_killed_worker_loses_no_row_and_publishes_each_once(cluster, tmp_path):
 def test_lost_model_is_retried_then_reported(cluster, tmp_path):
     manifest = write_manifest(tmp_path / "in", 1, collection="lost")
     catalog = tmp_path / "catalog"
-    cli = run_cli(
-        cluster,
-        "render",
-        str(manifest),
-        "--catalog",
-        str(catalog),
-        "--generator",
-        "lost-model",
-        "--cluster",
-        cluster.scheduler,
-        "--render-retries",
-        "2",
-        "--retry-delay",
-        "0.5",
-    )
+    cli = render_on_cluster(cluster, manifest, catalog, "lost-model", "--render-retries", "2", "--retry-delay", "0.5")
     try:
         output, _ = cli.communicate(timeout=RUN_TIMEOUT_S)
     finally:

@@ -25,12 +25,12 @@ from pathlib import Path
 import fsspec
 import pandas as pd
 import pytest
+from cli_runs import CLI
 from fsspec.implementations.local import LocalFileSystem
 
 from sonic_catalog.cli import main
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
-CLI = [sys.executable, "-m", "sonic_catalog.cli"]
 
 
 # --- a fault-injecting filesystem ------------------------------------------------------------------

@@ -25,7 +25,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -35,9 +34,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile
+from cli_runs import CLI
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
-CLI = [sys.executable, "-m", "sonic_catalog.cli"]
 FAKE_ENV_SECRET = "FAKEsecretFromEnv0123456789abcdef"
 FAKE_URI_SECRET = "FAKEpasswordInUri9876"
 SPEECH_S = soundfile.info(HOSTILE / "speech_ok.wav").duration

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from cli_runs import render_one, run_cli
 
 from sonic_model.audio import load_audio
 from sonic_model.encode import FPS, VideoWriter, frame_count
@@ -34,7 +35,6 @@ from sonic_model.video_reader import iter_video_frames, probe_video
 FIXTURES = Path(__file__).parent / "fixtures"
 PORTRAIT = FIXTURES / "portrait_hopper.jpg"
 SPEECH = FIXTURES / "speech_en_pause_16k.wav"
-CLI = [sys.executable, "-m", "sonic_catalog.cli"]
 PLAIN = dict(min_resolution=256, lipsync_calibration=False, motion_smoothing=0.0)
 
 
@@ -105,9 +105,7 @@ def test_calibrate_cli_brings_a_late_picture_back(tmp_path, preview_frames, spee
     late = encode(moved_picture(preview_frames, +3), tmp_path / "late.mp4")
     assert measure_av_sync(late).offset_frames == 3
     out = tmp_path / "late.calibrated.mp4"
-    done = subprocess.run(
-        [*CLI, "calibrate", str(late), "--out", str(out), "--json"], capture_output=True, text=True, timeout=300
-    )
+    done = run_cli("calibrate", str(late), "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["offset_before_frames"] == 3 and report["applied_ms"] == 120
@@ -211,24 +209,7 @@ def test_smoothing_strength_zero_leaves_frames_untouched(preview_frames):
 
 def test_render_one_defaults_still_pass_qa(tmp_path, speech):
     out = tmp_path / "talk.mp4"
-    done = subprocess.run(
-        [
-            *CLI,
-            "render-one",
-            "--portrait",
-            str(PORTRAIT),
-            "--audio",
-            str(SPEECH),
-            "--out",
-            str(out),
-            "--min-resolution",
-            "256",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = render_one(PORTRAIT, SPEECH, out, "--min-resolution", "256", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["av_offset_measured_frames"] == 0 and result["av_offset_applied_ms"] == 0

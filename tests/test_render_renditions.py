@@ -5,12 +5,11 @@ centre), and the options on the command line."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import render_one
 
 from sonic_model.audio import load_audio
 from sonic_model.delivery import still_reference
@@ -27,7 +26,6 @@ from sonic_model.video_reader import iter_video_frames, probe_video
 FIXTURES = Path(__file__).parent / "fixtures"
 LANDSCAPE = FIXTURES / "landscape_offcentre.jpg"
 SPEECH = FIXTURES / "speech_en_pause_16k.wav"
-CLI = [sys.executable, "-m", "sonic_catalog.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -125,28 +123,11 @@ def test_render_params_resolve_presets_and_check_names():
 
 def test_render_one_cli_preset_rendition_and_loudness_target(tmp_path):
     out = tmp_path / "talk.mp4"
-    done = subprocess.run(
-        CLI
-        + [
-            "render-one",
-            "--portrait",
-            str(FIXTURES / "portrait_hopper.jpg"),
-            "--audio",
-            str(SPEECH),
-            "--out",
-            str(out),
-            "--preset",
-            "fast",
-            "--min-resolution",
-            "256",
-            "--rendition",
-            "square",
-            "--loudness-target",
-            "-16",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+    done = render_one(
+        FIXTURES / "portrait_hopper.jpg",
+        SPEECH,
+        out,
+        *"--preset fast --min-resolution 256 --rendition square --loudness-target -16 --json".split(),
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
@@ -166,23 +147,7 @@ def test_render_one_cli_preset_rendition_and_loudness_target(tmp_path):
     assert claims.status == "valid" and claims.sonic["rendition"] == "square"
     assert result["credentials"]["renditions"]["square"]["manifest_label"] == claims.manifest_label
     assert read_credentials(out).sonic["rendition"] == "master"
-    bad = subprocess.run(
-        CLI
-        + [
-            "render-one",
-            "--portrait",
-            str(FIXTURES / "portrait_hopper.jpg"),
-            "--audio",
-            str(SPEECH),
-            "--out",
-            str(out),
-            "--loudness-target",
-            "loud",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = render_one(FIXTURES / "portrait_hopper.jpg", SPEECH, out, "--loudness-target", "loud", timeout=120)
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error: loudness target 'loud' is not a number")
 
 

@@ -186,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
 def sign_render(result, args: argparse.Namespace, params: RenderParams, material) -> dict:
     """Sign the written video in place (`c2pa.created`, trained algorithmic media), and each of its
     renditions; the master's record, with the renditions' records under "renditions"."""
-    from sonic_model.credentials import IngredientHash, creation_manifest, sha256_file
+    from sonic_model.credentials import IngredientHash, creation_manifest
+    from sonic_model.digest import sha256_file
     from tasks.signing import sign_file_in_place
 
     ingredients = [
