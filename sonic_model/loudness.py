@@ -213,6 +213,32 @@ TRUE_PEAK_CONTEXT = 64
 
 
 @functools.lru_cache(maxsize=1)
+def _interpolation_filter() -> np.ndarray:
+    """resample_poly's 4x interpolation filter (Kaiser-windowed sinc, 81 taps, scaled by 4), designed once."""
+    from scipy.signal import firwin
+
+    factor = TRUE_PEAK_OVERSAMPLING
+    return firwin(2 * 10 * factor + 1, 1.0 / factor, window=("kaiser", 5.0)) * factor
+
+
+def _oversampled(samples: np.ndarray) -> np.ndarray:
+    """`scipy.signal.resample_poly(samples, 4, 1, axis=0)` for float64 [n, channels], without designing
+    the filter again on every call (which took longer than the filtering on short stretches)."""
+    from scipy.signal import upfirdn
+
+    factor, half_len = TRUE_PEAK_OVERSAMPLING, 10 * TRUE_PEAK_OVERSAMPLING
+    taps = _interpolation_filter()
+    n_in = len(samples)
+    n_out = n_in * factor
+    n_pre_pad, n_post_pad = 1, 0
+    n_pre_remove = half_len + n_pre_pad
+    while ((n_in - 1) * factor + len(taps) + n_pre_pad + n_post_pad - 1) + 1 < n_out + n_pre_remove:
+        n_post_pad += 1
+    taps = np.concatenate((np.zeros(n_pre_pad), taps, np.zeros(n_post_pad)))
+    return upfirdn(taps, samples, factor, 1, axis=0)[n_pre_remove : n_pre_remove + n_out]
+
+
+@functools.lru_cache(maxsize=1)
 def true_peak_overshoot_bound() -> float:
     """The most a 4x oversampled value can exceed the largest |sample| it is made from (x 2.24).
 
@@ -220,10 +246,7 @@ def true_peak_overshoot_bound() -> float:
     samples stay under ceiling / bound cannot have a true peak over the ceiling, so its
     oversampling (the costly part of a true-peak meter) can be skipped.
     """
-    from scipy.signal import firwin
-
-    factor = TRUE_PEAK_OVERSAMPLING
-    taps = firwin(2 * 10 * factor + 1, 1.0 / factor, window=("kaiser", 5.0)) * factor
+    factor, taps = TRUE_PEAK_OVERSAMPLING, _interpolation_filter()
     return float(max(np.abs(taps[phase::factor]).sum() for phase in range(factor)))
 
 
@@ -233,8 +256,6 @@ def true_peak_envelope(samples: np.ndarray) -> np.ndarray:
     Oversampled a block at a time (with `TRUE_PEAK_CONTEXT` samples on each side for the
     interpolation filter); beyond the ends the signal is taken as zero.
     """
-    from scipy.signal import resample_poly
-
     if samples.ndim == 1:
         samples = samples[:, np.newaxis]
     factor, context = TRUE_PEAK_OVERSAMPLING, TRUE_PEAK_CONTEXT
@@ -242,7 +263,7 @@ def true_peak_envelope(samples: np.ndarray) -> np.ndarray:
     for start in range(0, len(samples), BLOCK_SAMPLES):
         end = min(len(samples), start + BLOCK_SAMPLES)
         lo, hi = max(0, start - context), min(len(samples), end + context)
-        upsampled = _max_abs_over_channels(resample_poly(samples[lo:hi].astype(np.float64), factor, 1, axis=0))
+        upsampled = _max_abs_over_channels(_oversampled(samples[lo:hi].astype(np.float64)))
         middle = upsampled[(start - lo) * factor : (end - lo) * factor]
         # max over each sample's 4 oversampled values (strided maxima: a reduce over a short axis is slow)
         peak = np.maximum(np.maximum(middle[0::factor], middle[1::factor]), np.maximum(middle[2::factor], middle[3::factor]))
@@ -299,6 +320,8 @@ class Window:
 
     samples: np.ndarray  # [before + block + after, channels]
     inner: slice
+    start: int = 0  # the signal's sample index of samples[0]
+    last: bool = False  # the window reaches the signal's end
 
 
 def _blocks_of(samples: np.ndarray, size: int = BLOCK_SAMPLES) -> Iterator[np.ndarray]:
@@ -328,19 +351,22 @@ def _windows(blocks: Iterable[np.ndarray], context: int) -> Iterator[Window]:
     """Each block with `context` samples of its neighbours (blocks must be at least `context` long but the last)."""
     previous_tail = None
     current = None
+    position = 0  # the signal's index of the current block's first sample
     for block in blocks:
         if current is not None:
-            yield _window(previous_tail, current, block[:context])
+            yield _window(previous_tail, current, block[:context], position, last=False)
             previous_tail = current[-context:]
+            position += len(current)
         current = block
     if current is not None:
-        yield _window(previous_tail, current, None)
+        yield _window(previous_tail, current, None, position, last=True)
 
 
-def _window(before: np.ndarray | None, block: np.ndarray, after: np.ndarray | None) -> Window:
+def _window(before: np.ndarray | None, block: np.ndarray, after: np.ndarray | None, position: int, *, last: bool):
     parts = [part for part in (before, block, after) if part is not None and len(part)]
     lead = 0 if before is None else len(before)
-    return Window(np.concatenate(parts) if len(parts) > 1 else block, slice(lead, lead + len(block)))
+    samples = np.concatenate(parts) if len(parts) > 1 else block
+    return Window(samples, slice(lead, lead + len(block)), position - lead, last)
 
 
 # --- normalisation -------------------------------------------------------------------------------
@@ -380,28 +406,124 @@ def _limiter_context(rate: int) -> int:
 Replay = Callable[[], Iterable[np.ndarray]]  # a fresh pass over the signal, [samples, channels] a block at a time
 
 
-def _limited_blocks(replay: Replay, rate: int, gain: float, ceiling: float) -> Iterator[tuple[Window, float]]:
+# The limiter and the true-peak meter look at the signal in tiles of this many samples: a tile
+# whose peak cannot reach the ceiling (or beat the peak found so far) is not oversampled.
+TILE_SAMPLES = 1024
+# Samples on each side of a tile that its 4x oversampled values can depend on (filter half-span 10).
+TILE_REACH = 16
+
+
+class _Tiles:
+    """What the passes learn about each tile of the input: its largest |sample| (with the reach of
+    the oversampling filter) and, once computed, its largest true-peak value (NaN until then).
+    Two floats per 1024 samples: the only figures kept that grow with the length (0.75 KB/s)."""
+
+    def __init__(self) -> None:
+        self._sample_peaks: list[np.ndarray] = []
+        self.sample_peak = np.zeros(0)
+        self.true_peak = np.zeros(0)
+
+    def learn(self, window: Window) -> None:
+        """First pass: record the inner block's tiles' sample peaks (blocks are whole tiles but the last)."""
+        self._sample_peaks.append(_tile_maxima(window, window.inner.start, window.inner.stop))
+
+    def finish(self) -> None:
+        self.sample_peak = np.concatenate(self._sample_peaks) if self._sample_peaks else np.zeros(0)
+        self.true_peak = np.full(len(self.sample_peak), np.nan)
+        self._sample_peaks = []
+
+    def true_peak_bound(self, tile: int) -> float:
+        """The tile's largest true-peak value, or the most it can be (`true_peak_overshoot_bound`)."""
+        known = self.true_peak[tile]
+        return float(known) if known == known else float(self.sample_peak[tile]) * true_peak_overshoot_bound()
+
+
+def _tile_maxima(window: Window, lo: int, hi: int) -> np.ndarray:
+    """Per tile in window.samples[lo:hi] (tile-aligned in the signal), max |sample| within `TILE_REACH` of it."""
+    samples = window.samples
+    peaks = []
+    for a in range(lo, hi, TILE_SAMPLES):
+        b = min(hi, a + TILE_SAMPLES)
+        stretch = samples[max(0, a - TILE_REACH) : min(len(samples), b + TILE_REACH)]
+        peaks.append(float(np.abs(stretch).max(initial=0.0)))
+    return np.array(peaks)
+
+
+def _tile_envelope(samples: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """`true_peak_envelope` of samples[lo:hi], computed from the stretch and its context only."""
+    a, b = max(0, lo - TRUE_PEAK_CONTEXT), min(len(samples), hi + TRUE_PEAK_CONTEXT)
+    return true_peak_envelope(samples[a:b])[lo - a : hi - a]
+
+
+def _measure_input(replay: Replay, rate: int) -> tuple[LoudnessMeter, float, _Tiles]:
+    """First pass: the input's loudness meter, true peak (linear) and tiles."""
+    meter, tiles, peak = LoudnessMeter(rate), _Tiles(), 0.0
+    bound = true_peak_overshoot_bound()
+    for window in _windows(_reblocked(replay()), TRUE_PEAK_CONTEXT):
+        meter.add(window.samples[window.inner])
+        tiles.learn(window)
+        peak = _window_true_peak(window, tiles._sample_peaks[-1] * bound, peak)
+    tiles.finish()
+    return meter, peak, tiles
+
+
+def _window_true_peak(window: Window, tile_bounds: np.ndarray, peak: float) -> float:
+    """The larger of `peak` and the inner block's true peak; only tiles whose bound beats `peak` are oversampled."""
+    for index in np.argsort(-tile_bounds, kind="stable"):
+        if tile_bounds[index] <= peak:
+            break
+        lo = window.inner.start + int(index) * TILE_SAMPLES
+        hi = min(window.inner.stop, lo + TILE_SAMPLES)
+        peak = max(peak, float(_tile_envelope(window.samples, lo, hi).max(initial=0.0)))
+    return peak
+
+
+def _limited_blocks(
+    replay: Replay, rate: int, gain: float, ceiling: float, tiles: _Tiles
+) -> Iterator[tuple[Window, float, np.ndarray]]:
     """The signal times `gain`, limited under `ceiling` (`limiter_gain`), a block at a time.
 
     Yields each output block as a `Window` with `TRUE_PEAK_CONTEXT` samples of output on each
-    side (for true-peak metering), and the smallest limiter gain in the block. Blocks whose
-    samples cannot reach the ceiling even with the largest inter-sample overshoot are only
-    scaled: nothing is oversampled there.
+    side (for true-peak metering), the smallest limiter gain in the block, and per tile of the
+    block a bound of the output's true peak there. Only tiles whose true peak times `gain` could
+    reach the ceiling are oversampled (elsewhere the limiter's need is exactly 1), so the result
+    is the whole-array limiter's.
     """
     out_context = TRUE_PEAK_CONTEXT
     bound = true_peak_overshoot_bound()
     for window in _windows(_reblocked(replay()), _limiter_context(rate) + out_context):
         samples = window.samples
+        envelope = np.zeros(len(samples), np.float32)
+        first_tile = window.start // TILE_SAMPLES
+        for tile in range(first_tile, min(len(tiles.sample_peak), -(-(window.start + len(samples)) // TILE_SAMPLES))):
+            if tiles.true_peak_bound(tile) * gain <= ceiling:
+                continue  # need is 1 all over this tile
+            lo = max(0, tile * TILE_SAMPLES - window.start)
+            hi = min(len(samples), (tile + 1) * TILE_SAMPLES - window.start)
+            envelope[lo:hi] = _tile_envelope(samples, lo, hi)
+            whole = (lo >= TRUE_PEAK_CONTEXT or window.start == 0) and (
+                hi + TRUE_PEAK_CONTEXT <= len(samples) or window.last
+            )
+            if whole and hi - lo == min(TILE_SAMPLES, len(tiles.sample_peak) * TILE_SAMPLES):
+                tiles.true_peak[tile] = float(envelope[lo:hi].max(initial=0.0))
         # The output stretch: the block and `out_context` of each side (cut at the signal's ends).
         lo = max(0, window.inner.start - out_context)
         hi = min(len(samples), window.inner.stop + out_context)
         inner = slice(window.inner.start - lo, window.inner.stop - lo)
-        if float(np.abs(samples).max(initial=0.0)) * bound * gain <= ceiling:
-            limiting = np.ones(hi - lo)
-        else:
-            limiting = limiter_gain(true_peak_envelope(samples) * gain, ceiling, rate)[lo:hi]
-        output = samples[lo:hi] * (gain * limiting).astype(np.float32)[:, np.newaxis]
-        yield Window(output, inner), float(limiting[inner].min(initial=1.0))
+        limiting = limiter_gain(envelope * gain, ceiling, rate)[lo:hi]
+        applied = gain * limiting
+        output = samples[lo:hi] * applied.astype(np.float32)[:, np.newaxis]
+        # Per inner tile, the most the output's true peak can be: y = x * G, so each oversampled
+        # value is at most max G x (the input's true peak) + bound x max |x| x (max G - min G).
+        out = Window(output, inner, window.start + lo, window.last)
+        peaks = []
+        for a in range(inner.start, inner.stop, TILE_SAMPLES):
+            b = min(inner.stop, a + TILE_SAMPLES)
+            reach = applied[max(0, a - TILE_REACH) : b + TILE_REACH]
+            tile = (window.start + lo + a) // TILE_SAMPLES
+            spread = float(reach.max() - reach.min())
+            peaks.append(float(reach.max()) * tiles.true_peak_bound(tile) + bound * tiles.sample_peak[tile] * spread)
+        yield out, float(limiting[inner].min(initial=1.0)), np.array(peaks)
 
 
 def normalise_stream(
@@ -413,11 +535,8 @@ def normalise_stream(
     size); it is called once to measure, once per limiter iteration, and once more to hand the
     result to `write` (in blocks, in order). Memory stays a few blocks whatever the length.
     """
-    meter, peak = LoudnessMeter(rate), TruePeakMeter()
-    for window in _windows(_reblocked(replay()), TRUE_PEAK_CONTEXT):
-        meter.add(window.samples[window.inner])
-        peak.add(window)
-    input_lufs, input_peak = meter.integrated(), peak.dbtp()
+    meter, input_peak, tiles = _measure_input(replay, rate)
+    input_lufs = meter.integrated()
     if not math.isfinite(input_lufs):
         raise AudioError("the script audio is silent: there is no loudness to normalise (use loudness target 'off')")
     ceiling = 10 ** ((TRUE_PEAK_CEILING_DBTP - CODEC_HEADROOM_DB) / 20)
@@ -425,10 +544,10 @@ def normalise_stream(
     for _ in range(12):
         applied_db = gain_db
         gain = 10 ** (gain_db / 20)
-        meter, peak, limited = LoudnessMeter(rate), TruePeakMeter(), 1.0
-        for window, block_limited in _limited_blocks(replay, rate, gain, ceiling):
+        meter, peak, limited = LoudnessMeter(rate), 0.0, 1.0
+        for window, block_limited, tile_bounds in _limited_blocks(replay, rate, gain, ceiling, tiles):
             meter.add(window.samples[window.inner])
-            peak.add(window)
+            peak = _window_true_peak(window, tile_bounds, peak)
             limited = min(limited, block_limited)
         output_lufs = meter.integrated()
         shortfall = target_lufs - output_lufs
@@ -437,22 +556,26 @@ def normalise_stream(
         gain_db += shortfall
     # The smoothed gain between 4x samples can leave a hair over the ceiling: one linear trim.
     trim = np.float32(1.0)
-    if peak.peak > ceiling:
-        trim = np.float32(ceiling / peak.peak)
+    if peak > ceiling:
+        trim = np.float32(ceiling / peak)
         output_lufs = meter.integrated(float(trim))
     if write is not None:
-        for window, _ in _limited_blocks(replay, rate, 10 ** (applied_db / 20), ceiling):
+        for window, _, _ in _limited_blocks(replay, rate, 10 ** (applied_db / 20), ceiling, tiles):
             block = window.samples[window.inner]
             write(block if trim == 1 else block * trim)
     return LoudnessReport(
         target_lufs=float(target_lufs),
         input_lufs=round(input_lufs, 2),
-        input_true_peak_dbtp=round(input_peak, 2),
+        input_true_peak_dbtp=round(_dbtp(input_peak), 2),
         output_lufs=round(output_lufs, 2),
-        output_true_peak_dbtp=round(peak.dbtp(float(trim)), 2),
+        output_true_peak_dbtp=round(_dbtp(peak * float(trim)), 2),
         gain_db=round(applied_db, 2),
         limited_db=round(-20 * math.log10(max(limited, 1e-12)), 2),
     )
+
+
+def _dbtp(peak: float) -> float:
+    return 20 * math.log10(peak) if peak > 0 else float("-inf")
 
 
 def normalised_samples(samples: np.ndarray, rate: int, target_lufs: float) -> tuple[np.ndarray, LoudnessReport]:
