@@ -5,14 +5,20 @@ everything else, one at -8 is turned down with its peaks squashed. So every deli
 sound is normalised to a target (default -14 LUFS integrated, true peak at most -1 dBTP),
 measured then applied:
 
-1. the script is decoded once to 48 kHz stereo float (what every video of the row carries);
+1. the script is decoded once (at its own rate) and replayed at 48 kHz stereo float (what
+   every video of the row carries), a chunk at a time;
 2. measure: integrated loudness (ITU-R BS.1770-4 / EBU R128: K-weighting, 400 ms blocks,
    absolute and relative gates) and true peak (4x oversampled, BS.1770 annex 2);
 3. apply one gain to the target. Where that gain would take the true peak over the ceiling, a
-   look-ahead true-peak limiter lowers just those peaks (the gain falls over tens of
+   look-ahead true-peak limiter lowers just those peaks (the gain falls over a few
    milliseconds before a peak and recovers after it: it never lets a peak through and never
    clicks); the gain is then raised by what the limiter took off the loudness and the limiter
    run again, until the result is within `TARGET_TOLERANCE_LU` of the target. Nothing clips.
+
+Every step works a block at a time (`normalise_stream`): the meter keeps its filter state and
+two running sums per 100 ms, the true peak and the limiter see each block with the context
+their filters need, and the result is the whole-array computation's (tests/loudness_reference.py),
+with memory that does not grow with the script's length.
 
 The ceiling is `TRUE_PEAK_CEILING_DBTP` minus `CODEC_HEADROOM_DB`, because the AAC encode adds
 a few tenths of a dB of inter-sample overshoot; the delivered file then measures <= -1 dBTP.
@@ -266,7 +272,9 @@ def true_peak_envelope(samples: np.ndarray) -> np.ndarray:
         upsampled = _max_abs_over_channels(_oversampled(samples[lo:hi].astype(np.float64)))
         middle = upsampled[(start - lo) * factor : (end - lo) * factor]
         # max over each sample's 4 oversampled values (strided maxima: a reduce over a short axis is slow)
-        peak = np.maximum(np.maximum(middle[0::factor], middle[1::factor]), np.maximum(middle[2::factor], middle[3::factor]))
+        peak = np.maximum(
+            np.maximum(middle[0::factor], middle[1::factor]), np.maximum(middle[2::factor], middle[3::factor])
+        )
         envelope[start:end] = np.maximum(peak, _max_abs_over_channels(samples[start:end]))
     return envelope
 
@@ -423,9 +431,11 @@ class _Tiles:
         self.sample_peak = np.zeros(0)
         self.true_peak = np.zeros(0)
 
-    def learn(self, window: Window) -> None:
-        """First pass: record the inner block's tiles' sample peaks (blocks are whole tiles but the last)."""
-        self._sample_peaks.append(_tile_maxima(window, window.inner.start, window.inner.stop))
+    def learn(self, window: Window) -> np.ndarray:
+        """First pass: record (and return) the block's tiles' sample peaks (blocks are whole tiles but the last)."""
+        peaks = _tile_maxima(window, window.inner.start, window.inner.stop)
+        self._sample_peaks.append(peaks)
+        return peaks
 
     def finish(self) -> None:
         self.sample_peak = np.concatenate(self._sample_peaks) if self._sample_peaks else np.zeros(0)
@@ -461,8 +471,7 @@ def _measure_input(replay: Replay, rate: int) -> tuple[LoudnessMeter, float, _Ti
     bound = true_peak_overshoot_bound()
     for window in _windows(_reblocked(replay()), TRUE_PEAK_CONTEXT):
         meter.add(window.samples[window.inner])
-        tiles.learn(window)
-        peak = _window_true_peak(window, tiles._sample_peaks[-1] * bound, peak)
+        peak = _window_true_peak(window, tiles.learn(window) * bound, peak)
     tiles.finish()
     return meter, peak, tiles
 

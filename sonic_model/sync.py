@@ -139,8 +139,9 @@ def measure_av_sync(
 
     `audio` is the sound to measure against; None means the video's own audio track (what a
     viewer hears; use that to re-time any existing video). It is measured at a reference level
-    (`at_reference_level`): a louder or quieter copy of the same video gets the same figures. With `frame_step` > 1 landmarks are
-    found on every n-th frame only and linearly interpolated between (faster, coarser).
+    (`at_reference_level`): a louder or quieter copy of the same video gets the same figures.
+    With `frame_step` > 1 landmarks are found on every n-th frame only and linearly
+    interpolated between (faster, coarser).
     Raises `InputError` when the video cannot be read or has no audio to measure against.
     """
     from sonic_model.video_reader import iter_rgb_and_luma_frames, probe_video
