@@ -42,11 +42,11 @@ def espeak_speech(tmp_path_factory) -> Path:
 def test_streamed_normalisation_gives_the_whole_array_result(espeak_speech, source):
     path = espeak_speech if source == "espeak" else FIXTURES / source
     samples = decode_for_delivery(path)
-    expected, figures = reference.normalised_samples(samples, OUTPUT_SAMPLE_RATE, -14.0)
+    expected, expected_report = reference.normalised_samples(samples, OUTPUT_SAMPLE_RATE, -14.0)
     output, report = normalised_samples(samples, OUTPUT_SAMPLE_RATE, -14.0)
     assert output.shape == expected.shape
     assert np.abs(output - expected).max() < 1e-5
-    for name, value in figures.items():
+    for name, value in expected_report.as_dict().items():
         assert getattr(report, name) == pytest.approx(value, abs=0.05), name
     # and measured on the result, independently of either report
     assert integrated_loudness(output, OUTPUT_SAMPLE_RATE) == pytest.approx(
