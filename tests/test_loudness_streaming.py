@@ -15,6 +15,7 @@ import soundfile
 from sonic_model.loudness import (
     OUTPUT_SAMPLE_RATE,
     TRUE_PEAK_CEILING_DBTP,
+    LoudnessMeter,
     decode_for_delivery,
     integrated_loudness,
     normalise_loudness,
@@ -162,3 +163,27 @@ def test_surround_is_mixed_down_with_ffmpegs_stereo_matrix(tmp_path):
     assert level(left, tones["FC"]) == pytest.approx(level(right, tones["FC"]), rel=1e-3)  # centre on both sides
     assert level(left, tones["FC"]) < 0.8 * level(left, tones["FL"])  # at -3 dB against the front
     assert level(left, tones["LFE"]) < 1e-3 * level(left, tones["FL"])  # no LFE in the stereo mix
+
+
+@pytest.mark.parametrize("length", [19_200, 65_536, 65_536 + 37, 3 * 65_536 + 500])
+def test_block_edges_and_signal_ends_change_nothing(length):
+    """Peaks on the first and last sample and lengths around the 65536-sample blocks: the same as whole."""
+    rng = np.random.default_rng(length)
+    samples = (0.05 * rng.standard_normal((length, 2))).astype(np.float32)
+    samples[0], samples[length // 3], samples[-1] = 0.9, 0.95, -0.9
+    expected, expected_report = reference.normalised_samples(samples, OUTPUT_SAMPLE_RATE, -14.0)
+    output, report = normalised_samples(samples, OUTPUT_SAMPLE_RATE, -14.0)
+    assert np.abs(output - expected).max() < 1e-6
+    assert report == expected_report and report.limited_db > 3
+
+
+@pytest.mark.parametrize("rate", [11_025, 22_050, 44_100])
+def test_the_meter_fed_in_odd_chunks_measures_what_the_whole_array_does(rate):
+    """QA meters tracks at their own rate; at 11025 Hz a 400 ms block is not four 100 ms hops."""
+    rng = np.random.default_rng(rate)
+    ramp = np.linspace(0, 1, 3 * rate + 123)[:, np.newaxis]
+    samples = (0.05 * rng.standard_normal((3 * rate + 123, 2)) * ramp).astype(np.float32)
+    meter = LoudnessMeter(rate)
+    for start in range(0, len(samples), 777):
+        meter.add(samples[start : start + 777])
+    assert meter.integrated() == pytest.approx(reference.integrated_loudness(samples, rate), abs=1e-9)
