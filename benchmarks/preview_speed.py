@@ -19,7 +19,7 @@ would, and prints the wall time of the whole command (interpreter start, imports
 parsing, decoding, rendering, post-processing, the final file) and how much of it was start-up.
 
 `--loudness-target off` measures the generator at the script's level; by default the render
-normalises the sound to -14 LUFS first (issue 13), which costs time and memory of its own.
+normalises the sound to -14 LUFS first (streamed: benchmarks/loudness_speed.py measures it alone).
 
 Targets (issues 2 and 16): >= 4x real time (warm), the 60 s peak <= 1.2x the 10 s peak, and the
 whole `render-one` command >= 2x real time.

@@ -157,6 +157,7 @@ def decode_audio_stream(
     stream_index: int | None = None,
     *,
     mono: bool = False,
+    stereo: bool = False,
     max_seconds: float | None = None,
 ) -> AudioStream:
     """Decode one audio stream (default the first; `stream_index` counts audio streams from 0).
@@ -166,6 +167,9 @@ def decode_audio_stream(
     encoder's end padding past the declared end cut. `mono` downmixes in FFmpeg while decoding
     (half the memory of stereo). Raises `AudioError` for a missing, empty, undecodable or
     sample-less source, a missing stream, or more than `max_seconds` of sound (never cut).
+    `stereo` mixes more than two channels down to two in FFmpeg, with the standard matrix that
+    `ffmpeg -ac 2` uses (5.1: centre and surrounds at -3 dB, LFE dropped, normalised so nothing
+    clips); mono and stereo stay as they are.
     """
     import av  # deferred: importing PyAV costs ~0.1 s and not every caller decodes audio
 
@@ -182,7 +186,8 @@ def decode_audio_stream(
             codec = stream.codec_context.name
             # Convert inside FFmpeg only to planar float (and mono if asked) at the source rate:
             # with no rate change swresample passes samples through without delay.
-            resampler = av.AudioResampler(format="fltp", layout="mono" if mono else None, rate=rate)
+            layout = "mono" if mono else "stereo" if stereo and channels > 2 else None
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
             stream_count = len(container.streams.audio)
             placed = _PresentationBuffer(rate, max_seconds, name)
             try:

@@ -21,6 +21,7 @@ from sonic_model.delivery import plan_delivery
 from sonic_model.encode import FPS, VideoWriter, frame_count
 from sonic_model.generators import FaceBoxXYWH, Generator, RenderParams
 from sonic_model.image import load_image
+from sonic_model.loudness import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE
 from sonic_model.postprocess.lipsync import audio_delay_ms, measure_offset_from_mouth, mux_shifted_audio
 from sonic_model.postprocess.smoothing import HeadMotionSmoother
 from sonic_model.prefetch import prefetch
@@ -129,8 +130,8 @@ def render_video(
             num_frames=num_frames,
             audio_path=plan.audio_path,
             generator=generator_tag,
-            audio_sample_rate=48000 if normalised else None,
-            audio_channels=2 if normalised else None,
+            audio_sample_rate=OUTPUT_SAMPLE_RATE if normalised else None,
+            audio_channels=OUTPUT_CHANNELS if normalised else None,
         )
         with RenditionWriters(
             master, plan.compositors, plan.first_pass_paths, audio_path=plan.audio_path, generator=generator_tag
@@ -149,11 +150,13 @@ def render_video(
         if smoother.track and smoother.mouth_opening:
             measurement = measure_offset_from_mouth(smoother.mouth_opening, audio, fps=FPS)
         delay_ms = audio_delay_ms(measurement if params.lipsync_calibration else None, params.av_offset_ms, fps=FPS)
-        outputs = [(first_pass, out_path, "128k")] + [
-            (plan.first_pass_paths[name], plan.final_paths[name], compositor.spec.audio_bitrate)
+        # (encoded, final, audio bitrate, whether its sound is 48 kHz stereo): every rendition's is,
+        # the master's when normalised (at "off" it keeps the script's rate and channels).
+        outputs = [(first_pass, out_path, "128k", normalised)] + [
+            (plan.first_pass_paths[name], plan.final_paths[name], compositor.spec.audio_bitrate, True)
             for name, compositor in plan.compositors.items()
         ]
-        for encoded, final, audio_bitrate in outputs:
+        for encoded, final, audio_bitrate, delivery_format in outputs:
             if delay_ms:
                 # The picture stays as encoded (stream copy); the sound is encoded once, shifted.
                 mux_shifted_audio(
@@ -163,6 +166,8 @@ def render_video(
                     delay_ms=delay_ms,
                     duration_s=audio.duration_s,
                     audio_bitrate=audio_bitrate,
+                    sample_rate=OUTPUT_SAMPLE_RATE if delivery_format else None,
+                    channels=OUTPUT_CHANNELS if delivery_format else None,
                 )
             else:
                 os.replace(encoded, final)

@@ -47,6 +47,29 @@ class SyncMeasurement:
 
 # Below this many speech frames (1 s) a correlation says little.
 MIN_SPEECH_FRAMES_FOR_SYNC = 25
+# The loudness a file's sound is brought to before its speech frames are found (see `at_reference_level`).
+SYNC_REFERENCE_LUFS = -23.0
+# ... by at most this much either way (a near-silent track is not raised into a noise floor made speech).
+SYNC_REFERENCE_MAX_GAIN_DB = 40.0
+
+
+def at_reference_level(clip: AudioClip) -> AudioClip:
+    """`clip` scaled to `SYNC_REFERENCE_LUFS` (BS.1770 integrated), so the sync figures do not depend on its level.
+
+    The Pearson correlation of mouth against envelope is blind to a gain already, but the speech
+    frames it is taken over come from the VAD, whose probabilities move with the level: the same
+    render normalised to -14 LUFS and left at its -20 LUFS script level marked different frames as
+    speech. Measured at one level, a louder or quieter copy of a video gets the same figures.
+    Silence (no measurable loudness) is returned as it is.
+    """
+    from sonic_model.loudness import integrated_loudness
+
+    loudness = integrated_loudness(clip.samples, clip.sample_rate)
+    if not math.isfinite(loudness):
+        return clip
+    gain_db = float(np.clip(SYNC_REFERENCE_LUFS - loudness, -SYNC_REFERENCE_MAX_GAIN_DB, SYNC_REFERENCE_MAX_GAIN_DB))
+    samples = (clip.samples * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+    return AudioClip(samples, clip.sample_rate, clip.source_sample_rate, clip.source_channels)
 
 
 def estimate_av_offset(
@@ -115,8 +138,10 @@ def measure_av_sync(
     """Audio-visual offset of a talking-head video (positive = picture late, in frames).
 
     `audio` is the sound to measure against; None means the video's own audio track (what a
-    viewer hears; use that to re-time any existing video). With `frame_step` > 1 landmarks are
-    found on every n-th frame only and linearly interpolated between (faster, coarser).
+    viewer hears; use that to re-time any existing video). It is measured at a reference level
+    (`at_reference_level`): a louder or quieter copy of the same video gets the same figures.
+    With `frame_step` > 1 landmarks are found on every n-th frame only and linearly
+    interpolated between (faster, coarser).
     Raises `InputError` when the video cannot be read or has no audio to measure against.
     """
     from sonic_model.video_reader import iter_rgb_and_luma_frames, probe_video
@@ -125,6 +150,7 @@ def measure_av_sync(
     fps = info.fps or float(FPS)
     if audio is None:
         audio = _load_track_or_raise(video_path)
+    audio = at_reference_level(audio)
     tracker = _new_tracker()
     mouth = np.full(info.num_frames, np.nan)
     import av

@@ -294,11 +294,6 @@ def hostile_run(tmp_path_factory):
         "30",
         "--max-file-mb",
         "2",
-        # This run is about odd input formats. Its espeak clip sits near QA's sync minimum, and
-        # normalising it to -14 LUFS (limiting its peaks by ~5 dB) lowers the measured
-        # correlation from 0.34 to 0.28-0.30 (issue 13, open): measured at the script's level.
-        "--loudness-target",
-        "off",
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=cli_env(root), cwd=root, timeout=600)
     run_id = next(line.split()[1].rstrip(":") for line in done.stdout.splitlines() if line.startswith("run "))

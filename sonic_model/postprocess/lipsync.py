@@ -75,10 +75,14 @@ def mux_shifted_audio(
     duration_s: float,
     extra_metadata: dict[str, str] | None = None,
     audio_bitrate: str = "128k",
+    sample_rate: int | None = None,
+    channels: int | None = None,
 ) -> Path:
     """Copy the video stream of `video_path` and add `audio_source`'s sound shifted by `delay_ms`.
 
-    The container's metadata (the AI-generated disclosure, the generator) is carried over.
+    The sound keeps the source's rate and channels unless `sample_rate` / `channels` say
+    otherwise (a rendition is always 48 kHz stereo; more channels are mixed down with ffmpeg's
+    standard `-ac 2` matrix). The container's metadata (the AI-generated disclosure, the generator) is carried over.
     Written next to `out_path` and renamed, so `out_path` may be `video_path` itself.
     """
     out_path = Path(out_path)
@@ -95,6 +99,10 @@ def mux_shifted_audio(
         raise
     streams = ["-i", str(video_path), "-i", str(presented), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"]
     sound = ["-af", shifted_audio_filter(delay_ms, duration_s), "-c:a", "aac", "-b:a", audio_bitrate]
+    if sample_rate:
+        sound += ["-ar", str(int(sample_rate))]
+    if channels:
+        sound += ["-ac", str(int(channels))]
     done = _mux(streams + sound, metadata, tmp)
     presented.unlink(missing_ok=True)
     if done.returncode != 0:

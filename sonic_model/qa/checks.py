@@ -34,6 +34,7 @@ from sonic_model.qa.thresholds import QAThresholds
 from sonic_model.sync import (
     MIN_SPEECH_FRAMES_FOR_SYNC,
     SyncMeasurement,
+    at_reference_level,
     estimate_av_offset,
     interpolate_gaps,
     speech_mask_for_frames,
@@ -194,12 +195,14 @@ def _safe_decode_track(video_path: str | Path, failures: list[str]) -> tuple[np.
 
 
 def _sync_reference(track: tuple[np.ndarray, int] | None, audio: AudioClip) -> AudioClip:
-    """Sync is measured against what the viewer hears: the file's own track, else the script."""
+    """Sync is measured against what the viewer hears: the file's own track, else the script;
+    at a reference level (`sonic_model.sync.at_reference_level`), so normalising the sound's
+    loudness does not move the sync figures."""
     if track is None or len(track[0]) == 0:
-        return audio
+        return at_reference_level(audio)
     samples, rate = track
     mono = resample(samples.mean(axis=1).astype(np.float32), rate, SAMPLE_RATE)
-    return AudioClip(np.clip(mono, -1.0, 1.0), SAMPLE_RATE, rate, samples.shape[1])
+    return at_reference_level(AudioClip(np.clip(mono, -1.0, 1.0), SAMPLE_RATE, rate, samples.shape[1]))
 
 
 def _check_sync(sync: SyncMeasurement, t: QAThresholds, failures: list[str], figures: dict) -> None:
