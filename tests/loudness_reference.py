@@ -22,6 +22,7 @@ from sonic_model.loudness import (
     TRUE_PEAK_OVERSAMPLING,
     LoudnessReport,
     _k_weighting,
+    gated_loudness,
 )
 
 
@@ -44,15 +45,7 @@ def integrated_loudness(samples: np.ndarray, rate: int) -> float:
     np.cumsum(power, out=power)
     starts = np.arange(0, len(samples) - block + 1, hop)
     block_power = (power[starts + block] - power[starts]) / block
-    with np.errstate(divide="ignore"):
-        block_loudness = -0.691 + 10 * np.log10(block_power)
-    gated = block_power[block_loudness > -70.0]
-    if gated.size == 0:
-        return float("-inf")
-    relative_gate = -0.691 + 10 * np.log10(gated.mean()) - 10.0
-    with np.errstate(divide="ignore"):
-        gated = gated[-0.691 + 10 * np.log10(gated) > relative_gate]
-    return float(-0.691 + 10 * np.log10(gated.mean()))
+    return gated_loudness(block_power)  # the gating is not what streaming changed
 
 
 # Long signals are filtered / oversampled this many samples at a time.
