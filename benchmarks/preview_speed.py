@@ -61,46 +61,6 @@ def make_speech(seconds: float, path: Path) -> None:
     soundfile.write(path, np.concatenate(pieces)[:needed], 16_000, subtype="PCM_16")
 
 
-class ChildPeakMemory:
-    """Peak resident memory (VmHWM) of this process's children, sampled every 50 ms.
-
-    `RUSAGE_CHILDREN` would count the pages a child shares with this (large) Python process
-    between fork and exec, so it overstates ffmpeg; VmHWM after exec is ffmpeg's own.
-    """
-
-    def __init__(self) -> None:
-        import threading
-
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        import os
-
-        me = os.getpid()
-        while not self._stop.wait(0.05):
-            for task in Path(f"/proc/{me}/task").iterdir():
-                try:
-                    children = (task / "children").read_text().split()
-                except OSError:
-                    continue
-                for child in children:
-                    try:
-                        status = Path(f"/proc/{child}/status").read_text()
-                    except OSError:
-                        continue
-                    for line in status.splitlines():
-                        if line.startswith("VmHWM:"):
-                            self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak_mb
-
-
 def measure(portrait: Path, audio: Path, out: Path, started: float, loudness: str = "default") -> dict:
     """A cold render, then the same render warm (call in a fresh interpreter)."""
     from sonic_model.generators import RenderParams, create_generator
@@ -111,9 +71,11 @@ def measure(portrait: Path, audio: Path, out: Path, started: float, loudness: st
         params = RenderParams(min_resolution=512, loudness_target=loudness)
     cold = render_video(create_generator("preview"), portrait, audio, out.with_suffix(".cold.mp4"), params)
     cold_finished = time.perf_counter()
+    from benchmarks.child_memory import ChildPeakMemory
+
     sampler = ChildPeakMemory()
     result = render_video(create_generator("preview"), portrait, audio, out, params)
-    children = sampler.stop()
+    children = sampler.stop().largest_mb()
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "video_s": result.video_duration_s,

@@ -23,7 +23,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,61 +31,6 @@ FIXTURES = ROOT / "tests" / "fixtures"
 ALL = ("master", "vertical", "square", "landscape")
 TARGET_EXTRA_COST = 1.5
 TARGET_MEMORY_GROWTH = 1.2
-
-
-class EncoderPeakMemory:
-    """Peak resident memory (VmHWM) of every child process, sampled every 50 ms, summed over children."""
-
-    def __init__(self) -> None:
-        self.peaks: dict[int, float] = {}
-        self.names: dict[int, str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        me = os.getpid()
-        while not self._stop.wait(0.05):
-            for task in Path(f"/proc/{me}/task").iterdir():
-                try:
-                    children = (task / "children").read_text().split()
-                except OSError:
-                    continue
-                for child in children:
-                    try:
-                        status = Path(f"/proc/{child}/status").read_text()
-                    except OSError:
-                        continue
-                    if status.startswith("Name:\tpython"):
-                        # Forked but not yet exec'd: a copy of this process (its peak is ours), not an encoder.
-                        continue
-                    for line in status.splitlines():
-                        if line.startswith("VmHWM:"):
-                            self.peaks[int(child)] = max(self.peaks.get(int(child), 0.0), int(line.split()[1]) / 1024)
-                    if int(child) not in self.names:
-                        try:
-                            args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-                            self.names[int(child)] = _describe(args)
-                        except OSError:
-                            pass
-
-    def by_process(self) -> list[str]:
-        return [f"{self.names.get(pid, '?')} {peak:.0f}" for pid, peak in sorted(self.peaks.items())]
-
-    def stop(self) -> float:
-        """The sum over children of each one's peak (MB): an upper bound of their peak together."""
-        self._stop.set()
-        self._thread.join()
-        return sum(self.peaks.values())
-
-
-def _describe(args: list[bytes]) -> str:
-    """A short name for a child process: its output file (an encoder), or its program."""
-    text = [a.decode("utf-8", "replace") for a in args if a]
-    for item in reversed(text):
-        if item.endswith(".mp4") or item.endswith(".wav") or item == "-":
-            return Path(item).name
-    return Path(text[0]).name if text else "?"
 
 
 def cpu_seconds() -> float:
@@ -116,12 +60,14 @@ def measure(portrait: Path, audio: Path, warmup_audio: Path, out: Path, speed: b
         figures["master_s"] = time.perf_counter() - started
         figures["master_cpu_s"] = cpu_seconds() - cpu
         figures["video_s"] = master.video_duration_s
-    sampler = EncoderPeakMemory()
+    from benchmarks.child_memory import ChildPeakMemory
+
+    sampler = ChildPeakMemory()
     started, cpu = time.perf_counter(), cpu_seconds()
     result = render_video(create_generator("preview"), portrait, audio, out, RenderParams(renditions=ALL))
     figures["all_s"] = time.perf_counter() - started
     figures["all_cpu_s"] = cpu_seconds() - cpu
-    figures["peak_ffmpeg_mb"] = sampler.stop()
+    figures["peak_ffmpeg_mb"] = sampler.stop().summed_mb()
     figures["ffmpeg_processes"] = sampler.by_process()
     figures["peak_python_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["frames"] = result.frames
