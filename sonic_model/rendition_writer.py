@@ -10,7 +10,9 @@ GIL), so the generator goes on with the next frame while they work, and the enco
 their own processes.
 
 Every output is H.264 High, yuv420p, 25 fps, +faststart; renditions get their stated bitrate
-(`RenditionSpec.video_bitrate`, capped at `max_bitrate`) and AAC 48 kHz stereo.
+(`RenditionSpec.video_bitrate`, capped at `max_bitrate`) and AAC 48 kHz stereo. The renditions'
+sound is encoded once (`EncodedAudioTrack`, in the background while the frames are made) and
+copied into each of them: their encoders encode only the picture.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from types import TracebackType
 import numpy as np
 
 from sonic_model.composite import frame_to_i420
-from sonic_model.encode import VideoWriter
+from sonic_model.encode import EncodedAudioTrack, VideoWriter
 from sonic_model.renditions import MASTER, RenditionCompositor
 
 # x264 speed for renditions: "ultrafast" with 8x8 transforms put back (the tool that makes the
@@ -115,23 +117,31 @@ class RenditionWriters:
     ) -> None:
         self.master = master
         self.outputs: list[RenditionOutput] = []
+        # One AAC encode per audio bitrate (every rendition asks 192k today), copied into each.
+        self.audio_tracks: dict[str, EncodedAudioTrack] = {}
         for name, compositor in compositors.items():
             spec = compositor.spec
+            track = None
+            if audio_path is not None:
+                track = self.audio_tracks.get(spec.audio_bitrate)
+                if track is None:
+                    track = EncodedAudioTrack(
+                        audio_path, paths[name], bitrate=spec.audio_bitrate, sample_rate=48000, channels=2
+                    )
+                    self.audio_tracks[spec.audio_bitrate] = track
             writer = VideoWriter(
                 paths[name],
                 width=spec.width,
                 height=spec.height,
                 num_frames=master.num_frames,
-                audio_path=audio_path,
+                audio_path=None,
+                audio_track=track,
                 generator=generator,
                 preset=RENDITION_X264_PRESET,
                 x264_params=RENDITION_X264_PARAMS,
                 extra_metadata={"rendition": name, **(extra_metadata or {})},
                 video_bitrate=spec.video_bitrate,
                 max_bitrate=spec.max_bitrate,
-                audio_bitrate=spec.audio_bitrate,
-                audio_sample_rate=48000,
-                audio_channels=2,
                 # Fed I420: only the changing box is converted per frame, and ffmpeg scales nothing.
                 input_pix_fmt="yuv420p",
             )
@@ -143,6 +153,8 @@ class RenditionWriters:
 
     def __enter__(self) -> RenditionWriters:
         try:
+            for track in self.audio_tracks.values():
+                track.start()
             for writer in self.writers:
                 writer.open()
             for output in self.outputs:
@@ -180,6 +192,9 @@ class RenditionWriters:
             for writer in self.writers:
                 writer.out_path.unlink(missing_ok=True)
             raise
+        finally:
+            for track in self.audio_tracks.values():
+                track.cleanup()
 
     def abort(self) -> None:
         for output in self.outputs:
@@ -199,3 +214,5 @@ class RenditionWriters:
                 output.thread = None
         for writer in self.writers:
             writer.abort()
+        for track in self.audio_tracks.values():
+            track.cleanup()
