@@ -33,8 +33,8 @@ from sonic_model.renditions import MASTER, RenditionCompositor
 # stream H.264 High: x264 signals the lowest profile its tools need) and the deblocking filter
 # (without it the still surroundings flicker more). CABAC stays off: it cost 1.5 ms a frame and
 # changed neither. Measured on the 250 vertical frames of a 10 s preview render (landscape test
-# photo) at 6 Mb/s, 8 Mb/s cap, one encoder alone (CPU, PSNR-Y against the frames fed, and the
-# still area: 16x16 blocks identical in every frame fed, each pixel's range over the clip):
+# photo) at 6 Mb/s, 8 Mb/s cap, one encoder alone (`benchmarks/rendition_x264.py`: CPU, PSNR-Y
+# against the frames fed, the still area's range: 16x16 blocks identical in every frame fed):
 #   these settings, threads auto (3 frame threads here)  11.3 ms/frame  51.2 dB  range 1.39
 #   threads=1 / threads=2 / sliced-threads                11.1 / 11.3 / 11.7 ms, same quality
 #   no deblock / no 8x8dct (Constrained Baseline)          11.2 / 11.2 ms, range 1.64 / 51.1 dB
@@ -43,10 +43,11 @@ from sonic_model.renditions import MASTER, RenditionCompositor
 # the same CPU, so the encoders keep x264's own threading for machines with idle cores.)
 # The stated bitrate, not the tools, sets the cost: x264's rate control spends 6 Mb/s on a
 # talking head over a still canvas by lowering QP until it codes noise (51 dB). The same frames
-# cost 8.4 ms at 1 Mb/s and 6.8 ms at a constant QP 18 (1.9 Mb/s, 47 dB); a picture that never
-# moves costs as much at 6 Mb/s as the talking one. Hard CBR at the stated rate with filler and
-# qpmin=18 (x264-params filler=1:qpmin=18, maxrate = bitrate) costs 9.1 ms, 47.4 dB, range 0.71:
-# the same bitrate on paper with two thirds of it filler, so not done without a decision.
+# cost 8.4 ms at 1 Mb/s and 6.8 ms at a constant QP 18 (1.9 Mb/s); a picture that never moves
+# costs as much at 6 Mb/s as the talking one. Hard CBR at the stated rate with filler and a QP
+# floor (x264-params filler=1:qpmin=18, maxrate = bitrate; these last by hand, same frames) costs
+# 9.1 ms, 47.4 dB, range 0.71: the same bitrate on paper with two thirds of it filler, so not
+# done without a decision.
 RENDITION_X264_PRESET = "ultrafast"
 RENDITION_X264_PARAMS = "8x8dct=1:deblock=1,0,0"
 
