@@ -10,7 +10,9 @@ GIL), so the generator goes on with the next frame while they work, and the enco
 their own processes.
 
 Every output is H.264 High, yuv420p, 25 fps, +faststart; renditions get their stated bitrate
-(`RenditionSpec.video_bitrate`, capped at `max_bitrate`) and AAC 48 kHz stereo.
+(`RenditionSpec.video_bitrate`, capped at `max_bitrate`) and AAC 48 kHz stereo. The renditions'
+sound is encoded once (`EncodedAudioTrack`, in the background while the frames are made) and
+copied into each of them: their encoders encode only the picture.
 """
 
 from __future__ import annotations
@@ -24,17 +26,28 @@ from types import TracebackType
 import numpy as np
 
 from sonic_model.composite import frame_to_i420
-from sonic_model.encode import VideoWriter
+from sonic_model.encode import EncodedAudioTrack, VideoWriter
 from sonic_model.renditions import MASTER, RenditionCompositor
 
 # x264 speed for renditions: "ultrafast" with 8x8 transforms put back (the tool that makes the
 # stream H.264 High: x264 signals the lowest profile its tools need) and the deblocking filter
-# (without it the still surroundings flicker: frame-to-frame spread of a static area 2.3 grey
-# levels instead of 1.9). CABAC stays off: it cost 1.5 ms a frame and changed neither.
-# Measured on 100 vertical frames of a preview render at 6 Mb/s (1080x1920, this machine):
-# 11.9 ms of CPU a frame, PSNR 51.0 dB; with CABAC too (the earlier choice) 13.4 ms, 51.4 dB;
-# "superfast" 17.7 ms, 51.3 dB. A talking head over a still canvas is easy to code: the stated
-# bitrate, not the preset, sets the quality. The encoders are over half the CPU of renditions.
+# (without it the still surroundings flicker more). CABAC stays off: it cost 1.5 ms a frame and
+# changed neither. Measured on the 250 vertical frames of a 10 s preview render (landscape test
+# photo) at 6 Mb/s, 8 Mb/s cap, one encoder alone (`benchmarks/rendition_x264.py`: CPU, PSNR-Y
+# against the frames fed, the still area's range: 16x16 blocks identical in every frame fed):
+#   these settings, threads auto (3 frame threads here)  11.3 ms/frame  51.2 dB  range 1.39
+#   threads=1 / threads=2 / sliced-threads                11.1 / 11.3 / 11.7 ms, same quality
+#   no deblock / no 8x8dct (Constrained Baseline)          11.2 / 11.2 ms, range 1.64 / 51.1 dB
+#   bframes=2 / 3; rc-lookahead=10 + mbtree; aq-mode=1     12.9 / 13.4; 12.8; 11.6 ms
+# (ultrafast already has no lookahead, no mb-tree, no scenecut; threads=1 in the full render:
+# the same CPU, so the encoders keep x264's own threading for machines with idle cores.)
+# The stated bitrate, not the tools, sets the cost: x264's rate control spends 6 Mb/s on a
+# talking head over a still canvas by lowering QP until it codes noise (51 dB). The same frames
+# cost 8.4 ms at 1 Mb/s and 6.8 ms at a constant QP 18 (1.9 Mb/s); a picture that never moves
+# costs as much at 6 Mb/s as the talking one. Hard CBR at the stated rate with filler and a QP
+# floor (x264-params filler=1:qpmin=18, maxrate = bitrate; these last by hand, same frames) costs
+# 9.1 ms, 47.4 dB, range 0.71: the same bitrate on paper with two thirds of it filler, so not
+# done without a decision.
 RENDITION_X264_PRESET = "ultrafast"
 RENDITION_X264_PARAMS = "8x8dct=1:deblock=1,0,0"
 
@@ -115,23 +128,31 @@ class RenditionWriters:
     ) -> None:
         self.master = master
         self.outputs: list[RenditionOutput] = []
+        # One AAC encode per audio bitrate (every rendition asks 192k today), copied into each.
+        self.audio_tracks: dict[str, EncodedAudioTrack] = {}
         for name, compositor in compositors.items():
             spec = compositor.spec
+            track = None
+            if audio_path is not None:
+                track = self.audio_tracks.get(spec.audio_bitrate)
+                if track is None:
+                    track = EncodedAudioTrack(
+                        audio_path, paths[name], bitrate=spec.audio_bitrate, sample_rate=48000, channels=2
+                    )
+                    self.audio_tracks[spec.audio_bitrate] = track
             writer = VideoWriter(
                 paths[name],
                 width=spec.width,
                 height=spec.height,
                 num_frames=master.num_frames,
-                audio_path=audio_path,
+                audio_path=None,
+                audio_track=track,
                 generator=generator,
                 preset=RENDITION_X264_PRESET,
                 x264_params=RENDITION_X264_PARAMS,
                 extra_metadata={"rendition": name, **(extra_metadata or {})},
                 video_bitrate=spec.video_bitrate,
                 max_bitrate=spec.max_bitrate,
-                audio_bitrate=spec.audio_bitrate,
-                audio_sample_rate=48000,
-                audio_channels=2,
                 # Fed I420: only the changing box is converted per frame, and ffmpeg scales nothing.
                 input_pix_fmt="yuv420p",
             )
@@ -143,6 +164,8 @@ class RenditionWriters:
 
     def __enter__(self) -> RenditionWriters:
         try:
+            for track in self.audio_tracks.values():
+                track.start()
             for writer in self.writers:
                 writer.open()
             for output in self.outputs:
@@ -180,6 +203,9 @@ class RenditionWriters:
             for writer in self.writers:
                 writer.out_path.unlink(missing_ok=True)
             raise
+        finally:
+            for track in self.audio_tracks.values():
+                track.cleanup()
 
     def abort(self) -> None:
         for output in self.outputs:
@@ -199,3 +225,5 @@ class RenditionWriters:
                 output.thread = None
         for writer in self.writers:
             writer.abort()
+        for track in self.audio_tracks.values():
+            track.cleanup()

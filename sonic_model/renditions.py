@@ -162,18 +162,30 @@ def edge_fill(mirrored: np.ndarray, footprint: tuple[float, float, float, float]
     out_y = np.maximum(np.maximum(fy0 - ys, ys - fy1), 0.0)
     if not out_x.any() and not out_y.any():
         return mirrored
-    distance = np.sqrt(out_y[:, None] ** 2 + out_x[None, :] ** 2)
     long_side = max(width, height)
-    weight = smoothstep(0.0, FILL_BAND_FRACTION * long_side, distance)
     # A large Gaussian, computed at a quarter size (it removes everything finer anyway).
     sigma = FILL_BLUR_FRACTION * long_side
     small = cv2.resize(mirrored, (max(1, width // 4), max(1, height // 4)), interpolation=cv2.INTER_AREA)
     blurred = cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / 4), (width, height), interpolation=cv2.INTER_LINEAR)
-    weight3 = weight[..., None]
-    filled = mirrored.astype(np.float32) * (1 - weight3) + blurred.astype(np.float32) * weight3
-    result = np.clip(filled + 0.5, 0, 255).astype(np.uint8)
-    inside = distance == 0
-    result[inside] = mirrored[inside]
+    result = mirrored.copy()
+    # Only outside the footprint (a rectangle of pixels: the strips above, below, left and right
+    # of it) is anything blended; the canvas is built per rendition before the first frame.
+    inside_x, inside_y = np.flatnonzero(out_x == 0), np.flatnonzero(out_y == 0)
+    cx0, cx1 = (int(inside_x[0]), int(inside_x[-1]) + 1) if inside_x.size else (0, 0)
+    cy0, cy1 = (int(inside_y[0]), int(inside_y[-1]) + 1) if inside_y.size else (0, 0)
+    strips = [(slice(0, cy0), slice(0, width)), (slice(cy1, height), slice(0, width))]
+    strips += [(slice(cy0, cy1), slice(0, cx0)), (slice(cy0, cy1), slice(cx1, width))]
+    if not inside_x.size or not inside_y.size:
+        strips = [(slice(0, height), slice(0, width))]
+    for rows, cols in strips:
+        if rows.stop <= rows.start or cols.stop <= cols.start:
+            continue
+        distance = np.sqrt(out_y[rows, None] ** 2 + out_x[None, cols] ** 2)
+        weight3 = smoothstep(0.0, FILL_BAND_FRACTION * long_side, distance)[..., None]
+        filled = (
+            mirrored[rows, cols].astype(np.float32) * (1 - weight3) + blurred[rows, cols].astype(np.float32) * weight3
+        )
+        result[rows, cols] = np.clip(filled + 0.5, 0, 255).astype(np.uint8)
     return result
 
 

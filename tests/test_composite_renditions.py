@@ -250,3 +250,49 @@ def test_plane_by_plane_i420_matches_the_rgb_composite(photo, face, crop_frames)
             planes[:luma].reshape(spec.height, spec.width)[outside],
             still.reshape(-1)[:luma].reshape(spec.height, spec.width)[outside],
         )
+
+
+def _bilinear(source: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The exact (float) bilinear warp of a scale-and-shift matrix, edges repeated: the reference."""
+    (zoom_x, _, shift_x), (_, zoom_y, shift_y) = matrix
+    xs = np.clip((np.arange(size[0]) - shift_x) / zoom_x, 0, source.shape[1] - 1)
+    ys = np.clip((np.arange(size[1]) - shift_y) / zoom_y, 0, source.shape[0] - 1)
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    x1, y1 = np.minimum(x0 + 1, source.shape[1] - 1), np.minimum(y0 + 1, source.shape[0] - 1)
+    fx, fy = (xs - x0)[None, :], (ys - y0)[:, None]
+    s = source.astype(np.float64)
+    top = s[y0][:, x0] * (1 - fx) + s[y0][:, x1] * fx
+    bottom = s[y1][:, x0] * (1 - fx) + s[y1][:, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@pytest.mark.parametrize(
+    ("zoom_x", "zoom_y", "shift_x", "shift_y", "resized"),
+    [
+        (3.5714, 3.5714, -600.3, -17.7, True),  # the vertical rendition's zoom of a 512 px preview frame
+        (1.4926, 1.4856, -24.7, -6.6, True),  # starts before the frame's edge: extended by it
+        (2.0, 2.0, 3.4, -40.2, False),  # no start lands within 1/64 pixel: the warp itself
+        (0.8, 0.8, 2.3, -1.1, False),  # a shrink: the warp itself
+    ],
+)
+def test_scale_into_samples_where_the_warp_does(photo, zoom_x, zoom_y, shift_x, shift_y, resized):
+    """On the photo's sharp edges the resize-and-crop path is as close to the exact bilinear warp as
+    warpAffine is (both round their results; warpAffine its sample positions to 1/32 pixel, the
+    resize path by at most 1/64 pixel); where it cannot make the same map it is warpAffine bit for bit."""
+    from sonic_model.composite import _resize_crop, scale_into
+
+    source = np.ascontiguousarray(photo[:, 300:812, 1])  # 512 x 512, the face and the background
+    size = (728, 744)
+    matrix = np.array([[zoom_x, 0.0, shift_x], [0.0, zoom_y, shift_y]])
+    takes_resize = bool(_resize_crop(zoom_x, shift_x, size[0], 512) and _resize_crop(zoom_y, shift_y, size[1], 512))
+    assert source.shape == (512, 512)
+    assert takes_resize == resized
+    warp = cv2.warpAffine(source, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    fast = scale_into(source, matrix, size, cv2.INTER_LINEAR)
+    assert fast.shape == warp.shape and fast.dtype == np.uint8
+    if not resized:
+        assert np.array_equal(fast, warp)
+        return
+    exact = _bilinear(source, matrix, size)
+    fast_error, warp_error = np.abs(fast - exact), np.abs(warp - exact)
+    assert fast_error.mean() <= warp_error.mean() + 0.05 and fast_error.max() <= max(1.0, warp_error.max())

@@ -227,3 +227,50 @@ def test_writer_leaves_nothing_when_the_generator_fails(tmp_path):
             writer.write(np.zeros((64, 64, 3), np.uint8))
             raise RuntimeError("generator crashed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writers_sharing_one_encoded_sound_get_the_same_track_as_encoding_it_themselves(tmp_path):
+    """Renditions copy one AAC encode (EncodedAudioTrack): each file's sound decodes to exactly the
+    samples of a track encoded into it directly (same start, priming trimmed alike), the picture
+    and tags are the file's own, faststart, and no temporary file is left."""
+    from sonic_model.encode import EncodedAudioTrack
+    from sonic_model.qa.loudness import decode_audio_track
+
+    audio = FIXTURES / "speech_es_44k.mp3"
+    count = frame_count(load_audio(audio).duration_s)
+    sound = {"audio_bitrate": "192k", "audio_sample_rate": 48000, "audio_channels": 2}
+    direct = tmp_path / "direct.mp4"
+    with VideoWriter(direct, width=64, height=64, num_frames=count, audio_path=audio, **sound) as writer:
+        for index in range(count):
+            writer.write(np.full((64, 64, 3), index % 200, np.uint8))
+    track = EncodedAudioTrack(audio, tmp_path / "shared.mp4", bitrate="192k", sample_rate=48000, channels=2).start()
+    shared = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    writers = [
+        VideoWriter(
+            path, width=64, height=64, num_frames=count, audio_path=None, audio_track=track, generator=path.stem
+        )
+        for path in shared
+    ]
+    for writer in writers:
+        writer.open()
+    for index in range(count):
+        for offset, writer in enumerate(writers):
+            writer.write(np.full((64, 64, 3), (index + 50 * offset) % 200, np.uint8))
+    for writer in writers:
+        writer.close()
+    track.cleanup()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4", "direct.mp4"]
+    reference, rate = decode_audio_track(direct)
+    for offset, path in enumerate(shared):
+        samples, shared_rate = decode_audio_track(path)
+        assert shared_rate == rate == 48000 and np.array_equal(samples, reference)
+        info = probe_video(path)
+        assert info.num_frames == count and (info.video_codec, info.audio_codec) == ("h264", "aac")
+        assert info.metadata["generator"] == path.stem and info.metadata["comment"] == AI_DISCLOSURE
+        assert abs(info.video_duration_s - info.audio_duration_s) <= 1 / 25
+        head = path.read_bytes()[:4096]
+        assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+        first = next(iter_video_frames(path))[1]
+        assert abs(int(first.mean()) - 50 * offset) <= 2
+    with pytest.raises(ValueError, match="not both"):
+        VideoWriter(tmp_path / "c.mp4", width=64, height=64, num_frames=1, audio_path=audio, audio_track=track)
