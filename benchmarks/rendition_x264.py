@@ -1,6 +1,6 @@
 """x264 settings for renditions: CPU per frame, quality and still surroundings of each variant.
 
-    .venv/bin/python benchmarks/rendition_x264.py [--seconds 10] [--bitrate 6M --maxrate 8M]
+    .venv/bin/python benchmarks/rendition_x264.py [--seconds 10] [--crf 20 --maxrate 8M]
 
 Renders `--seconds` of speech with the preview generator and the vertical rendition of the
 landscape test photo, keeping the exact I420 frames fed to the vertical encoder (1080x1920), then
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sonic_model.rendition_writer import RENDITION_X264_PARAMS, RENDITION_X264_PRESET  # noqa: E402
+from sonic_model.renditions import RENDITIONS  # noqa: E402
 
 CURRENT = f"{RENDITION_X264_PARAMS}"
 VARIANTS = {
@@ -40,6 +41,11 @@ VARIANTS = {
     "bframes=2": ["-x264-params", f"{CURRENT}:bframes=2:b-adapt=0"],
     "rc-lookahead=10 + mbtree": ["-x264-params", f"{CURRENT}:rc-lookahead=10:mbtree=1"],
     "aq-mode=1": ["-x264-params", f"{CURRENT}:aq-mode=1"],
+    # The rate control: the renditions' constant quality (CRF) under the cap, or others under it.
+    "CRF 18": ["-x264-params", CURRENT, "-crf", "18"],
+    "CRF 23": ["-x264-params", CURRENT, "-crf", "23"],
+    "average 6 Mb/s (the first choice)": ["-x264-params", CURRENT, "-b:v", "6M"],
+    "CBR 6 Mb/s, filler, QP >= 18": ["-x264-params", f"{CURRENT}:filler=1:qpmin=18", "-b:v", "6M", "-minrate", "6M"],
 }
 
 
@@ -79,8 +85,8 @@ def luma(buffer: bytes, width: int, height: int) -> np.ndarray:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--bitrate", default="6M")
-    parser.add_argument("--maxrate", default="8M")
+    parser.add_argument("--crf", type=int, default=RENDITIONS["vertical"].crf)
+    parser.add_argument("--maxrate", default=RENDITIONS["vertical"].max_bitrate)
     args = parser.parse_args()
     from sonic_model.encode import _doubled, ffmpeg_executable
 
@@ -95,12 +101,13 @@ def main() -> int:
         still = np.zeros((height, width), bool)
         still[:rows, :cols] = ~np.repeat(np.repeat(blocks, 16, 0), 16, 1)
         print(f"{count} vertical frames fed; still area {still.mean() * 100:.0f} % of the picture")
-        print(f"preset {RENDITION_X264_PRESET}, {args.bitrate} average, {args.maxrate} cap")
+        print(f"preset {RENDITION_X264_PRESET}, CRF {args.crf} unless said, {args.maxrate} cap")
         for name, extra in VARIANTS.items():
             out = workdir / "variant.mp4"
             command = [ffmpeg_executable(), "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p"]
             command += ["-s", f"{width}x{height}", "-r", "25", "-i", str(raw), "-c:v", "libx264", "-pix_fmt", "yuv420p"]
-            command += ["-profile:v", "high", "-preset", RENDITION_X264_PRESET, *extra, "-b:v", args.bitrate]
+            command += ["-profile:v", "high", "-preset", RENDITION_X264_PRESET, *extra]
+            command += [] if {"-crf", "-b:v"} & set(extra) else ["-crf", str(args.crf)]
             command += ["-maxrate", args.maxrate, "-bufsize", _doubled(args.maxrate), str(out)]
             best = None
             for _ in range(2):

@@ -173,7 +173,6 @@ class VideoWriter:
         preset: str = "veryfast",
         audio_offset_s: float = 0.0,
         extra_metadata: dict[str, str] | None = None,
-        video_bitrate: str | None = None,
         max_bitrate: str | None = None,
         audio_bitrate: str = "128k",
         audio_sample_rate: int | None = None,
@@ -189,9 +188,9 @@ class VideoWriter:
         self.fps = fps
         self.generator = generator
         self.crf, self.preset = crf, preset
-        # A stated bitrate (renditions: what platforms take) replaces constant quality; the cap
-        # is the VBV maximum (buffer: twice the cap).
-        self.video_bitrate, self.max_bitrate = video_bitrate, max_bitrate
+        # Constant quality (CRF); `max_bitrate` adds a VBV cap (buffer: twice the cap), as the
+        # renditions have: a talking head needs far less than a platform's cap most seconds.
+        self.max_bitrate = max_bitrate
         self.audio_bitrate = audio_bitrate
         self.audio_sample_rate, self.audio_channels = audio_sample_rate, audio_channels
         # "rgb24": frames are [H, W, 3]; "yuv420p": frames are I420 buffers [H * 3 / 2, W] (even
@@ -274,12 +273,9 @@ class VideoWriter:
         }
         if self.x264_params:
             output_args["x264-params"] = self.x264_params
-        if self.video_bitrate:
-            output_args["video_bitrate"] = self.video_bitrate
-            if self.max_bitrate:
-                output_args.update({"maxrate": self.max_bitrate, "bufsize": _doubled(self.max_bitrate)})
-        else:
-            output_args["crf"] = self.crf
+        output_args["crf"] = self.crf
+        if self.max_bitrate:
+            output_args.update({"maxrate": self.max_bitrate, "bufsize": _doubled(self.max_bitrate)})
         if self.audio_path is not None:
             output_args.update({"acodec": "aac", "audio_bitrate": self.audio_bitrate})
             if self.audio_sample_rate:

@@ -9,8 +9,8 @@ composites and feeds its encoder on a thread of its own (OpenCV and pipe writes 
 GIL), so the generator goes on with the next frame while they work, and the encoders run in
 their own processes.
 
-Every output is H.264 High, yuv420p, 25 fps, +faststart; renditions get their stated bitrate
-(`RenditionSpec.video_bitrate`, capped at `max_bitrate`) and AAC 48 kHz stereo. The renditions'
+Every output is H.264 High, yuv420p, 25 fps, +faststart; renditions are coded at constant
+quality (`RenditionSpec.crf`) under their bitrate cap (`max_bitrate`), with AAC 48 kHz stereo. The renditions'
 sound is encoded once (`EncodedAudioTrack`, in the background while the frames are made) and
 copied into each of them: their encoders encode only the picture.
 """
@@ -29,25 +29,22 @@ from sonic_model.composite import frame_to_i420
 from sonic_model.encode import EncodedAudioTrack, VideoWriter
 from sonic_model.renditions import MASTER, RenditionCompositor
 
-# x264 speed for renditions: "ultrafast" with 8x8 transforms put back (the tool that makes the
-# stream H.264 High: x264 signals the lowest profile its tools need) and the deblocking filter
-# (without it the still surroundings flicker more). CABAC stays off: it cost 1.5 ms a frame and
-# changed neither. Measured on the 250 vertical frames of a 10 s preview render (landscape test
-# photo) at 6 Mb/s, 8 Mb/s cap, one encoder alone (`benchmarks/rendition_x264.py`: CPU, PSNR-Y
-# against the frames fed, the still area's range: 16x16 blocks identical in every frame fed):
-#   these settings, threads auto (3 frame threads here)  11.3 ms/frame  51.2 dB  range 1.39
-#   threads=1 / threads=2 / sliced-threads                11.1 / 11.3 / 11.7 ms, same quality
-#   no deblock / no 8x8dct (Constrained Baseline)          11.2 / 11.2 ms, range 1.64 / 51.1 dB
-#   bframes=2 / 3; rc-lookahead=10 + mbtree; aq-mode=1     12.9 / 13.4; 12.8; 11.6 ms
-# (ultrafast already has no lookahead, no mb-tree, no scenecut; threads=1 in the full render:
-# the same CPU, so the encoders keep x264's own threading for machines with idle cores.)
-# The stated bitrate, not the tools, sets the cost: x264's rate control spends 6 Mb/s on a
-# talking head over a still canvas by lowering QP until it codes noise (51 dB). The same frames
-# cost 8.4 ms at 1 Mb/s and 6.8 ms at a constant QP 18 (1.9 Mb/s); a picture that never moves
-# costs as much at 6 Mb/s as the talking one. Hard CBR at the stated rate with filler and a QP
-# floor (x264-params filler=1:qpmin=18, maxrate = bitrate; these last by hand, same frames) costs
-# 9.1 ms, 47.4 dB, range 0.71: the same bitrate on paper with two thirds of it filler, so not
-# done without a decision.
+# x264 for renditions: "ultrafast" with 8x8 transforms put back (the tool that makes the stream
+# H.264 High: x264 signals the lowest profile its tools need) and the deblocking filter (without
+# it the still surroundings flicker more); CABAC stays off (1.5 ms a frame, changed neither); and
+# constant quality (`RenditionSpec.crf`) under the rendition's VBV cap, not an average bitrate:
+# x264 spent an average 6 Mb/s on a talking head over a still canvas by lowering QP until it
+# coded noise, and the still surroundings shimmered with it. Measured on the 250 vertical frames
+# of a 10 s preview render (landscape test photo), one encoder alone (`benchmarks/rendition_x264.py`:
+# CPU, bitrate, PSNR-Y against the frames fed, the still area's range over the clip):
+#   these settings (CRF 20, 8 Mb/s cap, threads auto)   9.7 ms/frame  3.5 Mb/s  50.5 dB  range 0.47
+#   CRF 18 / CRF 23                                      11.0 / 8.9 ms  5.3 / 2.4 Mb/s  51.5 / 48.8 dB
+#   average 6 Mb/s (the first choice)                    11.3 ms/frame  5.8 Mb/s  51.2 dB  range 1.40
+#   CBR 6 Mb/s with filler, QP >= 18                       9.1 ms/frame  7.8 Mb/s  47.4 dB (most of it filler)
+#   threads=1 / threads=2 / sliced-threads                 9.7 / 10.6 / 11.8 ms, same quality
+#   no deblock / no 8x8dct (Constrained Baseline)          10.1 / 10.1 ms, range 0.52 / 50.4 dB
+#   bframes=2; rc-lookahead=10 + mbtree; aq-mode=1         12.2; 10.6 (47.9 dB); 11.1 ms
+# (ultrafast already has no lookahead, no mb-tree, no scenecut.)
 RENDITION_X264_PRESET = "ultrafast"
 RENDITION_X264_PARAMS = "8x8dct=1:deblock=1,0,0"
 
@@ -151,7 +148,7 @@ class RenditionWriters:
                 preset=RENDITION_X264_PRESET,
                 x264_params=RENDITION_X264_PARAMS,
                 extra_metadata={"rendition": name, **(extra_metadata or {})},
-                video_bitrate=spec.video_bitrate,
+                crf=spec.crf,
                 max_bitrate=spec.max_bitrate,
                 # Fed I420: only the changing box is converted per frame, and ffmpeg scales nothing.
                 input_pix_fmt="yuv420p",

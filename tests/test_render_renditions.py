@@ -5,6 +5,7 @@ centre), and the options on the command line."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ def test_vertical_rendition_of_an_off_centre_landscape_photo(vertical_render):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no hidden first passes left
     info = probe_video(vertical)
     assert (info.width, info.height) == (1080, 1920) and info.num_frames == result.frames
+    # Constant quality under the platforms' cap: no second of the stream above it.
+    assert peak_second_bits(vertical) <= 1.05 * 8e6
     audio = load_audio(SPEECH)
     portrait = load_image(LANDSCAPE)
     # QA on its own: duration, sync, face and identity, loudness at the target, no seam.
@@ -55,6 +58,32 @@ def test_vertical_rendition_of_an_off_centre_landscape_photo(vertical_render):
     assert qa.figures["seam_strength"] < thresholds.max_seam_strength
     assert abs(qa.figures["loudness_lufs"] - -14.0) <= 0.5 and qa.figures["true_peak_dbtp"] <= -1.0
     assert abs(qa.figures["av_offset_frames"]) <= 1 and qa.figures["face_present_ratio"] == 1.0
+
+
+def peak_second_bits(path: Path) -> float:
+    """The most video bits in any one second of the stream (the packets' sizes, by presentation second)."""
+    sizes = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,size",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    per_second: dict[int, int] = {}
+    for line in sizes:
+        seconds, size = line.split(",")[:2]
+        per_second[int(float(seconds))] = per_second.get(int(float(seconds)), 0) + 8 * int(size)
+    return max(per_second.values())
 
 
 def test_vertical_rendition_keeps_the_face_framed_and_the_surroundings_still(vertical_render):
@@ -70,9 +99,11 @@ def test_vertical_rendition_keeps_the_face_framed_and_the_surroundings_still(ver
     stack = np.stack(frames).astype(np.float32)
     spread = stack.max(axis=0) - stack.min(axis=0)
     # Far from the head (the top 15 % and bottom 20 % of the frame): still, up to the codec's noise
-    # (x264 at a fixed bitrate re-codes static texture within a few levels; the composited frames
-    # themselves are bit for bit the still canvas there: test_composite_renditions.py).
-    assert spread[: int(0.15 * 1920)].mean() < 3 and spread[int(0.8 * 1920) :].mean() < 3
+    # (x264 at constant quality re-codes static texture within a level or so: 0.35 top, 0.98 bottom
+    # measured here; at an average 6 Mb/s it
+    # shimmered by ~1.4 levels. The composited frames themselves are bit for bit the still
+    # canvas there: test_composite_renditions.py).
+    assert spread[: int(0.15 * 1920)].mean() < 1.5 and spread[int(0.8 * 1920) :].mean() < 1.5
     # The face does move.
     y0, y1 = int(face[:, 1].min()), int(face[:, 1].max())
     x0, x1 = int(face[:, 0].min()), int(face[:, 0].max())
