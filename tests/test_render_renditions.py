@@ -100,9 +100,8 @@ def test_vertical_rendition_keeps_the_face_framed_and_the_surroundings_still(ver
     spread = stack.max(axis=0) - stack.min(axis=0)
     # Far from the head (the top 15 % and bottom 20 % of the frame): still, up to the codec's noise
     # (x264 at constant quality re-codes static texture within a level or so: 0.35 top, 0.98 bottom
-    # measured here; at an average 6 Mb/s it
-    # shimmered by ~1.4 levels. The composited frames themselves are bit for bit the still
-    # canvas there: test_composite_renditions.py).
+    # measured here; at an average 6 Mb/s it shimmered by ~1.4 levels. The composited frames
+    # themselves are bit for bit the still canvas there: test_composite_renditions.py).
     assert spread[: int(0.15 * 1920)].mean() < 1.5 and spread[int(0.8 * 1920) :].mean() < 1.5
     # The face does move.
     y0, y1 = int(face[:, 1].min()), int(face[:, 1].max())
