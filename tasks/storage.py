@@ -117,7 +117,9 @@ def check_uri_allowed(
             )
         real = _realpath(lexical, realpath_cache)
         real_roots = [
-            _realpath_of_folder(_local_path(root), realpath_cache) for root in roots if uri_scheme(root) in LOCAL_SCHEMES
+            _realpath_of_folder(_local_path(root), realpath_cache)
+            for root in roots
+            if uri_scheme(root) in LOCAL_SCHEMES
         ]
         if not any(_inside(real, root) for root in real_roots):
             raise UriNotAllowedError(

@@ -387,11 +387,11 @@ class SuiteMemory:
     the values of the frame it sees and on the checks themselves, so they are remembered under
     a key made of both: a SHA-256 of the pickled frame (every value with its type: `1` and
     `"1"` differ) and of what the suite is built from (this module's source, the schema's
-    columns, the override ranges, the allowed schemes, the Great Expectations version). Any
-    change in a value or a check gives another key, and the suite runs again. The checks
-    outside the suite (URIs against the allowed roots, which depend on the filesystem, NaN,
-    whole numbers, switches) run every time. Reading or writing the memory never fails a run:
-    a memory that cannot be read, or does not fit the table, counts as none.
+    columns, the override ranges, the allowed schemes, the Great Expectations and Python
+    versions). Any change in a value or a check gives another key, and the suite runs again.
+    The checks outside the suite (URIs against the allowed roots, which depend on the
+    filesystem, NaN, whole numbers, switches) run every time. Reading or writing the memory
+    never fails a run: a memory that cannot be read, or does not fit the table, counts as none.
     """
 
     FILE = "_state/table-check.json"
@@ -400,7 +400,7 @@ class SuiteMemory:
         self.catalog_url = catalog_url
 
     def _catalog(self):
-        from tasks.publish import Catalog  # deferred: publishing pulls in encoders the CLI's validate never needs
+        from tasks.publish import Catalog  # deferred: it imports encoders and signing, which table checks never need
 
         return Catalog(self.catalog_url)
 
@@ -408,6 +408,7 @@ class SuiteMemory:
     def key(frame, allowed_schemes: tuple[str, ...], numeric_present: tuple[str, ...]) -> str | None:
         import hashlib
         import pickle
+        import sys
         from importlib.metadata import version
 
         digest = hashlib.sha256()
@@ -425,6 +426,7 @@ class SuiteMemory:
                 allowed_schemes,
                 numeric_present,
                 version("great_expectations"),
+                sys.version,  # the regular expressions' engine
             )
             digest.update(repr(checks).encode())
             digest.update(pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
@@ -441,7 +443,9 @@ class SuiteMemory:
                 remembered = json.loads(handle.read().decode("utf-8"))
             if remembered.get("key") != key:
                 return None
-            failures = [(str(reason_id), [int(p) for p in positions]) for reason_id, positions in remembered["failures"]]
+            failures = [
+                (str(reason_id), [int(p) for p in positions]) for reason_id, positions in remembered["failures"]
+            ]
         except Exception:  # noqa: BLE001 - none yet, unreadable or malformed: the suite runs
             return None
         if any(":" not in reason_id or not all(0 <= p < rows for p in positions) for reason_id, positions in failures):
