@@ -381,7 +381,7 @@ def _run_gx_suite(
 
 
 class SuiteMemory:
-    """The suite's verdicts on the last table checked for a catalog: `_state/table-check.json`.
+    """The suite's verdicts on the last table checked for a catalog: `_state/table-check.parquet`.
 
     A nightly checks the same manifest night after night. The suite's verdicts depend only on
     the values of the frame it sees and on the checks themselves, so they are remembered under
@@ -394,7 +394,7 @@ class SuiteMemory:
     never fails a run: a memory that cannot be read, or does not fit the table, counts as none.
     """
 
-    FILE = "_state/table-check.json"
+    FILE = "_state/table-check.parquet"
 
     def __init__(self, catalog_url: str) -> None:
         self.catalog_url = catalog_url
@@ -435,16 +435,19 @@ class SuiteMemory:
         return digest.hexdigest()
 
     def recall(self, key: str, rows: int) -> list[tuple[str, list[int]]] | None:
-        import json
+        import pyarrow.parquet as pq
 
         try:
             catalog = self._catalog()
             with catalog.fs.open(catalog.path(self.FILE), "rb") as handle:
-                remembered = json.loads(handle.read().decode("utf-8"))
-            if remembered.get("key") != key:
+                table = pq.read_table(handle, pre_buffer=False)
+            if (table.schema.metadata or {}).get(b"key") != key.encode():
                 return None
             failures = [
-                (str(reason_id), [int(p) for p in positions]) for reason_id, positions in remembered["failures"]
+                (str(reason_id), [int(p) for p in positions])
+                for reason_id, positions in zip(
+                    table.column("reason_id").to_pylist(), table.column("positions").to_pylist(), strict=True
+                )
             ]
         except Exception:  # noqa: BLE001 - none yet, unreadable or malformed: the suite runs
             return None
@@ -453,12 +456,23 @@ class SuiteMemory:
         return failures
 
     def remember(self, key: str, failures: list[tuple[str, list[int]]]) -> None:
-        import json
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
         try:
             catalog = self._catalog()
-            payload = json.dumps({"key": key, "failures": failures}).encode("utf-8")
-            catalog.write_bytes(payload, catalog.path(self.FILE))
+            table = pa.table(
+                {
+                    "reason_id": pa.array([reason_id for reason_id, _ in failures], pa.string()),
+                    "positions": pa.array([positions for _, positions in failures], pa.list_(pa.int64())),
+                },
+                metadata={"key": key},
+            )
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer)
+            catalog.write_bytes(buffer.getvalue(), catalog.path(self.FILE))
         except Exception:  # noqa: BLE001 - best effort: the next run checks the table again
             pass
 

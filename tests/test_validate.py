@@ -541,8 +541,17 @@ def test_a_catalog_remembers_the_suite_s_verdicts_on_an_unchanged_table(tmp_path
     assert len(runs) == 3 and "consent_ref must be text" in reasons["ok-1"][0]
 
     assert check(table) == first and len(runs) == 4  # the memory holds the last table only
-    memory = tmp_path / "catalog" / "_state" / "table-check.json"
-    memory.write_text(memory.read_text().replace('"failures": [', '"failures": [["null:row_id", [99]], ', 1))
+    memory = tmp_path / "catalog" / "_state" / "table-check.parquet"
+    remembered = pq.read_table(memory)
+    assert len(remembered.schema.metadata[b"key"]) == 64 and remembered.num_rows == 2  # no-consent, bad-lang
+    tampered = pa.table(
+        {
+            "reason_id": ["null:row_id", *remembered.column("reason_id").to_pylist()],
+            "positions": [[99], *remembered.column("positions").to_pylist()],
+        },
+        metadata=remembered.schema.metadata,  # the same key
+    )
+    pq.write_table(tampered, memory)
     assert check(table) == first and len(runs) == 5  # a position outside the table: not trusted
-    memory.write_text("not json")
+    memory.write_bytes(b"not parquet")
     assert check(table) == first and len(runs) == 6
