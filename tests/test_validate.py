@@ -501,3 +501,57 @@ def test_cli_validate_unusable_manifest_exits_1_with_one_line(tmp_path, capsys):
     assert main(["validate", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: manifest is not a readable Parquet file") and err.count("\n") == 1
+
+
+def test_a_catalog_remembers_the_suite_s_verdicts_on_an_unchanged_table(tmp_path, monkeypatch):
+    """A nightly re-checks the same manifest: the suite's verdicts come from the catalog's
+    memory then (no Great Expectations run), and any change to a value, or to a value's type
+    alone, runs the suite again; a memory that does not fit counts as none."""
+    import tasks.table
+
+    catalog = str(tmp_path / "catalog")
+    runs = []
+    real_suite = tasks.table._run_gx_suite
+
+    def counted_suite(*args):
+        runs.append(1)
+        return real_suite(*args)
+
+    monkeypatch.setattr(tasks.table, "_run_gx_suite", counted_suite)
+    table = pd.DataFrame([good("ok-1"), good("no-consent", consent_ref=None), good("bad-lang", language="english")])
+
+    def check(frame):
+        rows, quarantined = validate_table(frame.copy(), catalog_url=catalog)
+        return [r.row_id for r in rows], {q.row_id: q.reasons for q in quarantined}
+
+    first = check(table)
+    assert len(runs) == 1 and first[0] == ["ok-1"]
+    assert "consent_ref is missing" in first[1]["no-consent"][0]
+    assert "is not a BCP-47 tag" in " ".join(first[1]["bad-lang"])
+    assert check(table) == first and len(runs) == 1  # remembered: the suite did not run
+
+    changed = table.copy()
+    changed.loc[0, "language"] = "xx-invalid-tag!"
+    rows, reasons = check(changed)
+    assert len(runs) == 2 and rows == [] and "is not a BCP-47 tag" in reasons["ok-1"][0]
+
+    retyped = table.copy().astype({"consent_ref": object})
+    retyped.loc[0, "consent_ref"] = 7  # 7 and "7" must not share a memory: the type check differs
+    rows, reasons = check(retyped)
+    assert len(runs) == 3 and "consent_ref must be text" in reasons["ok-1"][0]
+
+    assert check(table) == first and len(runs) == 4  # the memory holds the last table only
+    memory = tmp_path / "catalog" / "_state" / "table-check.parquet"
+    remembered = pq.read_table(memory)
+    assert len(remembered.schema.metadata[b"key"]) == 64 and remembered.num_rows == 2  # no-consent, bad-lang
+    tampered = pa.table(
+        {
+            "reason_id": ["null:row_id", *remembered.column("reason_id").to_pylist()],
+            "positions": [[99], *remembered.column("positions").to_pylist()],
+        },
+        metadata=remembered.schema.metadata,  # the same key
+    )
+    pq.write_table(tampered, memory)
+    assert check(table) == first and len(runs) == 5  # a position outside the table: not trusted
+    memory.write_bytes(b"not parquet")
+    assert check(table) == first and len(runs) == 6

@@ -262,10 +262,14 @@ def run(args: argparse.Namespace) -> int:
     from manifests.schema import read_manifest
 
     total = len(read_manifest(manifest))  # an unusable manifest fails here, in a second, before Prefect starts
+    from sonic_catalog.temporary_api import start_temporary_api
+
+    api_started = start_temporary_api()  # starts while the flow's modules are imported
     from flows.render_catalog import render_catalog
     from flows.task_runners import task_runner_for
 
     flow = render_catalog.with_options(task_runner=task_runner_for(cluster, args.concurrency or 2))
+    api_started()
     try:
         summary = run_flow(
             lambda: flow(

@@ -46,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if not redo:
         print(f"run {run_id}: every row is already in the catalog; nothing to redo")
         return 0
+    from sonic_catalog.temporary_api import start_temporary_api
+
+    api_started = start_temporary_api()  # starts while the flow's modules are imported
     from flows.rerun_failed import rerun_failed
 
+    api_started()
     try:
         summary = run_flow(
             lambda: rerun_failed(
