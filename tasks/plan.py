@@ -64,6 +64,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from sonic_model.generators import RenderParams
+from sonic_model.renditions import RENDITIONS
 from tasks.publish import Catalog, SeenInputs, index_records, now_iso, rendition_key
 from tasks.records import QUARANTINED, SKIPPED_CACHED, RowInfo, RowOutcome, content_key
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, _local_path, check_uri_allowed, default_roots, is_local, uri_scheme
@@ -898,9 +899,15 @@ def _same_quarantine(remembered: RememberedQuarantine, seen: SeenInputs, conditi
 
 
 def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str, key_of: _KeyMaker) -> RowOutcome:
-    # The renditions' sizes are in the index too, but a skipped row's report line needs only their files.
+    # A rendition's size is fixed by its name (RENDITIONS): listed as a rendered row lists it.
     renditions = tuple(
-        {"name": name, "uri": catalog.uri(catalog.path(f"{rendition_key(entry.key, name)}.mp4")), "passed": True}
+        {
+            "name": name,
+            "uri": catalog.uri(catalog.path(f"{rendition_key(entry.key, name)}.mp4")),
+            "width": RENDITIONS[name].width,
+            "height": RENDITIONS[name].height,
+            "passed": True,
+        }
         for name in key_of.renditions
     )
     return RowOutcome(

@@ -119,6 +119,10 @@ def test_same_manifest_again_is_cached_and_a_missing_rendition_renders_again(run
     assert code == 0, out + err
     ledger = ledger_of(str(run["catalog"]), run_id_of(out))
     assert set(ledger.status) == {"skipped_cached"}
+    # A skipped row lists its renditions as a rendered one does: name, size, file.
+    (skipped,) = json.loads(ledger.set_index("row_id").loc["shorts", "renditions"])
+    assert (skipped["name"], skipped["width"], skipped["height"]) == ("vertical", 1080, 1920)
+    assert skipped["uri"].endswith("course/en/shorts.vertical.mp4")
     (run["catalog"] / "course" / "en" / "shorts.vertical.mp4").unlink()
     code, out, err = run_cli(
         "render", str(run["manifest"]), "--catalog", str(run["catalog"]), "--loudness-target", "-16"
