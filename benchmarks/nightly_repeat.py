@@ -116,9 +116,9 @@ def install_stand_ins(work: Path) -> None:
     import tasks.publish
     import tasks.qa
     import tasks.render
+    from benchmarks.stand_in_results import passing_qa, prepared_render_result
     from manifests.schema import resolve_uri
-    from sonic_model.render import RenderResult
-    from tasks.records import CheckedVideo, ProbedRow
+    from tasks.records import ProbedRow
 
     def sha256_of(path: str) -> str:
         with open(path, "rb") as handle:
@@ -141,21 +141,7 @@ def install_stand_ins(work: Path) -> None:
 
     def copy_prepared_video(generator, portrait_path, audio_path_, out_path, params=None, **kwargs):
         shutil.copy(video, out_path)
-        return RenderResult(
-            output_path=str(out_path),
-            generator=generator.name,
-            generator_version=generator.version,
-            frames=114,
-            fps=25,
-            width=128,
-            height=128,
-            video_duration_s=4.56,
-            audio_duration_s=4.58,
-            seconds=0.0,
-        )
-
-    def passing_qa(rendered, thresholds=None):
-        return CheckedVideo(rendered=rendered, passed=True, failures=(), figures={"stand_in": "yes"})
+        return prepared_render_result(generator, out_path, 0.0)
 
     poster = (work / "prepared.jpg").read_bytes()
     tasks.probe.probe_media = probe_without_decoding
