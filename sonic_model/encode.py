@@ -24,6 +24,7 @@ from types import TracebackType
 import numpy as np
 
 from sonic_model.errors import OutputError, SonicCatalogError
+from sonic_model.files import temporary_beside
 
 FPS = 25
 AI_DISCLOSURE = (
@@ -96,14 +97,7 @@ class EncodedAudioTrack:
     def start(self) -> EncodedAudioTrack:
         from sonic_model.audio import write_script_wav
 
-        parent = self.beside.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.beside.stem}.", suffix=".audio.m4a", dir=parent)
-            os.close(fd)
-        except OSError as exc:
-            raise OutputError(f"cannot write output in {parent}: {exc.strerror or exc}") from None
-        self.path = Path(tmp)
+        self.path = temporary_beside(self.beside, ".audio.m4a")
         self._wav = self.path.with_suffix(".wav")
         try:
             write_script_wav(self.audio_path, self._wav)
@@ -226,14 +220,7 @@ class VideoWriter:
     def open(self) -> None:
         import ffmpeg
 
-        parent = self.out_path.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.out_path.stem}.", suffix=".partial.mp4", dir=parent)
-            os.close(fd)
-        except OSError as exc:
-            raise OutputError(f"cannot write output in {parent}: {exc.strerror or exc}") from None
-        self._tmp_path = Path(tmp)
+        self._tmp_path = temporary_beside(self.out_path, ".partial.mp4")
         if self.audio_path is not None:
             # The sound muxed is the script's presented sound, decoded here once: its first audio
             # stream from its first sample (a video's picture and its track's start time ignored),

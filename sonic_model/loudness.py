@@ -21,7 +21,9 @@ their filters need, and the result is the whole-array computation's (tests/loudn
 with memory that does not grow with the script's length.
 
 The ceiling is `TRUE_PEAK_CEILING_DBTP` minus `CODEC_HEADROOM_DB`, because the AAC encode adds
-a few tenths of a dB of inter-sample overshoot; the delivered file then measures <= -1 dBTP.
+a few tenths of a dB of inter-sample overshoot, and a second generation (lip-sync re-timing
+re-encodes the sound) adds more: with 0.5 dB of headroom a re-timed render measured -0.98 dBTP.
+With 1 dB the delivered file measures <= -1 dBTP.
 
 Why not ffmpeg's `loudnorm` (two-pass): on this machine it took 3-4 s per script (it runs at
 192 kHz), and on short speech its dynamic mode ended 1.7 LU under the target (-15.7 for -14).
@@ -32,7 +34,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,10 +42,11 @@ import numpy as np
 
 from sonic_model.cells import is_missing
 from sonic_model.errors import AudioError, ParameterError
+from sonic_model.files import temporary_beside
 
 DEFAULT_TARGET_LUFS = -14.0
 TRUE_PEAK_CEILING_DBTP = -1.0
-CODEC_HEADROOM_DB = 0.5
+CODEC_HEADROOM_DB = 1.0
 TARGET_TOLERANCE_LU = 0.2
 # The range a target may take (quieter than -40 LUFS is inaudible on a phone; -5 is beyond any platform).
 TARGET_RANGE_LUFS = (-40.0, -5.0)
@@ -658,8 +660,7 @@ def normalise_loudness(
         raise ParameterError("normalise_loudness needs a target; for 'off' mux the script as it is")
     replay = delivery_sound(audio_path)
     out_path = Path(out_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".partial.wav", dir=out_path.parent)
-    os.close(fd)
+    tmp = temporary_beside(out_path, ".partial.wav")
     try:
         with soundfile.SoundFile(
             tmp, "w", samplerate=OUTPUT_SAMPLE_RATE, channels=OUTPUT_CHANNELS, subtype="FLOAT", format="WAV"

@@ -695,46 +695,19 @@ def plan_rows(
             continue
         if entry.video not in present or entry.sidecar not in present:
             missing = "video" if entry.video not in present else "sidecar"
-            plans.append(
-                RowPlan(
-                    row,
-                    info,
-                    key,
-                    WORK,
-                    f"published {missing} is missing from the catalog: rendering again",
-                    seen,
-                    conditions,
-                )
-            )
+            why = f"published {missing} is missing from the catalog: rendering again"
+            plans.append(RowPlan(row, info, key, WORK, why, seen, conditions))
             continue
         gone = [name for name in key_of.renditions if f"{rendition_key(key, name)}.mp4" not in present]
         if gone:
-            plans.append(
-                RowPlan(
-                    row,
-                    info,
-                    key,
-                    WORK,
-                    f"published {gone[0]} rendition is missing from the catalog: rendering again",
-                    seen,
-                    conditions,
-                )
-            )
+            why = f"published {gone[0]} rendition is missing from the catalog: rendering again"
+            plans.append(RowPlan(row, info, key, WORK, why, seen, conditions))
             continue
         if entry.portrait_sha256 and entry.audio_sha256:
             expected = key_of(entry.portrait_sha256, entry.audio_sha256)
             if expected != entry.content_key:
-                plans.append(
-                    RowPlan(
-                        row,
-                        info,
-                        key,
-                        WORK,
-                        f"generator or parameters changed since run {entry.run_id}",
-                        seen,
-                        conditions,
-                    )
-                )
+                why = f"generator or parameters changed since run {entry.run_id}"
+                plans.append(RowPlan(row, info, key, WORK, why, seen, conditions))
                 continue
             if _unchanged(entry, seen):
                 seen = SeenInputs(

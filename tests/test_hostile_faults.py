@@ -438,7 +438,8 @@ def test_a_replacement_that_fails_half_way_withdraws_the_old_entry(tmp_path, fau
     faults.rules = [["write", ".row-a.json", 1]]
     code, out, err = run_cli("render", str(manifest), "--catalog", f"faulty://{catalog}", "--seed", "7")
     assert code == 2, out + err
-    assert ledger(catalog, run_id_of(out)).status.tolist() == ["error"]
+    verdicts = ledger(catalog, run_id_of(out))
+    assert verdicts.status.tolist() == ["error"], verdicts.to_dict("records")
     assert not (catalog / "faults" / "en" / "row-a.json").exists()  # no old sidecar describing the new video
     assert assert_catalog_consistent(catalog) == set()
     assert pd.read_parquet(catalog / "index.parquet").empty

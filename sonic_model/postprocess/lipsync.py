@@ -25,6 +25,7 @@ import numpy as np
 from sonic_model.audio import AudioClip, frame_envelope, speech_segments, write_script_wav
 from sonic_model.encode import FPS, ffmpeg_executable
 from sonic_model.errors import InputError, OutputError
+from sonic_model.files import temporary_beside
 from sonic_model.sync import SyncMeasurement, estimate_av_offset, measure_av_sync, speech_mask_for_frames
 
 # An override or correction beyond this is a mistake, not a sync error (QA searches ±320 ms).
@@ -86,7 +87,7 @@ def mux_shifted_audio(
     Written next to `out_path` and renamed, so `out_path` may be `video_path` itself.
     """
     out_path = Path(out_path)
-    tmp = _temporary_beside(out_path, ".retimed.mp4")
+    tmp = str(temporary_beside(out_path, ".retimed.mp4"))
     metadata = {"av_offset_applied_ms": f"{delay_ms:g}", **(extra_metadata or {})}
     # ffmpeg gets the source's presented sound as decoded here (first stream, from its first
     # sample), so the shift starts from exactly what was measured.
@@ -111,16 +112,6 @@ def mux_shifted_audio(
         raise OutputError(f"ffmpeg failed re-timing the audio (exit {done.returncode}): {lines[-1] if lines else ''}")
     _move_into_place(tmp, out_path)
     return out_path
-
-
-def _temporary_beside(out_path: Path, suffix: str) -> str:
-    """A new hidden file next to `out_path` (same filesystem: the final rename is atomic)."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=suffix, dir=out_path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"cannot write output in {out_path.parent}: {exc.strerror or exc}") from None
-    return tmp
 
 
 def _mux(stream_args: list[str], metadata: dict[str, str], tmp: str) -> subprocess.CompletedProcess:
@@ -162,7 +153,7 @@ def shift_audio_track(
 
     out_path = Path(out_path)
     before = read_timeline(video_path)
-    tmp = _temporary_beside(out_path, ".shifted.mp4")
+    tmp = str(temporary_beside(out_path, ".shifted.mp4"))
     metadata = {"av_offset_applied_ms": f"{delay_ms:g}", **(extra_metadata or {})}
     shifted = ["-itsoffset", f"{delay_ms / 1000.0:.6f}", "-i", str(video_path)]
     streams = ["-i", str(video_path), *shifted, "-map", "0:v:0", "-map", "1:a:0", "-c", "copy"]
@@ -308,11 +299,10 @@ def calibrate_video(
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
+    tmp = temporary_beside(target, ".partial.mp4")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".partial.mp4", dir=target.parent)
-        os.close(fd)
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
