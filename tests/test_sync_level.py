@@ -57,8 +57,10 @@ def test_normalised_and_script_level_renders_get_the_same_sync_figures(renders):
     assert normalised.loudness["limited_db"] > 3  # espeak's peaks: the limiter had real work here
     loud, quiet = _sync(root / "normalised.mp4"), _sync(root / "script_level.mp4")
     assert loud.figures["loudness_lufs"] - quiet.figures["loudness_lufs"] > 3
-    # Each file carries its own AAC encode of a differently limited sound: close, not equal.
-    assert loud.figures["sync_correlation"] == pytest.approx(quiet.figures["sync_correlation"], abs=0.025)
+    # Each file carries its own AAC encode of a differently limited sound: close, not equal
+    # (0.030 apart with the limiter's ceiling at -2 dBTP before the encode, 0.017 at -1.5; the
+    # 20 ms limiter hold this guards against made it 0.07).
+    assert loud.figures["sync_correlation"] == pytest.approx(quiet.figures["sync_correlation"], abs=0.04)
     assert loud.figures["av_offset_frames"] == quiet.figures["av_offset_frames"]
     assert loud.passed, loud.failures
     assert quiet.passed, quiet.failures
