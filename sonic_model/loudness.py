@@ -21,9 +21,9 @@ their filters need, and the result is the whole-array computation's (tests/loudn
 with memory that does not grow with the script's length.
 
 The ceiling is `TRUE_PEAK_CEILING_DBTP` minus `CODEC_HEADROOM_DB`, because the AAC encode adds
-a few tenths of a dB of inter-sample overshoot, and a second generation (lip-sync re-timing
-re-encodes the sound) adds more: with 0.5 dB of headroom a re-timed render measured -0.98 dBTP.
-With 1 dB the delivered file measures <= -1 dBTP.
+a few tenths of a dB of inter-sample overshoot, and more on some clips: with 0.5 dB of headroom
+a lip-sync-delayed render (its sound encoded once, from the normalised WAV, shifted) measured
+-0.98 dBTP. With 1 dB the delivered file measures <= -1 dBTP.
 
 Why not ffmpeg's `loudnorm` (two-pass): on this machine it took 3-4 s per script (it runs at
 192 kHz), and on short speech its dynamic mode ended 1.7 LU under the target (-15.7 for -14).
