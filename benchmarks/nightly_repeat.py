@@ -181,7 +181,7 @@ def child(args: argparse.Namespace) -> int:
     # As `sonic-catalog render` does: Prefect's temporary API starts while the modules are imported.
     from sonic_catalog.temporary_api import start_temporary_api
 
-    api_started = start_temporary_api()
+    temporary_api = start_temporary_api()
     install_stand_ins(work)
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -194,7 +194,7 @@ def child(args: argparse.Namespace) -> int:
         "signing" in accepted
     ):  # signing's own cost is benchmarks/signing_cost.py; here it would be most of a stand-in row
         extra["signing"] = {"mode": "off"}
-    api_started()
+    temporary_api.use()
     imported = time.perf_counter()
     state = flow(
         manifest=str(work / "manifest.parquet"),

@@ -8,6 +8,7 @@ is rendered once (module fixture); each test then changes something and renders 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -145,36 +146,53 @@ def test_rerun_takes_force_and_recheck(nightly):
     assert ledger.plan["no-face"] == "--recheck"
 
 
-def test_the_temporary_api_starts_once_in_the_background_and_only_without_a_server(monkeypatch):
-    """`render` starts Prefect's temporary API beside its imports (sonic_catalog/temporary_api.py):
-    the flow then finds that same server running; with a server configured nothing starts."""
-    import threading
-
+def test_the_temporary_api_starts_first_and_only_without_a_server(monkeypatch):
+    """`render` launches Prefect's temporary API before it imports Prefect (sonic_catalog/temporary_api.py);
+    the flow then runs against that server; a server named in the settings or the environment wins,
+    and the speculative one is stopped."""
     import httpx
+    from prefect import flow, get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    import sonic_catalog.temporary_api
     from sonic_catalog.temporary_api import start_temporary_api
 
-    started = []
-
-    class CountedThread(threading.Thread):
-        def start(self):
-            if self.name.startswith("prefect-temporary-api"):  # not any other thread started meanwhile
-                started.append(self.name)
-            super().start()
-
-    monkeypatch.setattr(sonic_catalog.temporary_api.threading, "Thread", CountedThread)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # A server named in Prefect's settings (as a profile would): ours is launched, then stopped unused.
+    api = start_temporary_api()
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
-        start_temporary_api()()
-    assert started == []
+        api.use()
+        assert PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
+    assert not api.running and "PREFECT_API_URL" not in os.environ
+    # Named in the environment: nothing is launched at all.
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    nothing = start_temporary_api()
+    assert not hasattr(nothing, "process")
+    nothing.use()
+    monkeypatch.delenv("PREFECT_API_URL")
 
-    start_temporary_api()()  # starts it, or finds the one an earlier render started
-    from prefect.server.api.server import SubprocessASGIServer
+    api = start_temporary_api()
+    try:
+        assert api.running  # launched before anything waited for it
+        api.use()
+        assert PREFECT_API_URL.value() == api.api_url == os.environ["PREFECT_API_URL"]
+        assert httpx.get(f"{api.api_url}/health").status_code == 200
+        assert not hasattr(start_temporary_api(), "process")  # a second command in this process uses it too
 
-    running = [server for server in SubprocessASGIServer._instances.values() if server.running]
-    assert len(running) == 1 and httpx.get(f"{running[0].api_url}/health").status_code == 200
-    port = running[0].port
-    start_temporary_api()()
-    assert started == ["prefect-temporary-api-start"] * 2
-    assert [server.port for server in SubprocessASGIServer._instances.values() if server.running] == [port]
+        @flow
+        def recorded() -> str:
+            return "ran"
+
+        state = recorded(return_state=True)
+        assert state.result() == "ran"
+
+        async def flow_run_name() -> str:
+            async with get_client() as client:
+                assert str(client.api_url).rstrip("/") == api.api_url
+                return (await client.read_flow_run(state.state_details.flow_run_id)).name
+
+        import asyncio
+
+        assert asyncio.run(flow_run_name())  # the run is on our server
+    finally:
+        api.stop()
+    assert not api.running and "PREFECT_API_URL" not in os.environ

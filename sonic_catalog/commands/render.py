@@ -26,19 +26,25 @@ EXIT_RUN_FAILED = 1
 EXIT_SOME_NOT_PUBLISHED = 2
 
 
-def quiet_prefect() -> None:
-    """Keep Prefect's console chatter (and its ephemeral server's shutdown noise) off the terminal.
-
-    Flow and task logs still go to the Prefect API (the UI shows them); the terminal shows our
-    progress bar and summary. Set before Prefect starts its ephemeral server (a subprocess that
-    inherits the environment), and applied to handlers already set up if Prefect was imported.
-    Set PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL yourself to see Prefect's logs.
-    """
+def quiet_prefect_env() -> None:
+    """The environment that keeps Prefect quiet, for this process and the temporary API server it
+    starts (a subprocess that inherits it): set before either starts. Set
+    PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL yourself to see Prefect's logs."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_DEBUG_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def quiet_prefect() -> None:
+    """Keep Prefect's console chatter (and its ephemeral server's shutdown noise) off the terminal.
+
+    Flow and task logs still go to the Prefect API (the UI shows them); the terminal shows our
+    progress bar and summary. Sets `quiet_prefect_env`, and quietens handlers already set up if
+    Prefect was imported.
+    """
+    quiet_prefect_env()
     if os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] != "CRITICAL":
         return
     import prefect  # noqa: F401 - sets up Prefect's logging, which we then quieten
@@ -241,6 +247,12 @@ def signing_for_run(args: argparse.Namespace, cluster: str | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_prefect_env()
+    from sonic_catalog.temporary_api import start_temporary_api
+
+    # Prefect's temporary API (when no server is configured) starts now, on the other core,
+    # while this process imports its modules and reads the manifest; stopped at exit.
+    temporary_api = start_temporary_api()
     cluster = cluster_for(args)
     from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S
 
@@ -261,15 +273,12 @@ def run(args: argparse.Namespace) -> int:
     quiet_prefect()
     from manifests.schema import read_manifest
 
-    total = len(read_manifest(manifest))  # an unusable manifest fails here, in a second, before Prefect starts
-    from sonic_catalog.temporary_api import start_temporary_api
-
-    api_started = start_temporary_api()  # starts while the flow's modules are imported
+    total = len(read_manifest(manifest))  # an unusable manifest fails here, in a second, before the flow starts
     from flows.render_catalog import render_catalog
     from flows.task_runners import task_runner_for
 
     flow = render_catalog.with_options(task_runner=task_runner_for(cluster, args.concurrency or 2))
-    api_started()
+    temporary_api.use()
     try:
         summary = run_flow(
             lambda: flow(

@@ -17,6 +17,7 @@ from sonic_catalog.commands.render import (
     local_catalog,
     print_summary,
     quiet_prefect,
+    quiet_prefect_env,
     run_flow,
 )
 from sonic_model.errors import SonicCatalogError
@@ -35,6 +36,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_prefect_env()
+    from sonic_catalog.temporary_api import start_temporary_api
+
+    temporary_api = start_temporary_api()  # as for `render`: starts beside this process's imports
     cluster = cluster_for(args)
     catalog = local_catalog(args.catalog)
     manifest = local_catalog(args.manifest) if args.manifest else None
@@ -45,13 +50,11 @@ def run(args: argparse.Namespace) -> int:
     redo = redo_for_run(catalog, run_id, manifest)  # a missing run fails here, before Prefect starts
     if not redo:
         print(f"run {run_id}: every row is already in the catalog; nothing to redo")
+        temporary_api.stop()
         return 0
-    from sonic_catalog.temporary_api import start_temporary_api
-
-    api_started = start_temporary_api()  # starts while the flow's modules are imported
     from flows.rerun_failed import rerun_failed
 
-    api_started()
+    temporary_api.use()
     try:
         summary = run_flow(
             lambda: rerun_failed(
