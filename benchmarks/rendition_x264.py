@@ -30,10 +30,11 @@ sys.path.insert(0, str(ROOT))
 from sonic_model.rendition_writer import RENDITION_X264_PARAMS, RENDITION_X264_PRESET  # noqa: E402
 from sonic_model.renditions import RENDITIONS  # noqa: E402
 
-CURRENT = f"{RENDITION_X264_PARAMS}"
+CURRENT = RENDITION_X264_PARAMS.replace(":threads=1", "")  # threads set per variant below
 VARIANTS = {
-    "rendition settings (threads auto)": ["-x264-params", CURRENT],
-    "threads=1": ["-x264-params", f"{CURRENT}:threads=1"],
+    "rendition settings (QP 18, threads=1)": ["-x264-params", RENDITION_X264_PARAMS, "-qp", "18"],
+    "CRF 20 under the cap, threads auto (the previous choice)": ["-x264-params", CURRENT],
+    "CRF 20 under the cap, threads=1": ["-x264-params", f"{CURRENT}:threads=1"],
     "threads=2": ["-x264-params", f"{CURRENT}:threads=2"],
     "sliced-threads": ["-x264-params", f"{CURRENT}:sliced-threads=1"],
     "no deblock": ["-x264-params", "8x8dct=1"],
@@ -46,6 +47,10 @@ VARIANTS = {
     "CRF 23": ["-x264-params", CURRENT, "-crf", "23"],
     "average 6 Mb/s (the first choice)": ["-x264-params", CURRENT, "-b:v", "6M"],
     "CBR 6 Mb/s, filler, QP >= 18": ["-x264-params", f"{CURRENT}:filler=1:qpmin=18", "-b:v", "6M", "-minrate", "6M"],
+    # Constant QP: no rate control at all (x264 then computes no half-size look-ahead picture per
+    # frame), but also no VBV cap (x264 ignores one without a rate control).
+    "QP 20 (no cap)": ["-x264-params", f"{CURRENT}:threads=1", "-qp", "20"],
+    "QP 22 (no cap)": ["-x264-params", f"{CURRENT}:threads=1", "-qp", "22"],
 }
 
 
@@ -87,6 +92,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--crf", type=int, default=RENDITIONS["vertical"].crf)
     parser.add_argument("--maxrate", default=RENDITIONS["vertical"].max_bitrate)
+    parser.add_argument("--only", action="append", help="run only the variants whose name contains this (repeatable)")
     args = parser.parse_args()
     from sonic_model.encode import _doubled, ffmpeg_executable
 
@@ -103,12 +109,16 @@ def main() -> int:
         print(f"{count} vertical frames fed; still area {still.mean() * 100:.0f} % of the picture")
         print(f"preset {RENDITION_X264_PRESET}, CRF {args.crf} unless said, {args.maxrate} cap")
         for name, extra in VARIANTS.items():
+            if args.only and not any(part in name for part in args.only):
+                continue
             out = workdir / "variant.mp4"
             command = [ffmpeg_executable(), "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p"]
             command += ["-s", f"{width}x{height}", "-r", "25", "-i", str(raw), "-c:v", "libx264", "-pix_fmt", "yuv420p"]
             command += ["-profile:v", "high", "-preset", RENDITION_X264_PRESET, *extra]
-            command += [] if {"-crf", "-b:v"} & set(extra) else ["-crf", str(args.crf)]
-            command += ["-maxrate", args.maxrate, "-bufsize", _doubled(args.maxrate), str(out)]
+            if "-qp" not in extra:
+                command += [] if {"-crf", "-b:v"} & set(extra) else ["-crf", str(args.crf)]
+                command += ["-maxrate", args.maxrate, "-bufsize", _doubled(args.maxrate)]
+            command += [str(out)]
             best = None
             for _ in range(2):
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)

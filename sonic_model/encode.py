@@ -50,12 +50,16 @@ def ffmpeg_executable() -> str:
         raise OutputError("no ffmpeg found: install the imageio-ffmpeg package or the system ffmpeg") from None
 
 
+def _bits_per_second(bitrate: str) -> float:
+    """An ffmpeg bitrate ("8M", "600k", "2500000") in bit/s."""
+    text = str(bitrate).strip()
+    scale = {"k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6}.get(text[-1:], 1.0)
+    return float(text[:-1] if scale != 1.0 else text) * scale
+
+
 def _doubled(bitrate: str) -> str:
-    """Twice an ffmpeg bitrate such as "8M" or "800k"."""
-    number, unit = bitrate[:-1], bitrate[-1]
-    if unit.isdigit():
-        return str(2 * int(float(bitrate)))
-    return f"{2 * float(number):g}{unit}"
+    """Twice an ffmpeg bitrate such as "8M" or "800k" (the VBV buffer), in bit/s."""
+    return str(round(2 * _bits_per_second(bitrate)))
 
 
 def _ffmpeg_error(stderr: bytes) -> str:
@@ -174,6 +178,7 @@ class VideoWriter:
         input_pix_fmt: str = "rgb24",
         x264_params: str | None = None,
         audio_track: EncodedAudioTrack | None = None,
+        qp: int | None = None,
     ) -> None:
         self.out_path = Path(out_path)
         self.width, self.height = int(width), int(height)
@@ -184,7 +189,13 @@ class VideoWriter:
         self.crf, self.preset = crf, preset
         # Constant quality (CRF); `max_bitrate` adds a VBV cap (buffer: twice the cap), as the
         # renditions have: a talking head needs far less than a platform's cap most seconds.
+        # `qp`: a constant quantiser instead (no rate control, so x264 makes no half-size analysis
+        # picture per frame, and a still background is coded once and skipped after); x264 has no
+        # VBV without a rate control, so the cap is checked on the finished stream instead, and a
+        # stream with any second over it is encoded again at `crf` under the VBV cap (`close`).
+        self.qp = qp
         self.max_bitrate = max_bitrate
+        self.reencoded_under_cap = False
         self.audio_bitrate = audio_bitrate
         self.audio_sample_rate, self.audio_channels = audio_sample_rate, audio_channels
         # "rgb24": frames are [H, W, 3]; "yuv420p": frames are I420 buffers [H * 3 / 2, W] (even
@@ -260,9 +271,12 @@ class VideoWriter:
         }
         if self.x264_params:
             output_args["x264-params"] = self.x264_params
-        output_args["crf"] = self.crf
-        if self.max_bitrate:
-            output_args.update({"maxrate": self.max_bitrate, "bufsize": _doubled(self.max_bitrate)})
+        if self.qp is not None:
+            output_args["qp"] = self.qp
+        else:
+            output_args["crf"] = self.crf
+            if self.max_bitrate:
+                output_args.update({"maxrate": self.max_bitrate, "bufsize": _doubled(self.max_bitrate)})
         if self.audio_path is not None:
             output_args.update({"acodec": "aac", "audio_bitrate": self.audio_bitrate})
             if self.audio_sample_rate:
@@ -318,6 +332,12 @@ class VideoWriter:
             message = self._ffmpeg_log()
             self.abort()
             raise OutputError(f"ffmpeg failed (exit {code}): {message}")
+        if self.qp is not None and self.max_bitrate:
+            try:
+                self._keep_under_cap(self._video_only or self._tmp_path)
+            except BaseException:
+                self.abort()
+                raise
         if self.audio_track is not None:
             try:
                 self._mux_audio_track()
@@ -331,6 +351,54 @@ class VideoWriter:
             raise OutputError(f"cannot write {self.out_path}: {exc.strerror or exc}") from None
         self._cleanup()
         return self.out_path
+
+    def _keep_under_cap(self, encoded: Path) -> None:
+        """Encode the picture again at `crf` under a VBV cap if any second of it exceeds `max_bitrate`."""
+        import ffmpeg
+
+        from sonic_model.video_reader import peak_video_bitrate
+
+        cap = _bits_per_second(self.max_bitrate)
+        if peak_video_bitrate(encoded) <= cap:
+            return
+        capped = temporary_beside(self.out_path, ".capped.mp4")
+        try:
+            # Half the cap as the VBV rate and half as its buffer: the bits of any one second are
+            # at most the buffer plus one second at the rate, the cap (a buffer of twice the rate,
+            # as the master has, lets a second carry up to three times the rate).
+            half = str(round(cap / 2))
+            output_args = {
+                "c": "copy",
+                "vcodec": "libx264",
+                "pix_fmt": "yuv420p",
+                "profile:v": "high",
+                "preset": self.preset,
+                "crf": self.crf,
+                "maxrate": half,
+                "bufsize": half,
+                "map_metadata": 0,
+                "movflags": "+faststart+use_metadata_tags",
+            }
+            if self.x264_params:
+                output_args["x264-params"] = self.x264_params
+            stream = ffmpeg.input(str(encoded))
+            streams = [stream.video] + ([stream.audio] if self.audio_path is not None else [])
+            args = (
+                ffmpeg.output(*streams, str(capped), format="mp4", **output_args)
+                .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+                .overwrite_output()
+                .compile(cmd=ffmpeg_executable())
+            )
+            done = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if done.returncode != 0:
+                raise OutputError(
+                    f"ffmpeg failed encoding under the {self.max_bitrate} cap (exit {done.returncode}): "
+                    f"{_ffmpeg_error(done.stderr)}"
+                )
+            os.replace(capped, encoded)
+        finally:
+            capped.unlink(missing_ok=True)
+        self.reencoded_under_cap = True
 
     def _mux_audio_track(self) -> None:
         """The encoded picture and a copy of the shared sound into the MP4 (faststart, the tags)."""

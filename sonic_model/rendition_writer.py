@@ -9,8 +9,9 @@ composites and feeds its encoder on a thread of its own (OpenCV and pipe writes 
 GIL), so the generator goes on with the next frame while they work, and the encoders run in
 their own processes.
 
-Every output is H.264 High, yuv420p, 25 fps, +faststart; renditions are coded at constant
-quality (`RenditionSpec.crf`) under their bitrate cap (`max_bitrate`), with AAC 48 kHz stereo. The renditions'
+Every output is H.264 High, yuv420p, 25 fps, +faststart; renditions are coded at a constant
+quantiser (`RenditionSpec.qp`) and checked against their bitrate cap (`max_bitrate`: a stream
+with any second over it is encoded again under a VBV cap), with AAC 48 kHz stereo. The renditions'
 sound is encoded once (`EncodedAudioTrack`, in the background while the frames are made) and
 copied into each of them: their encoders encode only the picture.
 """
@@ -32,21 +33,24 @@ from sonic_model.renditions import MASTER, RenditionCompositor
 # x264 for renditions: "ultrafast" with 8x8 transforms put back (the tool that makes the stream
 # H.264 High: x264 signals the lowest profile its tools need) and the deblocking filter (without
 # it the still surroundings flicker more); CABAC stays off (1.5 ms a frame, changed neither); and
-# constant quality (`RenditionSpec.crf`) under the rendition's VBV cap, not an average bitrate:
-# x264 spent an average 6 Mb/s on a talking head over a still canvas by lowering QP until it
-# coded noise, and the still surroundings shimmered with it. Measured on the 250 vertical frames
-# of a 10 s preview render (landscape test photo), one encoder alone (`benchmarks/rendition_x264.py`:
-# CPU, bitrate, PSNR-Y against the frames fed, the still area's range over the clip):
-#   these settings (CRF 20, 8 Mb/s cap, threads auto)   9.7 ms/frame  3.5 Mb/s  50.5 dB  range 0.47
-#   CRF 18 / CRF 23                                      11.0 / 8.9 ms  5.3 / 2.4 Mb/s  51.5 / 48.8 dB
-#   average 6 Mb/s (the first choice)                    11.3 ms/frame  5.8 Mb/s  51.2 dB  range 1.40
-#   CBR 6 Mb/s with filler, QP >= 18                       9.1 ms/frame  7.8 Mb/s  47.4 dB (most of it filler)
-#   threads=1 / threads=2 / sliced-threads                 9.7 / 10.6 / 11.8 ms, same quality
-#   no deblock / no 8x8dct (Constrained Baseline)          10.1 / 10.1 ms, range 0.52 / 50.4 dB
-#   bframes=2; rc-lookahead=10 + mbtree; aq-mode=1         12.2; 10.6 (47.9 dB); 11.1 ms
-# (ultrafast already has no lookahead, no mb-tree, no scenecut.)
+# a constant quantiser (`RenditionSpec.qp`) with the cap checked afterwards, not a rate control:
+# with CRF or an average bitrate x264 makes a half-size analysis picture of every frame and moves
+# the quantiser with it, re-coding the still canvas (it shimmered); at an average 6 Mb/s it spent
+# the bits coding noise. Measured on the 250 vertical frames of a 10 s preview render (landscape
+# test photo), one encoder alone (`benchmarks/rendition_x264.py`: CPU, bitrate, PSNR-Y against the
+# frames fed, the still area's range over the clip; load 6 while measuring):
+#   these settings (QP 18, threads=1)                     6.9 ms/frame  1.9 Mb/s  49.3 dB  range 0.00
+#   QP 20 / QP 22                                          6.7 / 6.6 ms  1.4 / 1.1 Mb/s  48.5 / 47.4 dB  range 0.01
+#   CRF 20 under the 8 Mb/s VBV cap (the previous choice) 10.5 ms/frame  3.5 Mb/s  50.5 dB  range 0.47
+#   CRF 23 under the cap                                  10.0 ms/frame  2.4 Mb/s  48.8 dB  range 0.41
+#   average 6 Mb/s (the first choice)                     11.3 ms/frame  5.8 Mb/s  51.2 dB  range 1.40
+#   CBR 6 Mb/s with filler, QP >= 18                       10.2 ms/frame  7.8 Mb/s  47.4 dB (most of it filler)
+# Earlier, at CRF 20 on a quiet machine: threads auto / 1 / 2 / sliced 9.7 / 9.7 / 10.6 / 11.8 ms;
+# no deblock / no 8x8dct (Constrained Baseline) 10.1 / 10.1 ms; bframes=2 12.2 ms; rc-lookahead=10
+# + mbtree 10.6 ms (47.9 dB); aq-mode=1 11.1 ms. (ultrafast has no lookahead, mb-tree or scenecut.)
+# One thread per encoder: the renditions' encoders already run side by side, one process each.
 RENDITION_X264_PRESET = "ultrafast"
-RENDITION_X264_PARAMS = "8x8dct=1:deblock=1,0,0"
+RENDITION_X264_PARAMS = "8x8dct=1:deblock=1,0,0:threads=1"
 
 
 def rendition_path(master_path: str | Path, name: str) -> Path:
@@ -148,6 +152,7 @@ class RenditionWriters:
                 preset=RENDITION_X264_PRESET,
                 x264_params=RENDITION_X264_PARAMS,
                 extra_metadata={"rendition": name, **(extra_metadata or {})},
+                qp=spec.qp,
                 crf=spec.crf,
                 max_bitrate=spec.max_bitrate,
                 # Fed I420: only the changing box is converted per frame, and ffmpeg scales nothing.

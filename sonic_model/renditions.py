@@ -41,9 +41,12 @@ class RenditionSpec:
     height: int
     eye_line: float  # eyes' midpoint, fraction of the frame height from the top
     face_height: float  # forehead-to-chin height, fraction of the frame height
-    max_bitrate: str  # VBV cap (ffmpeg notation), so no second of video exceeds what the platforms stream
-    # Constant quality under that cap: a talking head over a still canvas needs ~3-4 Mb/s at CRF 20
-    # (PSNR-Y ~51 dB against the frames fed); an average bitrate would be spent coding noise.
+    max_bitrate: str  # the cap (ffmpeg notation): no second of video above what the platforms stream
+    # A constant quantiser: a talking head over a still canvas comes to ~2 Mb/s at QP 18 (PSNR-Y
+    # ~49 dB against the frames fed), and the still surroundings are coded once and skipped after.
+    qp: int = 18
+    # A stream with any second over `max_bitrate` is encoded again at this constant quality under
+    # a VBV cap that keeps every second within `max_bitrate` (sonic_model.encode.VideoWriter).
     crf: int = 20
     audio_bitrate: str = "192k"
 

@@ -74,6 +74,23 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise InputError(f"video cannot be read: {path} ({exc})") from None
 
 
+def peak_video_bitrate(path: str | Path) -> float:
+    """The most video bits in any one second of presentation time (packet sizes, no decode), in bit/s."""
+    import av
+
+    per_second: dict[int, int] = {}
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    second = int(float(packet.pts * stream.time_base))
+                    per_second[second] = per_second.get(second, 0) + 8 * packet.size
+    except (av.error.FFmpegError, OSError, IndexError) as exc:
+        raise InputError(f"video cannot be read: {path} ({exc})") from None
+    return float(max(per_second.values(), default=0))
+
+
 def iter_video_frames(path: str | Path, *, step: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (index, RGB uint8 frame) for every `step`-th frame, decoding one at a time."""
     import av

@@ -274,3 +274,47 @@ def test_writers_sharing_one_encoded_sound_get_the_same_track_as_encoding_it_the
         assert abs(int(first.mean()) - 50 * offset) <= 2
     with pytest.raises(ValueError, match="not both"):
         VideoWriter(tmp_path / "c.mp4", width=64, height=64, num_frames=1, audio_path=audio, audio_track=track)
+
+
+@pytest.mark.parametrize("shared_sound", [False, True], ids=["own-sound", "shared-sound"])
+def test_a_constant_quantiser_stream_over_its_cap_is_encoded_again_under_it(tmp_path, shared_sound):
+    """Renditions are coded at a constant quantiser (no rate control, so no VBV): the finished
+    stream's fullest second is checked against the cap and, over it, the picture is encoded again
+    at CRF under a VBV cap, keeping frames, sound and tags; under it the stream is left alone."""
+    from sonic_model.encode import EncodedAudioTrack
+    from sonic_model.video_reader import peak_video_bitrate
+
+    audio = FIXTURES / "speech_es_44k.mp3"
+    count = frame_count(load_audio(audio).duration_s)
+    noise = np.random.default_rng(0).integers(0, 256, (count, 96, 128, 3), dtype=np.uint8)  # costly to code
+
+    def encode(path: Path, cap: str) -> VideoWriter:
+        track = (
+            EncodedAudioTrack(audio, path, bitrate="96k", sample_rate=48000, channels=2).start()
+            if shared_sound
+            else None
+        )
+        sound = {"audio_track": track, "audio_path": None} if shared_sound else {"audio_path": audio}
+        writer = VideoWriter(
+            path, width=128, height=96, num_frames=count, generator="cap test", qp=18, max_bitrate=cap, **sound
+        )
+        with writer:
+            for frame in noise:
+                writer.write(frame)
+        if track is not None:
+            track.cleanup()
+        return writer
+
+    loose = encode(tmp_path / "loose.mp4", "20M")
+    assert not loose.reencoded_under_cap
+    assert peak_video_bitrate(tmp_path / "loose.mp4") > 400_000  # noise at QP 18: far above the tight cap below
+    tight = encode(tmp_path / "tight.mp4", "300k")
+    assert tight.reencoded_under_cap
+    assert peak_video_bitrate(tmp_path / "tight.mp4") <= 1.05 * 300_000
+    info = probe_video(tmp_path / "tight.mp4")
+    assert info.num_frames == count and (info.video_codec, info.audio_codec, info.pix_fmt) == ("h264", "aac", "yuv420p")
+    assert abs(info.video_duration_s - info.audio_duration_s) <= 1 / 25
+    assert info.metadata["comment"] == AI_DISCLOSURE and info.metadata["generator"] == "cap test"
+    head = (tmp_path / "tight.mp4").read_bytes()[:4096]
+    assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loose.mp4", "tight.mp4"]  # no temporary left

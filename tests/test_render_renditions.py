@@ -5,7 +5,6 @@ centre), and the options on the command line."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from sonic_model.loudness import integrated_loudness
 from sonic_model.qa import QAThresholds, check_video, decode_audio_track
 from sonic_model.render import render_video
 from sonic_model.renditions import RENDITIONS, framing
-from sonic_model.video_reader import iter_video_frames, probe_video
+from sonic_model.video_reader import iter_video_frames, peak_video_bitrate, probe_video
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LANDSCAPE = FIXTURES / "landscape_offcentre.jpg"
@@ -45,8 +44,8 @@ def test_vertical_rendition_of_an_off_centre_landscape_photo(vertical_render):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no hidden first passes left
     info = probe_video(vertical)
     assert (info.width, info.height) == (1080, 1920) and info.num_frames == result.frames
-    # Constant quality under the platforms' cap: no second of the stream above it.
-    assert peak_second_bits(vertical) <= 1.05 * 8e6
+    # A constant quantiser, checked against the platforms' cap: no second of the stream above it.
+    assert peak_video_bitrate(vertical) <= 8e6
     audio = load_audio(SPEECH)
     portrait = load_image(LANDSCAPE)
     # QA on its own: duration, sync, face and identity, loudness at the target, no seam.
@@ -58,32 +57,6 @@ def test_vertical_rendition_of_an_off_centre_landscape_photo(vertical_render):
     assert qa.figures["seam_strength"] < thresholds.max_seam_strength
     assert abs(qa.figures["loudness_lufs"] - -14.0) <= 0.5 and qa.figures["true_peak_dbtp"] <= -1.0
     assert abs(qa.figures["av_offset_frames"]) <= 1 and qa.figures["face_present_ratio"] == 1.0
-
-
-def peak_second_bits(path: Path) -> float:
-    """The most video bits in any one second of the stream (the packets' sizes, by presentation second)."""
-    sizes = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time,size",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    per_second: dict[int, int] = {}
-    for line in sizes:
-        seconds, size = line.split(",")[:2]
-        per_second[int(float(seconds))] = per_second.get(int(float(seconds)), 0) + 8 * int(size)
-    return max(per_second.values())
 
 
 def test_vertical_rendition_keeps_the_face_framed_and_the_surroundings_still(vertical_render):
@@ -98,11 +71,12 @@ def test_vertical_rendition_keeps_the_face_framed_and_the_surroundings_still(ver
     assert found[0].x < face[:, 0].mean() < found[0].x + found[0].w  # where the framing rule put it
     stack = np.stack(frames).astype(np.float32)
     spread = stack.max(axis=0) - stack.min(axis=0)
-    # Far from the head (the top 15 % and bottom 20 % of the frame): still, up to the codec's noise
-    # (x264 at constant quality re-codes static texture within a level or so: 0.35 top, 0.98 bottom
-    # measured here; at an average 6 Mb/s it shimmered by ~1.4 levels. The composited frames
-    # themselves are bit for bit the still canvas there: test_composite_renditions.py).
-    assert spread[: int(0.15 * 1920)].mean() < 1.5 and spread[int(0.8 * 1920) :].mean() < 1.5
+    # Far from the head (the top 15 % and bottom 20 % of the frame): still. At a constant quantiser
+    # x264 codes the still canvas once and skips it after (0.04 grey levels measured here, top and
+    # bottom); under a rate control it re-coded it, within 0.35-0.98 levels at CRF 20 and ~1.4 at an
+    # average 6 Mb/s. The composited frames themselves are bit for bit the still canvas there
+    # (test_composite_renditions.py).
+    assert spread[: int(0.15 * 1920)].mean() < 0.3 and spread[int(0.8 * 1920) :].mean() < 0.3
     # The face does move.
     y0, y1 = int(face[:, 1].min()), int(face[:, 1].max())
     x0, x1 = int(face[:, 0].min()), int(face[:, 0].max())
