@@ -27,11 +27,20 @@ from tasks.records import RowOutcome
 RowPipeline = Generator[PrefectFuture, Any, RowOutcome]
 
 
+# How long the driver waits for a finished task, at most, while `hold_back` keeps new rows back.
+HOLD_BACK_POLL_S = 0.05
+
+
 def run_rows(
-    pipelines: Iterable[RowPipeline], concurrency: int | None, on_outcome: Callable[[RowOutcome], None] = lambda _: None
+    pipelines: Iterable[RowPipeline],
+    concurrency: int | None,
+    on_outcome: Callable[[RowOutcome], None] = lambda _: None,
+    hold_back: Callable[[], bool] = lambda: False,
 ) -> list[RowOutcome]:
     """Drive row pipelines, at most `concurrency` rows in flight (None or < 1: all at once);
     outcomes in input order. `on_outcome` hears each row's verdict the moment it is known.
+    While `hold_back()` is true no further row is started (rows in flight go on): the flow's
+    back-pressure on Prefect's event backlog (`flows/event_backlog.py`).
 
     A finished task's result is sent into its row's pipeline, which answers with the next
     task's future or its final verdict; a failed task's exception is thrown into the pipeline.
@@ -77,6 +86,12 @@ def run_rows(
         except queue.Empty:
             pass
         if rows_left and len(in_flight) < concurrency:  # a row has one task in flight at a time
+            if hold_back():
+                try:
+                    hand_on(finished.get(timeout=HOLD_BACK_POLL_S))
+                except queue.Empty:
+                    pass
+                continue
             next_row = next(pending, None)
             if next_row is None:
                 rows_left = False
