@@ -219,7 +219,7 @@ def child(args: argparse.Namespace) -> int:
     ran = time.perf_counter()
     if sampler is not None:
         sampler.stop()
-    task_runs = count_task_runs(str(state.state_details.flow_run_id or ""))
+    task_runs = None if args.no_task_count else count_task_runs(str(state.state_details.flow_run_id or ""))
     counting = time.perf_counter() - ran
     print(
         "FIGURES "
@@ -404,6 +404,9 @@ def main() -> int:
     )
     parser.add_argument("--tracemalloc", action="store_true", help="with --sample-memory: trace allocations (slow)")
     parser.add_argument("--first-only", action="store_true", help="stop after the first run")
+    parser.add_argument(
+        "--no-task-count", action="store_true", help="don't wait for the API to count the task runs (saves minutes)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--warm-up", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -422,6 +425,8 @@ def main() -> int:
         sampling = ("--sample-memory", str(args.sample_memory))
         sampling += tuple(f"--snapshot-at={rows}" for rows in args.snapshot_at or [])
         sampling += ("--tracemalloc",) if args.tracemalloc else ()
+    if args.no_task_count:
+        sampling += ("--no-task-count",)
     for rows in args.rows or [20_000]:
         one_size(rows, args.concurrency, args.keep, sampling, args.first_only)
     return 0
