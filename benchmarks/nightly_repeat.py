@@ -23,6 +23,7 @@ The example mode times the whole command, twice: a first render, then the unchan
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -196,17 +197,29 @@ def child(args: argparse.Namespace) -> int:
         extra["signing"] = {"mode": "off"}
     temporary_api.use()
     imported = time.perf_counter()
-    state = flow(
-        manifest=str(work / "manifest.parquet"),
-        catalog=str(work / "catalog"),
-        concurrency=args.concurrency,
-        defaults={"min_resolution": 128},
-        return_state=True,
-        **extra,
-    )
+    sampler = None
+    listening = contextlib.nullcontext()
+    if getattr(args, "sample_memory", None):
+        from benchmarks.flow_memory_probe import MemorySampler
+        from flows.run_record import outcome_listener
+
+        sampler = MemorySampler(args.sample_memory, args.snapshot_at or [], args.tracemalloc)
+        sampler.start()
+        listening = outcome_listener(sampler.on_outcome)
+    with listening:
+        state = flow(
+            manifest=str(work / "manifest.parquet"),
+            catalog=str(work / "catalog"),
+            concurrency=args.concurrency,
+            defaults={"min_resolution": 128},
+            return_state=True,
+            **extra,
+        )
     summary = state.result()
     ran = time.perf_counter()
-    task_runs = count_task_runs(str(state.state_details.flow_run_id or ""))
+    if sampler is not None:
+        sampler.stop()
+    task_runs = None if args.no_task_count else count_task_runs(str(state.state_details.flow_run_id or ""))
     counting = time.perf_counter() - ran
     print(
         "FIGURES "
@@ -227,16 +240,29 @@ def child(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_child(work: Path, prefect_home: Path, concurrency: int, *flags: str) -> dict:
+def run_child(work: Path, prefect_home: Path, concurrency: int, *flags: str, sampling: tuple[str, ...] = ()) -> dict:
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, __file__, "--child", "--work", str(work), "--concurrency", str(concurrency), *flags],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--work",
+            str(work),
+            "--concurrency",
+            str(concurrency),
+            *flags,
+            *sampling,
+        ],
         capture_output=True,
         text=True,
         env=quiet_env(prefect_home),
         cwd=ROOT,
     )
     wall = time.perf_counter() - started
+    for line in result.stdout.splitlines():
+        if line.startswith("MEMORY "):
+            print(line[len("MEMORY ") :], flush=True)
     line = next((line for line in result.stdout.splitlines() if line.startswith("FIGURES ")), None)
     if result.returncode != 0 or line is None:
         raise RuntimeError(f"run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -259,7 +285,7 @@ def report_sizes(work: Path, run_id: str) -> str:
     return f"report.html {report / 1024:.1f} KiB, {len(pages)} list pages (largest {biggest / 1024:.1f} KiB)"
 
 
-def one_size(rows: int, concurrency: int, keep: bool) -> None:
+def one_size(rows: int, concurrency: int, keep: bool, sampling: tuple[str, ...] = (), first_only: bool = False) -> None:
     work = Path(tempfile.mkdtemp(prefix=f"bench-nightly-{rows}-"))
     prefect_home = work / "prefect-home"
     try:
@@ -272,7 +298,7 @@ def one_size(rows: int, concurrency: int, keep: bool) -> None:
         warm = run_child(work, prefect_home, concurrency, "--warm-up")  # the API's database, created once
         print(f"warm-up run (fresh PREFECT_HOME, 1 row): {warm['wall_s']} s")
 
-        first = run_child(work, prefect_home, concurrency)
+        first = run_child(work, prefect_home, concurrency, sampling=sampling)
         per_row = 1000 * first["flow_s"] / rows
         print(
             f"first run:      wall {first['wall_s']} s (flow {first['flow_s']} s, start-up {first['import_s']} s) -> "
@@ -280,6 +306,8 @@ def one_size(rows: int, concurrency: int, keep: bool) -> None:
             f"peak RSS {first['max_rss_mb']} MB"
         )
         print(f"                {report_sizes(work, first['run_id'])}")
+        if first_only:
+            return
 
         second = run_child(work, prefect_home, concurrency)
         print(
@@ -360,6 +388,25 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--example", action="store_true", help="time the 6-row example through `sonic-catalog render`")
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
+    parser.add_argument(
+        "--sample-memory",
+        type=float,
+        metavar="SECONDS",
+        help="first run: print the flow process's memory and Prefect's queue lengths every SECONDS "
+        "(benchmarks/flow_memory_probe.py)",
+    )
+    parser.add_argument(
+        "--snapshot-at",
+        type=int,
+        action="append",
+        metavar="ROWS",
+        help="with --sample-memory: object counts (and tracemalloc) when ROWS rows have a verdict (repeatable)",
+    )
+    parser.add_argument("--tracemalloc", action="store_true", help="with --sample-memory: trace allocations (slow)")
+    parser.add_argument("--first-only", action="store_true", help="stop after the first run")
+    parser.add_argument(
+        "--no-task-count", action="store_true", help="don't wait for the API to count the task runs (saves minutes)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--warm-up", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -373,8 +420,15 @@ def main() -> int:
     if args.example:
         example()
         return 0
+    sampling: tuple[str, ...] = ()
+    if args.sample_memory:
+        sampling = ("--sample-memory", str(args.sample_memory))
+        sampling += tuple(f"--snapshot-at={rows}" for rows in args.snapshot_at or [])
+        sampling += ("--tracemalloc",) if args.tracemalloc else ()
+    if args.no_task_count:
+        sampling += ("--no-task-count",)
     for rows in args.rows or [20_000]:
-        one_size(rows, args.concurrency, args.keep)
+        one_size(rows, args.concurrency, args.keep, sampling, args.first_only)
     return 0
 
 

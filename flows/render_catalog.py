@@ -27,6 +27,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
+from flows.event_backlog import EventBacklog
 from flows.row_driver import run_rows
 from flows.row_stages import render_one_row
 from flows.run_record import RunInfo, announcer, publish_run_artifacts
@@ -206,6 +207,7 @@ def render_catalog(
                 ),
                 concurrency,
                 announce,
+                hold_back=EventBacklog(),  # the flow's memory must not grow with Prefect's unsent events
             )
         )
     finally:

@@ -15,9 +15,11 @@ CPU stages (Dask priority), and writes its video to shared scratch; the other ta
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import functools
 from dataclasses import replace
 from typing import Any
+
+from prefect.utilities.annotations import quote
 
 from flows.row_driver import RowPipeline
 from manifests.schema import ManifestRow
@@ -48,9 +50,25 @@ def _gpu_annotation(on_cluster: bool):
     return dask.annotate(resources={GPU_RESOURCE: 1 / RENDERS_PER_GPU}, priority=RENDER_PRIORITY)
 
 
-def _named(stage: str, row_id: str) -> Callable[[], str]:
-    # A callable, not a template string: a row id holding "{" must not be formatted.
-    return lambda: f"{stage}-{row_id}"
+# Each stage's task, named `<stage>-<row_id>` from its own parameters when it runs. Built once,
+# not with `with_options` per row: a new Task per submission cost about 1 ms of the flow's CPU
+# each (signature inspection), four times a row. A callable, not a template string: a row id
+# holding "{" must not be formatted.
+PROBE = probe_row_task.with_options(task_run_name=lambda parameters: f"probe-{parameters['row'].row_id}")
+FIND_PUBLISHED = find_published_task.with_options(
+    task_run_name=lambda parameters: f"find-published-{parameters['probed'].row_id}"
+)
+CHECK_PUBLISH = check_and_publish_task.with_options(
+    task_run_name=lambda parameters: f"check-publish-{parameters['rendered'].info.row_id}"
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _render_task(options: tuple):
+    """The render task with a run's retry policy and timeout (`options`: its items), built once per policy."""
+    return render_video_task.with_options(
+        task_run_name=lambda parameters: f"render-{parameters['probed'].row_id}", **dict(options)
+    )
 
 
 def _render_failed(exc: Exception, render_options: dict) -> RenderFailed:
@@ -103,31 +121,30 @@ def _stages(
     """
     render_options = render_options or render_task_options()
     rendered = None
+    # The run's constants (and the manifest row, which no task produced) go to the tasks `quote`d:
+    # Prefect would otherwise walk every field of each, for every task run, looking for upstream
+    # futures (about a seventh of the flow process's CPU). `probed` and `rendered` are passed as
+    # they are: they are upstream results, and Prefect records them as the task run's inputs.
     try:
-        probed = yield probe_row_task.with_options(task_run_name=_named("probe", info.row_id)).submit(
-            row, manifest, limits, defaults=defaults
-        )
+        probed = yield PROBE.submit(quote(row), manifest, quote(limits), defaults=quote(defaults))
         if isinstance(probed, Quarantine):
             return RowOutcome(info=info, status=QUARANTINED, reasons=probed.reasons, transient=probed.transient)
 
         if look_up:
-            published = yield find_published_task.with_options(
-                task_run_name=_named("find-published", info.row_id)
-            ).submit(probed, catalog, choice)
+            published = yield FIND_PUBLISHED.submit(probed, catalog, quote(choice))
             if published is not None:
                 return published  # already published with the same content key: skipped_cached
 
-        render = render_video_task.with_options(task_run_name=_named("render", info.row_id), **render_options)
+        render = _render_task(tuple(sorted(render_options.items())))
         with _gpu_annotation(on_cluster):
-            submitted = render.submit(probed, choice, scratch_url=scratch_url)
+            submitted = render.submit(probed, quote(choice), scratch_url=scratch_url)
         try:
             rendered = yield submitted
         except SonicCatalogError:
             raise  # a bad input: not retried, its own message is the reason
         except Exception as exc:  # noqa: BLE001 - retries ran out, or the row timed out
             raise _render_failed(exc, render_options) from exc
-        publish = check_and_publish_task.with_options(task_run_name=_named("check-publish", info.row_id))
-        submitted = publish.submit(rendered, thresholds, catalog, run_id, signing)
+        submitted = CHECK_PUBLISH.submit(rendered, quote(thresholds), catalog, run_id, quote(signing))
         rendered = None  # from here on the check-and-publish task owns (and removes) the scratch files
         return (yield submitted)
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
