@@ -71,6 +71,10 @@ def _render_task(options: tuple):
     )
 
 
+def _unquoted(value: Any) -> Any:
+    return value
+
+
 def _render_failed(exc: Exception, render_options: dict) -> RenderFailed:
     """What a render that raised through every retry (or ran past the row timeout) tells the user."""
     attempts = render_options["retries"] + 1
@@ -125,26 +129,29 @@ def _stages(
     # Prefect would otherwise walk every field of each, for every task run, looking for upstream
     # futures (about a seventh of the flow process's CPU). `probed` and `rendered` are passed as
     # they are: they are upstream results, and Prefect records them as the task run's inputs.
+    # Not on a Dask cluster: there (prefect-dask) the quoted run's rows never reached their render
+    # (tests/test_distributed.py); the cause is not found yet, so a cluster passes them plain.
+    constant = _unquoted if on_cluster else quote
     try:
-        probed = yield PROBE.submit(quote(row), manifest, quote(limits), defaults=quote(defaults))
+        probed = yield PROBE.submit(constant(row), manifest, constant(limits), defaults=constant(defaults))
         if isinstance(probed, Quarantine):
             return RowOutcome(info=info, status=QUARANTINED, reasons=probed.reasons, transient=probed.transient)
 
         if look_up:
-            published = yield FIND_PUBLISHED.submit(probed, catalog, quote(choice))
+            published = yield FIND_PUBLISHED.submit(probed, catalog, constant(choice))
             if published is not None:
                 return published  # already published with the same content key: skipped_cached
 
         render = _render_task(tuple(sorted(render_options.items())))
         with _gpu_annotation(on_cluster):
-            submitted = render.submit(probed, quote(choice), scratch_url=scratch_url)
+            submitted = render.submit(probed, constant(choice), scratch_url=scratch_url)
         try:
             rendered = yield submitted
         except SonicCatalogError:
             raise  # a bad input: not retried, its own message is the reason
         except Exception as exc:  # noqa: BLE001 - retries ran out, or the row timed out
             raise _render_failed(exc, render_options) from exc
-        submitted = CHECK_PUBLISH.submit(rendered, quote(thresholds), catalog, run_id, quote(signing))
+        submitted = CHECK_PUBLISH.submit(rendered, constant(thresholds), catalog, run_id, constant(signing))
         rendered = None  # from here on the check-and-publish task owns (and removes) the scratch files
         return (yield submitted)
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
