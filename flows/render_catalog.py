@@ -31,6 +31,7 @@ from flows.event_backlog import EventBacklog
 from flows.row_driver import run_rows
 from flows.row_stages import render_one_row
 from flows.run_record import RunInfo, announcer, publish_run_artifacts
+from flows.task_run_logs import drop_completed_task_run_lines
 from flows.task_runners import local_task_runner, on_cluster
 from manifests.schema import read_manifest
 from sonic_model.generators import RenderParams
@@ -104,6 +105,7 @@ def render_catalog(
     from sonic_model.qa import QAThresholds
 
     logger = get_run_logger()
+    drop_completed_task_run_lines()  # Prefect's "Finished in state Completed()", once per task run
     run_id = new_run_id()
     started_at = now_iso()
     defaults_params = RenderParams(**(defaults or {})).validated()
