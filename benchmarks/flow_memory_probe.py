@@ -127,9 +127,7 @@ class MemorySampler:
             if self.trace:
                 import tracemalloc
 
-                snap = tracemalloc.take_snapshot().filter_traces(
-                    [tracemalloc.Filter(False, tracemalloc.__file__)]
-                )
+                snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
                 if self._last_snapshot is not None:
                     diffs = snap.compare_to(self._last_snapshot, "traceback")[:12]
                     self._print("MEMORY   tracemalloc, grown since last snapshot (by traceback):")
