@@ -261,16 +261,11 @@ class VideoWriter:
             )
             streams.append(audio_input.audio)
         output_args = {
-            "vcodec": "libx264",
-            "pix_fmt": "yuv420p",
-            "profile:v": "high",
-            "preset": self.preset,
+            **self._picture_codec_args(),
             "r": self.fps,
             "movflags": "+faststart+use_metadata_tags",  # custom keys such as generator
             "map_metadata": -1,
         }
-        if self.x264_params:
-            output_args["x264-params"] = self.x264_params
         if self.qp is not None:
             output_args["qp"] = self.qp
         else:
@@ -352,6 +347,13 @@ class VideoWriter:
         self._cleanup()
         return self.out_path
 
+    def _picture_codec_args(self) -> dict:
+        """ffmpeg's output options for the picture: H.264 High, yuv420p, the preset and x264 options."""
+        args = {"vcodec": "libx264", "pix_fmt": "yuv420p", "profile:v": "high", "preset": self.preset}
+        if self.x264_params:
+            args["x264-params"] = self.x264_params
+        return args
+
     def _keep_under_cap(self, encoded: Path) -> None:
         """Encode the picture again at `crf` under a VBV cap if any second of it exceeds `max_bitrate`."""
         import ffmpeg
@@ -369,18 +371,13 @@ class VideoWriter:
             half = str(round(cap / 2))
             output_args = {
                 "c": "copy",
-                "vcodec": "libx264",
-                "pix_fmt": "yuv420p",
-                "profile:v": "high",
-                "preset": self.preset,
+                **self._picture_codec_args(),
                 "crf": self.crf,
                 "maxrate": half,
                 "bufsize": half,
                 "map_metadata": 0,
                 "movflags": "+faststart+use_metadata_tags",
             }
-            if self.x264_params:
-                output_args["x264-params"] = self.x264_params
             stream = ffmpeg.input(str(encoded))
             streams = [stream.video] + ([stream.audio] if self.audio_path is not None else [])
             args = (
