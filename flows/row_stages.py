@@ -129,8 +129,11 @@ def _stages(
     # Prefect would otherwise walk every field of each, for every task run, looking for upstream
     # futures (about a seventh of the flow process's CPU). `probed` and `rendered` are passed as
     # they are: they are upstream results, and Prefect records them as the task run's inputs.
-    # Not on a Dask cluster: there (prefect-dask) the quoted run's rows never reached their render
-    # (tests/test_distributed.py); the cause is not found yet, so a cluster passes them plain.
+    # Not on a Dask cluster: Dask rebuilds a tuple subclass it passes to a task as
+    # `type(t)(items)`, and `quote` is a tuple whose constructor takes the value, so `quote(row)`
+    # reached the worker as `quote((row,))` and the probe got a 1-tuple for its row
+    # (tests/test_distributed.py). Nothing is lost: prefect-dask walks into quoted values anyway
+    # (`DaskTaskRunner._optimize_futures`), so quoting would save the flow process nothing there.
     constant = _unquoted if on_cluster else quote
     try:
         probed = yield PROBE.submit(constant(row), manifest, constant(limits), defaults=constant(defaults))
