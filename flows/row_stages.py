@@ -19,7 +19,7 @@ import functools
 from dataclasses import replace
 from typing import Any
 
-from prefect.utilities.annotations import quote
+from prefect.utilities.annotations import opaque, quote
 
 from flows.row_driver import RowPipeline
 from manifests.schema import ManifestRow
@@ -125,36 +125,39 @@ def _stages(
     """
     render_options = render_options or render_task_options()
     rendered = None
-    # The run's constants (and the manifest row, which no task produced) go to the tasks `quote`d:
-    # Prefect would otherwise walk every field of each, for every task run, looking for upstream
-    # futures (about a seventh of the flow process's CPU). `probed` and `rendered` are passed as
-    # they are: they are upstream results, and Prefect records them as the task run's inputs.
+    # Prefect walks every field of every parameter, for every task run, looking for upstream
+    # futures and results (on the thread-pool runner about a fifth of the flow process's CPU).
+    # So the run's constants (and the manifest row, which no task produced) go to the tasks
+    # `quote`d: not walked at all. The upstream results (`probed`, `rendered`) go `opaque`:
+    # Prefect still records them as the task run's inputs (the object itself is looked up), but
+    # does not walk their fields.
     # Not on a Dask cluster: Dask rebuilds a tuple subclass it passes to a task as
-    # `type(t)(items)`, and `quote` is a tuple whose constructor takes the value, so `quote(row)`
-    # reached the worker as `quote((row,))` and the probe got a 1-tuple for its row
-    # (tests/test_distributed.py). Nothing is lost: prefect-dask walks into quoted values anyway
-    # (`DaskTaskRunner._optimize_futures`), so quoting would save the flow process nothing there.
+    # `type(t)(items)`, and both annotations are tuples whose constructor takes the value, so
+    # `quote(row)` reached the worker as `quote((row,))` and the probe got a 1-tuple for its row
+    # (tests/test_distributed.py). Nothing is lost: prefect-dask walks into annotated values
+    # anyway (`DaskTaskRunner._optimize_futures`), so they would save the flow process nothing.
     constant = _unquoted if on_cluster else quote
+    upstream = _unquoted if on_cluster else opaque
     try:
         probed = yield PROBE.submit(constant(row), manifest, constant(limits), defaults=constant(defaults))
         if isinstance(probed, Quarantine):
             return RowOutcome(info=info, status=QUARANTINED, reasons=probed.reasons, transient=probed.transient)
 
         if look_up:
-            published = yield FIND_PUBLISHED.submit(probed, catalog, constant(choice))
+            published = yield FIND_PUBLISHED.submit(upstream(probed), catalog, constant(choice))
             if published is not None:
                 return published  # already published with the same content key: skipped_cached
 
         render = _render_task(tuple(sorted(render_options.items())))
         with _gpu_annotation(on_cluster):
-            submitted = render.submit(probed, constant(choice), scratch_url=scratch_url)
+            submitted = render.submit(upstream(probed), constant(choice), scratch_url=scratch_url)
         try:
             rendered = yield submitted
         except SonicCatalogError:
             raise  # a bad input: not retried, its own message is the reason
         except Exception as exc:  # noqa: BLE001 - retries ran out, or the row timed out
             raise _render_failed(exc, render_options) from exc
-        submitted = CHECK_PUBLISH.submit(rendered, constant(thresholds), catalog, run_id, constant(signing))
+        submitted = CHECK_PUBLISH.submit(upstream(rendered), constant(thresholds), catalog, run_id, constant(signing))
         rendered = None  # from here on the check-and-publish task owns (and removes) the scratch files
         return (yield submitted)
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong

@@ -214,8 +214,8 @@ def test_rerun_renders_only_the_fixed_row(first_run):
     assert "corrupt-image" in set(pd.read_parquet(catalog / "index.parquet").row_id)
 
 
-def task_run_names(catalog: Path, run_id: str) -> set[str]:
-    """The names of the task runs of one catalog run's flow run (its id is in run.json)."""
+def task_runs(catalog: Path, run_id: str) -> list:
+    """The task runs of one catalog run's flow run (its id is in run.json), from the Prefect API."""
     import uuid
 
     from prefect.client.orchestration import get_client
@@ -223,8 +223,22 @@ def task_run_names(catalog: Path, run_id: str) -> set[str]:
 
     flow_run_id = json.loads((catalog / "_runs" / run_id / "run.json").read_text())["flow_run_id"]
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])))
-    return {run.name for run in runs}
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])))
+
+
+def task_run_names(catalog: Path, run_id: str) -> set[str]:
+    return {run.name for run in task_runs(catalog, run_id)}
+
+
+def test_each_stage_records_the_task_run_it_follows(first_run):
+    """The stages hand their results on `opaque` (not walked field by field, flows/row_stages.py),
+    and Prefect still records where each came from: a row's lineage is probe -> render -> publish."""
+    runs = {run.name: run for run in task_runs(first_run["catalog"], first_run["run_id"])}
+    for row_id in GOOD:
+        probe, render, publish = (runs[f"{stage}-{row_id}"] for stage in ("probe", "render", "check-publish"))
+        assert [source.id for source in render.task_inputs["probed"]] == [probe.id]
+        assert [source.id for source in publish.task_inputs["rendered"]] == [render.id]
+        assert render.task_inputs["choice"] == [] and publish.task_inputs["thresholds"] == []  # quoted constants
 
 
 def test_rendering_the_same_manifest_again_renders_nothing(first_run):
