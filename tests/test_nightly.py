@@ -150,13 +150,29 @@ def test_the_temporary_api_starts_first_and_only_without_a_server(monkeypatch):
     """`render` launches Prefect's temporary API before it imports Prefect (sonic_catalog/temporary_api.py);
     the flow then runs against that server; a server named in the settings or the environment wins,
     and the speculative one is stopped."""
+    from prefect.context import refresh_global_settings_context
+
+    from sonic_catalog import temporary_api
+    from sonic_catalog.temporary_api import start_temporary_api
+
+    # This test's servers are its own. A command run earlier in this process (tests calling the
+    # CLI in-process) may have one running, with PREFECT_API_URL pointing at it: it must stay up,
+    # as must the settings that point at it.
+    monkeypatch.setattr(temporary_api, "_current", None)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    refresh_global_settings_context()
+    try:
+        _check_the_temporary_api(start_temporary_api, monkeypatch)
+    finally:
+        monkeypatch.undo()
+        refresh_global_settings_context()
+
+
+def _check_the_temporary_api(start_temporary_api, monkeypatch) -> None:
     import httpx
     from prefect import flow, get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from sonic_catalog.temporary_api import start_temporary_api
-
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     # A server named in Prefect's settings (as a profile would): ours is launched, then stopped unused.
     api = start_temporary_api()
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
