@@ -56,6 +56,7 @@ class TemporaryAPI:
         self.process: subprocess.Popen | None = None
         self.api_url: str | None = None  # set once Prefect uses it
         self._previous_env: str | None = None
+        atexit.register(self.stop)  # once, however often `launch` runs (a taken port relaunches)
 
     def launch(self) -> None:
         self.port = free_port()
@@ -78,7 +79,6 @@ class TemporaryAPI:
             env={**os.environ, **SERVER_ENVIRONMENT},
             stdin=subprocess.DEVNULL,
         )
-        atexit.register(self.stop)
 
     @property
     def running(self) -> bool:
