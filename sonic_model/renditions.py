@@ -91,13 +91,6 @@ def parse_renditions(value) -> tuple[str, ...]:
     return tuple(name for name in RENDITION_NAMES if name == MASTER or name in names)
 
 
-def rendition_spec(name: str) -> RenditionSpec:
-    try:
-        return RENDITIONS[name]
-    except KeyError:
-        raise ParameterError(f"unknown rendition {name!r}; choose from {', '.join(RENDITIONS)}") from None
-
-
 def eye_centre(landmarks: np.ndarray) -> np.ndarray:
     """Midpoint between the eyes (mean of both eyes' corners), in the landmarks' pixels."""
     xy = np.asarray(landmarks)[:, :2].astype(np.float64)

@@ -33,8 +33,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fsspec.core import url_to_fs
-from prefect import task
-from prefect.cache_policies import NONE
 
 from sonic_model.cells import is_missing
 from sonic_model.encode import AI_DISCLOSURE
@@ -625,11 +623,3 @@ def _plain(value):
     if hasattr(value, "tolist"):  # a numpy scalar or array
         return value.tolist()
     return value
-
-
-@task(name="update-catalog-index", cache_policy=NONE)
-def update_index_task(
-    catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str, SeenInputs] | None = None
-) -> dict:
-    """Add this run's published videos to the catalog index (and remember their inputs' fingerprints)."""
-    return update_index(catalog_url, outcomes, seen)

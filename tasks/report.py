@@ -272,11 +272,6 @@ def render_report_pages(catalog: Catalog, run_id: str, outcomes: list[RowOutcome
     return pages
 
 
-def render_report_html(catalog: Catalog, run_id: str, outcomes: list[RowOutcome], summary: dict) -> str:
-    """report.html alone (its list pages, if any, from `render_report_pages`)."""
-    return render_report_pages(catalog, run_id, outcomes, summary)[REPORT_FILE]
-
-
 def write_report(catalog_url: str, run_id: str, outcomes: list[RowOutcome], summary: dict) -> str:
     """Write the run's report.html and its list pages (each atomically); returns the report's URI."""
     catalog = Catalog(catalog_url)
