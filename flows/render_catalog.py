@@ -35,10 +35,11 @@ from flows.task_run_logs import drop_completed_task_run_lines
 from flows.task_runners import local_task_runner, on_cluster
 from manifests.schema import read_manifest
 from sonic_model.generators import RenderParams
+from tasks.catalog import now_iso
+from tasks.catalog_state import update_catalog_state_task
 from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task
 from tasks.limits import MediaLimits
-from tasks.plan import PlanSettings, plan_run_task, update_catalog_state_task
-from tasks.publish import now_iso
+from tasks.plan import PlanSettings, plan_run_task
 from tasks.records import QUARANTINED, RowInfo, RowOutcome
 from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, choose_generator, render_task_options
 from tasks.report import write_report_task

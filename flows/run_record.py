@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from tasks.catalog import now_iso
 from tasks.ledger import write_run_info
-from tasks.publish import now_iso
 from tasks.records import ERROR, FAILED_QA, PUBLISHED, QUARANTINED, SKIPPED_CACHED, RowOutcome
 
 OutcomeListener = Callable[[RowOutcome], None]

@@ -16,7 +16,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from sonic_model.errors import RunNotFoundError
-from tasks.publish import RUNS_DIR, Catalog, now_iso
+from tasks.catalog import RUNS_DIR, Catalog, now_iso
 from tasks.records import IN_CATALOG, STATUSES, RowOutcome
 
 LEDGER_FILE = "ledger.parquet"

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.publish import Catalog
+from tasks.catalog import Catalog
 from tasks.records import SKIPPED_CACHED, ProbedRow, RowInfo, RowOutcome
 from tasks.render import key_for
 

@@ -30,7 +30,7 @@ from urllib.parse import quote
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.publish import RUNS_DIR, Catalog
+from tasks.catalog import RUNS_DIR, Catalog
 from tasks.records import ERROR, FAILED_QA, PUBLISHED, QUARANTINED, SKIPPED_CACHED, STATUSES, RowOutcome
 
 REPORT_FILE = "report.html"

@@ -44,6 +44,7 @@ from sonic_model.generators import (
     SEED_RANGE,
 )
 from sonic_model.postprocess.smoothing import MOTION_SMOOTHING_RANGE
+from tasks.catalog import Catalog
 from tasks.records import REASON_SEPARATOR, Quarantine, quoted
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, check_uri_allowed, default_roots, redact, uri_scheme
 
@@ -400,8 +401,6 @@ class SuiteMemory:
         self.catalog_url = catalog_url
 
     def _catalog(self):
-        from tasks.publish import Catalog  # deferred: it imports encoders and signing, which table checks never need
-
         return Catalog(self.catalog_url)
 
     @staticmethod

@@ -23,20 +23,11 @@ from test_catalog_flow import moto_s3  # noqa: F401 - the fixture: a moto S3 ser
 
 from manifests.schema import ManifestRow
 from sonic_model.generators import RenderParams
-from tasks.plan import (
-    KEEP_QUARANTINE,
-    SKIP,
-    WORK,
-    Fingerprint,
-    PlanSettings,
-    fingerprint_from_info,
-    fingerprint_inputs,
-    local_fingerprint,
-    plan_rows,
-    read_quarantines,
-    remember_quarantines,
-)
-from tasks.publish import INDEX_COLUMNS, Catalog, read_index, update_index
+from tasks.catalog import Catalog
+from tasks.catalog_index import INDEX_COLUMNS, read_index, update_index
+from tasks.catalog_state import read_quarantines, remember_quarantines
+from tasks.fingerprints import Fingerprint, fingerprint_from_info, fingerprint_inputs, local_fingerprint
+from tasks.plan import KEEP_QUARANTINE, SKIP, WORK, PlanSettings, plan_rows
 from tasks.records import PUBLISHED, QUARANTINED, RowInfo, RowOutcome, content_key
 
 SETTLE_S = 0.2  # the tests' settle window: files older than this are trusted by their fingerprint
