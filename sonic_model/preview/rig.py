@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from sonic_model import face as mesh
+from sonic_model.preview.closure import RestGapClosure, soften_seam
 from sonic_model.preview.face_geometry import FaceFrame, MouthGeometry, Roi, lip_profile, smoothstep
 
 # Mouth gap (inner lips) at opening 1, and how it divides between the lips.
@@ -117,6 +118,12 @@ class FaceRig:
             self.mouth.split_below_teeth()
         self._build_local_roi(landmarks)
         self._build_mouth_fields()
+        # An open-mouth portrait (a smile with teeth) is closed by warping its own lips together.
+        self.closure = None
+        if RestGapClosure.applies(self.rest_gap_px / max(self.iod, 1e-6)):
+            self.closure = RestGapClosure(
+                self.mouth, self.jaw_u, self.gap_fields[..., 1], self.iod, GAP_AT_FULL_OPEN * self.iod
+            )
         self._build_interior()
         self._build_brow_field(landmarks)
         self._build_eyes(landmarks)
@@ -403,13 +410,21 @@ class FaceRig:
         press = float(np.clip(c.press, 0.0, 1.0))
         jaw = self.jaw_roi.within(local)
         # the mouth's vertical motion, in the portrait's own geometry (before the lip shape)
-        mouth_dv = None
+        mouth_dv = below_meet = None
+        pout = -spread * (1.0 - press)  # pressed lips cannot pout
+        if self.closure is not None:
+            # closed = the rest gap warped shut; the opening fields add only what lies beyond it,
+            # and a press is a full closure (no press field, no painted seal)
+            closure, opening = self.closure.amounts(opening, press)
+            press = 0.0
+            if closure > 1e-3:
+                mouth_dv, below_meet = self.closure.field(closure)
         if opening > 1e-3:
             profile, d = self.gap_fields[..., 0], self.gap_fields[..., 1]
             # the split line sits mid-gap: above it the upper lip's field, below it the jaw's
             lower = d > opening * (self.lower_gap - self.upper_gap) / 2 * profile
-            mouth_dv = np.where(lower, -opening * self.lower_gap * self.w_low, opening * self.upper_gap * self.w_up)
-        pout = -spread * (1.0 - press)  # pressed lips cannot pout
+            opened = np.where(lower, -opening * self.lower_gap * self.w_low, opening * self.upper_gap * self.w_up)
+            mouth_dv = opened if mouth_dv is None else mouth_dv + opened
         if pout > 1e-3:
             mouth_dv = np.float32(pout) * self.pout_dv + (0.0 if mouth_dv is None else mouth_dv)
         if press > 1e-3:
@@ -430,6 +445,11 @@ class FaceRig:
             interpolation=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
+        if below_meet is not None and self.cavity[0].stop > self.cavity[0].start:
+            # the closed lips' seam, where it lies in this frame (read through the lip shape)
+            rows, cols = self.cavity
+            seam = self._through_shape(below_meet, shape_du)[rows, cols]
+            soften_seam(warped[jaw][rows, cols], seam)
         if opening > 1e-3:
             self._paint_interior(warped, jaw, self._gap_in_cavity(shape_du), opening, spread)
         elif press > 1e-3 and self.rest_gap_px > 1.0:
