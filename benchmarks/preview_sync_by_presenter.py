@@ -64,7 +64,7 @@ def measure_row(row: dict, folder: Path) -> dict:
     speech = sync.speech_mask[: len(sync.mouth_opening)]
     mouth = sync.mouth_opening[: len(speech)][speech]
     mouth = mouth[np.isfinite(mouth)]
-    low, high = (np.percentile(mouth, [5, 95]) if mouth.size else (float("nan"), float("nan")))
+    low, high = np.percentile(mouth, [5, 95]) if mouth.size else (float("nan"), float("nan"))
     return {
         "row": row["row_id"],
         "presenter": presenter_of(row),
