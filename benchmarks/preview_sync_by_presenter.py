@@ -1,6 +1,7 @@
 """Lip sync of the preview generator per presenter: the example catalog's rows, measured alike.
 
     nice -n 10 .venv/bin/python benchmarks/preview_sync_by_presenter.py [--rows welcome-fr-astronaut,...]
+        [--compare 94e87f6]   # also the generator as it was at that commit: before / after
 
 Renders each example row (`manifests/examples/catalog.csv`, its own parameters) with the
 preview generator, no lip-sync calibration, no loudness change, master only, then measures it
@@ -11,13 +12,18 @@ percentile of the read-back opening during speech minus the 5th).
 
 Issue 23 part 4: the astronaut (an open-mouth smile) measured 0.23-0.41 where Hopper measures
 ~0.64; its closed frames lost their lips. Run it on the commit before and after a rig change to
-compare (docs/preview.md has the figures). ~1 min on 2 cores for the six rows.
+compare, or give `--compare REV`: the same rows are then measured first with `sonic_model/` as
+it was at REV (`git archive` into a scratch folder, run in a child process), then with this
+tree's (docs/preview.md has the figures). ~1 min on 2 cores for the six rows, twice that with
+`--compare`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +33,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# `--compare` runs this script again with an older `sonic_model/` first on the path.
+CODE_ROOT = Path(os.environ.get("PREVIEW_SYNC_CODE_ROOT", ROOT))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(CODE_ROOT))
 EXAMPLES = ROOT / "manifests" / "examples"
 
 
@@ -80,7 +89,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", help="comma-separated row ids (default: every example row)")
     parser.add_argument("--keep", type=Path, help="write the videos here (to look at their frames)")
+    parser.add_argument("--compare", metavar="REV", help="first measure sonic_model/ as it was at this git revision")
     args = parser.parse_args()
+    if args.compare:
+        measure_at_revision(args.compare, args.rows)
+        print(f"\n=== this tree ({ROOT}) ===")
     rows = example_rows()
     if args.rows:
         wanted = set(args.rows.split(","))
@@ -110,6 +123,18 @@ def main() -> int:
         spread = np.mean([r["open"] - r["closed"] for r in group])
         print(f"  {presenter:<10} corr {correlation:.3f}  range {spread:.3f}  ({len(group)} rows)")
     return 0
+
+
+def measure_at_revision(revision: str, rows: str | None) -> None:
+    """Run this script in a child process with `sonic_model/` from `revision` first on the path."""
+    with tempfile.TemporaryDirectory() as scratch:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", revision, "sonic_model"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", scratch], input=archive, check=True)
+        print(f"=== sonic_model/ at {revision} ===", flush=True)
+        command = [sys.executable, __file__] + (["--rows", rows] if rows else [])
+        subprocess.run(command, check=True, env={**os.environ, "PREVIEW_SYNC_CODE_ROOT": scratch})
 
 
 if __name__ == "__main__":
