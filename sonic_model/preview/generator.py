@@ -56,7 +56,9 @@ class PreviewGenerator:
     """Warps the portrait along its face mesh, driven by the audio (see the package docstring)."""
 
     name = "preview"
-    version = "1.0"
+    # Part of every content key: bump it whenever the frames change. 1.1: open-mouth portraits
+    # close by warping their own lips together (closure.py) and open from closed lips.
+    version = "1.1"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -38,6 +38,8 @@ import cv2
 import numpy as np
 
 from sonic_model import face as mesh
+from sonic_model.preview.closure import RestGapClosure, soften_seam
+from sonic_model.preview.face_geometry import FaceFrame, MouthGeometry, Roi, lip_profile, smoothstep
 
 # Mouth gap (inner lips) at opening 1, and how it divides between the lips.
 GAP_AT_FULL_OPEN = 0.24  # x IOD
@@ -79,82 +81,6 @@ BLINK_MAX = 0.96
 HEAD_FIELD_STEP = 4
 
 
-def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    """0 below edge0, 1 above edge1, smooth (C1) in between; works for edge0 > edge1 too."""
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-@dataclass(frozen=True)
-class Roi:
-    """A rectangle of the image: x0, y0 inclusive, x1, y1 exclusive."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.y1 - self.y0, self.x1 - self.x0
-
-    def grid(self) -> tuple[np.ndarray, np.ndarray]:
-        """Absolute pixel coordinates (x, y) of every pixel, float32."""
-        ys, xs = np.mgrid[self.y0 : self.y1, self.x0 : self.x1].astype(np.float32)
-        return xs, ys
-
-    def within(self, outer: Roi) -> tuple[slice, slice]:
-        """This ROI's slices inside `outer`'s arrays."""
-        return (slice(self.y0 - outer.y0, self.y1 - outer.y0), slice(self.x0 - outer.x0, self.x1 - outer.x0))
-
-    @staticmethod
-    def around(points: np.ndarray, margin: float, width: int, height: int) -> Roi:
-        """Bounding box of points (x, y) plus a margin, clipped to the image."""
-        x0, y0 = np.floor(points.min(axis=0) - margin).astype(int)
-        x1, y1 = np.ceil(points.max(axis=0) + margin).astype(int) + 1
-        return Roi(max(0, x0), max(0, y0), min(width, x1), min(height, y1))
-
-    def intersection(self, other: Roi) -> Roi:
-        x0, y0 = max(self.x0, other.x0), max(self.y0, other.y0)
-        return Roi(x0, y0, max(x0, min(self.x1, other.x1)), max(y0, min(self.y1, other.y1)))
-
-    def union(self, other: Roi) -> Roi:
-        return Roi(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
-
-
-class FaceFrame:
-    """Face coordinates: origin at the mouth centre, u along the eyes, v down the face."""
-
-    def __init__(self, landmarks: np.ndarray):
-        xy = landmarks[:, :2].astype(np.float64)
-        self.origin = (xy[13] + xy[14]) / 2
-        axis = xy[mesh.LEFT_EYE_OUTER] - xy[mesh.RIGHT_EYE_OUTER]
-        self.iod = float(np.linalg.norm(axis))
-        self.eu = axis / max(self.iod, 1e-6)
-        self.ev = np.array([-self.eu[1], self.eu[0]])
-
-    def to_face(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        dx, dy = x - self.origin[0], y - self.origin[1]
-        return (dx * self.eu[0] + dy * self.eu[1]).astype(np.float32), (dx * self.ev[0] + dy * self.ev[1]).astype(
-            np.float32
-        )
-
-    def to_image(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Face-coordinate points -> image points [N, 2]."""
-        u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
-        return self.origin + np.outer(u, self.eu) + np.outer(v, self.ev)
-
-    def vector_to_image(self, du: np.ndarray, dv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Face-coordinate displacement -> image (dx, dy)."""
-        return du * np.float32(self.eu[0]) + dv * np.float32(self.ev[0]), du * np.float32(self.eu[1]) + dv * np.float32(
-            self.ev[1]
-        )
-
-
 @dataclass(frozen=True)
 class FrameControls:
     """One frame's controls (see `controls.Controls` for units)."""
@@ -171,59 +97,6 @@ class FrameControls:
     shift_y: float = 0.0
 
 
-class _MouthGeometry:
-    """The mouth as measured on the portrait, in face coordinates."""
-
-    def __init__(self, frame: FaceFrame, landmarks: np.ndarray):
-        u, v = frame.to_face(landmarks[:, 0], landmarks[:, 1])
-        upper = np.array(mesh.INNER_LIP_UPPER_CONTOUR)
-        lower = np.array(mesh.INNER_LIP_LOWER_CONTOUR)
-        mid_u = (u[upper] + u[lower]) / 2
-        mid_v = (v[upper] + v[lower]) / 2
-        order = np.argsort(mid_u)
-        # The lips' meeting line (the middle of the gap if the portrait's mouth is open).
-        self.line_u, self.line_v = mid_u[order].astype(np.float64), mid_v[order].astype(np.float64)
-        self.centre_u = float((u[78] + u[308]) / 2)
-        self.half_width = float(abs(u[308] - u[78]) / 2)
-        self.outer_half_width = float(abs(u[291] - u[61]) / 2)
-        line_at_centre = float(np.interp(self.centre_u, self.line_u, self.line_v))
-        iod = frame.iod
-        # The portrait's own gap either side of the line (a smile showing teeth), per column.
-        self.gap_up = np.maximum(mid_v[order] - v[upper][order], 0.0).astype(np.float64)
-        self.gap_low = np.maximum(v[lower][order] - mid_v[order], 0.0).astype(np.float64)
-        outer_upper, outer_lower = list(mesh.OUTER_LIP_UPPER_CONTOUR), list(mesh.OUTER_LIP_LOWER_CONTOUR)
-        outer_up = float(np.interp(self.centre_u, *_sorted_xy(u[outer_upper], v[outer_upper])))
-        outer_low = float(np.interp(self.centre_u, *_sorted_xy(u[outer_lower], v[outer_lower])))
-        inner_up = line_at_centre - float(np.interp(self.centre_u, self.line_u, self.gap_up))
-        inner_low = line_at_centre + float(np.interp(self.centre_u, self.line_u, self.gap_low))
-        # red-lip thickness of each lip at the centre (floors guard against odd meshes)
-        self.upper_lip = max(inner_up - outer_up, 0.04 * iod)
-        self.lower_lip = max(outer_low - inner_low, 0.05 * iod)
-        # line -> base of the nose, line -> chin (floors guard against odd meshes)
-        self.to_nose = max(float(line_at_centre - v[mesh.SUBNASALE]), 0.2 * iod)
-        self.to_chin = max(float(v[mesh.CHIN] - line_at_centre), 0.5 * iod)
-
-    def split_below_teeth(self) -> None:
-        """Move the split to the lower lip's inner edge, for a portrait that shows its teeth.
-
-        The photo's teeth then rise whole with the upper lip instead of being cut in half along
-        the middle of the gap (their lower halves would drop with the jaw, like a second row).
-        """
-        self.line_v = self.line_v + self.gap_low
-        self.gap_up = self.gap_up + self.gap_low
-        self.gap_low = np.zeros_like(self.gap_low)
-
-    def line(self, u: np.ndarray) -> np.ndarray:
-        return np.interp(u, self.line_u, self.line_v).astype(np.float32)
-
-    def rest_gap(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The portrait's gap above and below the line at u (0 beyond the corners)."""
-        return (
-            np.interp(u, self.line_u, self.gap_up, left=0.0, right=0.0).astype(np.float32),
-            np.interp(u, self.line_u, self.gap_low, left=0.0, right=0.0).astype(np.float32),
-        )
-
-
 class FaceRig:
     """Animates one portrait: `render(controls)` returns a new frame (the portrait is kept)."""
 
@@ -232,7 +105,7 @@ class FaceRig:
         self.height, self.width = image.shape[:2]
         self.frame = FaceFrame(landmarks)
         self.iod = self.frame.iod
-        self.mouth = _MouthGeometry(self.frame, landmarks)
+        self.mouth = MouthGeometry(self.frame, landmarks)
         self.upper_gap = GAP_AT_FULL_OPEN * UPPER_LIP_SHARE * self.iod
         self.lower_gap = GAP_AT_FULL_OPEN * (1.0 - UPPER_LIP_SHARE) * self.iod
         # Per thread: the portrait with the current frame's local warp applied. Each render
@@ -245,6 +118,12 @@ class FaceRig:
             self.mouth.split_below_teeth()
         self._build_local_roi(landmarks)
         self._build_mouth_fields()
+        # An open-mouth portrait (a smile with teeth) is closed by warping its own lips together.
+        self.closure = None
+        if RestGapClosure.applies(self.rest_gap_px / max(self.iod, 1e-6)):
+            self.closure = RestGapClosure(
+                self.mouth, self.jaw_u, self.gap_fields[..., 1], self.iod, GAP_AT_FULL_OPEN * self.iod
+            )
         self._build_interior()
         self._build_brow_field(landmarks)
         self._build_eyes(landmarks)
@@ -291,13 +170,13 @@ class FaceRig:
         lower_band = self.lower_gap * MAX_OPENING
         d = v - m.line(u)  # signed distance below the lips' line
         x = (u - m.centre_u) / m.half_width
-        profile = _lip_profile(x, 0.0, 0.0)  # gap shape across the mouth
+        profile = lip_profile(x, 0.0, 0.0)  # gap shape across the mouth
         # Upper lip: moves as a whole within its band, compressing the skin up to the nose.
         up_depth = np.maximum(-d - upper_band, 0.0) / max(m.to_nose - upper_band, 0.1 * iod)
-        w_up = _lip_profile(x, np.minimum(up_depth, 1.0), 0.6) * (1.0 - smoothstep(0.0, 1.0, up_depth))
+        w_up = lip_profile(x, np.minimum(up_depth, 1.0), 0.6) * (1.0 - smoothstep(0.0, 1.0, up_depth))
         # Lower lip and jaw: rigid down to the chin, wider with depth, fading into the neck.
         low_depth = np.maximum(d - lower_band, 0.0) / m.to_chin
-        w_low = _lip_profile(x, np.minimum(low_depth, 1.0), JAW_BROADENING) * (1.0 - smoothstep(0.9, 1.6, low_depth))
+        w_low = lip_profile(x, np.minimum(low_depth, 1.0), JAW_BROADENING) * (1.0 - smoothstep(0.9, 1.6, low_depth))
         across = 1.0 - smoothstep(0.85, 1.3, np.abs(x))  # lip effects end past the corners
         lip = np.where(d < 0, m.upper_lip, m.lower_lip)
         # Rounded lips pout: the red of the lips stretches away from the line (fuller lips).
@@ -531,13 +410,21 @@ class FaceRig:
         press = float(np.clip(c.press, 0.0, 1.0))
         jaw = self.jaw_roi.within(local)
         # the mouth's vertical motion, in the portrait's own geometry (before the lip shape)
-        mouth_dv = None
+        mouth_dv = below_meet = None
+        pout = -spread * (1.0 - press)  # pressed lips cannot pout
+        if self.closure is not None:
+            # closed = the rest gap warped shut; the opening fields add only what lies beyond it,
+            # and a press is a full closure (no press field, no painted seal)
+            closure, opening = self.closure.amounts(opening, press)
+            press = 0.0
+            if closure > 1e-3:
+                mouth_dv, below_meet = self.closure.field(closure)
         if opening > 1e-3:
             profile, d = self.gap_fields[..., 0], self.gap_fields[..., 1]
             # the split line sits mid-gap: above it the upper lip's field, below it the jaw's
             lower = d > opening * (self.lower_gap - self.upper_gap) / 2 * profile
-            mouth_dv = np.where(lower, -opening * self.lower_gap * self.w_low, opening * self.upper_gap * self.w_up)
-        pout = -spread * (1.0 - press)  # pressed lips cannot pout
+            opened = np.where(lower, -opening * self.lower_gap * self.w_low, opening * self.upper_gap * self.w_up)
+            mouth_dv = opened if mouth_dv is None else mouth_dv + opened
         if pout > 1e-3:
             mouth_dv = np.float32(pout) * self.pout_dv + (0.0 if mouth_dv is None else mouth_dv)
         if press > 1e-3:
@@ -558,6 +445,11 @@ class FaceRig:
             interpolation=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
+        if below_meet is not None and self.cavity[0].stop > self.cavity[0].start:
+            # the closed lips' seam, where it lies in this frame (read through the lip shape)
+            rows, cols = self.cavity
+            seam = self._through_shape(below_meet, shape_du)[rows, cols]
+            soften_seam(warped[jaw][rows, cols], seam)
         if opening > 1e-3:
             self._paint_interior(warped, jaw, self._gap_in_cavity(shape_du), opening, spread)
         elif press > 1e-3 and self.rest_gap_px > 1.0:
@@ -696,22 +588,6 @@ class FaceRig:
 def _shape_gain(spread: float) -> float:
     """How much the mouth's half-width changes per unit of lip shape (rounding > spreading)."""
     return ROUND_GAIN if spread < 0 else SPREAD_GAIN
-
-
-def _sorted_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(x)
-    return np.asarray(x)[order], np.asarray(y)[order]
-
-
-def _lip_profile(x: np.ndarray, depth: np.ndarray | float, broadening: float) -> np.ndarray:
-    """How much a point moves with a lip, by its position across the mouth (x = +-1: corners).
-
-    At the lips (depth 0) this is the gap's shape, (1 - x^2)^0.75: round, pinned at the
-    corners. Away from the lips it widens (the jaw is wider than the mouth) and its exponent
-    rises to 2 so that its edge is smooth (no crease through the cheeks).
-    """
-    widened = x / (1.0 + broadening * depth)
-    return np.clip(1.0 - widened * widened, 0.0, 1.0) ** (0.75 + 1.25 * np.asarray(depth))
 
 
 def _interp_sorted(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
