@@ -17,7 +17,7 @@ MIN_COVERED_SPEECH_S = 0.5
 # A speech segment counts as covered when cues cover this share of it (cue edges are word edges).
 COVERED_SHARE = 0.8
 # DTW path cost / band mean cost above which the audio is not the script's (benchmarks/caption_alignment.py).
-MAX_COST_RATIO = 0.80
+MAX_COST_RATIO = 0.60
 
 
 def check_cue_rules(cues: list[Cue], rules: CaptionRules) -> list[str]:

@@ -17,7 +17,9 @@ _UNSPACED = (
     "\u2e80-\u2fff\u3005-\u3007\u3021-\u3029\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
     "\uf900-\ufaff\U00020000-\U0002fa1f\u0e00-\u0e7f\u0e80-\u0eff"
 )
-_TOKEN = re.compile(rf"[{_UNSPACED}]|[^\s{_UNSPACED}]+")
+# Full-width punctuation (。，、「」) ends a run of Latin letters too: "界。OK" is "界。" and "OK".
+_WIDE_PUNCT = "\u3000-\u3004\u3008-\u3020\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
+_TOKEN = re.compile(rf"[{_UNSPACED}]|[{_WIDE_PUNCT}]+|[^\s{_UNSPACED}{_WIDE_PUNCT}]+")
 # Marks that end a phrase (a caption may break after them); full-width forms for CJK, Arabic's
 # comma and question mark, the Devanagari danda.
 PHRASE_END = set(",;:.!?…—–)]}\"'»”’、。，；：！？）」』】〕〉》\u060c\u061b\u061f\u06d4\u0964\u0965")
