@@ -75,6 +75,16 @@ MANIFEST_SCHEMA = pa.schema(
             "override: sizes delivered beside the master, e.g. 'vertical,square' (vertical, square, landscape)",
         ),
         _column("preset", pa.string(), "override: named generation settings, 'fast' or 'high-quality'"),
+        _column(
+            "script_text",
+            pa.string(),
+            "what is spoken, in the row's language: captions are aligned from it (docs/captions.md)",
+        ),
+        _column(
+            "captions_uri",
+            pa.string(),
+            "an existing .vtt or .srt for the row, used as given after checks (instead of aligning script_text)",
+        ),
     ]
 )
 COLUMNS = tuple(MANIFEST_SCHEMA.names)
@@ -114,6 +124,8 @@ class ManifestRow:
     av_offset_ms: float | None = None
     renditions: str | None = None
     preset: str | None = None
+    script_text: str | None = None
+    captions_uri: str | None = None
 
     def render_params(self, defaults: RenderParams = RenderParams()) -> RenderParams:
         """The run's `defaults` with this row's preset and non-null overrides applied, range-checked.

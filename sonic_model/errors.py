@@ -18,6 +18,7 @@ branches on has a class of its own here.
     │   │   └── TruncatedAudioError the header promises much more audio than decodes
     │   ├── MediaErrors             several of a row's media are unusable at once (`.errors`)
     │   ├── ParameterError          a parameter is out of its allowed range
+    │   ├── CaptionsError           a row's script or captions file is unusable
     │   ├── UriNotAllowedError      a URI's scheme, location or form is not allowed
     │   ├── MediaNotFoundError      the object a URI names does not exist
     │   ├── MediaTooLargeError      the object is over the file-size limit
@@ -94,6 +95,10 @@ class MediaErrors(InputError):
 
 class ParameterError(InputError):
     """A generation parameter is out of its allowed range."""
+
+
+class CaptionsError(InputError):
+    """A row's captions file does not parse or breaks a rule (order, overlap, past the audio's end)."""
 
 
 # --- storage (tasks/storage.py) --------------------------------------------------------------

@@ -74,6 +74,17 @@ OVERRIDE_RANGES = {
     "av_offset_ms": AV_OFFSET_MS_RANGE,
 }
 URI_COLUMNS = ("portrait_uri", "audio_uri")
+# Optional caption columns (docs/captions.md): always in the frame the suite sees (empty when the
+# manifest lacks them), so the suite is the same whichever columns a manifest has.
+CAPTION_COLUMNS = ("script_text", "captions_uri")
+# About 16 minutes of speech at the 20 characters/s reading-speed limit: far above a course video.
+SCRIPT_TEXT_MAX_CHARS = 20_000
+CAPTIONS_URI_MAX_CHARS = 2_048
+# C0/C1 control characters; a script may hold tabs and line breaks, a URI nothing of the kind.
+_SCRIPT_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+_URI_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+# U+FFFD is what a wrong decoding left behind; lone surrogates are not text at all.
+_BAD_ENCODING = r"[\ufffd\ud800-\udfff]"
 VALIDATE_STAGE = "validate"
 
 
@@ -129,6 +140,9 @@ def validate_table(
                 frame[f"{name}__raw"] = raw  # for the type check; the other checks see text
             text = [v if v is None or isinstance(v, str) else str(v) for v in raw.tolist()]
             frame[name] = pd.Series(text, dtype=object)
+    for name in CAPTION_COLUMNS:
+        if name not in frame.columns:
+            frame[name] = pd.Series([None] * count, dtype=object)
     numeric_present = [name for name in INTEGER_COLUMNS + FLOAT_COLUMNS if name in df.columns]
     for name in numeric_present:
         raw = df[name]
@@ -181,7 +195,7 @@ def validate_table(
         roots = list(allowed_roots) if allowed_roots is not None else default_roots(manifest_url)
         realpath_cache: dict[str, str] = {}
         verdicts: dict[str, str | None] = {}  # the same portrait is written in many rows
-        for name in URI_COLUMNS:
+        for name in URI_COLUMNS + ("captions_uri",):
             for position, written in enumerate(frame[name].tolist()):
                 # Missing values and refused schemes already have their reason from the suite.
                 if not isinstance(written, str) or not written.strip() or uri_scheme(written) not in allowed_schemes:
@@ -312,8 +326,18 @@ def _build_suite(allowed_schemes: tuple[str, ...], numeric_present: tuple[str, .
     expect(E.ExpectColumnValuesToMatchRegex, "form:row_id", column="row_id", regex=ROW_ID_PATTERN)
     expect(E.ExpectColumnValuesToNotMatchRegex, "dots:row_id", column="row_id", regex=r"\.\.")
     expect(E.ExpectColumnValuesToMatchRegex, "bcp47:language", column="language", regex=BCP47_PATTERN)
-    for name in URI_COLUMNS:
+    for name in URI_COLUMNS + ("captions_uri",):
         expect(E.ExpectColumnValuesToMatchRegex, f"scheme:{name}", column=name, regex=_scheme_regex(allowed_schemes))
+    for name, longest, control in (
+        ("script_text", SCRIPT_TEXT_MAX_CHARS, _SCRIPT_CONTROL),
+        ("captions_uri", CAPTIONS_URI_MAX_CHARS, _URI_CONTROL),
+    ):
+        expect(E.ExpectColumnValueLengthsToBeBetween, f"length:{name}", column=name, min_value=1, max_value=longest)
+        expect(E.ExpectColumnValuesToNotMatchRegex, f"control:{name}", column=name, regex=control)
+        expect(E.ExpectColumnValuesToNotMatchRegex, f"encoding:{name}", column=name, regex=_BAD_ENCODING)
+    expect(
+        E.ExpectColumnValuesToMatchRegex, "extension:captions_uri", column="captions_uri", regex=r"(?i)\.(?:vtt|srt)$"
+    )
     for name in numeric_present:
         expect(E.ExpectColumnValuesToBeInTypeList, f"numtype:{name}", column=f"{name}__raw", type_list=_NUMERIC_TYPES)
         if name in OVERRIDE_RANGES:
@@ -499,7 +523,29 @@ def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_sche
     if kind == "unique":
         return f"duplicate row_id {shown} (appears {int(duplicate_counts.get(value, 2))} times); row ids must be unique"
     if kind == "length":
-        return f"row_id is {len(str(value))} characters long; use 1 to {ROW_ID_MAX_LENGTH}"
+        longest = {"script_text": SCRIPT_TEXT_MAX_CHARS, "captions_uri": CAPTIONS_URI_MAX_CHARS}.get(
+            name, ROW_ID_MAX_LENGTH
+        )
+        return f"{name} is {len(str(value))} characters long; use 1 to {longest}"
+    if kind == "control":
+        bad = sorted(
+            {
+                f"U+{ord(ch):04X}"
+                for ch in str(value)
+                if re.match(_SCRIPT_CONTROL if name == "script_text" else _URI_CONTROL, ch)
+            }
+        )
+        return (
+            f"{name} holds control character(s) {', '.join(bad[:5])}; remove them "
+            "(a script may keep tabs and line breaks)"
+        )
+    if kind == "encoding":
+        return (
+            f"{name} holds U+FFFD or a lone surrogate: the text was decoded with the wrong encoding somewhere; "
+            "write the manifest's text as UTF-8"
+        )
+    if kind == "extension":
+        return f"captions_uri {quoted(redact(str(value)))} must name a .vtt or .srt file"
     if kind == "form":
         bad = sorted({ch for ch in str(value) if not re.match(r"[A-Za-z0-9._-]", ch)})
         detail = f"has {', '.join(repr(ch) for ch in bad[:5])}" if bad else "must start with a letter or digit"

@@ -1,0 +1,162 @@
+"""Caption alignment study: phrase-start error, speed, and script-vs-audio mismatch detection.
+
+Speech with known boundaries: each item is two sentences said by the espeak-ng command with
+another voice variant (+f2) and speed (145 words/min) than the aligner's reference (default
+voice, 175), joined with pauses of 0.4-0.9 s, with white noise 30 dB under
+the speech. For each of the languages below, two items.
+
+Figures:
+- phrase-start error: every sentence start found by the aligner vs the truth (median, p95);
+- speed: seconds of audio aligned per second of one core's time;
+- mismatch: every item's script against its own audio (good) and against every other item's audio,
+  same language or not (swapped); the cost ratio threshold is set between the two.
+
+    PYTHONPATH=$PWD nice -n 10 python benchmarks/caption_alignment.py
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sonic_model.audio import load_audio
+from sonic_model.captions import make_captions
+from sonic_model.captions.checks import MAX_COST_RATIO
+
+SENTENCES = {
+    "en": [
+        "The course starts with a short history.",
+        "Then we look at the tools you will use.",
+        "Each lesson ends with a small exercise.",
+        "You can pause the video at any time.",
+    ],
+    "de": [
+        "Der Kurs beginnt mit einer kurzen Geschichte.",
+        "Dann sehen wir uns die Werkzeuge an.",
+        "Jede Lektion endet mit einer Übung.",
+        "Sie können das Video jederzeit anhalten.",
+    ],
+    "es": [
+        "El curso empieza con una breve historia.",
+        "Luego vemos las herramientas que usarás.",
+        "Cada lección termina con un ejercicio.",
+        "Puedes pausar el vídeo cuando quieras.",
+    ],
+    "fr": [
+        "Le cours commence par une courte histoire.",
+        "Ensuite nous regardons les outils.",
+        "Chaque leçon se termine par un exercice.",
+        "Vous pouvez arrêter la vidéo à tout moment.",
+    ],
+    "ru": [
+        "Курс начинается с короткой истории.",
+        "Затем мы посмотрим на инструменты.",
+        "Каждый урок заканчивается упражнением.",
+        "Вы можете остановить видео в любой момент.",
+    ],
+    "ar": [
+        "تبدأ الدورة بتاريخ قصير.",
+        "ثم ننظر إلى الأدوات التي ستستخدمها.",
+        "ينتهي كل درس بتمرين صغير.",
+        "يمكنك إيقاف الفيديو في أي وقت.",
+    ],
+    "zh": [
+        "这门课程从一段简短的历史开始。",
+        "然后我们来看看你将使用的工具。",
+        "每一课都以一个小练习结束。",
+        "你可以随时暂停视频。",
+    ],
+    "hi": [
+        "पाठ्यक्रम एक छोटे इतिहास से शुरू होता है।",
+        "फिर हम उन उपकरणों को देखते हैं।",
+        "हर पाठ एक छोटे अभ्यास के साथ समाप्त होता है।",
+        "आप किसी भी समय वीडियो रोक सकते हैं।",
+    ],
+    "el": [
+        "Το μάθημα ξεκινά με μια σύντομη ιστορία.",
+        "Μετά βλέπουμε τα εργαλεία που θα χρησιμοποιήσετε.",
+        "Κάθε μάθημα τελειώνει με μια άσκηση.",
+        "Μπορείτε να σταματήσετε το βίντεο οποτεδήποτε.",
+    ],
+    "ja": [
+        "このコースは短い歴史から始まります。",
+        "次に使う道具を見ていきます。",
+        "各レッスンは小さな練習で終わります。",
+        "いつでも動画を止めることができます。",
+    ],
+}
+VOICE = {"zh": "cmn"}
+
+
+def speak(folder: Path, language: str, sentences: list[str], rng: np.random.Generator):
+    parts, starts, at = [np.zeros(int(0.3 * 16000), np.float32)], [], 0.3
+    for index, sentence in enumerate(sentences):
+        wav = folder / f"{language}{index}.wav"
+        voice = VOICE.get(language, language)
+        subprocess.run(["espeak-ng", "-v", f"{voice}+f2", "-s", "145", "-w", str(wav), sentence], check=True)
+        samples = load_audio(wav).samples
+        voiced = np.flatnonzero(np.abs(samples) > 0.01)
+        samples = samples[voiced[0] : voiced[-1] + 1]
+        pause = float(rng.uniform(0.4, 0.9))
+        starts.append(at)
+        parts += [samples, np.zeros(int(pause * 16000), np.float32)]
+        at += len(samples) / 16000 + pause
+    speech = np.concatenate(parts)
+    # room noise 30 dB under the speech's RMS: pauses are not digital silence in a recording
+    noise = rng.normal(0.0, np.sqrt(np.mean(speech**2)) * 10 ** (-30 / 20), len(speech)).astype(np.float32)
+    return speech + noise, starts
+
+
+def main() -> int:
+    rng = np.random.default_rng(0)
+    items = []  # (language, script, samples, truth starts)
+    with tempfile.TemporaryDirectory() as folder:
+        for language, sentences in SENTENCES.items():
+            for half in (sentences[:2], sentences[2:]):
+                samples, starts = speak(Path(folder), language, half, rng)
+                items.append((language, " ".join(half), samples, starts))
+    errors, audio_s, cpu_s, good, methods = [], 0.0, 0.0, [], {}
+    for language, script, samples, truth in items:
+        started = time.process_time()
+        captions = make_captions(script, language, samples)
+        cpu_s += time.process_time() - started
+        audio_s += len(samples) / 16000
+        methods[language] = captions.method
+        found = []
+        for start in truth:  # the cue starting nearest each sentence start
+            found.append(min(abs(cue.start - start) for cue in captions.cues))
+        errors += found
+        good.append(captions.cost_ratio)
+    swapped = []
+    for a, b in itertools.permutations(range(len(items)), 2):
+        language, script = items[a][0], items[a][1]
+        swapped.append(make_captions(script, language, items[b][2]).cost_ratio)
+    errors_ms = np.array(errors) * 1000
+    good, swapped = np.array(good), np.array(swapped)
+    print(f"items: {len(items)} in {len(SENTENCES)} languages, {audio_s:.1f} s of speech; methods {methods}")
+    print(
+        f"phrase-start error: median {np.median(errors_ms):.0f} ms, p95 {np.percentile(errors_ms, 95):.0f} ms, "
+        f"max {errors_ms.max():.0f} ms (targets <= 80, <= 200)"
+    )
+    print(f"speed: {audio_s / cpu_s:.0f}x real time on one core (target >= 30x)")
+    print(
+        f"cost ratio good: max {good.max():.3f} median {np.median(good):.3f}; "
+        f"swapped: min {swapped.min():.3f} median {np.median(swapped):.3f}"
+    )
+    caught = (swapped > MAX_COST_RATIO).mean()
+    failed = (good > MAX_COST_RATIO).sum()
+    print(
+        f"threshold {MAX_COST_RATIO}: swapped caught {caught:.1%} of {len(swapped)} (target >= 99%), "
+        f"good failed {failed} of {len(good)} (target 0)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Captions from a row's script: alignment on CPU (eSpeak NG + MFCC DTW), cues by caption rules,
+WebVTT/SubRip files, and the QA checks on them. Pure: no Prefect, no storage.
+
+`make_captions` is the one entry point the pipeline uses; the modules stay usable on their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sonic_model.captions.align import Alignment, align_script
+from sonic_model.captions.checks import check_coverage, check_cue_rules, check_script_match
+from sonic_model.captions.cues import CaptionRules, build_cues, rules_for
+from sonic_model.captions.formats import Cue, check_cues, parse_captions, write_srt, write_vtt
+
+__all__ = [
+    "Captions",
+    "Cue",
+    "check_captions",
+    "check_cues",
+    "make_captions",
+    "parse_captions",
+    "write_srt",
+    "write_vtt",
+]
+
+
+@dataclass(frozen=True)
+class Captions:
+    cues: list[Cue]
+    language: str
+    method: str  # "espeak-dtw", "proportional" or "given" (a captions_uri file)
+    cost_ratio: float | None
+    rules: CaptionRules
+    speech_segments: list[tuple[float, float]]
+
+    def vtt(self) -> str:
+        return write_vtt(self.cues, self.language)
+
+    def srt(self) -> str:
+        return write_srt(self.cues)
+
+
+def make_captions(
+    script: str, language: str, samples: np.ndarray, speech_segments: list[tuple[float, float]] | None = None
+) -> Captions:
+    """Captions of 16 kHz mono `samples` from the script spoken in them."""
+    alignment: Alignment = align_script(script, language, samples, speech_segments)
+    rules = rules_for(alignment.tokens)
+    cues = build_cues(alignment.tokens, rules)
+    return Captions(cues, language, alignment.method, alignment.cost_ratio, rules, alignment.speech_segments)
+
+
+def check_captions(captions: Captions, max_cost_ratio: float | None = None) -> list[str]:
+    """QA reasons against the caption rules, the speech coverage and the script match ([] = passed)."""
+    reasons = check_cue_rules(captions.cues, captions.rules) if captions.method != "given" else []
+    reasons += check_coverage(captions.cues, captions.speech_segments, captions.rules.max_silence_s)
+    if max_cost_ratio is None:
+        reasons += check_script_match(captions.cost_ratio)
+    else:
+        reasons += check_script_match(captions.cost_ratio, max_cost_ratio)
+    return reasons

@@ -1,0 +1,169 @@
+"""Align a script to its speech on CPU, without downloaded models (the aeneas method).
+
+1. The script is synthesized by eSpeak NG in the row's language; the library says where each word
+   starts in that synthetic speech.
+2. MFCC frames of the synthetic and the real speech (`features.py`) are matched by DTW (`dtw.py`);
+   each word's synthetic start is carried over to the real speech along the warp path.
+3. Starts are refined at speech pauses: a word start that lands inside a pause moves to where
+   speech resumes, and the word before it ends where the pause begins.
+
+A language eSpeak NG has no voice for is timed proportionally: the script's characters are spread
+evenly over the speech segments (`method == "proportional"`, said in the sidecar).
+
+The match figure `cost_ratio` is the mean frame distance along the warp path over the mean
+distance of every pairing in the DTW band: the same words in the same language find frames much
+closer than chance (low ratio); another language's or another row's audio does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sonic_model.captions import espeak
+from sonic_model.captions.dtw import warp
+from sonic_model.captions.features import HOP_S, SAMPLE_RATE, mfcc_frames
+from sonic_model.captions.text import Token, display_width, normalize_script, tokenize
+
+# DTW band half-width: a quarter of the longer signal, between 5 s and 15 s of frames.
+BAND_FRACTION = 0.25
+BAND_MIN_S, BAND_MAX_S = 5.0, 15.0
+# Gaps between speech segments shorter than this are not pauses a caption can break at.
+MIN_PAUSE_S = 0.15
+# A phrase's first word that lands this close to the end of a pause starts where speech resumes.
+SNAP_S = 0.3
+
+
+@dataclass(frozen=True)
+class TimedToken:
+    token: Token
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Alignment:
+    tokens: list[TimedToken]
+    method: str  # "espeak-dtw" or "proportional"
+    voice: str | None
+    cost_ratio: float | None  # None when there was nothing to compare (proportional timing)
+    speech_segments: list[tuple[float, float]]
+
+
+def segments_from_mask(voiced: np.ndarray, min_pause_s: float = MIN_PAUSE_S) -> list[tuple[float, float]]:
+    """Speech segments from per-frame voicing, pauses shorter than `min_pause_s` bridged."""
+    segments: list[list[float]] = []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
+    for start, end in zip(edges[::2], edges[1::2], strict=False):
+        start_s, end_s = start * HOP_S, end * HOP_S
+        if segments and start_s - segments[-1][1] < min_pause_s:
+            segments[-1][1] = end_s
+        else:
+            segments.append([start_s, end_s])
+    return [(a, b) for a, b in segments]
+
+
+def align_script(
+    script: str,
+    language: str,
+    samples: np.ndarray,
+    speech_segments: list[tuple[float, float]] | None = None,
+    *,
+    words_per_minute: int = 175,
+) -> Alignment:
+    """Word (or character) timings of `script` in `samples` (16 kHz mono float32)."""
+    text = normalize_script(script)
+    tokens = tokenize(text)
+    if not tokens:
+        raise ValueError("the script is empty; give the words that are spoken")
+    real, real_voiced = mfcc_frames(samples)
+    segments = speech_segments if speech_segments is not None else segments_from_mask(real_voiced)
+    if not segments:
+        segments = [(0.0, len(samples) / SAMPLE_RATE)]
+    voice = espeak.voice_for(language)
+    if voice is None:
+        starts = _proportional_starts(tokens, segments)
+        return Alignment(_timed(tokens, starts, segments), "proportional", None, None, segments)
+
+    synthesis = espeak.synthesize(text, voice, words_per_minute)
+    from sonic_model.audio import resample  # a leaf import: audio.py pulls in the decoder
+
+    synthetic_samples = resample(synthesis.samples, synthesis.sample_rate, SAMPLE_RATE)
+    synthetic, synthetic_voiced = mfcc_frames(synthetic_samples)
+    s0, s1 = _voiced_span(synthetic_voiced)
+    r0, r1 = _voiced_span(real_voiced)
+    longer = max(s1 - s0, r1 - r0)
+    half_width = int(np.clip(BAND_FRACTION * longer, BAND_MIN_S / HOP_S, BAND_MAX_S / HOP_S))
+    path = warp(synthetic[s0:s1], real[r0:r1], half_width)
+
+    synthetic_starts = _synthetic_token_starts(tokens, synthesis.word_starts, len(synthetic_samples) / SAMPLE_RATE)
+    frames = np.clip(np.round(synthetic_starts / HOP_S).astype(np.int64) - s0, 0, s1 - s0 - 1)
+    positions = np.searchsorted(path.reference, frames, side="left")
+    starts = (path.query[np.minimum(positions, len(path.query) - 1)] + r0) * HOP_S
+    starts = np.maximum.accumulate(starts)
+    ratio = path.mean_cost / path.band_mean_cost if path.band_mean_cost > 0 else 1.0
+    return Alignment(_timed(tokens, starts, segments), "espeak-dtw", voice, float(ratio), segments)
+
+
+def _voiced_span(voiced: np.ndarray) -> tuple[int, int]:
+    where = np.flatnonzero(voiced)
+    if len(where) < 2:
+        return 0, len(voiced)
+    return int(where[0]), int(where[-1]) + 1
+
+
+def _synthetic_token_starts(tokens: list[Token], word_starts: list[tuple[int, float]], total_s: float) -> np.ndarray:
+    """Each token's start in the synthetic speech: its first word event, else interpolated by character."""
+    events = sorted(word_starts)
+    positions = np.array([position for position, _ in events], dtype=np.int64)
+    times = np.array([time for _, time in events], dtype=np.float64)
+    starts = np.full(len(tokens), np.nan)
+    for index, token in enumerate(tokens):
+        if len(positions):
+            at = np.searchsorted(positions, token.start_char, side="left")
+            if at < len(positions) and positions[at] < token.end_char:
+                starts[index] = times[at]
+    known = ~np.isnan(starts)
+    chars = np.array([token.start_char for token in tokens], dtype=np.float64)
+    if not known.any():
+        last = max(tokens[-1].end_char, 1)
+        return chars / last * total_s
+    starts[~known] = np.interp(chars[~known], chars[known], starts[known])
+    return np.maximum.accumulate(starts)
+
+
+def _proportional_starts(tokens: list[Token], segments: list[tuple[float, float]]) -> np.ndarray:
+    weights = np.array([display_width(token.text) + (1 if token.spaced else 0) for token in tokens], float)
+    cumulative = np.concatenate([[0.0], np.cumsum(weights)[:-1]]) / weights.sum()
+    lengths = np.array([end - start for start, end in segments])
+    speech_at = cumulative * lengths.sum()
+    segment_ends = np.cumsum(lengths)
+    starts = np.empty(len(tokens))
+    for index, at in enumerate(speech_at):
+        segment = min(int(np.searchsorted(segment_ends, at, side="right")), len(segments) - 1)
+        before = segment_ends[segment] - lengths[segment]
+        starts[index] = segments[segment][0] + (at - before)
+    return starts
+
+
+def _timed(tokens: list[Token], starts: np.ndarray, segments: list[tuple[float, float]]) -> list[TimedToken]:
+    """Ends from the next start, then both refined at the pauses between speech segments."""
+    starts = np.asarray(starts, dtype=np.float64).copy()
+    speech_end = segments[-1][1]
+    starts[0] = max(starts[0], segments[0][0]) if starts[0] < segments[0][0] + SNAP_S else starts[0]
+    pauses = [(segments[i][1], segments[i + 1][0]) for i in range(len(segments) - 1)]
+    for pause_start, pause_end in pauses:
+        for index in range(len(tokens)):
+            phrase_start = index > 0 and tokens[index - 1].ends_phrase
+            inside = pause_start <= starts[index] < pause_end
+            near = phrase_start and abs(starts[index] - pause_end) <= SNAP_S
+            if inside or near:
+                starts[index] = pause_end
+    starts = np.maximum.accumulate(starts)
+    ends = np.append(starts[1:], max(speech_end, starts[-1] + 0.2))
+    for pause_start, pause_end in pauses:
+        for index in range(len(tokens)):
+            if starts[index] < pause_start and ends[index] >= pause_end:
+                ends[index] = pause_start  # a word does not run on through the silence after it
+    return [TimedToken(token, float(s), float(max(e, s))) for token, s, e in zip(tokens, starts, ends, strict=False)]

@@ -1,0 +1,89 @@
+"""Dynamic time warping of two feature sequences inside a band around their diagonal.
+
+No maintained DTW package is available to the project's environment (librosa, tslearn, dtw-python
+are not dependencies), so this is the textbook recurrence with steps (1,0), (0,1), (1,1), written
+so each row is a few numpy operations: the horizontal chain within a row is a running minimum over
+prefix sums. The band (Sakoe-Chiba) keeps memory and time linear in the length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class WarpPath:
+    reference: np.ndarray  # frame indices into the first sequence, non-decreasing
+    query: np.ndarray  # matching frame indices into the second
+    mean_cost: float  # mean local cost along the path
+    band_mean_cost: float  # mean local cost over the whole band: what an unrelated pairing costs
+
+
+def _band(n: int, m: int, half_width: int) -> tuple[np.ndarray, np.ndarray]:
+    centre = np.arange(n) * ((m - 1) / max(n - 1, 1))
+    low = np.clip(np.floor(centre - half_width), 0, m - 1).astype(np.int64)
+    high = np.clip(np.ceil(centre + half_width) + 1, 1, m).astype(np.int64)
+    low[0], high[-1] = 0, m
+    return low, high
+
+
+def warp(reference: np.ndarray, query: np.ndarray, half_width: int) -> WarpPath:
+    """Cheapest monotone path from (0, 0) to (n-1, m-1) under Euclidean frame distance."""
+    n, m = len(reference), len(query)
+    low, high = _band(n, m, half_width)
+    width = int((high - low).max())
+    acc = np.full((n, width), np.inf, np.float64)
+    cost_sum = 0.0
+    cost_count = 0
+    q_sq = (query**2).sum(axis=1)
+    previous = None
+    for i in range(n):
+        lo, hi = low[i], high[i]
+        local = np.sqrt(
+            np.maximum(q_sq[lo:hi] - 2.0 * (query[lo:hi] @ reference[i]) + reference[i] @ reference[i], 0.0)
+        )
+        cost_sum += float(local.sum())
+        cost_count += hi - lo
+        if previous is None:
+            best_from_above = np.full(hi - lo, np.inf)
+            best_from_above[0] = 0.0
+        else:
+            p_lo, p_row = previous
+            columns = np.arange(lo, hi)
+            above = _take(p_row, columns - p_lo)
+            diagonal = _take(p_row, columns - 1 - p_lo)
+            best_from_above = np.minimum(above, diagonal)
+        vertical = best_from_above + local
+        # horizontal steps: acc[j] = min_k<=j (vertical[k] + sum(local[k+1..j]))
+        prefix = np.cumsum(local)
+        row = prefix + np.minimum.accumulate(vertical - prefix)
+        acc[i, : hi - lo] = row
+        previous = (lo, row)
+    path_r, path_q = _backtrack(acc, low, high)
+    local_path = np.sqrt(((reference[path_r] - query[path_q]) ** 2).sum(axis=1))
+    return WarpPath(path_r, path_q, float(local_path.mean()), cost_sum / max(cost_count, 1))
+
+
+def _take(row: np.ndarray, index: np.ndarray) -> np.ndarray:
+    valid = (index >= 0) & (index < len(row))
+    out = np.full(len(index), np.inf)
+    out[valid] = row[index[valid]]
+    return out
+
+
+def _backtrack(acc: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def value(i: int, j: int) -> float:
+        if i < 0 or j < low[i] or j >= high[i]:
+            return np.inf
+        return acc[i, j - low[i]]
+
+    i, j = len(low) - 1, int(high[-1]) - 1
+    reference, query = [i], [j]
+    while i > 0 or j > 0:
+        candidates = ((value(i - 1, j - 1), i - 1, j - 1), (value(i - 1, j), i - 1, j), (value(i, j - 1), i, j - 1))
+        _, i, j = min(candidates, key=lambda c: c[0])
+        reference.append(i)
+        query.append(j)
+    return np.array(reference[::-1]), np.array(query[::-1])

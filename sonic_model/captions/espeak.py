@@ -1,0 +1,138 @@
+"""Speech synthesis with eSpeak NG's library (libespeak-ng, the Debian package espeak-ng), in process.
+
+It gives the audio and, for each word, where it starts in the audio: the aligner's reference. The
+library is called through ctypes (no Python binding is packaged); it keeps global state, so calls
+are serialised by one lock. No model is downloaded: the voices are the package's data.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_CHARS_UTF8 = 1
+_POS_CHARACTER = 1
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
+_RATE = 1  # espeakRATE, words per minute
+
+# BCP-47 primary subtags whose eSpeak NG voice has another name.
+_VOICE_ALIASES = {
+    "zh": "cmn",
+    "zh-hans": "cmn",
+    "zh-cn": "cmn",
+    "zh-hant": "cmn",
+    "zh-tw": "cmn",
+    "zh-hk": "yue",
+    "nb": "nb",
+    "no": "nb",
+    "fil": "tl",
+    "iw": "he",
+}
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+class EspeakUnavailable(RuntimeError):
+    """libespeak-ng is not installed (apt-get install espeak-ng)."""
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    samples: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+    word_starts: list[tuple[int, float]]  # (character index into the text, start second)
+
+
+class _Engine:
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+        try:
+            self.lib = ctypes.CDLL(name)
+        except OSError as error:
+            raise EspeakUnavailable(
+                f"libespeak-ng cannot be loaded ({error}); install the Debian package espeak-ng"
+            ) from error
+        self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_DONT_EXIT)
+        if self.sample_rate <= 0:
+            raise EspeakUnavailable("espeak_Initialize failed; is the espeak-ng-data package installed?")
+        self.chunks: list[np.ndarray] = []
+        self.events: list[tuple[int, int]] = []
+        self.callback = _CALLBACK(self._on_audio)  # kept referenced: the library calls it later
+        self.lib.espeak_SetSynthCallback(self.callback)
+        self.lock = threading.Lock()
+
+    def _on_audio(self, wav, count, events) -> int:
+        if count > 0:
+            self.chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+        index = 0
+        while events[index].type != _EVENT_LIST_TERMINATED:
+            event = events[index]
+            if event.type == _EVENT_WORD:
+                self.events.append((event.text_position - 1, event.sample))
+            index += 1
+        return 0
+
+    def voice_for(self, language: str) -> str | None:
+        tag = language.strip().lower().replace("_", "-")
+        candidates = [_VOICE_ALIASES.get(tag, tag), _VOICE_ALIASES.get(tag.split("-")[0], tag.split("-")[0])]
+        with self.lock:
+            for candidate in candidates:
+                if self.lib.espeak_SetVoiceByName(candidate.encode()) == 0:
+                    return candidate
+        return None
+
+    def synthesize(self, text: str, voice: str, words_per_minute: int = 175) -> Synthesis:
+        data = text.encode("utf-8") + b"\0"
+        with self.lock:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise ValueError(f"eSpeak NG has no voice {voice!r}; see `espeak-ng --voices`")
+            self.lib.espeak_SetParameter(_RATE, words_per_minute, 0)
+            self.chunks, self.events = [], []
+            status = self.lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            if status != 0:
+                raise RuntimeError(f"espeak_Synth failed with status {status} for voice {voice!r}")
+            chunks, events = self.chunks, self.events
+        samples = (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)).astype(np.float32) / 32768.0
+        return Synthesis(samples, self.sample_rate, [(pos, sample / self.sample_rate) for pos, sample in events])
+
+
+_ENGINE: _Engine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def engine() -> _Engine:
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            _ENGINE = _Engine()
+        return _ENGINE
+
+
+def voice_for(language: str) -> str | None:
+    """The eSpeak NG voice for a BCP-47 tag (en-US -> en-us, zh-Hans -> cmn), or None if it has none."""
+    return engine().voice_for(language)
+
+
+def synthesize(text: str, voice: str, words_per_minute: int = 175) -> Synthesis:
+    return engine().synthesize(text, voice, words_per_minute)

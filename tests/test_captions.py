@@ -1,0 +1,120 @@
+"""Captions from a script: alignment against speech with known boundaries, cue rules, file formats, QA."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sonic_model.audio import load_audio
+from sonic_model.captions import check_captions, make_captions, parse_captions
+from sonic_model.captions.checks import check_coverage, check_cue_rules
+from sonic_model.captions.cues import LATIN_RULES, UNSPACED_RULES
+from sonic_model.captions.formats import Cue, check_cues, write_srt, write_vtt
+from sonic_model.captions.text import tokenize
+from sonic_model.errors import CaptionsError
+
+EN = [
+    "Welcome to the first lesson of this course.",
+    "Today we learn how captions are timed.",
+    "Every sentence gets its own cue on screen.",
+]
+ZH = ["欢迎来到本课程的第一课。", "今天我们学习字幕的时间。", "每一句话都有自己的字幕。"]
+DE = [
+    "Willkommen zur ersten Lektion.",
+    "Heute lernen wir, wie Untertitel entstehen.",
+    "Jeder Satz bekommt seinen Platz.",
+]
+
+
+def spoken(tmp_path: Path, voice: str, sentences: list[str], pause_s: float = 0.7) -> tuple[np.ndarray, list[float]]:
+    """Sentences said by the espeak-ng command (another voice and speed than the aligner's), joined by
+    pauses, written to a real WAV and decoded back; returns the samples and each sentence's start."""
+    parts, starts, at = [], [], 0.3
+    for index, sentence in enumerate(sentences):
+        wav = tmp_path / f"s{index}.wav"
+        subprocess.run(["espeak-ng", "-v", f"{voice}+f2", "-s", "145", "-w", str(wav), sentence], check=True)
+        samples = load_audio(wav).samples
+        voiced = np.flatnonzero(np.abs(samples) > 0.01)
+        samples = samples[voiced[0] : voiced[-1] + 1]
+        starts.append(at)
+        parts += [samples, np.zeros(int(pause_s * 16000), np.float32)]
+        at += len(samples) / 16000 + pause_s
+    return np.concatenate([np.zeros(int(0.3 * 16000), np.float32)] + parts), starts
+
+
+def sentence_starts(captions, count: int) -> list[float]:
+    return [cue.start for cue in captions.cues][:count]
+
+
+@pytest.mark.parametrize(("language", "sentences"), [("en", EN), ("zh", ZH), ("de", DE)])
+def test_sentence_starts_found_within_150_ms(tmp_path: Path, language: str, sentences: list[str]) -> None:
+    samples, truth = spoken(tmp_path, "cmn" if language == "zh" else language, sentences)
+    captions = make_captions(" ".join(sentences), language, samples)
+    assert captions.method == "espeak-dtw"
+    assert len(captions.cues) == len(sentences), [cue.text for cue in captions.cues]
+    errors = np.abs(np.array(sentence_starts(captions, len(truth))) - truth)
+    assert errors.max() < 0.15, (errors, captions.cues)
+    assert check_captions(captions) == []
+    for cue, sentence in zip(captions.cues, sentences, strict=False):
+        assert cue.text.replace(" ", "") == sentence.replace(" ", "")
+
+
+def test_other_rows_audio_fails_naming_the_figure(tmp_path: Path) -> None:
+    samples, _ = spoken(tmp_path, "en", EN)
+    german_script = make_captions(" ".join(DE), "de", samples)
+    reasons = check_captions(german_script)
+    assert any("script-vs-audio cost ratio" in reason for reason in reasons), (german_script.cost_ratio, reasons)
+    matched = make_captions(" ".join(EN), "en", samples)
+    assert matched.cost_ratio < german_script.cost_ratio
+
+
+def test_language_without_voice_is_timed_proportionally(tmp_path: Path) -> None:
+    samples, truth = spoken(tmp_path, "en", EN)
+    captions = make_captions(" ".join(EN), "xx-unknown", samples)
+    assert captions.method == "proportional" and captions.cost_ratio is None
+    assert captions.cues[0].start == pytest.approx(truth[0], abs=0.1)
+
+
+def test_tokens_keep_words_whole_and_split_unspaced_scripts() -> None:
+    assert [t.text for t in tokenize("Hello, world! (yes)")] == ["Hello,", "world!", "(yes)"]
+    assert [t.text for t in tokenize("你好，世界。OK")] == ["你", "好，", "世", "界。", "OK"]
+
+
+def test_long_script_cues_keep_the_caption_rules(tmp_path: Path) -> None:
+    text = " ".join(EN * 3)
+    samples, _ = spoken(tmp_path, "en", EN * 3, pause_s=0.3)
+    captions = make_captions(text, "en", samples)
+    assert check_cue_rules(captions.cues, LATIN_RULES) == []
+    for cue in captions.cues:
+        assert 1.0 - 1e-6 <= cue.end - cue.start <= 7.0
+        assert all(len(line) <= 42 for line in cue.lines) and len(cue.lines) <= 2
+    assert " ".join(cue.text for cue in captions.cues).split() == text.split()
+
+
+def test_vtt_and_srt_round_trip_and_given_files_are_checked() -> None:
+    cues = [Cue(0.5, 2.0, ("Hello there,", "friend.")), Cue(2.5, 4.25, ("你好。",))]
+    vtt, srt = write_vtt(cues, "en"), write_srt(cues)
+    assert vtt.startswith("WEBVTT\nLanguage: en\n\n00:00:00.500 --> 00:00:02.000\nHello there,\nfriend.")
+    assert "2\n00:00:02,500 --> 00:00:04,250\n你好。" in srt
+    assert parse_captions(vtt) == cues == parse_captions(srt)
+    check_cues(cues, 4.3)
+    with pytest.raises(CaptionsError, match="ends after the audio"):
+        check_cues(cues, 3.0)
+    with pytest.raises(CaptionsError, match="overlaps"):
+        check_cues([Cue(0, 2, ("a",)), Cue(1, 3, ("b",))], 5)
+    with pytest.raises(CaptionsError, match="time order"):
+        check_cues([Cue(2, 3, ("a",)), Cue(0, 1, ("b",))], 5)
+    with pytest.raises(CaptionsError, match="no 'start --> end'"):
+        parse_captions("just some text\nhere")
+
+
+def test_coverage_and_silence_checks() -> None:
+    speech = [(0.0, 2.0), (5.0, 6.0)]
+    assert check_coverage([Cue(0.0, 2.0, ("a",)), Cue(5.0, 6.0, ("b",))], speech) == []
+    assert "under cues" in check_coverage([Cue(0.0, 2.0, ("a",))], speech)[0]
+    assert "silence" in check_coverage([Cue(0.0, 6.0, ("a b",))], speech)[0]
+    fast = [Cue(0.0, 1.0, ("这是一个非常非常快的字幕句子",))]
+    assert "reading speed" in check_cue_rules(fast, UNSPACED_RULES)[0]
