@@ -22,7 +22,13 @@ from sonic_model.encode import FPS, VideoWriter, frame_count
 from sonic_model.generators import FaceBoxXYWH, Generator, RenderParams
 from sonic_model.image import load_image
 from sonic_model.loudness import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE
-from sonic_model.postprocess.lipsync import audio_delay_ms, measure_offset_from_mouth, mux_shifted_audio
+from sonic_model.postprocess.lipsync import (
+    audio_delay_ms,
+    calibration_figures,
+    calibration_shift,
+    measure_offset_from_mouth,
+    mux_shifted_audio,
+)
 from sonic_model.postprocess.smoothing import HeadMotionSmoother
 from sonic_model.prefetch import prefetch
 from sonic_model.rendition_writer import RenditionWriters
@@ -52,6 +58,9 @@ class RenderResult:
     av_sync_correlation: float | None = None
     av_offset_confident: bool = False
     av_offset_applied_ms: float = 0.0
+    # What calibration measured and decided (`sonic_model.postprocess.lipsync.calibration_figures`:
+    # status, confidence, the shift test's gain over lag 0 and its standard error); None = not measured.
+    av_calibration: dict | None = None
     motion_smoothing: float = 0.0
     motion_frames_warped: int = 0
     motion_correction_mean_px: float = 0.0
@@ -149,7 +158,13 @@ def render_video(
         measurement = None
         if smoother.track and smoother.mouth_opening:
             measurement = measure_offset_from_mouth(smoother.mouth_opening, audio, fps=FPS)
-        delay_ms = audio_delay_ms(measurement if params.lipsync_calibration else None, params.av_offset_ms, fps=FPS)
+        calibrated = measurement if params.lipsync_calibration else None
+        delay_ms = audio_delay_ms(calibrated, params.av_offset_ms, fps=FPS)
+        decision = (
+            calibration_figures(calibrated, calibration_shift(calibrated))
+            if calibrated is not None and params.av_offset_ms is None
+            else None
+        )
         # (encoded, final, audio bitrate, whether its sound is 48 kHz stereo): every rendition's is,
         # the master's when normalised (at "off" it keeps the script's rate and channels).
         outputs = [(first_pass, out_path, "128k", normalised)] + [
@@ -191,6 +206,7 @@ def render_video(
         av_sync_correlation=round(measurement.correlation, 4) if measured else None,
         av_offset_confident=bool(measured and measurement.confident),
         av_offset_applied_ms=round(delay_ms, 3),
+        av_calibration=decision,
         **figures,
         renditions=[
             {

@@ -28,7 +28,11 @@ class SyncMeasurement:
     """Mouth opening against the audio envelope, per video frame (sign: see module docstring).
 
     `mouth_opening` is NaN where no face was found; `speech_mask` marks frames inside speech.
-    `correlation` is NaN when there was too little speech to measure.
+    `correlation_by_lag` is the whole lag curve (Pearson correlation over every speech frame with
+    a face, NaN where a lag has too few pairs); `offset_frames` is its peak and `correlation`
+    the value there. `confident` says the peak can be trusted (enough speech, a peak that stands
+    out of the curve: see `estimate_av_offset`); when it is not, `unmeasured_reason` says why and
+    neither QA's offset check nor calibration acts on the offset.
     """
 
     offset_frames: int
@@ -39,13 +43,63 @@ class SyncMeasurement:
     speech_mask: np.ndarray
     fps: float = float(FPS)
     correlation_by_lag: dict[int, float] = field(default_factory=dict)
+    # Seconds of speech with a face found (the frames the curve is computed over).
+    speech_s: float = 0.0
+    # SyncNet-style confidence: the peak's correlation minus the median of the lag curve.
+    confidence: float = float("nan")
+    # The peak minus the highest other local peak at least `PEAK_GUARD_FRAMES` away (minus the
+    # median when there is none): small when two lags explain the mouth about equally well.
+    peak_margin: float = float("nan")
+    correlation_at_zero: float = float("nan")
+    # Spread (standard deviation) of the mouth opening over speech frames: ~0 for a still mouth.
+    mouth_motion: float = float("nan")
+    unmeasured_reason: str = ""
 
     @property
     def offset_ms(self) -> float:
         return self.offset_frames * 1000.0 / self.fps
 
+    @property
+    def measured(self) -> bool:
+        """The offset was measured with confidence (not "sync unmeasured")."""
+        return self.confident
 
-# Below this many speech frames (1 s) a correlation says little.
+    def figures(self) -> dict[str, float | int | str]:
+        """The figures a sidecar, a ledger and a report keep (rounded, JSON-able)."""
+        return {
+            "sync_status": "measured" if self.confident else "unmeasured",
+            "sync_unmeasured_reason": self.unmeasured_reason,
+            "av_offset_frames": self.offset_frames,
+            "av_offset_ms": round(self.offset_ms, 1),
+            "sync_correlation": _rounded(self.correlation),
+            "sync_correlation_at_zero": _rounded(self.correlation_at_zero),
+            "sync_confidence": _rounded(self.confidence),
+            "sync_peak_margin": _rounded(self.peak_margin),
+            "sync_speech_s": round(self.speech_s, 2),
+            "sync_mouth_motion": _rounded(self.mouth_motion),
+            "sync_confident": "yes" if self.confident else "no",
+        }
+
+
+def _rounded(value: float) -> float | str:
+    return round(float(value), 4) if math.isfinite(value) else "n/a"
+
+
+# How the lag curve is searched and when its peak is trusted. The values are set by the study
+# (benchmarks/sync_study.py, docs/qa-sync.md) and QA's `QAThresholds` defaults to them.
+# Lags searched either way (±15 frames = ±600 ms, SyncNet's window): wide enough that a 12-frame
+# error is a peak inside the curve, not its edge.
+SYNC_SEARCH_FRAMES = 15
+# Below this much speech (seconds of speech frames with a face) the curve's peak is not trusted.
+MIN_SYNC_SPEECH_S = 2.0
+# The peak must stand this far above the curve's median (SyncNet's confidence, on correlations) ...
+MIN_SYNC_CONFIDENCE = 0.2
+# ... and this far above any other local peak at least `PEAK_GUARD_FRAMES` from it.
+MIN_SYNC_PEAK_MARGIN = 0.1
+PEAK_GUARD_FRAMES = 3
+# Fewest frame pairs a lag's correlation is computed over.
+MIN_PAIRS_PER_LAG = 8
+# Kept for older callers: the speech frames of the old fixed rule (1 s at 25 fps).
 MIN_SPEECH_FRAMES_FOR_SYNC = 25
 # The loudness a file's sound is brought to before its speech frames are found (see `at_reference_level`).
 SYNC_REFERENCE_LUFS = -23.0
@@ -77,31 +131,74 @@ def estimate_av_offset(
     envelope: np.ndarray,
     speech_mask: np.ndarray,
     *,
-    max_lag_frames: int = 8,
-    min_correlation: float = 0.3,
+    max_lag_frames: int = SYNC_SEARCH_FRAMES,
+    min_correlation: float = 0.0,
+    min_speech_s: float = MIN_SYNC_SPEECH_S,
+    min_confidence: float = MIN_SYNC_CONFIDENCE,
+    min_peak_margin: float = MIN_SYNC_PEAK_MARGIN,
     fps: float = float(FPS),
 ) -> SyncMeasurement:
-    """Best lag of mouth opening against the envelope, by Pearson correlation over speech frames.
+    """The lag curve of mouth opening against the envelope over all speech frames, its peak and
+    whether the peak can be trusted.
 
     For each lag L in [-max_lag_frames, max_lag_frames], pairs mouth[t + L] with envelope[t]
-    for speech frames t (positive L = picture late). Ties go to the smaller |L|. `confident`
-    means the correlation is at least `min_correlation` over at least 25 speech frames.
+    for speech frames t (positive L = picture late). The peak is the best lag (ties go to the
+    smaller |L|). It is `confident` when there are at least `min_speech_s` seconds of speech
+    with a face, the peak stands `min_confidence` above the curve's median (SyncNet's
+    confidence), `min_peak_margin` above any other local peak `PEAK_GUARD_FRAMES` or more away,
+    and reaches `min_correlation`. Otherwise `unmeasured_reason` says which of these failed.
     """
     mouth = np.asarray(mouth_opening, np.float64)
     env = np.asarray(envelope, np.float64)
     mask = np.asarray(speech_mask, bool)
     count = min(len(mouth), len(env), len(mask))
     mouth, env, mask = mouth[:count], env[:count], mask[:count]
-    by_lag: dict[int, float] = {}
-    for lag in range(-max_lag_frames, max_lag_frames + 1):
-        by_lag[lag] = _lagged_correlation(mouth, env, mask, lag)
+    by_lag = {lag: _lagged_correlation(mouth, env, mask, lag) for lag in range(-max_lag_frames, max_lag_frames + 1)}
+    speaking = mask & np.isfinite(mouth)
+    speech_s = float(speaking.sum()) / fps
+    motion = float(np.std(mouth[speaking])) if speaking.sum() >= 2 else float("nan")
     finite = {lag: c for lag, c in by_lag.items() if math.isfinite(c)}
+    common = dict(
+        mouth_opening=mouth,
+        envelope=env.astype(np.float32),
+        speech_mask=mask,
+        fps=fps,
+        correlation_by_lag=by_lag,
+        speech_s=speech_s,
+        mouth_motion=motion,
+        correlation_at_zero=by_lag.get(0, float("nan")),
+    )
     if not finite:
-        return SyncMeasurement(0, float("nan"), False, mouth, env.astype(np.float32), mask, fps, by_lag)
+        reason = _too_little_speech(speech_s, min_speech_s) or "the mouth does not move during speech"
+        return SyncMeasurement(0, float("nan"), False, unmeasured_reason=reason, **common)
     best = max(finite, key=lambda lag: (round(finite[lag], 9), -abs(lag)))
-    correlation = finite[best]
-    confident = correlation >= min_correlation and int(mask.sum()) >= MIN_SPEECH_FRAMES_FOR_SYNC
-    return SyncMeasurement(best, float(correlation), bool(confident), mouth, env.astype(np.float32), mask, fps, by_lag)
+    peak = finite[best]
+    values = np.array(list(finite.values()))
+    confidence = peak - float(np.median(values))
+    others = [c for lag, c in finite.items() if abs(lag - best) >= PEAK_GUARD_FRAMES and _is_local_peak(finite, lag)]
+    margin = peak - (max(others) if others else float(np.median(values)))
+    reason = _too_little_speech(speech_s, min_speech_s)
+    if not reason and len(finite) < len(by_lag) // 2:
+        reason = f"the face was found on too few speech frames to search ±{max_lag_frames} frames"
+    if not reason and confidence < min_confidence:
+        reason = f"no clear peak in the lag curve (confidence {confidence:.2f}, need {min_confidence:g})"
+    if not reason and margin < min_peak_margin:
+        reason = f"two lags fit about as well (peak margin {margin:.2f}, need {min_peak_margin:g})"
+    if not reason and peak < min_correlation:
+        reason = f"weak correlation at the peak ({peak:.2f}, need {min_correlation:g})"
+    return SyncMeasurement(
+        best, float(peak), not reason, confidence=confidence, peak_margin=margin, unmeasured_reason=reason, **common
+    )
+
+
+def _too_little_speech(speech_s: float, min_speech_s: float) -> str:
+    if speech_s < min_speech_s:
+        return f"too little speech to measure: {speech_s:.1f} s with a face (need {min_speech_s:g} s)"
+    return ""
+
+
+def _is_local_peak(curve: dict[int, float], lag: int) -> bool:
+    return all(curve.get(n, -math.inf) <= curve[lag] for n in (lag - 1, lag + 1))
 
 
 def _lagged_correlation(mouth: np.ndarray, env: np.ndarray, mask: np.ndarray, lag: int) -> float:
@@ -111,11 +208,81 @@ def _lagged_correlation(mouth: np.ndarray, env: np.ndarray, mask: np.ndarray, la
     m, e = mouth[t + lag], env[t]
     valid = np.isfinite(m) & np.isfinite(e)
     m, e = m[valid], e[valid]
-    if len(m) < MIN_SPEECH_FRAMES_FOR_SYNC // 2:
+    if len(m) < MIN_PAIRS_PER_LAG:
         return float("nan")
     m, e = m - m.mean(), e - e.mean()
     denominator = math.sqrt(float(m @ m) * float(e @ e))
     return float(m @ e) / denominator if denominator > 1e-12 else float("nan")
+
+
+# Calibration's test: the peak must beat lag 0 by this many standard errors of the difference.
+SHIFT_Z = 3.0
+# Block bootstrap of that difference: resampled blocks of speech frames (0.4 s), this many times.
+BOOTSTRAP_BLOCK_FRAMES = 10
+BOOTSTRAP_ROUNDS = 200
+
+
+@dataclass(frozen=True)
+class ShiftTest:
+    """Is the measured offset significantly better than no offset? (calibration's test)"""
+
+    offset_frames: int
+    gain: float  # correlation at the offset minus at lag 0
+    standard_error: float  # of that difference, by a block bootstrap over speech frames
+    z: float  # the multiple of `standard_error` the gain had to reach
+    significant: bool
+
+    def as_dict(self) -> dict:
+        return {
+            "offset_frames": self.offset_frames,
+            "gain": _rounded(self.gain),
+            "standard_error": _rounded(self.standard_error),
+            "z": self.z,
+            "significant": self.significant,
+        }
+
+
+def offset_beats_zero(measurement: SyncMeasurement, *, z: float = SHIFT_Z, seed: int = 0) -> ShiftTest:
+    """Test the peak's correlation against lag 0's on the same speech frames.
+
+    gain = c(offset) - c(0); its standard error comes from a block bootstrap (blocks of
+    `BOOTSTRAP_BLOCK_FRAMES` speech frames resampled with replacement, so the frames' own
+    autocorrelation is kept: that is the noise of the lag curve at this much speech). The
+    offset is significant when the estimate is confident, not 0, and gain > z * standard error.
+    """
+    lag = measurement.offset_frames
+    if not measurement.confident or lag == 0:
+        return ShiftTest(lag, 0.0 if lag == 0 else float("nan"), float("nan"), z, False)
+    mouth = np.asarray(measurement.mouth_opening, np.float64)
+    env = np.asarray(measurement.envelope, np.float64)
+    t = np.flatnonzero(measurement.speech_mask)
+    t = t[(t + lag >= 0) & (t + lag < len(mouth)) & (t < len(mouth))]
+    t = t[np.isfinite(mouth[t]) & np.isfinite(mouth[t + lag]) & np.isfinite(env[t])]
+    if len(t) < 2 * BOOTSTRAP_BLOCK_FRAMES:
+        return ShiftTest(lag, float("nan"), float("nan"), z, False)
+    at_lag, at_zero, e = mouth[t + lag], mouth[t], env[t]
+    gain = _pearson(at_lag, e) - _pearson(at_zero, e)
+    rng = np.random.default_rng(seed)
+    blocks = max(1, len(t) // BOOTSTRAP_BLOCK_FRAMES)
+    starts = rng.integers(0, len(t) - BOOTSTRAP_BLOCK_FRAMES + 1, size=(BOOTSTRAP_ROUNDS, blocks))
+    index = (starts[:, :, None] + np.arange(BOOTSTRAP_BLOCK_FRAMES)).reshape(BOOTSTRAP_ROUNDS, -1)
+    gains = _pearson_rows(at_lag[index], e[index]) - _pearson_rows(at_zero[index], e[index])
+    gains = gains[np.isfinite(gains)]
+    se = float(np.std(gains)) if len(gains) > 10 else float("nan")
+    significant = bool(math.isfinite(se) and gain > z * se)
+    return ShiftTest(lag, float(gain), se, z, significant)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(_pearson_rows(a[None], b[None])[0])
+
+
+def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 1e-12, (a * b).sum(axis=1) / denominator, np.nan)
 
 
 def speech_mask_for_frames(segments: list[tuple[float, float]], num_frames: int, fps: float = float(FPS)) -> np.ndarray:
@@ -132,8 +299,8 @@ def measure_av_sync(
     audio: AudioClip | None = None,
     *,
     frame_step: int = 1,
-    max_lag_frames: int = 8,
-    min_correlation: float = 0.3,
+    max_lag_frames: int = SYNC_SEARCH_FRAMES,
+    min_correlation: float = 0.0,
 ) -> SyncMeasurement:
     """Audio-visual offset of a talking-head video (positive = picture late, in frames).
 

@@ -269,6 +269,7 @@ POSTPROCESS_FIELDS = (
     "av_sync_correlation",
     "av_offset_confident",
     "av_offset_applied_ms",
+    "av_calibration",
     "motion_smoothing",
     "motion_frames_warped",
     "motion_correction_mean_px",

@@ -112,6 +112,15 @@ def _rendition_link(catalog: Catalog, rendition: dict) -> str:
     return f'<a href="{html.escape(target)}">{html.escape(label)}</a>{mark}' if target else html.escape(label + mark)
 
 
+def sync_note(outcome: RowOutcome) -> str:
+    """ "sync unmeasured: <why>" for a row whose lip sync QA could not measure with confidence
+    (a short greeting): it published, and a person may want to look ('' otherwise)."""
+    figures = outcome.qa_figures or {}
+    if figures.get("sync_status") != "unmeasured":
+        return ""
+    return f"sync unmeasured: {figures.get('sync_unmeasured_reason') or 'no confident estimate'}"
+
+
 def _row_label(outcome: RowOutcome) -> str:
     info = outcome.info
     title = f"<br>{html.escape(info.title)}" if info.title else ""
@@ -137,7 +146,7 @@ def _full_row(catalog: Catalog, outcome: RowOutcome) -> str:
     )
     return (
         f"<tr><td>{thumb}</td><td>{_row_label(outcome)}</td><td>{_status(outcome.status)}</td>"
-        f'<td class="reason">{html.escape(outcome.reason) or "&mdash;"}</td><td>{plot_html}</td>'
+        f'<td class="reason">{html.escape(outcome.reason or sync_note(outcome)) or "&mdash;"}</td><td>{plot_html}</td>'
         f"<td>{_links(catalog, outcome)}</td></tr>"
     )
 
@@ -153,7 +162,7 @@ def _compact_row(catalog: Catalog, outcome: RowOutcome) -> str:
     info = outcome.info
     poster = _relative_link(catalog, outcome.poster_uri)
     thumb = f'<img class="thumb" loading="lazy" src="{html.escape(poster)}" alt="">' if poster else ""
-    note = "" if outcome.status == PUBLISHED else html.escape(outcome.reason)
+    note = html.escape(sync_note(outcome)) if outcome.status == PUBLISHED else html.escape(outcome.reason)
     return (
         f'<tr><td class="c">{thumb}</td><td class="c"><b>{html.escape(info.row_id)}</b></td>'
         f'<td class="c">{html.escape(info.collection)} / {html.escape(info.language)}</td>'

@@ -26,34 +26,78 @@ from sonic_model.audio import AudioClip, frame_envelope, speech_segments, write_
 from sonic_model.encode import FPS, ffmpeg_executable
 from sonic_model.errors import InputError, OutputError
 from sonic_model.files import temporary_beside
-from sonic_model.sync import SyncMeasurement, estimate_av_offset, measure_av_sync, speech_mask_for_frames
+from sonic_model.sync import (
+    SHIFT_Z,
+    ShiftTest,
+    SyncMeasurement,
+    estimate_av_offset,
+    measure_av_sync,
+    offset_beats_zero,
+    speech_mask_for_frames,
+)
 
-# An override or correction beyond this is a mistake, not a sync error (QA searches ±320 ms).
+# An override or correction beyond this is a mistake, not a sync error (QA searches ±600 ms).
 MAX_AV_OFFSET_MS = 1000.0
+# Automatic calibration moves the sound by at most this many frames (480 ms, the largest offset
+# the study injected and recovered; benchmarks/sync_study.py). A confident peak further out is
+# left alone, for QA to fail, rather than trusted to move the sound that far.
+MAX_CALIBRATION_FRAMES = 12
 
 
-def measure_offset_from_mouth(
-    mouth_opening, audio: AudioClip, *, fps: float = FPS, max_lag_frames: int = 8
-) -> SyncMeasurement:
+def measure_offset_from_mouth(mouth_opening, audio: AudioClip, *, fps: float = FPS) -> SyncMeasurement:
     """QA's sync measurement on a mouth-opening series already gathered (one value per frame)."""
     envelope = frame_envelope(audio, fps)
     mask = speech_mask_for_frames(speech_segments(audio), len(envelope), fps)
-    return estimate_av_offset(
-        np.asarray(mouth_opening, np.float64), envelope, mask, max_lag_frames=max_lag_frames, fps=fps
-    )
+    return estimate_av_offset(np.asarray(mouth_opening, np.float64), envelope, mask, fps=fps)
+
+
+def calibration_shift(measurement: SyncMeasurement | None) -> ShiftTest:
+    """Whether calibration moves the sound, and the figures it decided on.
+
+    Only a confident estimate whose offset is significantly better than no offset
+    (`sonic_model.sync.offset_beats_zero`: the correlation gain over lag 0 beyond 3 standard
+    errors of the lag curve's noise) and within ±`MAX_CALIBRATION_FRAMES` is acted on. A correct
+    render (offset 0, or ±1 by the curve's noise) is left as it is.
+    """
+    if measurement is None:
+        return ShiftTest(0, float("nan"), float("nan"), SHIFT_Z, False)
+    test = offset_beats_zero(measurement)
+    if test.significant and abs(test.offset_frames) > MAX_CALIBRATION_FRAMES:
+        return ShiftTest(test.offset_frames, test.gain, test.standard_error, test.z, False)
+    return test
+
+
+def calibration_figures(measurement: SyncMeasurement | None, test: ShiftTest) -> dict:
+    """What calibration measured and decided, for the sidecar (`RenderResult.av_calibration`)."""
+    if measurement is None:
+        return {"status": "not measured", "shift": test.as_dict()}
+    figures = measurement.figures()
+    return {
+        "status": figures["sync_status"],
+        "unmeasured_reason": figures["sync_unmeasured_reason"],
+        "offset_frames": figures["av_offset_frames"],
+        "correlation": figures["sync_correlation"],
+        "correlation_at_zero": figures["sync_correlation_at_zero"],
+        "confidence": figures["sync_confidence"],
+        "peak_margin": figures["sync_peak_margin"],
+        "speech_s": figures["sync_speech_s"],
+        "shift": test.as_dict(),
+        "max_shift_frames": MAX_CALIBRATION_FRAMES,
+    }
 
 
 def audio_delay_ms(measurement: SyncMeasurement | None, override_ms: float | None, *, fps: float = FPS) -> float:
     """How far to delay the sound (ms; negative = advance) to cancel the offset.
 
-    A manual override wins. Otherwise only a confident measurement of at least one frame is
-    acted on: a weak correlation's best lag is noise, and moving sound by it could hurt.
+    A manual override wins. Otherwise only what `calibration_shift` finds significant is acted
+    on: an unsure estimate ("sync unmeasured") or a peak no better than lag 0 never moves sound.
     """
     if override_ms is not None:
         return float(override_ms)
-    if measurement is None or not measurement.confident or abs(measurement.offset_frames) < 1:
+    test = calibration_shift(measurement)
+    if not test.significant:
         return 0.0
-    return measurement.offset_frames * 1000.0 / fps
+    return test.offset_frames * 1000.0 / fps
 
 
 def shifted_audio_filter(delay_ms: float, duration_s: float) -> str:
@@ -234,6 +278,8 @@ class CalibrationReport:
     audio_reencoded: bool = False
     sound_lead_before_ms: float | None = None
     sound_lead_after_ms: float | None = None
+    # The figures the decision rested on (`calibration_figures`); empty with an override.
+    decision: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -266,6 +312,7 @@ def calibrate_video(
     before = measure_av_sync(in_path, frame_step=frame_step)
     lead_before = read_timeline(in_path).sound_lead_s
     delay = audio_delay_ms(before, av_offset_ms, fps=fps)
+    decision = None if av_offset_ms is not None else calibration_figures(before, calibration_shift(before))
     reencoded = False
     lead_after = lead_before
     if delay == 0:
@@ -295,6 +342,7 @@ def calibrate_video(
         audio_reencoded=reencoded,
         sound_lead_before_ms=None if lead_before is None else round(lead_before * 1000.0, 3),
         sound_lead_after_ms=None if lead_after is None else round(lead_after * 1000.0, 3),
+        decision=decision,
     )
 
 

@@ -32,7 +32,6 @@ from sonic_model.qa.picture import PictureStats, head_jitter, scan_picture
 from sonic_model.qa.result import QAResult
 from sonic_model.qa.thresholds import QAThresholds
 from sonic_model.sync import (
-    MIN_SPEECH_FRAMES_FOR_SYNC,
     SyncMeasurement,
     at_reference_level,
     estimate_av_offset,
@@ -105,14 +104,7 @@ def check_video(
     mouth = np.asarray(picture.mouth, np.float64)
     if thresholds.landmark_frame_step > 1:
         mouth = interpolate_gaps(mouth, max_gap=thresholds.landmark_frame_step)
-    sync = estimate_av_offset(
-        mouth,
-        envelope,
-        speech,
-        max_lag_frames=thresholds.max_sync_search_frames,
-        min_correlation=thresholds.min_sync_correlation,
-        fps=fps,
-    )
+    sync = measure_sync(mouth, envelope, speech, thresholds, fps=fps)
 
     _check_sync(sync, thresholds, failures, figures)
     _check_silences(mouth, speech, rest_opening, fps, thresholds, failures, figures)
@@ -205,31 +197,65 @@ def _sync_reference(track: tuple[np.ndarray, int] | None, audio: AudioClip) -> A
     return at_reference_level(AudioClip(np.clip(mono, -1.0, 1.0), SAMPLE_RATE, rate, samples.shape[1]))
 
 
+def measure_sync(mouth, envelope, speech, t: QAThresholds, *, fps: float = float(FPS)) -> SyncMeasurement:
+    """QA's sync estimate with these thresholds' search window and confidence rules."""
+    return estimate_av_offset(
+        mouth,
+        envelope,
+        speech,
+        max_lag_frames=t.max_sync_search_frames,
+        min_speech_s=t.min_sync_speech_s,
+        min_confidence=t.min_sync_confidence,
+        min_peak_margin=t.min_sync_peak_margin,
+        fps=fps,
+    )
+
+
+def sync_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
+    """What is wrong with a video's lip sync, from its estimate ([] = nothing found).
+
+    - With at least `min_sync_speech_s` of speech, a mouth that barely moves fails (a frozen face).
+    - A confident estimate fails when its offset is beyond `max_abs_av_offset_frames`.
+    - An unsure one ("sync unmeasured") is never a failure by itself, except when there is
+      plenty of speech (`min_sync_follow_speech_s`) and no lag at all reaches
+      `min_sync_correlation`: then the estimate is sure of one thing, that the mouth does not
+      follow this sound (another row's audio).
+    """
+    failures: list[str] = []
+    enough = sync.speech_s >= t.min_sync_speech_s
+    if enough and not sync.mouth_motion >= t.min_sync_mouth_motion:
+        motion = f"{sync.mouth_motion:.4f}" if math.isfinite(sync.mouth_motion) else "none"
+        failures.append(
+            f"mouth does not move during speech: opening spread {motion} over {sync.speech_s:.1f} s of speech "
+            f"(min {t.min_sync_mouth_motion:g})"
+        )
+        return failures
+    if sync.confident:
+        if abs(sync.offset_frames) > t.max_abs_av_offset_frames:
+            side = "late" if sync.offset_frames > 0 else "early"
+            failures.append(
+                f"picture is {abs(sync.offset_frames)} frames ({abs(sync.offset_ms):.0f} ms) {side} against the "
+                f"audio (av offset {sync.offset_frames:+d}, max ±{t.max_abs_av_offset_frames}; sync confidence "
+                f"{sync.confidence:.2f})"
+            )
+        return failures
+    best = sync.correlation if math.isfinite(sync.correlation) else 0.0
+    if sync.speech_s >= t.min_sync_follow_speech_s and best < t.min_sync_correlation:
+        failures.append(
+            f"mouth does not follow the speech: best sync correlation {best:.2f} within ±{t.max_sync_search_frames} "
+            f"frames over {sync.speech_s:.1f} s of speech (min {t.min_sync_correlation:g})"
+        )
+    return failures
+
+
 def _check_sync(sync: SyncMeasurement, t: QAThresholds, failures: list[str], figures: dict) -> None:
-    speech_frames = int(sync.speech_mask.sum())
-    figures["speech_frames"] = speech_frames
-    figures["av_offset_frames"] = sync.offset_frames
-    figures["av_offset_ms"] = round(sync.offset_ms, 1)
-    figures["sync_correlation"] = round(sync.correlation, 4) if math.isfinite(sync.correlation) else "n/a"
-    figures["sync_confident"] = "yes" if sync.confident else "no"
-    if speech_frames < MIN_SPEECH_FRAMES_FOR_SYNC or not math.isfinite(sync.correlation):
-        failures.append(
-            f"sync not measurable: {speech_frames} speech frames with a face "
-            f"(need {MIN_SPEECH_FRAMES_FOR_SYNC}) or a mouth that never moves"
-        )
-        return
-    if sync.correlation < t.min_sync_correlation:
-        failures.append(
-            f"mouth does not follow the speech: sync correlation {sync.correlation:.2f} "
-            f"below the minimum {t.min_sync_correlation:g}"
-        )
-        return  # an offset found at a weak correlation is noise: one reason is enough
-    if abs(sync.offset_frames) > t.max_abs_av_offset_frames:
-        side = "late" if sync.offset_frames > 0 else "early"
-        failures.append(
-            f"picture is {abs(sync.offset_frames)} frames ({abs(sync.offset_ms):.0f} ms) {side} against the "
-            f"audio (av offset {sync.offset_frames:+d}, max ±{t.max_abs_av_offset_frames})"
-        )
+    figures["speech_frames"] = int(sync.speech_mask.sum())
+    figures.update(sync.figures())
+    found = sync_failures(sync, t)
+    failures.extend(found)
+    if found:
+        figures["sync_unmeasured_reason"] = ""
+        figures["sync_status"] = "failed"
 
 
 def silences(speech: np.ndarray, min_frames: int) -> list[tuple[int, int]]:

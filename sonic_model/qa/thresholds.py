@@ -9,6 +9,7 @@ from typing import Any
 
 from sonic_model.encode import FPS
 from sonic_model.errors import InputError
+from sonic_model.sync import MIN_SYNC_CONFIDENCE, MIN_SYNC_PEAK_MARGIN, MIN_SYNC_SPEECH_S, SYNC_SEARCH_FRAMES
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,23 @@ class QAThresholds:
     max_duration_mismatch_frames: float = 1.0
     # Sync: a viewer notices lips ~45 ms early or ~125 ms late (ITU-R BT.1359); 2 frames = 80 ms.
     max_abs_av_offset_frames: int = 2
-    # Pearson correlation of mouth opening with the speech envelope at the best lag, over speech
-    # frames. Real talking heads reach 0.4-0.8; a mouth that ignores the audio stays near 0.
+    # Sync estimate (sonic_model/sync.py): the lag curve of mouth opening against the speech
+    # envelope over every speech frame, its peak and a confidence. Set by the study
+    # (benchmarks/sync_study.py; figures in docs/qa-sync.md): STUDY_FIGURES_PLACEHOLDER
+    # Lags searched either way (±15 frames = ±600 ms, SyncNet's window).
+    max_sync_search_frames: int = SYNC_SEARCH_FRAMES
+    # Below this much speech (seconds of speech frames with a face) sync is "unmeasured", never failed.
+    min_sync_speech_s: float = MIN_SYNC_SPEECH_S
+    # A peak is trusted when it stands this far over the lag curve's median (SyncNet's confidence)
+    # and this far over any other local peak >= 3 frames away.
+    min_sync_confidence: float = MIN_SYNC_CONFIDENCE
+    min_sync_peak_margin: float = MIN_SYNC_PEAK_MARGIN
+    # With at least `min_sync_follow_speech_s` of speech and no confident peak, a best correlation
+    # below `min_sync_correlation` at every lag means the mouth does not follow this sound.
+    min_sync_follow_speech_s: float = 3.0
     min_sync_correlation: float = 0.3
-    # Search window for the best lag (±8 frames = ±320 ms, beyond any plausible generator delay).
-    max_sync_search_frames: int = 8
+    # Spread (std) of the mouth opening over speech below this: the mouth does not move.
+    min_sync_mouth_motion: float = 0.005
     # Closed mouth in silence: in every pause of at least `min_silence_s`, the median mouth opening
     # (inner-lip gap / eye-corner distance) may exceed the portrait's own by at most this much.
     # Measured relative to the portrait because a smiling photo shows teeth at rest (~0.1).
