@@ -12,6 +12,7 @@ from sonic_model.cells import is_missing
 from sonic_model.renditions import RENDITIONS
 from tasks.catalog import INDEX_JSON, INDEX_PARQUET, Catalog, now_iso, rendition_key
 from tasks.records import PUBLISHED, SKIPPED_CACHED, RowOutcome
+from tasks.state_files import warn_unreadable
 
 INDEX_COLUMNS = (
     "key",
@@ -130,10 +131,18 @@ def _read_index_table(catalog: Catalog):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    path = catalog.path(INDEX_PARQUET)
     try:
-        with catalog.fs.open(catalog.path(INDEX_PARQUET), "rb") as handle:
+        with catalog.fs.open(path, "rb") as handle:
             table = pq.read_table(handle, pre_buffer=False)  # see manifests.schema.read_manifest
+        if "key" not in table.column_names:
+            raise ValueError("it has no 'key' column")
     except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - truncated, garbage, wrong schema: rebuilt from the sidecars
+        warn_unreadable(
+            catalog.uri(path), exc, "the index is rebuilt from the sidecars (nothing published is rendered again)"
+        )
         return None
     for name in INDEX_PARQUET_COLUMNS:
         if name not in table.column_names:
@@ -213,6 +222,9 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str
     # The index must never list a video that is not there (deleted by hand, a failed write),
     # nor one whose sidecar is gone (withdrawn by a replacement that did not finish).
     present = catalog.published_objects()
+    # ...and must list every published video: a sidecar no entry names (a run killed before its
+    # index update, an index rebuilt after it was found unreadable) is read and indexed.
+    _index_unlisted_sidecars(catalog, entries, present)
     live = [
         entry
         for entry in entries.values()
@@ -234,6 +246,25 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str
     }
     json_path = catalog.write_bytes(json.dumps(payload, indent=1).encode("utf-8"), catalog.path(INDEX_JSON))
     return {"index_parquet": catalog.uri(parquet_path), "index_json": catalog.uri(json_path), "videos": len(live)}
+
+
+def _index_unlisted_sidecars(catalog: Catalog, entries: dict[str, dict], present: set[str]) -> int:
+    """Add the entries of every published sidecar (one whose video is there) that no entry names.
+
+    Costs one sidecar read per such sidecar; none when the index is current. Returns how many."""
+    named = {entry.get("sidecar") or entry["key"] + ".json" for entry in entries.values()}
+    added = 0
+    for relative in sorted(path for path in present if path.endswith(".json") and path not in named):
+        sidecar_path = catalog.path(relative)
+        sidecar = catalog.read_json(sidecar_path)
+        if not isinstance(sidecar, dict) or not isinstance(sidecar.get("video"), str):
+            continue
+        if sidecar["video"] not in present or sidecar["video"][: -len(".mp4")] + ".json" != relative:
+            continue
+        for entry in index_entries(catalog, sidecar_path, sidecar):
+            entries[entry["key"]] = entry
+        added += 1
+    return added
 
 
 def _plain(value):

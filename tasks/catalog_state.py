@@ -22,6 +22,7 @@ from tasks.records import (
     QUARANTINED,
     RowOutcome,
 )
+from tasks.state_files import warn_unreadable
 
 if TYPE_CHECKING:
     from tasks.plan import RunPlan
@@ -87,20 +88,31 @@ class RememberedQuarantine:
 
 
 def read_quarantines(catalog: Catalog) -> dict[str, RememberedQuarantine]:
-    """`_state/quarantines.parquet` as {key: RememberedQuarantine} (empty when there is none)."""
+    """`_state/quarantines.parquet` as {key: RememberedQuarantine} (empty when there is none,
+    or when it cannot be read: dropped with a warning, its rows are probed again)."""
+    return _read_quarantines(catalog)[0]
+
+
+def _read_quarantines(catalog: Catalog) -> tuple[dict[str, RememberedQuarantine], bool]:
+    """The quarantine memory, and whether the file was readable (or absent)."""
     import pandas as pd
 
-    try:
-        with catalog.fs.open(catalog.path(QUARANTINES_FILE), "rb") as handle:
-            frame = pd.read_parquet(handle, pre_buffer=False)
-    except FileNotFoundError:
-        return {}
-    frame = frame.astype(object).where(pd.notna(frame), None)
+    path = catalog.path(QUARANTINES_FILE)
     names = [f.name for f in dataclasses.fields(RememberedQuarantine)]
-    return {
-        record["key"]: RememberedQuarantine(**{name: record.get(name) for name in names})
-        for record in frame.to_dict("records")
-    }
+    try:
+        with catalog.fs.open(path, "rb") as handle:
+            frame = pd.read_parquet(handle, pre_buffer=False)
+        frame = frame.astype(object).where(pd.notna(frame), None)
+        remembered = {
+            record["key"]: RememberedQuarantine(**{name: record.get(name) for name in names})
+            for record in frame.to_dict("records")
+        }
+    except FileNotFoundError:
+        return {}, True
+    except Exception as exc:  # noqa: BLE001 - truncated, garbage, wrong schema: dropped, rows probed again
+        warn_unreadable(catalog.uri(path), exc, "the remembered quarantines are dropped (those rows are probed again)")
+        return {}, False
+    return remembered, True
 
 
 def write_quarantines(catalog: Catalog, quarantines: Mapping[str, RememberedQuarantine]) -> str:
@@ -139,7 +151,7 @@ def remember_quarantines(
     run did not plan are left alone.
     """
     catalog = Catalog(catalog_url)
-    remembered = read_quarantines(catalog)
+    remembered, readable = _read_quarantines(catalog)
     before = dict(remembered)
     planned = plan.by_key()
     for outcome in outcomes:
@@ -171,7 +183,7 @@ def remember_quarantines(
             )
         else:
             remembered.pop(key, None)
-    if remembered == before:
+    if remembered == before and readable:
         return {"quarantines": len(remembered), "written": False}
     write_quarantines(catalog, remembered)
     return {"quarantines": len(remembered), "written": True}

@@ -208,10 +208,26 @@ def test_verify_reads_urls_and_refuses_non_videos(signed, tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n" * 50)
     done = run_cli("verify", str(text))
-    assert done.returncode == 1 and done.stderr.startswith("error: ") and "not an MP4" in done.stderr
+    assert (
+        done.returncode == 3 and done.stderr.startswith("error: not a readable video") and "not an MP4" in done.stderr
+    )
     assert "Traceback" not in done.stderr
     done = run_cli("verify", str(tmp_path / "missing.mp4"))
-    assert done.returncode == 1 and "no such video" in done.stderr
+    assert done.returncode == 3 and "no such video" in done.stderr
+
+
+def test_verify_json_is_always_an_object_with_a_distinct_exit_code(tmp_path):
+    """Tampered 1 and unsigned 2 are covered above; not a video is 3, an unreadable anchor file 4, all as JSON."""
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 50)
+    done = run_cli("verify", str(text), "--json")
+    report = json.loads(done.stdout)
+    assert done.returncode == 3 == report["exit_code"] and report["status"] == "not_a_video"
+    assert "not an MP4" in report["error"] and done.stderr == ""
+    done = run_cli("verify", str(tmp_path / "missing.mp4"), "--json")
+    assert done.returncode == 3 and json.loads(done.stdout)["status"] == "not_a_video"
+    done = run_cli("verify", str(text), "--json", "--trust-anchors", str(tmp_path / "none.pem"))
+    assert done.returncode == 4 and json.loads(done.stdout)["status"] == "cannot_check"
 
 
 def test_a_signed_file_that_does_not_validate_is_refused(rendered, material, tmp_path, monkeypatch):

@@ -2,7 +2,9 @@
 
 Exit codes: 0 valid (the signature and the hash binding hold: the bytes are the ones signed),
 1 invalid (tampered: the bytes changed after signing, or a broken/forged manifest), 2 none
-(the file carries no credentials, e.g. re-muxed or never signed). Trust in the signer is
+(the file carries no credentials, e.g. re-muxed or never signed), 3 not a readable video
+(missing, unreadable, or not an MP4), 4 the check could not be made (unreadable
+--trust-anchors). `--json` prints one JSON object in every case. Trust in the signer is
 reported, not part of the exit code: a development certificate is valid but not trusted;
 `--trust-anchors` names CA certificates to trust (e.g. a catalog's development CA).
 """
@@ -14,7 +16,7 @@ import json
 
 from sonic_model.errors import InputError
 
-EXIT_VALID, EXIT_INVALID, EXIT_NONE = 0, 1, 2
+EXIT_VALID, EXIT_INVALID, EXIT_NONE, EXIT_NOT_A_VIDEO, EXIT_CANNOT_CHECK = 0, 1, 2, 3, 4
 MAX_VIDEO_BYTES = 4 << 30
 
 
@@ -42,16 +44,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from sonic_model.credentials import NONE, VALID, read_credentials
 
-    anchors = _read(args.trust_anchors, "trust anchors") if args.trust_anchors else None
-    if anchors is not None:
-        anchors = _certificates_only(anchors)
-    with _open(args.video) as handle:
-        report = read_credentials(handle, trust_anchors_pem=anchors)
+    try:
+        anchors = _read(args.trust_anchors, "trust anchors") if args.trust_anchors else None
+        if anchors is not None:
+            anchors = _certificates_only(anchors)
+    except InputError as exc:
+        return _failed(args, EXIT_CANNOT_CHECK, "cannot_check", str(exc))
+    try:
+        with _open(args.video) as handle:
+            report = read_credentials(handle, trust_anchors_pem=anchors)
+    except InputError as exc:
+        return _failed(args, EXIT_NOT_A_VIDEO, "not_a_video", f"not a readable video: {exc}")
     code = EXIT_VALID if report.status == VALID else EXIT_NONE if report.status == NONE else EXIT_INVALID
     if args.json:
         print(json.dumps({"video": _shown(args.video), "exit_code": code, **report.as_dict()}, indent=2))
         return code
     print(describe(_shown(args.video), report))
+    return code
+
+
+def _failed(args: argparse.Namespace, code: int, status: str, message: str) -> int:
+    """No verdict on credentials: say why, as JSON when asked (a caller parsing stdout always gets an object)."""
+    import sys
+
+    if args.json:
+        print(
+            json.dumps({"video": _shown(args.video), "exit_code": code, "status": status, "error": message}, indent=2)
+        )
+    else:
+        print(f"error: {message}", file=sys.stderr)
     return code
 
 
