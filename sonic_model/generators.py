@@ -256,7 +256,7 @@ def create_generator(name: str, *, weights: str | Path | None = None, device: st
     entry = generator_entry(name)
     if entry.needs_weights and weights is None:
         raise ParameterError(
-            f"the {name} generator needs weights: pass --weights DIR (the downloaded release; see the README)"
+            f"the {name} generator needs weights: pass --weights DIR (the downloaded release; see docs/generators.md)"
         )
     factory = _load_factory(entry)
     return factory(weights, device=device) if entry.needs_weights else factory()

@@ -5,7 +5,7 @@ set: an explicit option (`--inference-steps 30`) or a manifest row's own column 
 preset, and the preset wins over the built-in defaults. The preset's name is kept with the
 parameters (`RenderParams.preset`), so it goes into the sidecar and the content key.
 
-What each costs (Sonic on a GPU: time grows with steps x pixels; measured figures in README):
+What each costs (Sonic on a GPU: time grows with steps x pixels; figures in docs/renditions.md):
 
     fast          12 steps at 384 px: ~0.27x the default's generation time (12/25 x (384/512)^2);
                   light head smoothing; master only

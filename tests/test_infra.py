@@ -1,6 +1,6 @@
 """The infra files agree with the code: YAML parses, the worker command they run is one our CLI
 accepts, and the three deployments point at real flows. (Images cannot be built here; CI has
-no Docker engine. `hadolint` and `docker-compose config` were run by hand, see the README.)"""
+no Docker engine. `hadolint` and `docker-compose config` were run by hand, see docs/cluster.md.)"""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ class QAThresholds:
     Change them per run with `QAThresholds().with_overrides({"min_sync_correlation": 0.2})`.
     """
 
-    # Container: the catalog's delivery format (README "Every video is H.264 (yuv420p) + AAC at 25 fps").
+    # Container: the catalog's delivery format (docs/cli.md "Every video is H.264 (yuv420p) + AAC at 25 fps").
     expected_video_codec: str = "h264"
     expected_pix_fmt: str = "yuv420p"
     expected_audio_codec: str = "aac"
