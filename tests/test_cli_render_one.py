@@ -78,6 +78,7 @@ def test_bad_input_exits_1_with_one_clear_line(tmp_path, case):
     assert not (tmp_path / "out.mp4").exists()
 
 
+@pytest.mark.slow  # ~25 s on 2 cores: a fresh process imports torch and renders the whole script
 def test_render_one_with_the_sonic_generator_on_the_tiny_checkpoint(tmp_path):
     out = tmp_path / "sonic.mp4"
     done = render_one(

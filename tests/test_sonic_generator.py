@@ -192,6 +192,7 @@ def test_yoloface_postprocessing_undoes_the_letterbox():
     assert faces[1].xywh == pytest.approx((80, 30, 40, 40), abs=1e-3)
 
 
+@pytest.mark.slow  # ~25 s on 2 cores: one second through the whole tiny pipeline at 128 x 192
 def test_non_square_without_crop_runs_at_the_derived_resolution(generator, portrait, speech):
     # 512 x 384 photo, crop off, min_resolution 128: 170.7 / 64 = 2.67 -> 3, so 192 x 128.
     wide = np.ascontiguousarray(portrait[64:448])
