@@ -58,19 +58,13 @@ def main() -> int:
 
     from preview_speed import make_speech
 
-    from sonic_model.credentials import (
-        IngredientHash,
-        create_development_credentials,
-        creation_manifest,
-        read_credentials,
-        sign_video,
-        split_bundle,
-    )
+    from sonic_model.credentials import IngredientHash, creation_manifest, read_credentials, sign_video
     from sonic_model.digest import sha256_file
     from sonic_model.encode import ffmpeg_executable
     from sonic_model.generators import RenderParams, create_generator
     from sonic_model.image import load_image
     from sonic_model.render import render_video
+    from sonic_model.signing_material import create_development_credentials, split_bundle
 
     with tempfile.TemporaryDirectory(prefix="signing-cost-") as scratch:
         scratch = Path(scratch)

@@ -17,32 +17,21 @@ before the run is over anyway; waiting only stops the backlog (and its memory) f
 A backlog that does not shrink for `stall_s` (an API that stopped answering) lets the rows go
 on, without further holds until it is down to `low` again: a run is never stopped by its events.
 
-Reads Prefect's private service registry (`prefect._internal.concurrency.services`); if a
-Prefect release changes it, the backlog reads as empty and the driver never waits.
+The backlog is read from Prefect's private events worker (`flows/prefect_internals.py`,
+`queued_events`); if a Prefect release changes it, the backlog reads as empty and the driver
+never waits.
 """
 
 from __future__ import annotations
 
 import time
 
+from flows.prefect_internals import queued_events
+
 # ~18 KB an event: at most about 40 MB of backlog before the driver holds new rows back.
 HIGH_WATER_EVENTS = 2000
 LOW_WATER_EVENTS = 500
 STALL_S = 10.0
-
-
-def queued_events() -> int:
-    """Events this process's Prefect `EventsWorker`s have not sent yet (0 if that is unknowable)."""
-    try:
-        from prefect.events.worker import EventsWorker
-
-        return sum(
-            instance._queue.qsize()
-            for instance in tuple(EventsWorker._instances.values())
-            if isinstance(instance, EventsWorker)
-        )
-    except Exception:  # noqa: BLE001 - a private API: without it there is no back-pressure, nothing worse
-        return 0
 
 
 class EventBacklog:

@@ -22,6 +22,7 @@ from typing import Any
 
 from prefect.futures import PrefectFuture
 
+from flows import prefect_internals
 from tasks.records import RowOutcome
 
 RowPipeline = Generator[PrefectFuture, Any, RowOutcome]
@@ -55,15 +56,16 @@ def run_rows(
     in_flight: dict[PrefectFuture, tuple[int, RowPipeline]] = {}
     finished: queue.SimpleQueue[PrefectFuture] = queue.SimpleQueue()  # filled by the futures' callbacks
     results_of: dict[int, list[Any]] = {}  # each row's task results so far, forgotten by Prefect when it ends
-    cancel_events = _cancel_events_of_task_runner()
-    task_run_assets = _task_run_assets()
+    # Prefect's per-task-run bookkeeping, freed as rows finish (flows/prefect_internals.py)
+    cancel_events = prefect_internals.cancel_events_of_task_runner()
+    task_run_assets = prefect_internals.task_run_assets()
 
     def advance(position: int, pipeline: RowPipeline, value: Any = None, error: BaseException | None = None) -> bool:
         try:
             future = pipeline.throw(error) if error is not None else pipeline.send(value)
         except StopIteration as done:
             outcomes[position] = done.value
-            _forget_results(results_of.pop(position, []))
+            prefect_internals.forget_run_results(results_of.pop(position, []))
             on_outcome(done.value)
             return False
         in_flight[future] = (position, pipeline)
@@ -107,56 +109,3 @@ def run_rows(
             break
         hand_on(finished.get())
     return [outcomes[position] for position in sorted(outcomes)]
-
-
-def _forget_results(results: list[Any]) -> None:
-    """Drop the flow run's links from a finished row's task results to their task runs.
-
-    Prefect remembers, for the whole flow run, which task run produced each result (and each
-    field of a result: `FlowRunContext.run_results`, a copy of the task's final state per
-    entry), so that passing a result to another task records the dependency. A row's results
-    go to that row's next task only; once the row has its verdict nothing will pass them on,
-    and keeping the links for every row of a 20,000-row run cost memory in proportion to the
-    rows. The same keys Prefect used are removed (the result and its fields, one level deep).
-    """
-    from prefect.context import FlowRunContext
-    from prefect.utilities.collections import visit_collection
-
-    context = FlowRunContext.get()
-    if context is None or not results:
-        return
-    linked = context.run_results
-
-    def forget(obj: Any) -> None:
-        linked.pop(id(obj), None)
-
-    for result in results:
-        visit_collection(expr=result, visit_fn=forget, max_depth=1)
-
-
-def _cancel_events_of_task_runner() -> dict:
-    """The flow's thread-pool task runner's cancel events, one per task run submitted (empty
-    dict for other runners).
-
-    Prefect's `ThreadPoolTaskRunner` keeps a `threading.Event` per task run, by task run id, for
-    `cancel_all`, and never lets go of it during the flow run: at 3 task runs a row, about 3 KB
-    a row for the whole run (measured: 3,000 Events, Conditions, locks and deques more per
-    1,000 rows). The driver removes a task run's event once its future is done and handed on.
-    A private attribute: without it nothing is removed, nothing worse.
-    """
-    from prefect.context import FlowRunContext
-
-    events = getattr(getattr(FlowRunContext.get(), "task_runner", None), "_cancel_events", None)
-    return events if isinstance(events, dict) else {}
-
-
-def _task_run_assets() -> dict:
-    """The flow run's `task_run_assets`: Prefect records, for every task run, the set of data
-    assets it hands downstream, an empty set for tasks without assets (ours), kept for the whole
-    flow run (about 1 KB a row). The driver removes a finished task run's entry when it is empty
-    (Prefect reads a missing entry as no assets, the same). A private field: without it nothing
-    is removed, nothing worse."""
-    from prefect.context import FlowRunContext
-
-    assets = getattr(FlowRunContext.get(), "task_run_assets", None)
-    return assets if isinstance(assets, dict) else {}

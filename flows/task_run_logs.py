@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 
+from flows import prefect_internals
+
 TASK_RUN_LOGGER = "prefect.task_runs"
 
 
@@ -20,15 +22,14 @@ class CompletedTaskRunLines(logging.Filter):
     """Drops Prefect's INFO "Finished in state Completed(...)" line of each completed task run."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (
-            record.levelno == logging.INFO
-            and isinstance(record.msg, str)
-            and record.msg.startswith("Finished in state Completed(")
-        )
+        return not prefect_internals.is_completed_task_run_line(record)
 
 
 def drop_completed_task_run_lines() -> None:
-    """Install the filter on Prefect's task-run logger of this process (once)."""
+    """Install the filter on Prefect's task-run logger of this process (once); not with a Prefect
+    release the match was not written for (`flows/prefect_internals.py`: the lines are kept)."""
+    if not prefect_internals.enabled():
+        return
     logger = logging.getLogger(TASK_RUN_LOGGER)
     if not any(isinstance(existing, CompletedTaskRunLines) for existing in logger.filters):
         logger.addFilter(CompletedTaskRunLines())

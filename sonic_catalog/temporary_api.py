@@ -35,10 +35,9 @@ import time
 import urllib.error
 import urllib.request
 
-# What Prefect's own temporary server gets besides the caller's environment
-# (prefect.server.api.server.SubprocessASGIServer._run_uvicorn_command, Prefect 3.8).
-SERVER_ENVIRONMENT = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-PORT_IN_USE_EXIT = 3  # uvicorn's exit status when its port was taken between our check and its bind
+# Prefect's command and private settings for its temporary server, copied: flows/prefect_internals.py.
+from flows.prefect_internals import PORT_IN_USE_EXIT, SERVER_ENVIRONMENT, temporary_server_command
+
 DEFAULT_STARTUP_TIMEOUT_S = 20.0  # Prefect's default for PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
 
@@ -60,22 +59,12 @@ class TemporaryAPI:
 
     def launch(self) -> None:
         self.port = free_port()
+        command = temporary_server_command(sys.executable, self.port)
+        if command is None:  # a Prefect release the copied command was not written for: Prefect starts its own
+            self.process = None
+            return
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "prefect.server.api.server:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "error",
-                "--lifespan",
-                "on",
-            ],
+            command,
             env={**os.environ, **SERVER_ENVIRONMENT},
             stdin=subprocess.DEVNULL,
         )

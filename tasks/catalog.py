@@ -25,6 +25,8 @@ from pathlib import Path
 
 from fsspec.core import url_to_fs
 
+from sonic_model.internals.fsspec import fs_path
+
 INDEX_PARQUET = "index.parquet"
 INDEX_JSON = "index.json"
 RUNS_DIR = "_runs"
@@ -90,7 +92,7 @@ class Catalog:
             if name.startswith(("_", ".")) or entry.get("type") != "directory":
                 continue
             for path in self.fs.find(entry["name"]):
-                relative = self.relative(self.fs._strip_protocol(path).rstrip("/"))
+                relative = self.relative(fs_path(self.fs, path).rstrip("/"))
                 if not any(part.startswith(".") for part in relative.split("/")):
                     found.add(relative)
         return found

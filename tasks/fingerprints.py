@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+from sonic_model.internals.fsspec import fs_path
 from tasks.storage import _local_path, is_local
 
 # A timestamp-based fingerprint is trusted only for a file last changed at least this long
@@ -220,7 +221,7 @@ def fingerprint_inputs(
         except Exception as exc:  # noqa: BLE001 - an unknown protocol: hashed (and the probe says why)
             return {uri: Fingerprint(None, f"cannot open its storage ({type(exc).__name__})") for uri in wanted}
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        paths = {uri: fs._strip_protocol(uri).rstrip("/") for uri in wanted}
+        paths = {uri: fs_path(fs, uri).rstrip("/") for uri in wanted}
         found: dict[str, Fingerprint] = {}
         if len(wanted) >= bulk_min:
             found.update(_list_folder(fs, protocol, folder, paths, settle_s, clock) or {})
@@ -244,7 +245,7 @@ def _list_folder(fs, protocol, folder, paths: Mapping[str, str], settle_s, clock
         entries = fs.ls(folder, detail=True)
     except Exception:  # noqa: BLE001 - fall back to info() per object
         return None
-    by_name = {fs._strip_protocol(entry["name"]).rstrip("/"): entry for entry in entries}
+    by_name = {fs_path(fs, entry["name"]).rstrip("/"): entry for entry in entries}
     found = {}
     for uri, path in paths.items():
         entry = by_name.get(path)

@@ -1,5 +1,9 @@
 """Plan before work: decide for every row, without opening its media, what a run must do with it.
 
+One job (~540 lines): the decision. Storage fingerprints are in `tasks/fingerprints.py` and
+the catalog's memory in `tasks/catalog_state.py`; what is left here is `plan_rows` and the
+small helpers each of its outcomes needs (content keys, what changed, the skipped verdict).
+
 A nightly renders the same (growing) manifest again and again, and on most nights almost
 nothing in it changed. Probing a row costs about half a second of CPU (image decode, face
 detection, audio decode, voice activity), and every row's tasks cost Prefect database rows, so

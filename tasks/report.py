@@ -30,6 +30,7 @@ from urllib.parse import quote
 from prefect import task
 from prefect.cache_policies import NONE
 
+from sonic_model.internals.fsspec import fs_path
 from tasks.catalog import RUNS_DIR, Catalog
 from tasks.records import ERROR, FAILED_QA, PUBLISHED, QUARANTINED, SKIPPED_CACHED, STATUSES, RowOutcome
 
@@ -73,7 +74,7 @@ def _relative_link(catalog: Catalog, uri: str | None) -> str | None:
     """A link from `_runs/<run_id>/report.html` to an object of the same catalog."""
     if not uri:
         return None
-    path = uri if catalog.local else catalog.fs._strip_protocol(uri)
+    path = uri if catalog.local else fs_path(catalog.fs, uri)
     relative = catalog.relative(path)
     if relative == path:  # not inside the catalog: link it as it is
         return uri

@@ -143,7 +143,7 @@ _bundle_lock = threading.Lock()
 
 def material_for(signing: dict):
     """The `SigningMaterial` a configuration names, read where this code runs (None when off)."""
-    from sonic_model.credentials import load_signing_material, split_bundle
+    from sonic_model.signing_material import load_signing_material, split_bundle
 
     mode = signing.get("mode")
     if mode == OFF:
@@ -191,7 +191,7 @@ def ensure_development_bundle(folder_url: str) -> str:
     """
     from fsspec.core import url_to_fs
 
-    from sonic_model.credentials import create_development_credentials
+    from sonic_model.signing_material import create_development_credentials
 
     fs, root = url_to_fs(str(folder_url))
     local = "file" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,))

@@ -44,9 +44,9 @@ from sonic_model.generators import (
     SEED_RANGE,
 )
 from sonic_model.postprocess.smoothing import MOTION_SMOOTHING_RANGE
-from tasks.catalog import Catalog
 from tasks.records import REASON_SEPARATOR, Quarantine, quoted
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, check_uri_allowed, default_roots, redact, uri_scheme
+from tasks.table_memory import SuiteMemory
 
 # row_id becomes part of published object keys: keep it to characters that are safe everywhere.
 ROW_ID_MAX_LENGTH = 128
@@ -358,7 +358,7 @@ def _run_suite(
     With a `memory` holding the verdicts for exactly this frame and these checks, those are
     returned without running (or importing) Great Expectations; otherwise the suite runs and
     its verdicts are remembered. A suite that cannot run raises, and nothing is remembered."""
-    key = memory.key(frame, allowed_schemes, numeric_present) if memory is not None else None
+    key = memory.key(frame, _suite_checks(allowed_schemes, numeric_present), __file__) if memory is not None else None
     if key is not None:
         recalled = memory.recall(key, rows=len(frame))
         if recalled is not None:
@@ -367,6 +367,24 @@ def _run_suite(
     if key is not None:
         memory.remember(key, failures)
     return failures
+
+
+def _suite_checks(allowed_schemes: tuple[str, ...], numeric_present: tuple[str, ...]) -> tuple:
+    """What the suite is built from besides this module's source (part of `SuiteMemory`'s key)."""
+    from importlib.metadata import version
+
+    return (
+        COLUMNS,
+        REQUIRED_COLUMNS,
+        STRING_COLUMNS,
+        INTEGER_COLUMNS,
+        FLOAT_COLUMNS,
+        BOOLEAN_COLUMNS,
+        sorted(OVERRIDE_RANGES.items()),
+        allowed_schemes,
+        numeric_present,
+        version("great_expectations"),
+    )
 
 
 def _run_gx_suite(
@@ -403,101 +421,6 @@ def _run_gx_suite(
         indexes = result.result.get("unexpected_index_list") or []
         failures.append((reason_id, [int(entry["_row"]) for entry in indexes]))
     return failures
-
-
-class SuiteMemory:
-    """The suite's verdicts on the last table checked for a catalog: `_state/table-check.parquet`.
-
-    A nightly checks the same manifest night after night. The suite's verdicts depend only on
-    the values of the frame it sees and on the checks themselves, so they are remembered under
-    a key made of both: a SHA-256 of the pickled frame (every value with its type: `1` and
-    `"1"` differ) and of what the suite is built from (this module's source, the schema's
-    columns, the override ranges, the allowed schemes, the Great Expectations and Python
-    versions). Any change in a value or a check gives another key, and the suite runs again.
-    The checks outside the suite (URIs against the allowed roots, which depend on the
-    filesystem, NaN, whole numbers, switches) run every time. Reading or writing the memory
-    never fails a run: a memory that cannot be read, or does not fit the table, counts as none.
-    """
-
-    FILE = "_state/table-check.parquet"
-
-    def __init__(self, catalog_url: str) -> None:
-        self.catalog_url = catalog_url
-
-    def _catalog(self):
-        return Catalog(self.catalog_url)
-
-    @staticmethod
-    def key(frame, allowed_schemes: tuple[str, ...], numeric_present: tuple[str, ...]) -> str | None:
-        import hashlib
-        import pickle
-        import sys
-        from importlib.metadata import version
-
-        digest = hashlib.sha256()
-        try:
-            with open(__file__, "rb") as source:
-                digest.update(source.read())
-            checks = (
-                COLUMNS,
-                REQUIRED_COLUMNS,
-                STRING_COLUMNS,
-                INTEGER_COLUMNS,
-                FLOAT_COLUMNS,
-                BOOLEAN_COLUMNS,
-                sorted(OVERRIDE_RANGES.items()),
-                allowed_schemes,
-                numeric_present,
-                version("great_expectations"),
-                sys.version,  # the regular expressions' engine
-            )
-            digest.update(repr(checks).encode())
-            digest.update(pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
-        except Exception:  # noqa: BLE001 - a value that cannot be pickled: no memory, the suite runs
-            return None
-        return digest.hexdigest()
-
-    def recall(self, key: str, rows: int) -> list[tuple[str, list[int]]] | None:
-        import pyarrow.parquet as pq
-
-        try:
-            catalog = self._catalog()
-            with catalog.fs.open(catalog.path(self.FILE), "rb") as handle:
-                table = pq.read_table(handle, pre_buffer=False)
-            if (table.schema.metadata or {}).get(b"key") != key.encode():
-                return None
-            failures = [
-                (str(reason_id), [int(p) for p in positions])
-                for reason_id, positions in zip(
-                    table.column("reason_id").to_pylist(), table.column("positions").to_pylist(), strict=True
-                )
-            ]
-        except Exception:  # noqa: BLE001 - none yet, unreadable or malformed: the suite runs
-            return None
-        if any(":" not in reason_id or not all(0 <= p < rows for p in positions) for reason_id, positions in failures):
-            return None
-        return failures
-
-    def remember(self, key: str, failures: list[tuple[str, list[int]]]) -> None:
-        import io
-
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            catalog = self._catalog()
-            table = pa.table(
-                {
-                    "reason_id": pa.array([reason_id for reason_id, _ in failures], pa.string()),
-                    "positions": pa.array([positions for _, positions in failures], pa.list_(pa.int64())),
-                },
-                metadata={"key": key},
-            )
-            buffer = io.BytesIO()
-            pq.write_table(table, buffer)
-            catalog.write_bytes(buffer.getvalue(), catalog.path(self.FILE))
-        except Exception:  # noqa: BLE001 - best effort: the next run checks the table again
-            pass
 
 
 def _reason(reason_id: str, frame, position: int, duplicate_counts, allowed_schemes: tuple[str, ...]) -> str:

@@ -19,11 +19,9 @@ from sonic_model.loudness import (
     LIMITER_RELEASE_S,
     TARGET_TOLERANCE_LU,
     TRUE_PEAK_CEILING_DBTP,
-    TRUE_PEAK_OVERSAMPLING,
     LoudnessReport,
-    _k_weighting,
-    gated_loudness,
 )
+from sonic_model.loudness_meter import TRUE_PEAK_OVERSAMPLING, gated_loudness, k_weighting
 
 
 def integrated_loudness(samples: np.ndarray, rate: int) -> float:
@@ -56,7 +54,7 @@ def _k_weighted_power(samples: np.ndarray, rate: int) -> np.ndarray:
     """Per sample, the sum over channels of the K-weighted signal squared (float64, 1-D)."""
     from scipy.signal import lfilter
 
-    filters = _k_weighting(rate)
+    filters = k_weighting(rate)
     states = [np.zeros((max(len(a), len(b)) - 1, samples.shape[1])) for b, a in filters]
     power = np.empty(len(samples))
     for start in range(0, len(samples), CHUNK_SAMPLES):

@@ -22,16 +22,14 @@ from cli_runs import render_one, run_cli
 from sonic_model.credentials import (
     IPTC_TRAINED_ALGORITHMIC_MEDIA,
     RENDER_ASSERTION,
-    CredentialsError,
     IngredientHash,
-    SigningMaterialError,
-    create_development_credentials,
     creation_manifest,
     read_credentials,
     sign_video,
-    split_bundle,
 )
 from sonic_model.digest import sha256_file
+from sonic_model.errors import CredentialsError, SigningMaterialError
+from sonic_model.signing_material import create_development_credentials, split_bundle
 from tasks.signing import DEVELOPMENT_BUNDLE, ensure_development_bundle, material_for, resolve_signing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,7 +251,7 @@ def test_a_signed_file_that_does_not_validate_is_refused(rendered, material, tmp
 
 
 def split_files(bundle: bytes, folder: Path) -> tuple[Path, Path]:
-    from sonic_model.credentials import pem_blocks
+    from sonic_model.signing_material import pem_blocks
 
     cert, key = folder / "chain.pem", folder / "signer.key"
     cert.write_bytes(pem_blocks(bundle, b"CERTIFICATE"))

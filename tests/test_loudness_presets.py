@@ -12,12 +12,11 @@ from sonic_model.errors import ParameterError
 from sonic_model.loudness import (
     OUTPUT_SAMPLE_RATE,
     TRUE_PEAK_CEILING_DBTP,
-    integrated_loudness,
     normalise_loudness,
     normalised_samples,
     parse_loudness_target,
-    true_peak_dbtp,
 )
+from sonic_model.loudness_meter import integrated_loudness, true_peak_dbtp
 from sonic_model.presets import PRESETS, apply_preset, parse_preset
 
 FIXTURES = Path(__file__).parent / "fixtures"

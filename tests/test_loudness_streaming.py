@@ -15,14 +15,12 @@ import soundfile
 from sonic_model.loudness import (
     OUTPUT_SAMPLE_RATE,
     TRUE_PEAK_CEILING_DBTP,
-    LoudnessMeter,
     decode_for_delivery,
-    integrated_loudness,
     normalise_loudness,
     normalise_stream,
     normalised_samples,
-    true_peak_dbtp,
 )
+from sonic_model.loudness_meter import LoudnessMeter, integrated_loudness, true_peak_dbtp
 from tests import loudness_reference as reference
 
 FIXTURES = Path(__file__).parent / "fixtures"

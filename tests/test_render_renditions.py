@@ -17,7 +17,7 @@ from sonic_model.errors import ParameterError
 from sonic_model.face import detect_faces, face_landmarks, largest_face
 from sonic_model.generators import RenderParams, create_generator
 from sonic_model.image import load_image
-from sonic_model.loudness import integrated_loudness
+from sonic_model.loudness_meter import integrated_loudness
 from sonic_model.qa import QAThresholds, check_video, decode_audio_track
 from sonic_model.render import render_video
 from sonic_model.renditions import RENDITIONS, framing

@@ -160,7 +160,7 @@ def _read(url: str, what: str) -> bytes:
 
 def _certificates_only(pem: bytes) -> bytes:
     """Only the CERTIFICATE blocks (a development bundle also holds its private key)."""
-    from sonic_model.credentials import pem_blocks
+    from sonic_model.signing_material import pem_blocks
 
     certificates = pem_blocks(pem, b"CERTIFICATE")
     if not certificates:

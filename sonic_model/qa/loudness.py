@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sonic_model.loudness import integrated_loudness, true_peak_dbtp
+from sonic_model.loudness_meter import integrated_loudness, true_peak_dbtp
 
 __all__ = ["decode_audio_track", "integrated_loudness", "true_peak_dbtp"]
 
