@@ -145,7 +145,9 @@ def render_catalog(
         recheck=recheck,
         signing=signing,
     )
-    run.write()
+    # Recorded before any slow step (table check, plan): a run killed or failing from here on is
+    # found by `rerun` (run.json without finished_at: every row not in the catalog is redone).
+    run.write({"stage": "started"})
 
     table = read_manifest(manifest)
     rows, refused = validate_table_task(table, manifest_url=manifest, catalog_url=catalog)
@@ -174,6 +176,7 @@ def render_catalog(
         ),
     )
 
+    run.write({"stage": "planned", "plan": plan.counts()})
     # Rewrites the run's ledger as verdicts come in, so a killed run leaves one `rerun` can use.
     announce = announcer(ProgressLedger(catalog, run_id))
     outcomes = []
@@ -225,7 +228,7 @@ def render_catalog(
     summary["credentials"] = credentials
     summary["plan"] = {**plan.counts(), "hashed_inputs": plan.hashed_inputs, "seconds": plan.timings.get("total_s")}
     summary["report"] = write_report_task(catalog, run_id, quote(outcomes), summary)
-    run.write(summary)
+    run.write({"stage": "finished", **summary})
     publish_run_artifacts(summary, outcomes)
     logger.info("run %s finished: %s", run_id, summary["counts"])
     return summary

@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 
 from flows.render_catalog import DEFAULT_ROW_TIMEOUT_S, render_catalog
 from flows.task_runners import task_runner_for
+from tasks.catalog_index import update_index
 from tasks.ledger import latest_run_id, read_run_info, redo_for_run
 from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S
 
@@ -36,6 +37,7 @@ def rerun_failed(
     redo = redo_for_run(catalog, run_id, manifest)  # a killed run: its rows with no verdict too
     if not redo:
         logger.info("run %s has nothing to redo: every row is in the catalog", run_id)
+        update_index(catalog, [])  # the index still ends equal to what is published on disk
         return {"run_id": None, "rerun_of": run_id, "rows": 0, "counts": {}, "all_in_catalog": True}
     logger.info("re-running %d rows of run %s", len(redo), run_id)
     return render_catalog.with_options(task_runner=task_runner_for(cluster, concurrency or 4))(

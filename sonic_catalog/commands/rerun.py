@@ -49,7 +49,12 @@ def run(args: argparse.Namespace) -> int:
     run_id = args.run_id or latest_run_id(catalog)
     redo = redo_for_run(catalog, run_id, manifest)  # a missing run fails here, before Prefect starts
     if not redo:
-        print(f"run {run_id}: every row is already in the catalog; nothing to redo")
+        from tasks.catalog_index import update_index
+
+        # Nothing to render, but the index still ends equal to what is published on disk
+        # (a killed run may have published rows its index update never listed).
+        index = update_index(catalog, [])
+        print(f"run {run_id}: every row is already in the catalog; nothing to redo (index: {index['videos']} videos)")
         temporary_api.stop()
         return 0
     from flows.rerun_failed import rerun_failed
