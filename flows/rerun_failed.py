@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from flows.render_catalog import DEFAULT_ROW_TIMEOUT_S, render_catalog
 from flows.task_runners import task_runner_for
 from tasks.catalog_index import update_index
+from tasks.catalog_lease import hold_catalog
 from tasks.ledger import latest_run_id, read_run_info, redo_for_run
 from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S
 
@@ -32,6 +33,11 @@ def rerun_failed(
     As in any run, the plan keeps a quarantine whose inputs, limits and parameters did not
     change (`recheck` probes them again) and `force` renders every redone row regardless."""
     logger = get_run_logger()
+    with hold_catalog(catalog, command="rerun-failed"):  # reentrant: the CLI and render_catalog take it too
+        return _rerun(logger, catalog, run_id, manifest, concurrency, cluster, force, recheck)
+
+
+def _rerun(logger, catalog, run_id, manifest, concurrency, cluster, force, recheck) -> dict:
     run_id = run_id or latest_run_id(catalog)
     previous = read_run_info(catalog, run_id)
     redo = redo_for_run(catalog, run_id, manifest)  # a killed run: its rows with no verdict too
