@@ -36,6 +36,7 @@ from flows.task_runners import local_task_runner, on_cluster
 from manifests.schema import read_manifest
 from sonic_model.generators import RenderParams
 from tasks.catalog import now_iso
+from tasks.catalog_lease import hold_catalog
 from tasks.catalog_state import update_catalog_state_task
 from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task
 from tasks.limits import MediaLimits
@@ -82,6 +83,7 @@ def render_catalog(
     force: bool = False,
     recheck: bool = False,
     signing: dict | None = None,
+    wait_for_lock_s: float = 0.0,
 ) -> dict:
     """Render every row of `manifest` into `catalog`; returns the run summary.
 
@@ -102,130 +104,137 @@ def render_catalog(
     `signing`: how published videos are signed with Content Credentials (`tasks.signing`: paths,
     never keys); None: $SONIC_SIGNING_CERT/$SONIC_SIGNING_KEY, else the catalog's development
     certificate (created once, under `_credentials/`).
+    `wait_for_lock_s`: how long to wait for another run's lease on the catalog (default: stop at once).
     """
     from sonic_model.qa import QAThresholds
 
-    logger = get_run_logger()
-    drop_completed_task_run_lines()  # Prefect's "Finished in state Completed()", once per task run
-    run_id = new_run_id()
-    started_at = now_iso()
-    defaults_params = RenderParams(**(defaults or {})).validated()
-    thresholds = QAThresholds().with_overrides(qa_thresholds or {})
-    choice = choose_generator(generator, weights)
-    cluster = on_cluster()
-    if concurrency is None:
-        concurrency = 0 if cluster else 2
-    render_options = render_task_options(render_retries, retry_delay_s)
-    if row_timeout_s is not None:
-        render_options = {**render_options, "timeout_seconds": float(row_timeout_s)}
-    media_limits = MediaLimits.from_dict(limits)
-    # Shared scratch for rendered videos on a cluster (QA/publish may run elsewhere).
-    scratch_url = f"{catalog.rstrip('/')}/_runs/{run_id}/scratch" if cluster else None
-    signing = resolve_signing(signing, catalog)  # once, before any row: every row signs alike
-    credentials = describe_signing(signing, required=not cluster)
-    run = RunInfo(
-        run_id=run_id,
-        manifest=manifest,
-        catalog=catalog,
-        generator=choice.name,
-        generator_version=choice.version,
-        weights=weights,
-        defaults=defaults_params.as_dict(),
-        qa_thresholds=qa_thresholds or {},
-        only_rows=only_rows,
-        rerun_of=rerun_of,
-        started_at=started_at,
-        flow_run_id=str(flow_run.get_id() or ""),
-        on_cluster=cluster,
-        render_retries=render_options["retries"],
-        retry_delay_s=render_options["retry_delay_seconds"],
-        limits=media_limits.as_dict(),
-        row_timeout_s=row_timeout_s,
-        force=force,
-        recheck=recheck,
-        signing=signing,
-    )
-    run.write()
-
-    table = read_manifest(manifest)
-    rows, refused = validate_table_task(table, manifest_url=manifest, catalog_url=catalog)
-    wanted = None if only_rows is None else set(only_rows)
-    rows = [row for row in rows if wanted is None or row.row_id in wanted]
-    refused = [q for q in refused if wanted is None or q.row_id in wanted]
-    infos = _row_infos(table)
-    logger.info("run %s: %d rows to render, %d refused by table validation", run_id, len(rows), len(refused))
-
-    # Settle what needs no work (unchanged rows, quarantines that still hold) in one step.
-    # Whole-run collections go to tasks `quote`d: Prefect would otherwise visit every element of
-    # a parameter and record each row's upstream task run in the task's dependencies, which at
-    # 20,000 rows makes the task's state event too large to send ("EventTooLarge", 2.8 MB).
-    plan = plan_run_task(
-        quote(rows),
-        manifest,
-        catalog,
-        PlanSettings(
+    # One writer per catalog (tasks/catalog_lease.py); the CLI already holds it (reentrant), a
+    # deployment's flow run takes it here.
+    with hold_catalog(catalog, wait_s=wait_for_lock_s, command=f"render-catalog {manifest}"):
+        logger = get_run_logger()
+        drop_completed_task_run_lines()  # Prefect's "Finished in state Completed()", once per task run
+        run_id = new_run_id()
+        started_at = now_iso()
+        defaults_params = RenderParams(**(defaults or {})).validated()
+        thresholds = QAThresholds().with_overrides(qa_thresholds or {})
+        choice = choose_generator(generator, weights)
+        cluster = on_cluster()
+        if concurrency is None:
+            concurrency = 0 if cluster else 2
+        render_options = render_task_options(render_retries, retry_delay_s)
+        if row_timeout_s is not None:
+            render_options = {**render_options, "timeout_seconds": float(row_timeout_s)}
+        media_limits = MediaLimits.from_dict(limits)
+        # Shared scratch for rendered videos on a cluster (QA/publish may run elsewhere).
+        scratch_url = f"{catalog.rstrip('/')}/_runs/{run_id}/scratch" if cluster else None
+        signing = resolve_signing(signing, catalog)  # once, before any row: every row signs alike
+        credentials = describe_signing(signing, required=not cluster)
+        run = RunInfo(
+            run_id=run_id,
+            manifest=manifest,
+            catalog=catalog,
             generator=choice.name,
             generator_version=choice.version,
-            defaults=defaults_params,
+            weights=weights,
+            defaults=defaults_params.as_dict(),
+            qa_thresholds=qa_thresholds or {},
+            only_rows=only_rows,
+            rerun_of=rerun_of,
+            started_at=started_at,
+            flow_run_id=str(flow_run.get_id() or ""),
+            on_cluster=cluster,
+            render_retries=render_options["retries"],
+            retry_delay_s=render_options["retry_delay_seconds"],
             limits=media_limits.as_dict(),
-            max_file_bytes=media_limits.max_file_bytes,
+            row_timeout_s=row_timeout_s,
             force=force,
             recheck=recheck,
-        ),
-    )
-
-    # Rewrites the run's ledger as verdicts come in, so a killed run leaves one `rerun` can use.
-    announce = announcer(ProgressLedger(catalog, run_id))
-    outcomes = []
-    for quarantine in refused:
-        info = infos.get(quarantine.row_id, RowInfo(row_id=quarantine.row_id))
-        outcome = RowOutcome(info=info, status=QUARANTINED, reasons=quarantine.reasons)
-        announce(outcome)
-        outcomes.append(outcome)
-    for outcome in plan.settled():
-        announce(outcome)
-    work = plan.work()
-    try:
-        worked = iter(
-            run_rows(
-                (
-                    render_one_row(
-                        planned.row,
-                        planned.info,
-                        manifest=manifest,
-                        catalog=catalog,
-                        run_id=run_id,
-                        choice=choice,
-                        defaults=defaults_params,
-                        limits=media_limits,
-                        thresholds=thresholds,
-                        render_options=render_options,
-                        scratch_url=scratch_url,
-                        on_cluster=cluster,
-                        look_up=False,
-                        plan=planned.why,
-                        signing=signing,
-                    )
-                    for planned in work
-                ),
-                concurrency,
-                announce,
-                hold_back=EventBacklog(),  # the flow's memory must not grow with Prefect's unsent events
-            )
+            signing=signing,
         )
-    finally:
-        if scratch_url:
-            remove_tree(scratch_url)  # leftovers of attempts on workers that died
-    # In manifest order: each planned row's verdict, settled by the plan or reached by its stages.
-    outcomes += [planned.outcome if planned.outcome is not None else next(worked) for planned in plan.rows]
+        # Recorded before any slow step (table check, plan): a run killed or failing from here on is
+        # found by `rerun` (run.json without finished_at: every row not in the catalog is redone).
+        run.write({"stage": "started"})
 
-    index = update_catalog_state_task(catalog, quote(outcomes), quote(plan), run_id)
-    ledger = write_ledger_task(catalog, run_id, quote(outcomes))
-    summary = run.finished(outcomes, ledger=ledger, index=index)
-    summary["credentials"] = credentials
-    summary["plan"] = {**plan.counts(), "hashed_inputs": plan.hashed_inputs, "seconds": plan.timings.get("total_s")}
-    summary["report"] = write_report_task(catalog, run_id, quote(outcomes), summary)
-    run.write(summary)
-    publish_run_artifacts(summary, outcomes)
-    logger.info("run %s finished: %s", run_id, summary["counts"])
-    return summary
+        table = read_manifest(manifest)
+        rows, refused = validate_table_task(table, manifest_url=manifest, catalog_url=catalog)
+        wanted = None if only_rows is None else set(only_rows)
+        rows = [row for row in rows if wanted is None or row.row_id in wanted]
+        refused = [q for q in refused if wanted is None or q.row_id in wanted]
+        infos = _row_infos(table)
+        logger.info("run %s: %d rows to render, %d refused by table validation", run_id, len(rows), len(refused))
+
+        # Settle what needs no work (unchanged rows, quarantines that still hold) in one step.
+        # Whole-run collections go to tasks `quote`d: Prefect would otherwise visit every element of
+        # a parameter and record each row's upstream task run in the task's dependencies, which at
+        # 20,000 rows makes the task's state event too large to send ("EventTooLarge", 2.8 MB).
+        plan = plan_run_task(
+            quote(rows),
+            manifest,
+            catalog,
+            PlanSettings(
+                generator=choice.name,
+                generator_version=choice.version,
+                defaults=defaults_params,
+                limits=media_limits.as_dict(),
+                max_file_bytes=media_limits.max_file_bytes,
+                force=force,
+                recheck=recheck,
+            ),
+        )
+
+        run.write({"stage": "planned", "plan": plan.counts()})
+        # Rewrites the run's ledger as verdicts come in, so a killed run leaves one `rerun` can use.
+        announce = announcer(ProgressLedger(catalog, run_id))
+        outcomes = []
+        for quarantine in refused:
+            info = infos.get(quarantine.row_id, RowInfo(row_id=quarantine.row_id))
+            outcome = RowOutcome(info=info, status=QUARANTINED, reasons=quarantine.reasons)
+            announce(outcome)
+            outcomes.append(outcome)
+        for outcome in plan.settled():
+            announce(outcome)
+        work = plan.work()
+        try:
+            worked = iter(
+                run_rows(
+                    (
+                        render_one_row(
+                            planned.row,
+                            planned.info,
+                            manifest=manifest,
+                            catalog=catalog,
+                            run_id=run_id,
+                            choice=choice,
+                            defaults=defaults_params,
+                            limits=media_limits,
+                            thresholds=thresholds,
+                            render_options=render_options,
+                            scratch_url=scratch_url,
+                            on_cluster=cluster,
+                            look_up=False,
+                            plan=planned.why,
+                            signing=signing,
+                        )
+                        for planned in work
+                    ),
+                    concurrency,
+                    announce,
+                    hold_back=EventBacklog(),  # the flow's memory must not grow with Prefect's unsent events
+                )
+            )
+        finally:
+            if scratch_url:
+                remove_tree(scratch_url)  # leftovers of attempts on workers that died
+        # In manifest order: each planned row's verdict, settled by the plan or reached by its stages.
+        outcomes += [planned.outcome if planned.outcome is not None else next(worked) for planned in plan.rows]
+
+        index = update_catalog_state_task(catalog, quote(outcomes), quote(plan), run_id)
+        ledger = write_ledger_task(catalog, run_id, quote(outcomes))
+        summary = run.finished(outcomes, ledger=ledger, index=index)
+        summary["credentials"] = credentials
+        summary["plan"] = {**plan.counts(), "hashed_inputs": plan.hashed_inputs, "seconds": plan.timings.get("total_s")}
+        summary["report"] = write_report_task(catalog, run_id, quote(outcomes), summary)
+        run.write({"stage": "finished", **summary})
+        publish_run_artifacts(summary, outcomes)
+        logger.info("run %s finished: %s", run_id, summary["counts"])
+        return summary

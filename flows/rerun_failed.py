@@ -12,6 +12,8 @@ from prefect import flow, get_run_logger
 
 from flows.render_catalog import DEFAULT_ROW_TIMEOUT_S, render_catalog
 from flows.task_runners import task_runner_for
+from tasks.catalog_index import update_index
+from tasks.catalog_lease import hold_catalog
 from tasks.ledger import latest_run_id, read_run_info, redo_for_run
 from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S
 
@@ -31,11 +33,17 @@ def rerun_failed(
     As in any run, the plan keeps a quarantine whose inputs, limits and parameters did not
     change (`recheck` probes them again) and `force` renders every redone row regardless."""
     logger = get_run_logger()
+    with hold_catalog(catalog, command="rerun-failed"):  # reentrant: the CLI and render_catalog take it too
+        return _rerun(logger, catalog, run_id, manifest, concurrency, cluster, force, recheck)
+
+
+def _rerun(logger, catalog, run_id, manifest, concurrency, cluster, force, recheck) -> dict:
     run_id = run_id or latest_run_id(catalog)
     previous = read_run_info(catalog, run_id)
     redo = redo_for_run(catalog, run_id, manifest)  # a killed run: its rows with no verdict too
     if not redo:
         logger.info("run %s has nothing to redo: every row is in the catalog", run_id)
+        update_index(catalog, [])  # the index still ends equal to what is published on disk
         return {"run_id": None, "rerun_of": run_id, "rows": 0, "counts": {}, "all_in_catalog": True}
     logger.info("re-running %d rows of run %s", len(redo), run_id)
     return render_catalog.with_options(task_runner=task_runner_for(cluster, concurrency or 4))(

@@ -154,7 +154,8 @@ def read_ledger(catalog_url: str, run_id: str):
 
 
 def list_runs(catalog_url: str) -> list[str]:
-    """Run ids that have a ledger, oldest first."""
+    """Run ids that have a ledger or a run.json (a run records itself before any slow step, so
+    one killed before its first verdict is listed too), oldest first."""
     catalog = Catalog(catalog_url)
     runs_path = catalog.path(RUNS_DIR)
     try:
@@ -165,7 +166,11 @@ def list_runs(catalog_url: str) -> list[str]:
     return [
         run_id
         for run_id in run_ids
-        if not run_id.startswith(".") and catalog.exists(catalog.path(RUNS_DIR, run_id, LEDGER_FILE))
+        if not run_id.startswith(".")
+        and (
+            catalog.exists(catalog.path(RUNS_DIR, run_id, LEDGER_FILE))
+            or catalog.exists(catalog.path(RUNS_DIR, run_id, RUN_INFO_FILE))
+        )
     ]
 
 
@@ -200,11 +205,20 @@ def redo_for_run(catalog_url: str, run_id: str, manifest: str | None = None) -> 
     row of its manifest (or of its `only_rows`) without an in-catalog verdict is redone; rows it
     published before it died are found in the catalog and skipped (`skipped_cached`).
     """
-    ledger = read_ledger(catalog_url, run_id)
     try:
         info = read_run_info(catalog_url, run_id)
     except RunNotFoundError:
-        return rows_to_redo(ledger)
+        return rows_to_redo(read_ledger(catalog_url, run_id))
+    try:
+        ledger = read_ledger(catalog_url, run_id)
+    except RunNotFoundError:
+        if info.get("finished_at"):
+            raise
+        # Killed (or failed) before its first verdict: nothing decided, every row is redone
+        # (those already in the catalog are found there and skipped).
+        import pandas as pd
+
+        ledger = pd.DataFrame({"row_id": pd.Series(dtype="object"), "status": pd.Series(dtype="object")})
     if info.get("finished_at"):
         return rows_to_redo(ledger)
     wanted = info.get("only_rows")

@@ -6,10 +6,15 @@ Renders use the preview generator at 256 px (seconds a row)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_runs import CLI
 from test_hostile_faults import assert_catalog_consistent, ledger, make_manifest, run_cli, run_id_of
 
 
@@ -27,14 +32,13 @@ def published_on_disk(catalog: Path) -> set[str]:
 
 
 def mtimes(catalog: Path) -> dict[str, int]:
-    return {
-        str(p.relative_to(catalog)): p.stat().st_mtime_ns
-        for p in catalog.rglob("*")
-        if p.is_file()
-        and p.suffix in (".mp4", ".json")
-        and not p.relative_to(catalog).parts[0].startswith("_")
-        and len(p.relative_to(catalog).parts) > 1
-    }
+    """Modification times of every published video and its sidecar (a video without its sidecar
+    is not published: a killed run's, which the next run may write again)."""
+    found = {}
+    for video in published_on_disk(catalog):
+        for name in (video, video[: -len(".mp4")] + ".json"):
+            found[name] = (catalog / name).stat().st_mtime_ns
+    return found
 
 
 @pytest.mark.slow  # three runs: ~45 s on 2 loaded cores
@@ -72,3 +76,69 @@ def test_corrupt_index_and_quarantines_are_rebuilt_with_one_warning_and_nothing_
     tasks.state_files._warned.clear()
     code, out, err = run_cli("render", str(manifest), "--catalog", str(catalog))
     assert code == 0 and "warning: catalog state file" not in err, out + err
+
+
+# --- killed runs: `rerun` finds them wherever they were killed, and the index ends equal to the disk ---
+
+
+def kill_render_when(manifest: Path, catalog: Path, env: dict, ready, timeout: float = 240) -> None:
+    """Start `sonic-catalog render` in its own process group; SIGKILL the group once `ready()`."""
+    command = CLI + ["render", str(manifest), "--catalog", str(catalog), "--concurrency", "1"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None and not ready():
+            time.sleep(0.02)
+        assert process.poll() is None, "the run finished before it could be killed"
+        assert ready(), "the run never reached the stage to kill it at"
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def run_records(catalog: Path) -> set[Path]:
+    return set((catalog / "_runs").glob("*/run.json"))
+
+
+@pytest.mark.slow  # four killed renders and their reruns: a few minutes on 2 cores
+def test_rerun_after_a_kill_at_any_stage_indexes_every_published_video_and_renders_nothing_twice(tmp_path):
+    catalog = tmp_path / "catalog"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONWARNINGS": "ignore"}
+    sidecars = catalog / "faults" / "en"
+    rows: list[str] = []
+    # Each night adds rows and is killed at a later stage: right after its run folder appears (before
+    # table check and plan), after its first new sidecar, after its last new sidecar (before the index).
+    stages = [("run folder", 0), ("run folder", 0), ("first sidecar", 1), ("last sidecar", 2)]
+    for night, (stage, sidecars_wanted) in enumerate(stages):
+        new = [f"row-{night}-{i}" for i in range(2 if night else 3)]
+        rows += new
+        manifest = make_manifest(tmp_path / f"night-{night}", rows)
+        published_before = mtimes(catalog) if catalog.exists() else {}
+        runs_before = run_records(catalog) if catalog.exists() else set()
+
+        def ready(new=new, runs_before=runs_before, stage=stage, wanted=sidecars_wanted):
+            if stage == "run folder":
+                return bool(run_records(catalog) - runs_before)
+            return sum((sidecars / f"{row_id}.json").exists() for row_id in new) >= wanted
+
+        kill_render_when(manifest, catalog, env, ready)
+        killed = mtimes(catalog)
+        rerun = subprocess.run(
+            CLI + ["rerun", "--catalog", str(catalog)], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert rerun.returncode == 0, f"night {night} ({stage}): {rerun.stdout}{rerun.stderr}"
+        assert "no runs found" not in rerun.stdout + rerun.stderr
+        # Every row of every night is published, and the index lists exactly what is on disk.
+        on_disk = published_on_disk(catalog)
+        assert on_disk == {f"faults/en/{row_id}.mp4" for row_id in rows}, (night, stage, rerun.stdout)
+        assert set(pd.read_parquet(catalog / "index.parquet").video) == on_disk, (night, stage)
+        assert {v["video"] for v in json.loads((catalog / "index.json").read_text())["videos"]} == on_disk
+        # Nothing published (before the kill, or by the killed run) was rendered or written again.
+        after = mtimes(catalog)
+        for name, mtime in {**published_before, **killed}.items():
+            assert after[name] == mtime, f"night {night} ({stage}): {name} was rewritten"
+        assert_catalog_consistent(catalog)

@@ -97,6 +97,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="Dask scheduler to run the tasks on, e.g. tcp://host:8786 (default: $SONIC_DASK_ADDRESS; "
         "unset: everything runs in this process)",
     )
+    parser.add_argument(
+        "--wait-for-lock",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another run holds the catalog, wait up to this long for it (default 0: exit 1 at once, "
+        "naming the holder); for schedulers that may start runs back to back",
+    )
+
+
+def check_wait_for_lock(args: argparse.Namespace) -> None:
+    if args.wait_for_lock < 0:
+        raise ParameterError("--wait-for-lock must not be negative")
 
 
 def cluster_for(args: argparse.Namespace) -> str | None:
@@ -269,40 +282,45 @@ def run(args: argparse.Namespace) -> int:
     thresholds = parse_thresholds(args.qa_threshold)
     manifest = local_catalog(args.manifest)
     catalog = local_catalog(args.catalog)
-    signing = signing_for_run(args, cluster)
-    quiet_prefect()
-    from manifests.schema import read_manifest
+    check_wait_for_lock(args)
+    from tasks.catalog_lease import hold_catalog
 
-    total = len(read_manifest(manifest))  # an unusable manifest fails here, in a second, before the flow starts
-    from flows.render_catalog import render_catalog
-    from flows.task_runners import task_runner_for
+    # One writer per catalog: taken before Prefect starts, so a second run stops at once.
+    with hold_catalog(catalog, wait_s=args.wait_for_lock, command=f"sonic-catalog render {manifest}"):
+        signing = signing_for_run(args, cluster)
+        quiet_prefect()
+        from manifests.schema import read_manifest
 
-    flow = render_catalog.with_options(task_runner=task_runner_for(cluster, args.concurrency or 2))
-    temporary_api.use()
-    try:
-        summary = run_flow(
-            lambda: flow(
-                manifest=manifest,
-                catalog=catalog,
-                generator=args.generator,
-                weights=str(args.weights) if args.weights else None,
-                concurrency=args.concurrency,
-                defaults=defaults.as_dict(),
-                qa_thresholds=thresholds,
-                limits=limits.as_dict(),
-                row_timeout_s=args.row_timeout,
-                render_retries=retries,
-                retry_delay_s=delay,
-                force=args.force,
-                recheck=args.recheck,
-                signing=signing,
-            ),
-            total,
-            "rows",
-        )
-    except SonicCatalogError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the run failed: say why in one line, not a traceback
-        print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    return print_summary(summary)
+        total = len(read_manifest(manifest))  # an unusable manifest fails here, in a second, before the flow starts
+        from flows.render_catalog import render_catalog
+        from flows.task_runners import task_runner_for
+
+        flow = render_catalog.with_options(task_runner=task_runner_for(cluster, args.concurrency or 2))
+        temporary_api.use()
+        try:
+            summary = run_flow(
+                lambda: flow(
+                    manifest=manifest,
+                    catalog=catalog,
+                    generator=args.generator,
+                    weights=str(args.weights) if args.weights else None,
+                    concurrency=args.concurrency,
+                    defaults=defaults.as_dict(),
+                    qa_thresholds=thresholds,
+                    limits=limits.as_dict(),
+                    row_timeout_s=args.row_timeout,
+                    render_retries=retries,
+                    retry_delay_s=delay,
+                    force=args.force,
+                    recheck=args.recheck,
+                    signing=signing,
+                ),
+                total,
+                "rows",
+            )
+        except SonicCatalogError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the run failed: say why in one line, not a traceback
+            print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        return print_summary(summary)

@@ -13,6 +13,7 @@ from sonic_catalog.commands.render import (
     EXIT_RUN_FAILED,
     add_plan_options,
     add_run_options,
+    check_wait_for_lock,
     cluster_for,
     local_catalog,
     print_summary,
@@ -43,35 +44,45 @@ def run(args: argparse.Namespace) -> int:
     cluster = cluster_for(args)
     catalog = local_catalog(args.catalog)
     manifest = local_catalog(args.manifest) if args.manifest else None
-    quiet_prefect()
-    from tasks.ledger import latest_run_id, redo_for_run
+    check_wait_for_lock(args)
+    from tasks.catalog_lease import hold_catalog
 
-    run_id = args.run_id or latest_run_id(catalog)
-    redo = redo_for_run(catalog, run_id, manifest)  # a missing run fails here, before Prefect starts
-    if not redo:
-        print(f"run {run_id}: every row is already in the catalog; nothing to redo")
-        temporary_api.stop()
-        return 0
-    from flows.rerun_failed import rerun_failed
+    with hold_catalog(catalog, wait_s=args.wait_for_lock, command="sonic-catalog rerun"):
+        quiet_prefect()
+        from tasks.ledger import latest_run_id, redo_for_run
 
-    temporary_api.use()
-    try:
-        summary = run_flow(
-            lambda: rerun_failed(
-                catalog=catalog,
-                run_id=run_id,
-                manifest=manifest,
-                concurrency=args.concurrency,
-                cluster=cluster,
-                force=args.force,
-                recheck=args.recheck,
-            ),
-            len(redo),
-            f"rerun of {run_id}",
-        )
-    except SonicCatalogError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    return print_summary(summary)
+        run_id = args.run_id or latest_run_id(catalog)
+        redo = redo_for_run(catalog, run_id, manifest)  # a missing run fails here, before Prefect starts
+        if not redo:
+            from tasks.catalog_index import update_index
+
+            # Nothing to render, but the index still ends equal to what is published on disk
+            # (a killed run may have published rows its index update never listed).
+            index = update_index(catalog, [])
+            videos = index["videos"]
+            print(f"run {run_id}: every row is already in the catalog; nothing to redo (index: {videos} videos)")
+            temporary_api.stop()
+            return 0
+        from flows.rerun_failed import rerun_failed
+
+        temporary_api.use()
+        try:
+            summary = run_flow(
+                lambda: rerun_failed(
+                    catalog=catalog,
+                    run_id=run_id,
+                    manifest=manifest,
+                    concurrency=args.concurrency,
+                    cluster=cluster,
+                    force=args.force,
+                    recheck=args.recheck,
+                ),
+                len(redo),
+                f"rerun of {run_id}",
+            )
+        except SonicCatalogError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        return print_summary(summary)
