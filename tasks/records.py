@@ -170,6 +170,8 @@ class ProbedRow:
     portrait_sha256: str
     audio_sha256: str
     params: RenderParams = field(default_factory=RenderParams)
+    # The row's captions_uri file as text, once it parsed and fit the audio (None: no such file).
+    captions_text: str | None = None
 
     @property
     def row_id(self) -> str:
@@ -207,6 +209,8 @@ class RenderedVideo:
     # The renditions made beside the master: {"name", "path", "width", "height"} each (`path`
     # local or in the scratch, like `video_path`).
     renditions: tuple[dict, ...] = ()
+    # What the captions are made from: {"script_text": ..., "captions_text": ...} (None: no captions).
+    captions_source: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,9 @@ class CheckedVideo:
     # Each rendition checked on its own: {"name", "passed", "failures", "figures"}. `passed` and
     # `failures` above cover them too (a failed rendition fails the row, named in its reason).
     renditions: tuple[dict, ...] = ()
+    # The row's captions as QA made and checked them: {"vtt", "srt", "language", "method",
+    # "cost_ratio", "cues"} (None: the row has no script and no captions file).
+    captions: dict | None = None
 
 
 @dataclass(frozen=True)

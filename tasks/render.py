@@ -235,7 +235,17 @@ def render_row(
         timings={"materialize_s": round(materialized - started, 3), "render_s": round(result.seconds, 3)},
         scratch_uri=scratch_uri,
         renditions=tuple(renditions),
+        captions_source=captions_source(probed),
     )
+
+
+def captions_source(probed: Any) -> dict | None:
+    """What QA makes the row's captions from: its script and/or its checked captions file."""
+    script = getattr(getattr(probed, "row", None), "script_text", None)
+    given = getattr(probed, "captions_text", None)
+    if not script and not given:
+        return None
+    return {"script_text": script or None, "captions_text": given or None}
 
 
 # --- the task and its retry policy ----------------------------------------------------------
