@@ -44,7 +44,8 @@ def mux_caption_track(video: str | Path, srt_text: str, language: str, out_path:
         srt = Path(folder) / "captions.srt"
         srt.write_text(srt_text, encoding="utf-8")
         command = [
-            ffmpeg_executable(), "-nostdin", "-y", "-v", "error", "-i", str(video), "-sub_charenc", "UTF-8", "-i", str(srt),
+            ffmpeg_executable(), "-nostdin", "-y", "-v", "error", "-i", str(video),
+            "-sub_charenc", "UTF-8", "-i", str(srt),
             "-map", "0:v", "-map", "0:a?", "-map", "1:0", "-c", "copy", "-c:s", "mov_text",
             "-metadata:s:s:0", f"language={iso639_2(language)}", "-disposition:s:0", "0",
             "-map_metadata", "0", "-movflags", "+faststart", str(out_path),
