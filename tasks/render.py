@@ -50,7 +50,7 @@ from sonic_model.digest import sha256_file
 from sonic_model.errors import SonicCatalogError
 from sonic_model.generators import RenderParams, create_generator, generator_version
 from sonic_model.render import render_video
-from tasks.records import RenderedVideo, RowInfo, content_key
+from tasks.records import RenderedVideo, RowInfo, content_key, script_sha256
 from tasks.scratch import join_uri, upload_to_scratch
 
 _GENERATORS: dict[tuple[str, str], Any] = {}
@@ -144,6 +144,7 @@ def key_for(probed: Any, choice: GeneratorChoice) -> str:
         generator=choice.name,
         generator_version=choice.version,
         params=params_dict(probed.params),
+        script_sha256=script_sha256(getattr(probed.row, "script_text", None)),
     )
 
 
@@ -177,6 +178,7 @@ def render_row(
             generator=choice.name,
             generator_version=choice.version,
             params=params,
+            script_sha256=script_sha256(getattr(probed.row, "script_text", None)),
         )
         # Animate the face the probe approved (not whatever the generator's own detector prefers),
         # as long as the portrait is the one it was measured on; a changed file is detected afresh.
