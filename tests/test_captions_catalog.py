@@ -84,3 +84,8 @@ def test_swapped_audio_fails_qa_naming_the_figure(captioned_run) -> None:
     ledger = ledger_of(str(captioned_run["catalog"]), captioned_run["run_id"]).set_index("row_id")
     assert ledger.loc["swapped-de", "status"] == "failed_qa"
     assert "script-vs-audio cost ratio" in ledger.loc["swapped-de", "reason"]
+
+
+def test_report_shows_each_row_s_captions_figure(captioned_run) -> None:
+    report = (captioned_run["catalog"] / "_runs" / captioned_run["run_id"] / "report.html").read_text()
+    assert report.count("script-vs-audio cost ratio") >= 3  # two published rows' notes + the failed row
