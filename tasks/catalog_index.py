@@ -35,6 +35,7 @@ INDEX_COLUMNS = (
     "ai_generated",
     "run_id",
     "published_at",
+    "captions",  # the WebVTT beside the video (its .srt has the same stem), None: no captions
 )
 # What the next run's plan (tasks/plan.py) needs to tell, without opening any media, whether a
 # published row's inputs changed: the inputs it was made from and their SHA-256s (from the
@@ -113,6 +114,7 @@ def index_entry(catalog: Catalog, sidecar_path: str, sidecar: dict) -> dict:
         "ai_generated": bool(sidecar.get("ai_generated", True)),
         "run_id": sidecar.get("run_id"),
         "published_at": sidecar.get("published_at"),
+        "captions": (sidecar.get("captions") or {}).get("vtt"),
         "portrait_uri": inputs.get("portrait_uri"),
         "portrait_sha256": inputs.get("portrait_sha256"),
         "portrait_fingerprint": inputs.get("portrait_fingerprint"),

@@ -58,6 +58,7 @@ from tasks.records import (
     RowInfo,
     RowOutcome,
     content_key,
+    script_sha256,
 )
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, _local_path, check_uri_allowed, default_roots, is_local, uri_scheme
 
@@ -335,7 +336,7 @@ def plan_rows(
         if entry.portrait_sha256 and entry.audio_sha256:
             expected = key_of(entry.portrait_sha256, entry.audio_sha256)
             if expected != entry.content_key:
-                why = f"generator or parameters changed since run {entry.run_id}"
+                why = f"generator, parameters or script changed since run {entry.run_id}"
                 plans.append(RowPlan(row, info, key, WORK, why, seen, conditions))
                 continue
             if _unchanged(entry, seen):
@@ -411,17 +412,20 @@ class _KeyMaker:
     `test_content_keys_match_the_renderer_s` holds the two together), so the keys are equal.
     """
 
-    def __init__(self, settings: PlanSettings, params: dict) -> None:
+    def __init__(self, settings: PlanSettings, params: dict, script_sha256: str | None = None) -> None:
         # What content_key hashes: which parameters were explicit is not part of the video.
         params = {name: value for name, value in params.items() if name != "explicit"}
-        self.settings, self.params = settings, params
+        self.settings, self.params, self.script_sha256 = settings, params, script_sha256
         # The renditions a published row with these parameters has beside its master.
         self.renditions = tuple(name for name in params.get("renditions") or () if name != "master")
         fixed = {"generator": settings.generator, "generator_version": settings.generator_version, "params": params}
         self.template = (
             '{"audio_sha256": "%s", '
             + json.dumps(fixed, sort_keys=True)[1:-1].replace("%", "%%")
-            + ', "portrait_sha256": "%s"}'
+            + ', "portrait_sha256": "%s"'
+            # "script_sha256" sorts last; only a row with a script has it (see content_key)
+            + ("" if script_sha256 is None else f', "script_sha256": "{script_sha256}"')
+            + "}"
         )
 
     def __call__(self, portrait_sha256: str, audio_sha256: str) -> str:
@@ -432,6 +436,7 @@ class _KeyMaker:
                 generator=self.settings.generator,
                 generator_version=self.settings.generator_version,
                 params=self.params,
+                script_sha256=self.script_sha256,
             )
         return hashlib.sha256((self.template % (audio_sha256, portrait_sha256)).encode("utf-8")).hexdigest()
 
@@ -444,11 +449,12 @@ def _params(row, settings: PlanSettings, cache: dict) -> tuple[_KeyMaker | Excep
     computed once per distinct set of overrides (most rows have none)."""
     from manifests.schema import OVERRIDE_COLUMNS, PRESET_COLUMN
 
-    overrides = tuple(getattr(row, name, None) for name in (*OVERRIDE_COLUMNS, PRESET_COLUMN))
+    script = script_sha256(getattr(row, "script_text", None))
+    overrides = (*(getattr(row, name, None) for name in (*OVERRIDE_COLUMNS, PRESET_COLUMN)), script)
     if overrides not in cache:
         try:
             params = dataclasses.asdict(row.render_params(settings.defaults))
-            cache[overrides] = (_KeyMaker(settings, params), quarantine_conditions(params, settings))
+            cache[overrides] = (_KeyMaker(settings, params, script), quarantine_conditions(params, settings))
         except Exception as exc:  # noqa: BLE001 - the probe reports a bad parameter
             cache[overrides] = (exc, "")
     return cache[overrides]

@@ -29,6 +29,7 @@ from manifests.schema import ManifestRow, resolve_uri
 from sonic_model.errors import (
     AmbiguousFaceError,
     AudioTooShortError,
+    CaptionsError,
     DurationMismatchError,
     InputError,
     MediaErrors,
@@ -89,6 +90,9 @@ def probe_media(
         raise MediaErrors(errors)
     portrait_uri, portrait_sha256, face_box = portrait
     audio_uri, audio_sha256, duration_s = audio
+    captions_text = None
+    if row.captions_uri:
+        captions_text = _probe_captions(row, manifest_url, limits, allowed_schemes, roots, duration_s)
     return ProbedRow(
         row=row,
         portrait_uri=portrait_uri,
@@ -98,6 +102,7 @@ def probe_media(
         portrait_sha256=portrait_sha256,
         audio_sha256=audio_sha256,
         params=params,
+        captions_text=captions_text,
     )
 
 
@@ -201,6 +206,22 @@ def _probe_audio(row, manifest_url, limits, schemes, roots):
             f"recording ({redact(uri)})"
         )
     return uri, digest, duration
+
+
+def _probe_captions(row, manifest_url, limits, schemes, roots, audio_s: float) -> str:
+    """The row's given captions file as text, once it parses and fits the audio (CaptionsError if not)."""
+    from sonic_model.captions import check_cues, parse_captions
+
+    uri, data = _open(row.captions_uri, "captions_uri", manifest_url, limits, schemes, roots)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CaptionsError(
+            f"captions_uri {quoted(redact(row.captions_uri))} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    name = f"captions_uri {quoted(redact(row.captions_uri))}"
+    check_cues(parse_captions(text, name), audio_s, name)
+    return text
 
 
 # --- the Prefect task ----------------------------------------------------------------------------

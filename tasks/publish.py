@@ -23,14 +23,16 @@ parameters); a row whose key is already published is reported `skipped_cached`, 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
 from pathlib import Path
 
+from sonic_model.captions.track import iso639_2, mux_caption_track
 from sonic_model.encode import AI_DISCLOSURE
 from tasks.catalog import RUNS_DIR, Catalog, now_iso, rendition_key, withdraw
-from tasks.records import FAILED_QA, PUBLISHED, CheckedVideo, RowOutcome, postprocess_figures
+from tasks.records import FAILED_QA, PUBLISHED, CheckedVideo, RenderedVideo, RowOutcome, postprocess_figures
 from tasks.scratch import discard_scratch
 from tasks.signing import sign_rendered, sign_renditions
 
@@ -143,10 +145,41 @@ def sidecar_for(
         "ai_generated": True,
         "disclosure": AI_DISCLOSURE,
         "credentials": credentials,  # the C2PA manifest label and signer (None: not signed)
+        "captions": captions_entry(checked, prefix),
         "timings": timings,
         "run_id": run_id,
         "published_at": now_iso(),
     }
+
+
+def captions_entry(checked: CheckedVideo, prefix: str) -> dict | None:
+    """The sidecar's `captions`: the files beside the video, the track, and how they were made."""
+    captions = checked.captions
+    if not captions:
+        return None
+    return {
+        "language": captions["language"],
+        "vtt": prefix + ".vtt",
+        "srt": prefix + ".srt",
+        "track": {"codec": "mov_text", "language": iso639_2(captions["language"])},
+        "method": captions["method"],  # espeak-dtw, proportional (no eSpeak NG voice) or given
+        "cost_ratio": captions["cost_ratio"],
+        "cues": captions["cues"],
+    }
+
+
+def with_caption_tracks(rendered: RenderedVideo, captions: dict) -> RenderedVideo:
+    """The rendered row with a mov_text caption track in its master and every rendition (new files
+    beside the originals in the row's scratch, removed with it)."""
+    language = captions["language"]
+
+    def muxed(path: str) -> str:
+        source = Path(path)
+        out = source.with_name(source.stem + ".captioned.mp4")
+        return str(mux_caption_track(source, captions["srt"], language, out))
+
+    renditions = tuple({**r, "path": muxed(r["path"])} for r in rendered.renditions)
+    return dataclasses.replace(rendered, video_path=muxed(rendered.video_path), renditions=renditions)
 
 
 def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, signing: dict | None = None) -> RowOutcome:
@@ -196,9 +229,14 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
                 postprocess=postprocess_figures(rendered.render, rendered.params),
                 renditions=renditions,
             )
+        # The caption track goes into every MP4 before signing (the signature covers it).
+        captions = checked.captions
+        if captions:
+            rendered = with_caption_tracks(rendered, captions)
+        vtt = captions["vtt"] if captions else None
         # Signed first (and checked to validate): a signing failure leaves the old entry alone.
-        video_file, credentials = sign_rendered(rendered, signing)
-        signed_renditions = sign_renditions(rendered, signing)
+        video_file, credentials = sign_rendered(rendered, signing, vtt)
+        signed_renditions = sign_renditions(rendered, signing, vtt)
         # Video and poster first, sidecar last: the sidecar is what makes a video "published".
         # A previous entry under this key is withdrawn first (its sidecar removed): should the
         # replacement fail half-way, no old sidecar describes the new video, and the index
@@ -222,6 +260,9 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
             for r in rendered.renditions
         )
         poster_path = catalog.write_bytes(poster, catalog.path(prefix + ".jpg"))
+        if captions:  # beside the video, before the sidecar that lists them
+            catalog.write_bytes(captions["vtt"].encode("utf-8"), catalog.path(prefix + ".vtt"))
+            catalog.write_bytes(captions["srt"].encode("utf-8"), catalog.path(prefix + ".srt"))
         timings["publish_s"] = round(time.perf_counter() - started, 3)
         sidecar = sidecar_for(
             checked,

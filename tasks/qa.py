@@ -108,17 +108,55 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
                 {"name": name, "passed": bool(own.passed), "failures": list(own.failures), "figures": dict(own.figures)}
             )
             failures += [f"{name} rendition: {failure}" for failure in own.failures]
+        captions = None
+        if rendered.captions_source:
+            captions, caption_failures, caption_figures = check_row_captions(rendered, audio)
+            failures += caption_failures
+            result_figures = {**dict(result.figures), **caption_figures}
+        else:
+            result_figures = dict(result.figures)
     return CheckedVideo(
         rendered=rendered,
         passed=not failures,
         failures=tuple(failures),
-        figures=dict(result.figures),
+        figures=result_figures,
         mouth_series=tuple(result.mouth_series),
         envelope_series=tuple(result.envelope_series),
         speech_series=tuple(bool(s) for s in getattr(result, "speech_series", ())),
         timings={"qa_s": round(time.perf_counter() - started, 3)},
         renditions=tuple(renditions),
+        captions=captions,
     )
+
+
+def check_row_captions(rendered: RenderedVideo, audio) -> tuple[dict | None, list[str], dict]:
+    """The row's captions made (aligned from its script, or its given file) and checked: the
+    caption record for publishing, QA failures, and the figures for the report."""
+    from sonic_model.audio import speech_segments
+    from sonic_model.captions import captions_from, check_captions
+
+    source = rendered.captions_source or {}
+    language = rendered.info.language
+    try:
+        captions = captions_from(
+            source.get("script_text"), source.get("captions_text"), language, audio.samples, speech_segments(audio)
+        )
+    except Exception as exc:  # noqa: BLE001 - a captions failure is this row's QA failure, named
+        return None, [f"captions could not be made ({type(exc).__name__}: {str(exc)[:200]})"], {}
+    figures = {
+        "captions_method": captions.method,
+        "captions_cues": len(captions.cues),
+        "captions_cost_ratio": None if captions.cost_ratio is None else round(captions.cost_ratio, 4),
+    }
+    record = {
+        "vtt": captions.vtt(),
+        "srt": captions.srt(),
+        "language": language,
+        "method": captions.method,
+        "cost_ratio": figures["captions_cost_ratio"],
+        "cues": len(captions.cues),
+    }
+    return record, check_captions(captions), figures
 
 
 # QA and publishing are one task: on a cluster each Prefect task costs tens of milliseconds of

@@ -56,25 +56,42 @@ def safe_key_part(value: Any, *, fallback: str = DEFAULT_COLLECTION) -> str:
     return f"{slug}-{digest}"
 
 
+def script_sha256(script_text: str | None) -> str | None:
+    """The hash of a row's script as captions read it (white space runs are one space), or None."""
+    if script_text is None or not str(script_text).strip():
+        return None
+    from sonic_model.captions.text import normalize_script
+
+    return hashlib.sha256(normalize_script(str(script_text)).encode("utf-8")).hexdigest()
+
+
 def content_key(
-    *, portrait_sha256: str, audio_sha256: str, generator: str, generator_version: str, params: dict
+    *,
+    portrait_sha256: str,
+    audio_sha256: str,
+    generator: str,
+    generator_version: str,
+    params: dict,
+    script_sha256: str | None = None,
 ) -> str:
     """What makes a video what it is: same inputs + generator + parameters -> same key.
 
     Stored in the sidecar; a row whose key is already published is not rendered again. Which
-    parameters were given explicitly (`RenderParams.explicit`) does not change the video.
+    parameters were given explicitly (`RenderParams.explicit`) does not change the video. A
+    row's script (its captions) joins the key only when it has one, so the keys of rows
+    without a script are what they were before captions existed.
     """
     params = {name: value for name, value in params.items() if name != "explicit"}
-    material = json.dumps(
-        {
-            "portrait_sha256": portrait_sha256,
-            "audio_sha256": audio_sha256,
-            "generator": generator,
-            "generator_version": generator_version,
-            "params": params,
-        },
-        sort_keys=True,
-    )
+    fields = {
+        "portrait_sha256": portrait_sha256,
+        "audio_sha256": audio_sha256,
+        "generator": generator,
+        "generator_version": generator_version,
+        "params": params,
+    }
+    if script_sha256 is not None:
+        fields["script_sha256"] = script_sha256
+    material = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
@@ -170,6 +187,8 @@ class ProbedRow:
     portrait_sha256: str
     audio_sha256: str
     params: RenderParams = field(default_factory=RenderParams)
+    # The row's captions_uri file as text, once it parsed and fit the audio (None: no such file).
+    captions_text: str | None = None
 
     @property
     def row_id(self) -> str:
@@ -207,6 +226,8 @@ class RenderedVideo:
     # The renditions made beside the master: {"name", "path", "width", "height"} each (`path`
     # local or in the scratch, like `video_path`).
     renditions: tuple[dict, ...] = ()
+    # What the captions are made from: {"script_text": ..., "captions_text": ...} (None: no captions).
+    captions_source: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +245,9 @@ class CheckedVideo:
     # Each rendition checked on its own: {"name", "passed", "failures", "figures"}. `passed` and
     # `failures` above cover them too (a failed rendition fails the row, named in its reason).
     renditions: tuple[dict, ...] = ()
+    # The row's captions as QA made and checked them: {"vtt", "srt", "language", "method",
+    # "cost_ratio", "cues"} (None: the row has no script and no captions file).
+    captions: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from sonic_model.digest import sha256_file
 from sonic_model.errors import SonicCatalogError
 from sonic_model.generators import RenderParams, create_generator, generator_version
 from sonic_model.render import render_video
-from tasks.records import RenderedVideo, RowInfo, content_key
+from tasks.records import RenderedVideo, RowInfo, content_key, script_sha256
 from tasks.scratch import join_uri, upload_to_scratch
 
 _GENERATORS: dict[tuple[str, str], Any] = {}
@@ -144,6 +144,7 @@ def key_for(probed: Any, choice: GeneratorChoice) -> str:
         generator=choice.name,
         generator_version=choice.version,
         params=params_dict(probed.params),
+        script_sha256=script_sha256(getattr(probed.row, "script_text", None)),
     )
 
 
@@ -177,6 +178,7 @@ def render_row(
             generator=choice.name,
             generator_version=choice.version,
             params=params,
+            script_sha256=script_sha256(getattr(probed.row, "script_text", None)),
         )
         # Animate the face the probe approved (not whatever the generator's own detector prefers),
         # as long as the portrait is the one it was measured on; a changed file is detected afresh.
@@ -235,7 +237,17 @@ def render_row(
         timings={"materialize_s": round(materialized - started, 3), "render_s": round(result.seconds, 3)},
         scratch_uri=scratch_uri,
         renditions=tuple(renditions),
+        captions_source=captions_source(probed),
     )
+
+
+def captions_source(probed: Any) -> dict | None:
+    """What QA makes the row's captions from: its script and/or its checked captions file."""
+    script = getattr(getattr(probed, "row", None), "script_text", None)
+    given = getattr(probed, "captions_text", None)
+    if not script and not given:
+        return None
+    return {"script_text": script or None, "captions_text": given or None}
 
 
 # --- the task and its retry policy ----------------------------------------------------------

@@ -122,10 +122,24 @@ def sync_note(outcome: RowOutcome) -> str:
     return f"sync unmeasured: {figures.get('sync_unmeasured_reason') or 'no confident estimate'}"
 
 
+def captions_note(outcome: RowOutcome) -> str:
+    """ "captions: 7 cues (espeak-dtw), script-vs-audio cost ratio 0.52" for a row with captions ('' otherwise)."""
+    figures = outcome.qa_figures or {}
+    if not figures.get("captions_method"):
+        return ""
+    ratio = figures.get("captions_cost_ratio")
+    figure = f", script-vs-audio cost ratio {ratio:.3f}" if isinstance(ratio, (int, float)) else ", no match figure"
+    return f"captions: {figures.get('captions_cues')} cues ({figures['captions_method']}){figure}"
+
+
 def _row_label(outcome: RowOutcome) -> str:
     info = outcome.info
     title = f"<br>{html.escape(info.title)}" if info.title else ""
-    return f"<b>{html.escape(info.row_id)}</b><br>{html.escape(info.collection)} / {html.escape(info.language)}{title}"
+    captions = f"<br><small>{html.escape(captions_note(outcome))}</small>" if captions_note(outcome) else ""
+    return (
+        f"<b>{html.escape(info.row_id)}</b><br>{html.escape(info.collection)} / {html.escape(info.language)}"
+        f"{title}{captions}"
+    )
 
 
 def _full_row(catalog: Catalog, outcome: RowOutcome) -> str:
@@ -164,6 +178,8 @@ def _compact_row(catalog: Catalog, outcome: RowOutcome) -> str:
     poster = _relative_link(catalog, outcome.poster_uri)
     thumb = f'<img class="thumb" loading="lazy" src="{html.escape(poster)}" alt="">' if poster else ""
     note = html.escape(sync_note(outcome)) if outcome.status == PUBLISHED else html.escape(outcome.reason)
+    if captions_note(outcome):
+        note = f"{note}<br>{html.escape(captions_note(outcome))}" if note else html.escape(captions_note(outcome))
     return (
         f'<tr><td class="c">{thumb}</td><td class="c"><b>{html.escape(info.row_id)}</b></td>'
         f'<td class="c">{html.escape(info.collection)} / {html.escape(info.language)}</td>'

@@ -19,6 +19,7 @@ No Prefect here (the command line imports it for its options).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import uuid
@@ -262,7 +263,7 @@ def material_for_local_command(args):
 # --- signing a rendered video -----------------------------------------------------------------------
 
 
-def sign_rendered(rendered, signing: dict | None) -> tuple[str, dict | None]:
+def sign_rendered(rendered, signing: dict | None, captions_vtt: str | None = None) -> tuple[str, dict | None]:
     """Sign a rendered row's video for publishing: (file to upload, the sidecar's credentials record).
 
     The signed copy is written beside the render, in its scratch folder (removed with it), and
@@ -271,10 +272,12 @@ def sign_rendered(rendered, signing: dict | None) -> tuple[str, dict | None]:
     """
     if not signing or signing.get("mode") == OFF:
         return rendered.video_path, None
-    return _sign_one(rendered, material_for(signing), rendered.video_path, "master")
+    return _sign_one(rendered, material_for(signing), rendered.video_path, "master", captions_vtt)
 
 
-def sign_renditions(rendered, signing: dict | None) -> dict[str, tuple[str, dict | None]]:
+def sign_renditions(
+    rendered, signing: dict | None, captions_vtt: str | None = None
+) -> dict[str, tuple[str, dict | None]]:
     """Each rendition of a rendered row signed on its own, as `sign_rendered` signs the master:
     {rendition name: (file to upload, its credentials record)}."""
     if not rendered.renditions:
@@ -282,23 +285,29 @@ def sign_renditions(rendered, signing: dict | None) -> dict[str, tuple[str, dict
     if not signing or signing.get("mode") == OFF:
         return {r["name"]: (r["path"], None) for r in rendered.renditions}
     material = material_for(signing)
-    return {r["name"]: _sign_one(rendered, material, r["path"], r["name"]) for r in rendered.renditions}
+    return {r["name"]: _sign_one(rendered, material, r["path"], r["name"], captions_vtt) for r in rendered.renditions}
 
 
-def _sign_one(rendered, material, video_path: str | Path, rendition: str) -> tuple[str, dict]:
+def _sign_one(
+    rendered, material, video_path: str | Path, rendition: str, captions_vtt: str | None = None
+) -> tuple[str, dict]:
     from sonic_model.credentials import IngredientHash, creation_manifest, sign_video
 
     info = rendered.info
     stem = info.key_prefix.rsplit("/", 1)[-1]
+    ingredients = [
+        IngredientHash.of("portrait", rendered.portrait_uri, rendered.portrait_sha256),
+        IngredientHash.of("script audio", rendered.audio_uri, rendered.audio_sha256),
+    ]
+    if captions_vtt is not None:  # the published .vtt, byte for byte (its track is in the MP4)
+        digest = hashlib.sha256(captions_vtt.encode("utf-8")).hexdigest()
+        ingredients.append(IngredientHash("captions", f"{stem}.vtt", digest, "text/vtt"))
     manifest = creation_manifest(
         title=f"{stem}.mp4" if rendition == "master" else f"{stem}.{rendition}.mp4",
         generator=rendered.generator,
         generator_version=rendered.generator_version,
         params=rendered.params,
-        ingredients=[
-            IngredientHash.of("portrait", rendered.portrait_uri, rendered.portrait_sha256),
-            IngredientHash.of("script audio", rendered.audio_uri, rendered.audio_sha256),
-        ],
+        ingredients=ingredients,
         facts={
             "row_id": info.row_id,
             "language": info.language,

@@ -118,3 +118,29 @@ def test_coverage_and_silence_checks() -> None:
     assert "silence" in check_coverage([Cue(0.0, 6.0, ("a b",))], speech)[0]
     fast = [Cue(0.0, 1.0, ("这是一个非常非常快的字幕句子",))]
     assert "reading speed" in check_cue_rules(fast, UNSPACED_RULES)[0]
+
+
+def test_render_one_with_a_script_writes_captions_and_a_track(tmp_path: Path) -> None:
+    import av
+
+    from sonic_catalog.cli import main
+
+    samples, _ = spoken(tmp_path, "en", EN[:2])
+    import soundfile
+
+    audio = tmp_path / "speech.wav"
+    soundfile.write(audio, samples, 16000)
+    script = tmp_path / "script.txt"
+    script.write_text(" ".join(EN[:2]), encoding="utf-8")
+    out = tmp_path / "lesson.mp4"
+    fixtures = Path(__file__).parent / "fixtures"
+    code = main(["render-one", "--portrait", str(fixtures / "portrait_astronaut.jpg"), "--audio", str(audio),
+                 "--out", str(out), "--min-resolution", "256", "--script", str(script), "--language", "en",
+                 "--no-credentials"])  # fmt: skip
+    assert code == 0
+    assert out.with_suffix(".vtt").read_text().startswith("WEBVTT\nLanguage: en\n")
+    assert parse_captions(out.with_suffix(".srt").read_text())[0].text.startswith("Welcome")
+    with av.open(str(out)) as container:
+        assert [(s.codec_context.name, s.metadata.get("language")) for s in container.streams.subtitles] == [
+            ("mov_text", "eng")
+        ]

@@ -234,7 +234,9 @@ def test_changed_parameters_are_work_without_hashing(local):
     rows[0] = row("r0", "media/face.jpg", "media/a0.wav", seed=7)
     second = Run(rows, local["manifest"], local["catalog"], "run-2")
     assert second.decisions() == {"r0": WORK, "r1": SKIP, "r2": SKIP}
-    assert second.why("r0") == "generator or parameters changed since run run-1" and second.plan.hashed_inputs == 0
+    assert (
+        second.why("r0") == "generator, parameters or script changed since run run-1" and second.plan.hashed_inputs == 0
+    )
     third = Run(rows, local["manifest"], local["catalog"], "run-3", generator_version="1.1")
     assert set(third.decisions().values()) == {WORK}
 
@@ -464,3 +466,22 @@ def test_content_keys_match_the_renderer_s():
                 generator_version="1.0",
                 params=params,
             )
+
+
+def test_a_script_joins_the_content_key_only_when_there_is_one():
+    from tasks.plan import _KeyMaker
+    from tasks.records import script_sha256
+
+    params = RenderParams().as_dict()
+    portrait, audio = "a" * 64, "b" * 64
+    plain = content_key(portrait_sha256=portrait, audio_sha256=audio, generator="preview", generator_version="1.0",
+                        params=params)  # fmt: skip
+    assert script_sha256(None) is None and script_sha256("  ") is None
+    assert _KeyMaker(settings(), params, None)(portrait, audio) == plain  # keys before captions are kept
+    script = script_sha256("Hello,\n  world.")
+    assert script == script_sha256("Hello, world.")  # white space as captions read it
+    keyed = _KeyMaker(settings(), params, script)(portrait, audio)
+    assert keyed != plain
+    assert keyed == content_key(portrait_sha256=portrait, audio_sha256=audio, generator="preview",
+                                generator_version="1.0", params=params, script_sha256=script)  # fmt: skip
+    assert keyed != _KeyMaker(settings(), params, script_sha256("Another script."))(portrait, audio)

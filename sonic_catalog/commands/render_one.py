@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from sonic_model.audio import load_audio
+from sonic_model.errors import ParameterError
 from sonic_model.generators import RenderParams, create_generator, generator_names
 from sonic_model.image import load_image
 from sonic_model.presets import PRESET_NAMES
@@ -143,6 +144,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output .mp4 path")
     parser.add_argument("--paste-back", action="store_true", help="paste the animated face back into the full photo")
     add_generation_options(parser)
+    script = parser.add_mutually_exclusive_group()
+    script.add_argument("--script-text", metavar="TEXT", help="what is spoken: captions are aligned from it")
+    script.add_argument("--script", type=Path, metavar="FILE", help="the spoken script as a UTF-8 text file")
+    parser.add_argument(
+        "--language", default="en", help="BCP-47 tag of the script, for captions (default en; docs/captions.md)"
+    )
     add_signing_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object describing the result")
     return parser
@@ -150,6 +157,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     params = params_from_args(args)
+    script = args.script_text
+    if args.script is not None:
+        try:
+            script = args.script.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ParameterError(f"--script {args.script}: cannot read it as UTF-8 text ({exc})") from None
     # Inputs first: a bad file should fail in milliseconds, not after loading model weights.
     portrait = load_image(args.portrait)
     audio = load_audio(args.audio)
@@ -158,9 +171,10 @@ def run(args: argparse.Namespace) -> int:
     material = material_for_local_command(args)  # a bad key fails before the render, not after
     generator = create_generator(args.generator, weights=args.weights)
     result = render_video(generator, portrait, args.audio, args.out, params, audio=audio)
-    credentials = sign_render(result, args, params, material) if material is not None else None
+    captions = caption_render(result, args, script, audio) if script else None
+    credentials = sign_render(result, args, params, material, captions) if material is not None else None
     if args.json:
-        print(json.dumps({**result.as_dict(), "credentials": credentials}))
+        print(json.dumps({**result.as_dict(), "credentials": credentials, "captions": captions}))
     else:
         print(
             f"wrote {result.output_path}: {result.frames} frames at {result.fps} fps, "
@@ -174,6 +188,12 @@ def run(args: argparse.Namespace) -> int:
                 f"loudness {result.loudness['output_lufs']:g} LUFS (target {result.loudness['target_lufs']:g}), "
                 f"true peak {result.loudness['output_true_peak_dbtp']:g} dBTP"
             )
+        if captions:
+            print(
+                f"captions: {captions['vtt']} and {captions['srt']}, {captions['cues']} cues ({captions['method']}), "
+                f"script-vs-audio cost ratio {captions['cost_ratio']}"
+                + "".join(f"\n  warning: {reason}" for reason in captions["failures"])
+            )
         if credentials:
             trust = " (a development certificate: verifiers do not trust it)" if credentials["development"] else ""
             print(
@@ -183,7 +203,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def sign_render(result, args: argparse.Namespace, params: RenderParams, material) -> dict:
+def caption_render(result, args: argparse.Namespace, script: str, audio) -> dict:
+    """Captions of the render from its script: <out>.vtt and <out>.srt beside it, and a mov_text
+    track in the master and every rendition. The checks QA would apply are printed as warnings."""
+    import os
+
+    from sonic_model.audio import speech_segments
+    from sonic_model.captions import captions_from, check_captions
+    from sonic_model.captions.track import mux_caption_track
+
+    captions = captions_from(script, None, args.language, audio.samples, speech_segments(audio))
+    out = Path(result.output_path)
+    vtt, srt = out.with_suffix(".vtt"), out.with_suffix(".srt")
+    vtt.write_text(captions.vtt(), encoding="utf-8")
+    srt.write_text(captions.srt(), encoding="utf-8")
+    for path in [out] + [Path(rendition["path"]) for rendition in result.renditions]:
+        captioned = path.with_name(f".{path.stem}.captioned.mp4")
+        mux_caption_track(path, captions.srt(), args.language, captioned)
+        os.replace(captioned, path)
+    return {
+        "vtt": str(vtt),
+        "srt": str(srt),
+        "language": args.language,
+        "method": captions.method,
+        "cost_ratio": None if captions.cost_ratio is None else round(captions.cost_ratio, 4),
+        "cues": len(captions.cues),
+        "failures": check_captions(captions),
+    }
+
+
+def sign_render(result, args: argparse.Namespace, params: RenderParams, material, captions: dict | None = None) -> dict:
     """Sign the written video in place (`c2pa.created`, trained algorithmic media), and each of its
     renditions; the master's record, with the renditions' records under "renditions"."""
     from sonic_model.credentials import IngredientHash, creation_manifest
@@ -194,6 +243,8 @@ def sign_render(result, args: argparse.Namespace, params: RenderParams, material
         IngredientHash.of("portrait", str(args.portrait), sha256_file(args.portrait)),
         IngredientHash.of("script audio", str(args.audio), sha256_file(args.audio)),
     ]
+    if captions:
+        ingredients.append(IngredientHash.of("captions", captions["vtt"], sha256_file(captions["vtt"])))
 
     def sign(path: str, facts: dict) -> dict:
         manifest = creation_manifest(

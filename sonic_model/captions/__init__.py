@@ -19,6 +19,7 @@ __all__ = [
     "Captions",
     "Cue",
     "check_captions",
+    "captions_from",
     "check_cues",
     "make_captions",
     "parse_captions",
@@ -51,6 +52,26 @@ def make_captions(
     rules = rules_for(alignment.tokens)
     cues = build_cues(alignment.tokens, rules)
     return Captions(cues, language, alignment.method, alignment.cost_ratio, rules, alignment.speech_segments)
+
+
+def captions_from(
+    script_text: str | None,
+    captions_text: str | None,
+    language: str,
+    samples: np.ndarray,
+    speech_segments: list[tuple[float, float]] | None = None,
+) -> Captions:
+    """A row's captions: a given file's cues as they are (`method="given"`), else cues aligned from
+    the script; with a script, the alignment's match figure either way."""
+    made = make_captions(script_text, language, samples, speech_segments) if script_text else None
+    if not captions_text:
+        if made is None:
+            raise ValueError("captions need a script or a captions file")
+        return made
+    cues = parse_captions(captions_text)
+    segments = made.speech_segments if made else (speech_segments or [])
+    rules = made.rules if made else CaptionRules(max_line_chars=42)
+    return Captions(cues, language, "given", made.cost_ratio if made else None, rules, segments)
 
 
 def check_captions(captions: Captions, max_cost_ratio: float | None = None) -> list[str]:
