@@ -165,6 +165,7 @@ def analyse(clips, renders, cache: Path) -> list[dict]:
                 "offset": sync.offset_frames,
                 "correlation": round(sync.correlation, 4),
                 "correlation_at_zero": round(sync.correlation_at_zero, 4),
+                "noise": round(sync.noise, 4),
                 "confidence": round(sync.confidence, 4),
                 "peak_margin": round(sync.peak_margin, 4),
                 "mouth_motion": round(sync.mouth_motion, 5),
@@ -236,9 +237,7 @@ def report(rows: list[dict], clips, seconds_taken: float) -> None:
         )
     print("\nCalibration on good renders (frames it would shift):")
     shifts = Counter(r["shift_frames"] for r in good)
-    print(
-        "  " + ", ".join(f"{k:+d}: {v}" for k, v in sorted(shifts.items())) + "  (target: none by more than 1 frame)"
-    )
+    print("  " + ", ".join(f"{k:+d}: {v}" for k, v in sorted(shifts.items())) + "  (target: none by more than 1 frame)")
     injected = [r for r in rows if r["kind"] == "shifted" and r["confident"]]
     errors = Counter(r["offset"] - r["truth"] for r in injected)
     within = sum(v for e, v in errors.items() if abs(e) <= 1)

@@ -40,14 +40,18 @@ class QAThresholds:
     max_sync_search_frames: int = SYNC_SEARCH_FRAMES
     # Below this much speech (seconds of speech frames with a face) sync is "unmeasured", never failed.
     min_sync_speech_s: float = MIN_SYNC_SPEECH_S
-    # A peak is trusted when it stands this far over the lag curve's median (SyncNet's confidence)
-    # and this far over any other local peak >= 3 frames away.
+    # A peak is trusted when it stands this many noise units (the lag curve's chance level,
+    # sonic_model.sync.lag_curve_noise) over the curve's median (SyncNet's confidence) and this
+    # many over any other local peak >= 3 frames away.
     min_sync_confidence: float = MIN_SYNC_CONFIDENCE
     min_sync_peak_margin: float = MIN_SYNC_PEAK_MARGIN
-    # With at least `min_sync_follow_speech_s` of speech and no confident peak, a best correlation
-    # below `min_sync_correlation` at every lag means the mouth does not follow this sound.
+    # With at least `min_sync_speech_s` of speech, a best correlation under this at every lag fails.
+    min_sync_correlation: float = 0.1
+    # With at least `min_sync_follow_speech_s` of speech and no confident peak, no lag within
+    # ±max_abs_av_offset_frames reaching `min_sync_follow_z` noise units means the mouth does not
+    # follow this sound within tolerance (another row's audio).
     min_sync_follow_speech_s: float = 3.0
-    min_sync_correlation: float = 0.3
+    min_sync_follow_z: float = 1.5
     # Spread (std) of the mouth opening over speech below this: the mouth does not move.
     min_sync_mouth_motion: float = 0.005
     # Closed mouth in silence: in every pause of at least `min_silence_s`, the median mouth opening
