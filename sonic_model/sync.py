@@ -103,7 +103,7 @@ SYNC_SEARCH_FRAMES = 15
 # Below this much speech (seconds of speech frames with a face) the curve's peak is not trusted.
 MIN_SYNC_SPEECH_S = 2.0
 # The peak must stand this many noise units above the curve's median (SyncNet's confidence) ...
-MIN_SYNC_CONFIDENCE = 2.5
+MIN_SYNC_CONFIDENCE = 2.0
 # ... and this many above any other local peak at least `PEAK_GUARD_FRAMES` from it.
 MIN_SYNC_PEAK_MARGIN = 0.5
 # Lags of the autocorrelations summed in the noise estimate (0.6 s: the series' memory).

@@ -53,7 +53,7 @@ class QAThresholds:
     min_sync_follow_speech_s: float = 3.0
     min_sync_follow_z: float = 1.5
     # Spread (std) of the mouth opening over speech below this: the mouth does not move.
-    min_sync_mouth_motion: float = 0.005
+    min_sync_mouth_motion: float = 0.01
     # Closed mouth in silence: in every pause of at least `min_silence_s`, the median mouth opening
     # (inner-lip gap / eye-corner distance) may exceed the portrait's own by at most this much.
     # Measured relative to the portrait because a smiling photo shows teeth at rest (~0.1).
