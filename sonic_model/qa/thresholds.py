@@ -35,7 +35,12 @@ class QAThresholds:
     max_abs_av_offset_frames: int = 2
     # Sync estimate (sonic_model/sync.py): the lag curve of mouth opening against the speech
     # envelope over every speech frame, its peak and a confidence. Set by the study
-    # (benchmarks/sync_study.py; figures in docs/qa-sync.md): STUDY_FIGURES_PLACEHOLDER
+    # (benchmarks/sync_study.py; figures in docs/qa-sync.md): on 317 good preview renders (5
+    # presenters, 13 languages, 0.5-60 s) 0 false failures (every clip under 2 s of speech
+    # "unmeasured"); with >= 3 s of speech 96.5% of sounds shifted 3-12 frames, 82.8% of swapped
+    # sounds and 100% of frozen mouths caught (the astronaut's weak preview mouth limits these;
+    # no setting caught more without failing a good render); confident injected offsets within
+    # 1 frame 99.6% (282/283); calibration shifted no good render by more than 1 frame.
     # Lags searched either way (±15 frames = ±600 ms, SyncNet's window).
     max_sync_search_frames: int = SYNC_SEARCH_FRAMES
     # Below this much speech (seconds of speech frames with a face) sync is "unmeasured", never failed.
