@@ -165,6 +165,7 @@ def analyse(clips, renders, cache: Path) -> list[dict]:
                 "offset": sync.offset_frames,
                 "correlation": round(sync.correlation, 4),
                 "correlation_at_zero": round(sync.correlation_at_zero, 4),
+                "noise": round(sync.noise, 4),
                 "confidence": round(sync.confidence, 4),
                 "peak_margin": round(sync.peak_margin, 4),
                 "mouth_motion": round(sync.mouth_motion, 5),
@@ -200,7 +201,7 @@ def report(rows: list[dict], clips, seconds_taken: float) -> None:
             failed = sum(r["failed"] for r in part)
             unmeasured = sum(not r["confident"] and not r["failed"] for r in part)
             print(
-                f"{_bin_label(low, high):>10} {len(part):>8} {failed:>7} {unmeasured:>11} {len(part) - failed - unmeasured:>9}"
+                f"{_bin_label(low, high):>10} {len(part):>8} {failed:>7} {unmeasured:>11} {len(part) - failed - unmeasured:>9}"  # noqa: E501
             )
     failed_all = sum(r["failed"] for r in good)
     failed_2s = sum(r["failed"] for r in good if r["speech_s"] >= 2.0)
@@ -227,24 +228,22 @@ def report(rows: list[dict], clips, seconds_taken: float) -> None:
         part = [r for r in rows if r["kind"] == kind and r["speech_s"] >= 3.0]
         caught = sum(r["failed"] for r in part)
         print(
-            f"{kind}: {caught}/{len(part)} = {100 * caught / max(1, len(part)):.1f}% caught with >= 3 s of speech (target >= 99%)"
+            f"{kind}: {caught}/{len(part)} = {100 * caught / max(1, len(part)):.1f}% caught with >= 3 s of speech (target >= 99%)"  # noqa: E501
         )
     missed = [r for r in rows if r["kind"] != "good" and r["speech_s"] >= 3.0 and not r["failed"]]
     for r in missed[:12]:
         print(
-            f"  missed {r['kind']} #{r['index']} {r['presenter']} {r['language']} {r['seconds']} s truth {r['truth']} measured {r['offset']} conf {r['confidence']} corr {r['correlation']}: {r['reason'] or 'passed'}"
+            f"  missed {r['kind']} #{r['index']} {r['presenter']} {r['language']} {r['seconds']} s truth {r['truth']} measured {r['offset']} conf {r['confidence']} corr {r['correlation']}: {r['reason'] or 'passed'}"  # noqa: E501
         )
     print("\nCalibration on good renders (frames it would shift):")
     shifts = Counter(r["shift_frames"] for r in good)
-    print(
-        "  " + ", ".join(f"{k:+d}: {v}" for k, v in sorted(shifts.items())) + "  (target: none by more than 1 frame)"
-    )
+    print("  " + ", ".join(f"{k:+d}: {v}" for k, v in sorted(shifts.items())) + "  (target: none by more than 1 frame)")
     injected = [r for r in rows if r["kind"] == "shifted" and r["confident"]]
     errors = Counter(r["offset"] - r["truth"] for r in injected)
     within = sum(v for e, v in errors.items() if abs(e) <= 1)
     total_injected = sum(1 for r in rows if r["kind"] == "shifted")
     print(
-        f"\nKnown injected offsets (±3..±12 frames): {len(injected)}/{total_injected} estimates confident; error histogram (frames):"
+        f"\nKnown injected offsets (±3..±12 frames): {len(injected)}/{total_injected} estimates confident; error histogram (frames):"  # noqa: E501
     )
     print("  " + ", ".join(f"{e:+d}: {v}" for e, v in sorted(errors.items())))
     print(
@@ -258,7 +257,7 @@ def report(rows: list[dict], clips, seconds_taken: float) -> None:
         if part:
             print(
                 f"  {presenter:>26}: {np.median([r['correlation'] for r in part]):.2f} / "
-                f"{np.median([r['confidence'] for r in part]):.2f} (min {min(r['confidence'] for r in part):.2f}), n={len(part)}"
+                f"{np.median([r['confidence'] for r in part]):.2f} (min {min(r['confidence'] for r in part):.2f}), n={len(part)}"  # noqa: E501
             )
 
 

@@ -45,10 +45,14 @@ class SyncMeasurement:
     correlation_by_lag: dict[int, float] = field(default_factory=dict)
     # Seconds of speech with a face found (the frames the curve is computed over).
     speech_s: float = 0.0
-    # SyncNet-style confidence: the peak's correlation minus the median of the lag curve.
+    # The lag curve's noise: the standard deviation its values would have if the mouth did not
+    # follow this sound at all (Bartlett's formula from the two series' autocorrelations over
+    # the speech frames: it shrinks as 1/sqrt(speech frames)).
+    noise: float = float("nan")
+    # SyncNet-style confidence: the peak minus the median of the lag curve, in units of `noise`.
     confidence: float = float("nan")
-    # The peak minus the highest other local peak at least `PEAK_GUARD_FRAMES` away (minus the
-    # median when there is none): small when two lags explain the mouth about equally well.
+    # The peak minus the highest other local peak at least `PEAK_GUARD_FRAMES` away (the median
+    # when there is none), in units of `noise`: small when two lags fit about equally well.
     peak_margin: float = float("nan")
     correlation_at_zero: float = float("nan")
     # Spread (standard deviation) of the mouth opening over speech frames: ~0 for a still mouth.
@@ -64,6 +68,11 @@ class SyncMeasurement:
         """The offset was measured with confidence (not "sync unmeasured")."""
         return self.confident
 
+    def correlation_within(self, max_abs_lag: int) -> float:
+        """The best correlation of the lag curve within ±`max_abs_lag` frames (NaN if none)."""
+        values = [c for lag, c in self.correlation_by_lag.items() if abs(lag) <= max_abs_lag and math.isfinite(c)]
+        return max(values) if values else float("nan")
+
     def figures(self) -> dict[str, float | int | str]:
         """The figures a sidecar, a ledger and a report keep (rounded, JSON-able)."""
         return {
@@ -73,6 +82,7 @@ class SyncMeasurement:
             "av_offset_ms": round(self.offset_ms, 1),
             "sync_correlation": _rounded(self.correlation),
             "sync_correlation_at_zero": _rounded(self.correlation_at_zero),
+            "sync_noise": _rounded(self.noise),
             "sync_confidence": _rounded(self.confidence),
             "sync_peak_margin": _rounded(self.peak_margin),
             "sync_speech_s": round(self.speech_s, 2),
@@ -92,10 +102,12 @@ def _rounded(value: float) -> float | str:
 SYNC_SEARCH_FRAMES = 15
 # Below this much speech (seconds of speech frames with a face) the curve's peak is not trusted.
 MIN_SYNC_SPEECH_S = 2.0
-# The peak must stand this far above the curve's median (SyncNet's confidence, on correlations) ...
-MIN_SYNC_CONFIDENCE = 0.2
-# ... and this far above any other local peak at least `PEAK_GUARD_FRAMES` from it.
-MIN_SYNC_PEAK_MARGIN = 0.1
+# The peak must stand this many noise units above the curve's median (SyncNet's confidence) ...
+MIN_SYNC_CONFIDENCE = 2.0
+# ... and this many above any other local peak at least `PEAK_GUARD_FRAMES` from it.
+MIN_SYNC_PEAK_MARGIN = 0.5
+# Lags of the autocorrelations summed in the noise estimate (0.6 s: the series' memory).
+NOISE_MAX_LAG_FRAMES = 15
 PEAK_GUARD_FRAMES = 3
 # Fewest frame pairs a lag's correlation is computed over.
 MIN_PAIRS_PER_LAG = 8
@@ -174,21 +186,57 @@ def estimate_av_offset(
     best = max(finite, key=lambda lag: (round(finite[lag], 9), -abs(lag)))
     peak = finite[best]
     values = np.array(list(finite.values()))
-    confidence = peak - float(np.median(values))
+    noise = lag_curve_noise(mouth, env, speaking)
+    unit = noise if math.isfinite(noise) and noise > 0 else float("nan")
+    confidence = (peak - float(np.median(values))) / unit
     others = [c for lag, c in finite.items() if abs(lag - best) >= PEAK_GUARD_FRAMES and _is_local_peak(finite, lag)]
-    margin = peak - (max(others) if others else float(np.median(values)))
+    margin = (peak - (max(others) if others else float(np.median(values)))) / unit
     reason = _too_little_speech(speech_s, min_speech_s)
     if not reason and len(finite) < len(by_lag) // 2:
         reason = f"the face was found on too few speech frames to search ±{max_lag_frames} frames"
+    if not reason and not math.isfinite(confidence):
+        reason = "the mouth or the sound does not vary during speech"
     if not reason and confidence < min_confidence:
-        reason = f"no clear peak in the lag curve (confidence {confidence:.2f}, need {min_confidence:g})"
+        reason = f"no clear peak in the lag curve (confidence {confidence:.1f}, need {min_confidence:g})"
     if not reason and margin < min_peak_margin:
-        reason = f"two lags fit about as well (peak margin {margin:.2f}, need {min_peak_margin:g})"
+        reason = f"two lags fit about as well (peak margin {margin:.1f}, need {min_peak_margin:g})"
     if not reason and peak < min_correlation:
         reason = f"weak correlation at the peak ({peak:.2f}, need {min_correlation:g})"
     return SyncMeasurement(
-        best, float(peak), not reason, confidence=confidence, peak_margin=margin, unmeasured_reason=reason, **common
+        best,
+        float(peak),
+        not reason,
+        noise=noise,
+        confidence=confidence,
+        peak_margin=margin,
+        unmeasured_reason=reason,
+        **common,
     )
+
+
+def lag_curve_noise(mouth: np.ndarray, envelope: np.ndarray, frames: np.ndarray) -> float:
+    """Standard deviation of the correlation of two unrelated series like these (Bartlett).
+
+    sigma^2 = (1 + 2 * sum_k r_mouth(k) * r_env(k)) / n over the `frames` (speech frames with a
+    face, taken in order), k = 1..`NOISE_MAX_LAG_FRAMES`: two smooth series correlate by chance
+    far more than two white ones, and less the more frames there are.
+    """
+    t = np.flatnonzero(frames)
+    if len(t) < MIN_PAIRS_PER_LAG:
+        return float("nan")
+    m = _autocorrelation(np.asarray(mouth, np.float64)[t], NOISE_MAX_LAG_FRAMES)
+    e = _autocorrelation(np.asarray(envelope, np.float64)[t], NOISE_MAX_LAG_FRAMES)
+    if m is None or e is None:
+        return float("nan")
+    return math.sqrt(max(1.0, 1.0 + 2.0 * float(m[1:] @ e[1:])) / len(t))
+
+
+def _autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray | None:
+    x = x - x.mean()
+    power = float(x @ x)
+    if power <= 1e-12:
+        return None
+    return np.array([float(x[: len(x) - k] @ x[k:]) / power if k < len(x) else 0.0 for k in range(max_lag + 1)])
 
 
 def _too_little_speech(speech_s: float, min_speech_s: float) -> str:

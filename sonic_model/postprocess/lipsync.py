@@ -38,10 +38,10 @@ from sonic_model.sync import (
 
 # An override or correction beyond this is a mistake, not a sync error (QA searches ±600 ms).
 MAX_AV_OFFSET_MS = 1000.0
-# Automatic calibration moves the sound by at most this many frames (480 ms, the largest offset
-# the study injected and recovered; benchmarks/sync_study.py). A confident peak further out is
-# left alone, for QA to fail, rather than trusted to move the sound that far.
-MAX_CALIBRATION_FRAMES = 12
+# Automatic calibration moves the sound by at most this many frames (320 ms, the old search
+# window). A confident peak further out is left alone, for QA to fail, rather than trusted to
+# move the sound that far: on another recording's sound a chance peak can reach ±12 frames.
+MAX_CALIBRATION_FRAMES = 8
 
 
 def measure_offset_from_mouth(mouth_opening, audio: AudioClip, *, fps: float = FPS) -> SyncMeasurement:

@@ -214,12 +214,13 @@ def measure_sync(mouth, envelope, speech, t: QAThresholds, *, fps: float = float
 def sync_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
     """What is wrong with a video's lip sync, from its estimate ([] = nothing found).
 
-    - With at least `min_sync_speech_s` of speech, a mouth that barely moves fails (a frozen face).
-    - A confident estimate fails when its offset is beyond `max_abs_av_offset_frames`.
-    - An unsure one ("sync unmeasured") is never a failure by itself, except when there is
-      plenty of speech (`min_sync_follow_speech_s`) and no lag at all reaches
-      `min_sync_correlation`: then the estimate is sure of one thing, that the mouth does not
-      follow this sound (another row's audio).
+    With at least `min_sync_speech_s` of speech: a mouth that barely moves fails (a frozen
+    face), and so does a best correlation below `min_sync_correlation` at every lag. A confident
+    estimate fails when its offset is beyond `max_abs_av_offset_frames`. An unsure one ("sync
+    unmeasured") is not a failure, except with `min_sync_follow_speech_s` of speech or more and
+    no lag within ±`max_abs_av_offset_frames` reaching `min_sync_follow_z` noise units: then the
+    curve shows the mouth does not follow this sound in tolerance (another row's audio, a large
+    offset) even though it cannot say where its peak is.
     """
     failures: list[str] = []
     enough = sync.speech_s >= t.min_sync_speech_s
@@ -230,20 +231,29 @@ def sync_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
             f"(min {t.min_sync_mouth_motion:g})"
         )
         return failures
+    best = sync.correlation if math.isfinite(sync.correlation) else 0.0
+    if enough and best < t.min_sync_correlation:
+        failures.append(
+            f"mouth does not follow the speech: best sync correlation {best:.2f} within ±{t.max_sync_search_frames} "
+            f"frames below the minimum {t.min_sync_correlation:g} ({sync.speech_s:.1f} s of speech)"
+        )
+        return failures
     if sync.confident:
         if abs(sync.offset_frames) > t.max_abs_av_offset_frames:
             side = "late" if sync.offset_frames > 0 else "early"
             failures.append(
                 f"picture is {abs(sync.offset_frames)} frames ({abs(sync.offset_ms):.0f} ms) {side} against the "
                 f"audio (av offset {sync.offset_frames:+d}, max ±{t.max_abs_av_offset_frames}; sync confidence "
-                f"{sync.confidence:.2f})"
+                f"{sync.confidence:.1f})"
             )
         return failures
-    best = sync.correlation if math.isfinite(sync.correlation) else 0.0
-    if sync.speech_s >= t.min_sync_follow_speech_s and best < t.min_sync_correlation:
+    within = sync.correlation_within(t.max_abs_av_offset_frames)
+    within_z = within / sync.noise if math.isfinite(sync.noise) and sync.noise > 0 else math.inf
+    if sync.speech_s >= t.min_sync_follow_speech_s and not within_z >= t.min_sync_follow_z:
         failures.append(
-            f"mouth does not follow the speech: best sync correlation {best:.2f} within ±{t.max_sync_search_frames} "
-            f"frames over {sync.speech_s:.1f} s of speech (min {t.min_sync_correlation:g})"
+            f"mouth does not follow the speech within ±{t.max_abs_av_offset_frames} frames: best correlation "
+            f"there {within:.2f}, {within_z:.1f} times the lag curve's noise over {sync.speech_s:.1f} s of speech "
+            f"(min {t.min_sync_follow_z:g})"
         )
     return failures
 
