@@ -25,11 +25,14 @@ def rerun_failed(
     cluster: str | None = None,
     force: bool = False,
     recheck: bool = False,
+    new_seed: bool = False,
 ) -> dict:
     """Redo the rows of `run_id` (default: the latest run) that were not published.
 
     As in any run, the plan keeps a quarantine whose inputs, limits and parameters did not
-    change (`recheck` probes them again) and `force` renders every redone row regardless."""
+    change (`recheck` probes them again) and `force` renders every redone row regardless. Rows
+    that failed QA are rendered again even when nothing changed; `new_seed` gives every row
+    that renders a fresh seed (remembered by the catalog once a render used it)."""
     logger = get_run_logger()
     run_id = run_id or latest_run_id(catalog)
     previous = read_run_info(catalog, run_id)
@@ -54,5 +57,7 @@ def rerun_failed(
         row_timeout_s=previous.get("row_timeout_s", DEFAULT_ROW_TIMEOUT_S),
         force=force,
         recheck=recheck,
+        retry_failed=True,
+        new_seed=new_seed,
         signing=previous.get("signing"),  # the same signer as the run it redoes
     )
