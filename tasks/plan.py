@@ -477,7 +477,9 @@ def plan_rows(
             plans[position] = dataclasses.replace(plan, why=f"{what} changed since run {entry.run_id}")
     timings["hash_s"] = _lap(mark)
     if settings.new_seed:
-        plans = [_with_new_seed(plan, settings, params_cache) for plan in plans]
+        # A row re-rolled again still replaces its own seed (the manifest's or the defaults').
+        own_seeds = {key: seeds[key].replaces for key in seeds if key not in seeds_dropped}
+        plans = [_with_new_seed(plan, settings, params_cache, own_seeds.get(plan.key)) for plan in plans]
     timings["total_s"] = _lap(started)
     return RunPlan(
         rows=plans,
@@ -559,9 +561,10 @@ def _with_rerolled_seed(row, rerolled: RerolledSeed, settings: PlanSettings) -> 
     return dataclasses.replace(row, seed=rerolled.seed), True
 
 
-def _with_new_seed(plan: RowPlan, settings: PlanSettings, cache: dict) -> RowPlan:
+def _with_new_seed(plan: RowPlan, settings: PlanSettings, cache: dict, own_seed: int | None) -> RowPlan:
     """`new_seed`: a row that would render (or keep its QA failure) renders with a fresh seed.
-    Skipped rows (in the catalog, unchanged) and kept quarantines are left as they are."""
+    Skipped rows (in the catalog, unchanged) and kept quarantines are left as they are.
+    `own_seed`: the seed the row's cells and the defaults give, when a re-rolled one replaced it."""
     if plan.decision not in (WORK, KEEP_FAILED):
         return plan
     why = plan.why if plan.decision == WORK else f"failed QA kept by the plan ({plan.why})"
@@ -585,7 +588,7 @@ def _with_new_seed(plan: RowPlan, settings: PlanSettings, cache: dict) -> RowPla
         outcome=None,
         conditions=conditions,
         qa_conditions=qa_conditions,
-        new_seed=(old, seed),
+        new_seed=(old if own_seed is None else own_seed, seed),
     )
 
 
