@@ -34,7 +34,7 @@ from flows.run_record import RunInfo, announcer, publish_run_artifacts
 from flows.task_run_logs import drop_completed_task_run_lines
 from flows.task_runners import local_task_runner, on_cluster
 from manifests.schema import read_manifest
-from sonic_model.generators import RenderParams
+from sonic_model.generators import RenderParams, generator_takes_seed
 from tasks.catalog import now_iso
 from tasks.catalog_lease import hold_catalog
 from tasks.catalog_state import update_catalog_state_task
@@ -84,14 +84,19 @@ def render_catalog(
     recheck: bool = False,
     signing: dict | None = None,
     wait_for_lock_s: float = 0.0,
+    retry_failed: bool = False,
+    new_seed: bool = False,
 ) -> dict:
     """Render every row of `manifest` into `catalog`; returns the run summary.
 
     Before any row's own work, the plan (`tasks/plan.py`) settles every row whose published
     video is unchanged (`skipped_cached`) or whose quarantine still holds (inputs, limits and
     parameters unchanged), from storage metadata and without a task per row; the other rows go
-    the full way. `force`: every row goes the full way. `recheck`: remembered quarantines are
-    probed again.
+    the full way. A row whose last render failed QA is kept `failed_qa` the same way while its
+    inputs, parameters (seed included), generator version, QA thresholds and QA code are
+    unchanged. `force`: every row goes the full way. `recheck`: remembered quarantines are
+    probed again and remembered QA failures rendered again; `retry_failed` (what `rerun` sets):
+    only the latter. `new_seed`: every row that renders gets a fresh seed (`rerun --new-seed`).
 
     `only_rows` restricts rendering to those row ids (what `rerun` uses); the whole table is
     still validated, because a duplicate id is only visible in the whole table.
@@ -179,6 +184,10 @@ def render_catalog(
                 max_file_bytes=media_limits.max_file_bytes,
                 force=force,
                 recheck=recheck,
+                qa_thresholds=thresholds.as_dict(),
+                retry_failed=retry_failed,
+                new_seed=new_seed,
+                seeded=generator_takes_seed(choice.name),
             ),
         )
 

@@ -27,17 +27,20 @@ def rerun_failed(
     cluster: str | None = None,
     force: bool = False,
     recheck: bool = False,
+    new_seed: bool = False,
 ) -> dict:
     """Redo the rows of `run_id` (default: the latest run) that were not published.
 
     As in any run, the plan keeps a quarantine whose inputs, limits and parameters did not
-    change (`recheck` probes them again) and `force` renders every redone row regardless."""
+    change (`recheck` probes them again) and `force` renders every redone row regardless. Rows
+    that failed QA are rendered again even when nothing changed; `new_seed` gives every row
+    that renders a fresh seed (remembered by the catalog once a render used it)."""
     logger = get_run_logger()
     with hold_catalog(catalog, command="rerun-failed"):  # reentrant: the CLI and render_catalog take it too
-        return _rerun(logger, catalog, run_id, manifest, concurrency, cluster, force, recheck)
+        return _rerun(logger, catalog, run_id, manifest, concurrency, cluster, force, recheck, new_seed)
 
 
-def _rerun(logger, catalog, run_id, manifest, concurrency, cluster, force, recheck) -> dict:
+def _rerun(logger, catalog, run_id, manifest, concurrency, cluster, force, recheck, new_seed) -> dict:
     run_id = run_id or latest_run_id(catalog)
     previous = read_run_info(catalog, run_id)
     redo = redo_for_run(catalog, run_id, manifest)  # a killed run: its rows with no verdict too
@@ -62,5 +65,7 @@ def _rerun(logger, catalog, run_id, manifest, concurrency, cluster, force, reche
         row_timeout_s=previous.get("row_timeout_s", DEFAULT_ROW_TIMEOUT_S),
         force=force,
         recheck=recheck,
+        retry_failed=True,
+        new_seed=new_seed,
         signing=previous.get("signing"),  # the same signer as the run it redoes
     )

@@ -135,7 +135,8 @@ def publish_run_artifacts(summary: dict, outcomes: list[RowOutcome]) -> None:
     plan = summary.get("plan") or {}
     plan_line = (
         f"Plan: {plan.get('work', 0)} rows needed work, {plan.get('skip', 0)} unchanged rows skipped and "
-        f"{plan.get('keep_quarantine', 0)} quarantines kept without a task ({plan.get('hashed_inputs', 0)} inputs "
+        f"{plan.get('keep_quarantine', 0)} quarantines and {plan.get('keep_failed', 0)} QA failures kept without a "
+        f"task ({plan.get('hashed_inputs', 0)} inputs "
         "hashed)\n\n"
         if plan
         else ""

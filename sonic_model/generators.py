@@ -7,6 +7,7 @@ table, so the CLI, the catalog flow and its workers select them with a string:
     register_generator("preview", "sonic_model.preview.generator:PreviewGenerator")
     create_generator("sonic", weights="/models/sonic")      # loads the weights
     generator_version("sonic")                                # "sonic-release+ours1", no weights
+    generator_takes_seed("preview")                           # True: another seed, another video
 
 A factory is either a callable or a "module:attribute" string that is imported only when the
 generator is first created or asked for its version. So this module depends on no generator
@@ -249,6 +250,14 @@ def generator_version(name: str) -> str:
             "pass version='...' to register_generator or give its factory a `version` attribute"
         )
     return version
+
+
+def generator_takes_seed(name: str) -> bool:
+    """Whether generator `name` uses `RenderParams.seed` (so another seed gives another video).
+
+    A generator that does not says so with a `seeded = False` attribute on its factory; both
+    built-in ones are seeded (Sonic's diffusion noise; the preview's blinks and head sway)."""
+    return bool(getattr(_load_factory(generator_entry(name)), "seeded", True))
 
 
 def create_generator(name: str, *, weights: str | Path | None = None, device: str | None = None) -> Generator:

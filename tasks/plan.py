@@ -15,7 +15,15 @@ a run first decides, in bulk, which rows need any work at all:
 - `keep_quarantine`: the row was quarantined by an earlier probe and nothing that verdict
   depended on changed (inputs, media limits, generator, parameters, the probe's own code); the
   verdict and its reason are kept without probing again (unless `recheck`).
+- `keep_failed`: the row's last render failed QA and nothing that verdict depended on changed
+  (the quarantine's conditions, plus the QA thresholds and the QA code); the `failed_qa` verdict
+  is kept without rendering again (unless `recheck`, or `retry_failed`, which `rerun` sets).
 - `work`: everything else goes the full way (probe, render, QA, publish), as before.
+
+`new_seed` (`rerun --new-seed`) gives every row that would render or keep its failure a fresh
+random seed (the manifest's `seed` cell, in effect); once a render used it, the catalog remembers
+it (`_state/seeds.parquet`) and later plans apply it for as long as the row's own seed stays the
+one it replaced. A generator that takes no seed (`generator_takes_seed`) renders again unchanged.
 
 Whether inputs changed is decided from storage metadata, never assumed (`tasks.fingerprints`);
 what earlier runs left is read from the catalog's state (`tasks.catalog_state`).
@@ -33,6 +41,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import random
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -42,14 +51,16 @@ from dataclasses import dataclass, field
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 
-from sonic_model.generators import RenderParams
+from sonic_model.generators import SEED_RANGE, RenderParams
 from sonic_model.renditions import RENDITIONS
 from tasks.catalog import Catalog, rendition_key
 from tasks.catalog_index import SeenInputs, index_entry, index_records
-from tasks.catalog_state import PublishedEntry, RememberedQuarantine, read_quarantines
+from tasks.catalog_state import PublishedEntry, RememberedQuarantine, RerolledSeed, read_quarantines, read_seeds
 from tasks.fingerprints import IO_THREADS, SETTLE_S, Fingerprint, fingerprint_inputs, hash_inputs
 from tasks.records import (
     DECISIONS,
+    FAILED_QA,
+    KEEP_FAILED,
     KEEP_QUARANTINE,
     QUARANTINED,
     SKIP,
@@ -73,6 +84,9 @@ PROBE_MODULES = (
     "sonic_model.face",
     "sonic_model.errors",
 )
+# The code whose verdicts a remembered QA failure is, besides the generator (whose version is in
+# the conditions): QA itself (every file of sonic_model/qa/, found below) and the sync measure.
+QA_MODULES = ("tasks.qa", "sonic_model.sync", "sonic_model.video_reader", "sonic_model.loudness")
 
 
 # --- the plan ---------------------------------------------------------------------------------------
@@ -91,6 +105,10 @@ class PlanSettings:
     recheck: bool = False
     allowed_schemes: tuple[str, ...] = DEFAULT_ALLOWED_SCHEMES
     allowed_roots: tuple[str, ...] | None = None  # default: the manifest's folder tree
+    qa_thresholds: Mapping = field(default_factory=dict)  # QAThresholds.as_dict() of the run
+    retry_failed: bool = False  # render rows that failed QA again even if nothing changed (`rerun`)
+    new_seed: bool = False  # `rerun --new-seed`: a fresh seed for every row that renders
+    seeded: bool = True  # whether the run's generator takes a seed (`generator_takes_seed`)
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,10 @@ class RowPlan:
     seen: SeenInputs
     conditions: str = ""
     outcome: RowOutcome | None = None
+    # What a QA verdict of the row depends on (`failure_conditions`): remembered with a failure.
+    qa_conditions: str = ""
+    # (seed replaced, seed chosen) when this run's plan gave the row a fresh seed (`new_seed`).
+    new_seed: tuple[int, int] | None = None
 
 
 @dataclass
@@ -116,6 +138,8 @@ class RunPlan:
     timings: dict = field(default_factory=dict)
     hashed_inputs: int = 0
     sidecars_read: int = 0
+    # Keys whose remembered seed no longer applies (the row's own seed changed): forgotten.
+    seeds_dropped: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(DECISIONS, 0)
@@ -137,29 +161,54 @@ class RunPlan:
     def by_key(self) -> dict[str, RowPlan]:
         return {row.key: row for row in self.rows}
 
+    def seeds_chosen(self) -> list[RowPlan]:
+        return [row for row in self.rows if row.new_seed is not None]
 
-def probe_code_version(modules: Iterable[str] = PROBE_MODULES) -> str:
-    """A hash of the probe's source files (found without importing them)."""
+
+def probe_code_version(modules: Iterable[str] = PROBE_MODULES, files: Iterable[str] = ()) -> str:
+    """A hash of the probe's source files (found without importing them), and of `files`."""
     digest = hashlib.sha256()
+    sources = []
     for name in modules:
         try:
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):
             spec = None
-        if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-            continue
-        with open(spec.origin, "rb") as handle:
+        if spec is not None and spec.origin and os.path.isfile(spec.origin):
+            sources.append((name, spec.origin))
+    sources += [(os.path.basename(path), path) for path in sorted(files)]
+    for name, path in sources:
+        with open(path, "rb") as handle:
             digest.update(name.encode() + b"\0" + handle.read())
     return digest.hexdigest()[:16]
 
 
-_PROBE_CODE_VERSION: list[str] = []
+def qa_code_version() -> str:
+    """A hash of QA's source files: `QA_MODULES` and every file of the `sonic_model.qa` package
+    (listed from its folder, not imported)."""
+    spec = importlib.util.find_spec("sonic_model")
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "qa") if spec else ""
+    files = (
+        [os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".py")]
+        if os.path.isdir(folder)
+        else []
+    )
+    return probe_code_version(QA_MODULES, files)
+
+
+_CODE_VERSIONS: dict[str, str] = {}
 
 
 def _probe_version() -> str:
-    if not _PROBE_CODE_VERSION:
-        _PROBE_CODE_VERSION.append(probe_code_version())
-    return _PROBE_CODE_VERSION[0]
+    if "probe" not in _CODE_VERSIONS:
+        _CODE_VERSIONS["probe"] = probe_code_version()
+    return _CODE_VERSIONS["probe"]
+
+
+def _qa_version() -> str:
+    if "qa" not in _CODE_VERSIONS:
+        _CODE_VERSIONS["qa"] = qa_code_version()
+    return _CODE_VERSIONS["qa"]
 
 
 def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int, tuple[str, str] | str]:
@@ -227,6 +276,17 @@ def quarantine_conditions(params: Mapping, settings: PlanSettings) -> str:
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
 
 
+def failure_conditions(conditions: str, settings: PlanSettings) -> str:
+    """What a QA verdict depends on besides the inputs' bytes: the probe's conditions (generator
+    and its version, parameters with the seed, limits) plus the run's QA thresholds and QA code."""
+    material = json.dumps(
+        {"conditions": conditions, "qa_thresholds": dict(settings.qa_thresholds), "qa_code": _qa_version()},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+
 def plan_rows(
     rows,
     manifest_url: str,
@@ -259,6 +319,7 @@ def plan_rows(
     mark = time.perf_counter()
     entries = {key: PublishedEntry.from_record(record) for key, record in index_records(catalog_url).items()}
     quarantines = read_quarantines(catalog)
+    seeds = read_seeds(catalog)
     present = catalog.published_objects()
     # Published but not in the index (a run killed before its index update): its sidecar says.
     unindexed = [key for key in keys if key not in entries and f"{key}.json" in present and f"{key}.mp4" in present]
@@ -281,6 +342,7 @@ def plan_rows(
     mark = time.perf_counter()
     params_cache: dict[tuple, tuple] = {}
     plans: list[RowPlan | None] = []
+    seeds_dropped: list[str] = []
     to_hash: list[tuple[int, RowPlan, PublishedEntry, _KeyMaker]] = []
     for position, (row, info, key) in enumerate(zip(rows, infos, keys, strict=False)):
         pair = uris[position]
@@ -289,15 +351,43 @@ def plan_rows(
             continue
         portrait, audio = (fingerprints.get(uri, Fingerprint(None, "not listed")) for uri in pair)
         seen = SeenInputs(pair[0], portrait.value, pair[1], audio.value)
-        key_of, conditions = _params(row, settings, params_cache)
+        if key in seeds:
+            row, applies = _with_rerolled_seed(row, seeds[key], settings)
+            if not applies:
+                seeds_dropped.append(key)
+        key_of, conditions, qa_conditions = _params(row, settings, params_cache)
         if isinstance(key_of, Exception):
             plans.append(RowPlan(row, info, key, WORK, "parameters need the probe's check", seen))
             continue
         if settings.force:
-            plans.append(RowPlan(row, info, key, WORK, "--force", seen, conditions))
+            plans.append(RowPlan(row, info, key, WORK, "--force", seen, conditions, qa_conditions=qa_conditions))
             continue
         remembered = quarantines.get(key)
-        if remembered is not None and not settings.recheck and _same_quarantine(remembered, seen, conditions):
+        if (
+            remembered is not None
+            and remembered.status == FAILED_QA
+            and not (settings.recheck or settings.retry_failed)
+            and _same_memory(remembered, seen, qa_conditions)
+        ):
+            why = f"failed QA in run {remembered.run_id}, nothing changed since"
+            outcome = RowOutcome(
+                info=info,
+                status=FAILED_QA,
+                reasons=(
+                    f"failed QA kept: {remembered.reason} (unchanged since run {remembered.run_id}; "
+                    "--recheck to render again)",
+                ),
+                output_uri=remembered.output_uri,
+                plan=why,
+            )
+            plans.append(RowPlan(row, info, key, KEEP_FAILED, why, seen, conditions, outcome, qa_conditions))
+            continue
+        if (
+            remembered is not None
+            and remembered.status == QUARANTINED
+            and not settings.recheck
+            and _same_memory(remembered, seen, conditions)
+        ):
             why = f"quarantined by run {remembered.run_id}, nothing changed since"
             outcome = RowOutcome(
                 info=info,
@@ -308,36 +398,28 @@ def plan_rows(
                 ),
                 plan=why,
             )
-            plans.append(RowPlan(row, info, key, KEEP_QUARANTINE, why, seen, conditions, outcome))
+            plans.append(RowPlan(row, info, key, KEEP_QUARANTINE, why, seen, conditions, outcome, qa_conditions))
             continue
         entry = entries.get(key)
         if entry is None:
-            why = (
-                "new row"
-                if remembered is None
-                else (
-                    "--recheck"
-                    if settings.recheck
-                    else f"quarantined by run {remembered.run_id}; something it depended on changed"
-                )
-            )
-            plans.append(RowPlan(row, info, key, WORK, why, seen, conditions))
+            why = "new row" if remembered is None else _why_remembered_changed(remembered, settings)
+            plans.append(RowPlan(row, info, key, WORK, why, seen, conditions, qa_conditions=qa_conditions))
             continue
         if entry.video not in present or entry.sidecar not in present:
             missing = "video" if entry.video not in present else "sidecar"
             why = f"published {missing} is missing from the catalog: rendering again"
-            plans.append(RowPlan(row, info, key, WORK, why, seen, conditions))
+            plans.append(RowPlan(row, info, key, WORK, why, seen, conditions, qa_conditions=qa_conditions))
             continue
         gone = [name for name in key_of.renditions if f"{rendition_key(key, name)}.mp4" not in present]
         if gone:
             why = f"published {gone[0]} rendition is missing from the catalog: rendering again"
-            plans.append(RowPlan(row, info, key, WORK, why, seen, conditions))
+            plans.append(RowPlan(row, info, key, WORK, why, seen, conditions, qa_conditions=qa_conditions))
             continue
         if entry.portrait_sha256 and entry.audio_sha256:
             expected = key_of(entry.portrait_sha256, entry.audio_sha256)
             if expected != entry.content_key:
                 why = f"generator, parameters or script changed since run {entry.run_id}"
-                plans.append(RowPlan(row, info, key, WORK, why, seen, conditions))
+                plans.append(RowPlan(row, info, key, WORK, why, seen, conditions, qa_conditions=qa_conditions))
                 continue
             if _unchanged(entry, seen):
                 seen = SeenInputs(
@@ -358,11 +440,14 @@ def plan_rows(
                         seen,
                         conditions,
                         _skipped(catalog, info, entry, f"unchanged since run {entry.run_id}", key_of),
+                        qa_conditions,
                     )
                 )
                 continue
         plans.append(None)  # decided below, from the inputs' bytes
-        to_hash.append((position, RowPlan(row, info, key, WORK, "", seen, conditions), entry, key_of))
+        to_hash.append(
+            (position, RowPlan(row, info, key, WORK, "", seen, conditions, qa_conditions=qa_conditions), entry, key_of)
+        )
     timings["decide_s"] = _lap(mark)
 
     mark = time.perf_counter()
@@ -396,8 +481,18 @@ def plan_rows(
             what = " and ".join(changed) if changed and entry.portrait_sha256 else "content"
             plans[position] = dataclasses.replace(plan, why=f"{what} changed since run {entry.run_id}")
     timings["hash_s"] = _lap(mark)
+    if settings.new_seed:
+        # A row re-rolled again still replaces its own seed (the manifest's or the defaults').
+        own_seeds = {key: seeds[key].replaces for key in seeds if key not in seeds_dropped}
+        plans = [_with_new_seed(plan, settings, params_cache, own_seeds.get(plan.key)) for plan in plans]
     timings["total_s"] = _lap(started)
-    return RunPlan(rows=plans, timings=timings, hashed_inputs=len(hashed), sidecars_read=sidecars_read)
+    return RunPlan(
+        rows=plans,
+        timings=timings,
+        hashed_inputs=len(hashed),
+        sidecars_read=sidecars_read,
+        seeds_dropped=seeds_dropped,
+    )
 
 
 def _lap(since: float) -> float:
@@ -444,9 +539,9 @@ class _KeyMaker:
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
-def _params(row, settings: PlanSettings, cache: dict) -> tuple[_KeyMaker | Exception, str]:
-    """The content-key maker for the row's effective parameters, and its quarantine conditions;
-    computed once per distinct set of overrides (most rows have none)."""
+def _params(row, settings: PlanSettings, cache: dict) -> tuple[_KeyMaker | Exception, str, str]:
+    """The content-key maker for the row's effective parameters, its quarantine conditions and
+    its QA failure conditions; computed once per distinct set of overrides (most rows have none)."""
     from manifests.schema import OVERRIDE_COLUMNS, PRESET_COLUMN
 
     script = script_sha256(getattr(row, "script_text", None))
@@ -454,10 +549,74 @@ def _params(row, settings: PlanSettings, cache: dict) -> tuple[_KeyMaker | Excep
     if overrides not in cache:
         try:
             params = dataclasses.asdict(row.render_params(settings.defaults))
-            cache[overrides] = (_KeyMaker(settings, params, script), quarantine_conditions(params, settings))
+            conditions = quarantine_conditions(params, settings)
+            cache[overrides] = (
+                _KeyMaker(settings, params, script),
+                conditions,
+                failure_conditions(conditions, settings),
+            )
         except Exception as exc:  # noqa: BLE001 - the probe reports a bad parameter
-            cache[overrides] = (exc, "")
+            cache[overrides] = (exc, "", "")
     return cache[overrides]
+
+
+def _effective_seed(row, settings: PlanSettings) -> int | None:
+    try:
+        return int(row.render_params(settings.defaults).seed)
+    except Exception:  # noqa: BLE001 - a bad parameter: the probe says so
+        return None
+
+
+def _with_rerolled_seed(row, rerolled: RerolledSeed, settings: PlanSettings) -> tuple[object, bool]:
+    """The row with the seed `rerun --new-seed` chose for it, while its own seed is still the one
+    that seed replaced; (row unchanged, False) once the manifest or the defaults give another."""
+    if _effective_seed(row, settings) != rerolled.replaces:
+        return row, False
+    return dataclasses.replace(row, seed=rerolled.seed), True
+
+
+def _with_new_seed(plan: RowPlan, settings: PlanSettings, cache: dict, own_seed: int | None) -> RowPlan:
+    """`new_seed`: a row that would render (or keep its QA failure) renders with a fresh seed.
+    Skipped rows (in the catalog, unchanged) and kept quarantines are left as they are.
+    `own_seed`: the seed the row's cells and the defaults give, when a re-rolled one replaced it."""
+    if plan.decision not in (WORK, KEEP_FAILED):
+        return plan
+    why = plan.why if plan.decision == WORK else f"failed QA kept by the plan ({plan.why})"
+    if not settings.seeded:
+        why = f"{why}; --new-seed: the {settings.generator} generator takes no seed, so it renders again as it was"
+        return dataclasses.replace(plan, decision=WORK, why=why, outcome=None)
+    old = _effective_seed(plan.row, settings)
+    if old is None:
+        return plan
+    chooser = random.SystemRandom()
+    seed = old
+    while seed == old:
+        seed = chooser.randint(*SEED_RANGE)
+    row = dataclasses.replace(plan.row, seed=seed)
+    _, conditions, qa_conditions = _params(row, settings, cache)
+    return dataclasses.replace(
+        plan,
+        row=row,
+        decision=WORK,
+        why=f"{why}; --new-seed: seed {seed} (was {old})",
+        outcome=None,
+        conditions=conditions,
+        qa_conditions=qa_conditions,
+        new_seed=(old if own_seed is None else own_seed, seed),
+    )
+
+
+def _why_remembered_changed(remembered: RememberedQuarantine, settings: PlanSettings) -> str:
+    """Why a row with a remembered verdict that was not kept goes the full way."""
+    if remembered.status == FAILED_QA:
+        if settings.recheck:
+            return "--recheck"
+        if settings.retry_failed:
+            return f"failed QA in run {remembered.run_id}: rendered again (rerun)"
+        return f"failed QA in run {remembered.run_id}; something it depended on changed"
+    if settings.recheck:
+        return "--recheck"
+    return f"quarantined by run {remembered.run_id}; something it depended on changed"
 
 
 def _known_sha(entry: PublishedEntry, seen: SeenInputs, name: str) -> bool:
@@ -491,7 +650,8 @@ def _what_changed(entry: PublishedEntry, seen: SeenInputs) -> str:
     return ", ".join(parts) or "fingerprints refreshed"
 
 
-def _same_quarantine(remembered: RememberedQuarantine, seen: SeenInputs, conditions: str) -> bool:
+def _same_memory(remembered: RememberedQuarantine, seen: SeenInputs, conditions: str) -> bool:
+    """Whether a remembered verdict still holds: same conditions, same URIs, same trusted fingerprints."""
     return (
         remembered.conditions == conditions
         and seen.portrait_fingerprint is not None
@@ -540,10 +700,12 @@ def plan_run_task(rows, manifest_url: str, catalog_url: str, settings: PlanSetti
     plan = plan_rows(rows, manifest_url, catalog_url, settings)
     counts = plan.counts()
     get_run_logger().info(
-        "plan: %d rows to work on, %d unchanged and skipped, %d quarantines kept (%d inputs hashed, %.2f s)",
+        "plan: %d rows to work on, %d unchanged and skipped, %d quarantines and %d QA failures kept "
+        "(%d inputs hashed, %.2f s)",
         counts[WORK],
         counts[SKIP],
         counts[KEEP_QUARANTINE],
+        counts[KEEP_FAILED],
         plan.hashed_inputs,
         plan.timings.get("total_s", 0.0),
     )

@@ -29,11 +29,12 @@ STATUSES = (PUBLISHED, SKIPPED_CACHED, QUARANTINED, FAILED_QA, ERROR)
 IN_CATALOG = (PUBLISHED, SKIPPED_CACHED)
 
 # What a run's plan decides for a row before any of its own work (`tasks.plan`): settle it as
-# unchanged, keep its remembered quarantine, or give it the full way.
+# unchanged, keep its remembered quarantine or QA failure, or give it the full way.
 SKIP = "skip"
 KEEP_QUARANTINE = "keep_quarantine"
+KEEP_FAILED = "keep_failed"
 WORK = "work"
-DECISIONS = (SKIP, KEEP_QUARANTINE, WORK)
+DECISIONS = (SKIP, KEEP_QUARANTINE, KEEP_FAILED, WORK)
 
 DEFAULT_COLLECTION = "default"
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -272,8 +272,9 @@ def render_report_pages(catalog: Catalog, run_id: str, outcomes: list[RowOutcome
         plan_html = (
             f'<p class="meta">Plan: {plan.get("work", 0)} rows needed work, {plan.get("skip", 0)} were unchanged and '
             "skipped "
-            f"without opening their media, {plan.get('keep_quarantine', 0)} quarantines were kept (inputs unchanged; "
-            f"<code>--recheck</code> probes them again).</p>"
+            f"without opening their media, {plan.get('keep_quarantine', 0)} quarantines and "
+            f"{plan.get('keep_failed', 0)} QA failures were kept (nothing they depended on changed; "
+            f"<code>--recheck</code> probes or renders them again).</p>"
         )
     attention = [o for o in outcomes if o.status in NEEDS_A_PERSON]
     published = [o for o in outcomes if o.status == PUBLISHED]

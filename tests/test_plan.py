@@ -3,8 +3,8 @@
 Real files on disk, a real S3 API (moto on 127.0.0.1), real Parquet index and quarantine memory
 written by the real functions. What stands in for the per-row work is `simulate_run`: rows the
 plan sends to work are "rendered" by hashing their inputs and writing a video, poster and
-sidecar the way publishing does (the plan never looks inside them), or "quarantined" when their
-audio starts with b"BAD" (what a probe would refuse).
+sidecar the way publishing does (the plan never looks inside them), "quarantined" when their
+audio starts with b"BAD" (what a probe would refuse), or "failed QA" when it starts with b"FQA".
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from manifests.schema import ManifestRow
 from sonic_model.generators import RenderParams
 from tasks.catalog import Catalog
 from tasks.catalog_index import INDEX_COLUMNS, read_index, update_index
-from tasks.catalog_state import read_quarantines, remember_quarantines
+from tasks.catalog_state import read_quarantines, read_seeds, remember_quarantines, remember_seeds
 from tasks.fingerprints import Fingerprint, fingerprint_from_info, fingerprint_inputs, local_fingerprint
-from tasks.plan import KEEP_QUARANTINE, SKIP, WORK, PlanSettings, plan_rows
-from tasks.records import PUBLISHED, QUARANTINED, RowInfo, RowOutcome, content_key
+from tasks.plan import KEEP_FAILED, KEEP_QUARANTINE, SKIP, WORK, PlanSettings, plan_rows
+from tasks.records import FAILED_QA, PUBLISHED, QUARANTINED, RowInfo, RowOutcome, content_key
 
 SETTLE_S = 0.2  # the tests' settle window: files older than this are trusted by their fingerprint
 
@@ -85,9 +85,15 @@ class Run:
                 self.outcomes.append(RowOutcome(info=planned.info, status=QUARANTINED, reasons=("no speech found",)))
                 continue
             self.rendered.append(planned.info.row_id)
+            if audio.startswith(b"FQA"):
+                rejected = f"memory://rejected/{run_id}/{planned.info.row_id}.mp4"
+                reasons = ("sync too weak",)
+                self.outcomes.append(RowOutcome(planned.info, FAILED_QA, reasons, output_uri=rejected))
+                continue
             self.outcomes.append(publish(catalog_fs, planned, run_id, self.settings))
         update_index(catalog, self.outcomes, self.plan.seen_inputs())
         remember_quarantines(catalog, self.plan, self.outcomes, run_id)
+        remember_seeds(catalog, self.plan, self.outcomes, run_id)
 
     def decisions(self) -> dict[str, str]:
         return {planned.info.row_id: planned.decision for planned in self.plan.rows}
@@ -337,6 +343,142 @@ def test_storage_trouble_is_not_remembered_as_a_quarantine(local):
     lasting = RowOutcome(info=info, status=QUARANTINED, reasons=("no speech found",))
     remember_quarantines(local["catalog"], run.plan, [lasting], "run-1c")
     assert list(read_quarantines(Catalog(local["catalog"]))) == ["course/en/r1"]
+
+
+# --- failed rows and re-rolled seeds (issue 23) -------------------------------------------------------
+
+
+def fail_qa(local) -> bytes:
+    """Make r1's audio one that 'fails QA'; returns its good bytes."""
+    audio = local["root"] / "media" / "a1.wav"
+    good = audio.read_bytes()
+    audio.write_bytes(b"FQA" + good[3:])
+    settle()
+    return good
+
+
+def test_an_unchanged_failed_row_is_kept_until_what_its_qa_verdict_depends_on_changes(local):
+    fail_qa(local)
+    args = (local["rows"], local["manifest"], local["catalog"])
+    first = Run(*args, "run-1")
+    assert first.rendered == ["r0", "r1", "r2"]
+    remembered = read_quarantines(Catalog(local["catalog"]))["course/en/r1"]
+    assert (remembered.status, remembered.reason, remembered.run_id) == (FAILED_QA, "sync too weak", "run-1")
+
+    kept = Run(*args, "run-2")
+    assert kept.decisions() == {"r0": SKIP, "r1": KEEP_FAILED, "r2": SKIP} and kept.rendered == []
+    outcome = next(o for o in kept.outcomes if o.info.row_id == "r1")
+    assert (outcome.status, outcome.plan) == (FAILED_QA, "failed QA in run run-1, nothing changed since")
+    assert outcome.reason == "failed QA kept: sync too weak (unchanged since run run-1; --recheck to render again)"
+    assert outcome.output_uri == "memory://rejected/run-1/r1.mp4"  # the rejected video stays findable
+    assert kept.plan.counts() == {SKIP: 2, KEEP_QUARANTINE: 0, KEEP_FAILED: 1, WORK: 0}
+
+    # `rerun` (retry_failed) and --recheck render it again; so does anything its verdict depends on.
+    assert Run(*args, "run-3", retry_failed=True).why("r1") == "failed QA in run run-1: rendered again (rerun)"
+    assert Run(*args, "run-4", recheck=True).why("r1") == "--recheck"
+    assert Run(*args, "run-5", force=True).rendered == ["r0", "r1", "r2"]
+    previous = "run-5"
+    for number, changed in enumerate(
+        (
+            {"qa_thresholds": {"min_sync_correlation": 0.2}},
+            {"generator_version": "1.1"},
+            {"defaults": RenderParams(min_resolution=256, seed=7)},
+        )
+    ):
+        run = Run(*args, f"run-6.{number}", **changed)
+        assert run.decisions()["r1"] == WORK, changed
+        assert run.why("r1") == f"failed QA in run {previous}; something it depended on changed", changed
+        previous = f"run-6.{number}"
+    # Once remembered under the new thresholds, the failure is kept under them.
+    strict = {"qa_thresholds": {"min_sync_correlation": 0.2}}
+    Run(*args, "run-7", **strict)
+    assert Run(*args, "run-8", **strict).decisions()["r1"] == KEEP_FAILED
+    # The QA code is part of it too (a better sync measure renders failed rows again once).
+    from tasks import plan as plan_module
+
+    monkey_version = dict(plan_module._CODE_VERSIONS)
+    try:
+        plan_module._CODE_VERSIONS["qa"] = "another QA"
+        assert Run(*args, "run-9", **strict).decisions()["r1"] == WORK
+    finally:
+        plan_module._CODE_VERSIONS.clear()
+        plan_module._CODE_VERSIONS.update(monkey_version)
+
+
+def test_an_input_fixed_after_a_qa_failure_is_rendered_and_the_failure_forgotten(local):
+    good = fail_qa(local)
+    Run(local["rows"], local["manifest"], local["catalog"], "run-1")
+    (local["root"] / "media" / "a1.wav").write_bytes(good)
+    second = Run(local["rows"], local["manifest"], local["catalog"], "run-2")
+    assert second.rendered == ["r1"] and second.why("r1") == "failed QA in run run-1; something it depended on changed"
+    assert read_quarantines(Catalog(local["catalog"])) == {}
+
+
+def test_new_seed_re_rolls_failed_rows_and_the_catalog_keeps_the_seed(local):
+    good = fail_qa(local)
+    args = (local["rows"], local["manifest"], local["catalog"])
+    Run(*args, "run-1")
+    rerolled = Run(*args, "run-2", retry_failed=True, new_seed=True)
+    planned = rerolled.plan.by_key()["course/en/r1"]
+    old, seed = planned.new_seed
+    assert old == 42 and seed != 42 and planned.row.seed == seed
+    assert planned.why == f"failed QA in run run-1: rendered again (rerun); --new-seed: seed {seed} (was 42)"
+    # Rows in the catalog are left alone: no new seed, no render.
+    assert rerolled.decisions() == {"r0": SKIP, "r1": WORK, "r2": SKIP} and rerolled.rendered == ["r1"]
+    assert {k: (s.seed, s.replaces, s.run_id) for k, s in read_seeds(Catalog(local["catalog"])).items()} == {
+        "course/en/r1": (seed, 42, "run-2")
+    }
+    # Another draw gives another seed, which still replaces the row's own seed (42).
+    again = Run(*args, "run-2b", retry_failed=True, new_seed=True).plan.by_key()["course/en/r1"]
+    assert again.new_seed[0] == 42 and again.new_seed[1] not in (42, seed)
+    assert again.why.endswith(f"--new-seed: seed {again.new_seed[1]} (was {seed})")
+
+    # The remembered seed is the row's from now on: the next nightly renders with it ...
+    remembered = read_seeds(Catalog(local["catalog"]))["course/en/r1"].seed
+    (local["root"] / "media" / "a1.wav").write_bytes(good)
+    fixed = Run(*args, "run-3")
+    assert fixed.rendered == ["r1"]
+    sidecar = json.loads((local["root"] / "catalog" / "course" / "en" / "r1.json").read_text())
+    assert sidecar["generator"]["params"]["seed"] == remembered
+    with_42 = content_key(
+        portrait_sha256=sidecar["inputs"]["portrait_sha256"],
+        audio_sha256=sidecar["inputs"]["audio_sha256"],
+        generator="preview",
+        generator_version="1.0",
+        params={**sidecar["generator"]["params"], "seed": 42},
+    )
+    assert sidecar["content_key"] != with_42
+    # ... and skips it while nothing changes.
+    assert Run(*args, "run-4").decisions()["r1"] == SKIP
+    # A seed the manifest gives wins: the re-rolled one is forgotten.
+    rows = [*local["rows"][:1], row("r1", "media/face.jpg", "media/a1.wav", seed=7), *local["rows"][2:]]
+    manifest_seed = Run(rows, local["manifest"], local["catalog"], "run-5")
+    assert manifest_seed.why("r1") == "generator or parameters changed since run run-3"
+    assert manifest_seed.plan.by_key()["course/en/r1"].row.seed == 7
+    assert read_seeds(Catalog(local["catalog"])) == {}
+
+
+def test_new_seed_with_a_generator_that_takes_no_seed_renders_again_as_it_was(local):
+    from sonic_model.generators import generator_takes_seed, register_generator
+
+    class Unseeded:
+        version = "1"
+        seeded = False
+
+    register_generator("test-unseeded", Unseeded)
+    assert generator_takes_seed("preview")  # its blinks and head sway are drawn from the seed
+    assert not generator_takes_seed("test-unseeded")
+    fail_qa(local)
+    args = (local["rows"], local["manifest"], local["catalog"])
+    Run(*args, "run-1", generator="test-unseeded")
+    again = Run(*args, "run-2", generator="test-unseeded", seeded=False, new_seed=True)
+    planned = again.plan.by_key()["course/en/r1"]
+    assert planned.decision == WORK and planned.new_seed is None and planned.row.seed is None
+    assert planned.why == (
+        "failed QA kept by the plan (failed QA in run run-1, nothing changed since); --new-seed: the test-unseeded "
+        "generator takes no seed, so it renders again as it was"
+    )
+    assert again.rendered == ["r1"] and read_seeds(Catalog(local["catalog"])) == {}
 
 
 # --- fingerprints -------------------------------------------------------------------------------------

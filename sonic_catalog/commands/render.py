@@ -79,7 +79,8 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recheck",
         action="store_true",
-        help="probe rows again whose quarantine would be kept because nothing about them changed",
+        help="probe rows again whose quarantine would be kept, and render rows again whose QA failure would be kept, "
+        "because nothing about them changed",
     )
 
 

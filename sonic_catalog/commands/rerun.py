@@ -1,7 +1,8 @@
 """`sonic-catalog rerun`: redo only the rows of a run that did not publish.
 
 Default: the catalog's latest run. `--cluster` as for `render`. Inputs are read again, so a replaced file is picked up;
-rows already in the catalog are not touched. Exit codes as for `render`.
+rows already in the catalog are not touched. Rows that failed QA render again even when nothing changed (a nightly
+keeps them); `--new-seed` re-rolls their seed. Exit codes as for `render`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--manifest", help="manifest to read the rows from (default: the run's own manifest)")
     add_run_options(parser)
     add_plan_options(parser)
+    parser.add_argument(
+        "--new-seed",
+        action="store_true",
+        help="render each redone row with a fresh random seed (recorded in its sidecar and content key, and "
+        "remembered by the catalog for later runs): re-roll a render that failed QA",
+    )
     return parser
 
 
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
                     cluster=cluster,
                     force=args.force,
                     recheck=args.recheck,
+                    new_seed=args.new_seed,
                 ),
                 len(redo),
                 f"rerun of {run_id}",
