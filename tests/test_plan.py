@@ -453,7 +453,7 @@ def test_new_seed_re_rolls_failed_rows_and_the_catalog_keeps_the_seed(local):
     # A seed the manifest gives wins: the re-rolled one is forgotten.
     rows = [*local["rows"][:1], row("r1", "media/face.jpg", "media/a1.wav", seed=7), *local["rows"][2:]]
     manifest_seed = Run(rows, local["manifest"], local["catalog"], "run-5")
-    assert manifest_seed.why("r1") == "generator or parameters changed since run run-3"
+    assert manifest_seed.why("r1") == "generator, parameters or script changed since run run-3"
     assert manifest_seed.plan.by_key()["course/en/r1"].row.seed == 7
     assert read_seeds(Catalog(local["catalog"])) == {}
 
