@@ -1,7 +1,8 @@
 """Plan before work: decide for every row, without opening its media, what a run must do with it.
 
-One job (~540 lines): the decision. Storage fingerprints are in `tasks/fingerprints.py` and
-the catalog's memory in `tasks/catalog_state.py`; what is left here is `plan_rows` and the
+One job: the decision. Storage fingerprints are in `tasks/fingerprints.py` and
+the catalog's memory in `tasks/catalog_state.py`, what a remembered verdict depends on in
+`tasks/verdict_conditions.py`; what is left here is `plan_rows` and the
 small helpers each of its outcomes needs (content keys, what changed, the skipped verdict).
 
 A nightly renders the same (growing) manifest again and again, and on most nights almost
@@ -38,13 +39,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -72,22 +72,7 @@ from tasks.records import (
     script_sha256,
 )
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, _local_path, check_uri_allowed, default_roots, is_local, uri_scheme
-
-# The code whose verdicts a remembered quarantine is: when any of it changes (a better face
-# detector, a new audio check), remembered quarantines are probed again once.
-PROBE_MODULES = (
-    "tasks.probe",
-    "tasks.storage",
-    "tasks.limits",
-    "sonic_model.image",
-    "sonic_model.audio",
-    "sonic_model.face",
-    "sonic_model.errors",
-)
-# The code whose verdicts a remembered QA failure is, besides the generator (whose version is in
-# the conditions): QA itself (every file of sonic_model/qa/, found below) and the sync measure.
-QA_MODULES = ("tasks.qa", "sonic_model.sync", "sonic_model.video_reader", "sonic_model.loudness")
-
+from tasks.verdict_conditions import failure_conditions, quarantine_conditions
 
 # --- the plan ---------------------------------------------------------------------------------------
 
@@ -165,52 +150,6 @@ class RunPlan:
         return [row for row in self.rows if row.new_seed is not None]
 
 
-def probe_code_version(modules: Iterable[str] = PROBE_MODULES, files: Iterable[str] = ()) -> str:
-    """A hash of the probe's source files (found without importing them), and of `files`."""
-    digest = hashlib.sha256()
-    sources = []
-    for name in modules:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is not None and spec.origin and os.path.isfile(spec.origin):
-            sources.append((name, spec.origin))
-    sources += [(os.path.basename(path), path) for path in sorted(files)]
-    for name, path in sources:
-        with open(path, "rb") as handle:
-            digest.update(name.encode() + b"\0" + handle.read())
-    return digest.hexdigest()[:16]
-
-
-def qa_code_version() -> str:
-    """A hash of QA's source files: `QA_MODULES` and every file of the `sonic_model.qa` package
-    (listed from its folder, not imported)."""
-    spec = importlib.util.find_spec("sonic_model")
-    folder = os.path.join(list(spec.submodule_search_locations)[0], "qa") if spec else ""
-    files = (
-        [os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".py")]
-        if os.path.isdir(folder)
-        else []
-    )
-    return probe_code_version(QA_MODULES, files)
-
-
-_CODE_VERSIONS: dict[str, str] = {}
-
-
-def _probe_version() -> str:
-    if "probe" not in _CODE_VERSIONS:
-        _CODE_VERSIONS["probe"] = probe_code_version()
-    return _CODE_VERSIONS["probe"]
-
-
-def _qa_version() -> str:
-    if "qa" not in _CODE_VERSIONS:
-        _CODE_VERSIONS["qa"] = qa_code_version()
-    return _CODE_VERSIONS["qa"]
-
-
 def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int, tuple[str, str] | str]:
     """Row position -> (portrait URI, audio URI), resolved and normalised to exactly the string
     the probe uses (`check_uri_allowed(resolve_uri(...))`), or why not (that row goes the full
@@ -258,33 +197,6 @@ def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int,
         ]
         out[position] = "; ".join(problems) if problems else (portrait, audio)
     return out
-
-
-def quarantine_conditions(params: Mapping, settings: PlanSettings) -> str:
-    """What a probe verdict depends on besides the inputs' bytes."""
-    material = json.dumps(
-        {
-            "generator": settings.generator,
-            "generator_version": settings.generator_version,
-            "params": params,
-            "limits": dict(settings.limits),
-            "probe_code": _probe_version(),
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
-
-
-def failure_conditions(conditions: str, settings: PlanSettings) -> str:
-    """What a QA verdict depends on besides the inputs' bytes: the probe's conditions (generator
-    and its version, parameters with the seed, limits) plus the run's QA thresholds and QA code."""
-    material = json.dumps(
-        {"conditions": conditions, "qa_thresholds": dict(settings.qa_thresholds), "qa_code": _qa_version()},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
 
 
 def plan_rows(

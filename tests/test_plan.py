@@ -394,7 +394,7 @@ def test_an_unchanged_failed_row_is_kept_until_what_its_qa_verdict_depends_on_ch
     Run(*args, "run-7", **strict)
     assert Run(*args, "run-8", **strict).decisions()["r1"] == KEEP_FAILED
     # The QA code is part of it too (a better sync measure renders failed rows again once).
-    from tasks import plan as plan_module
+    from tasks import verdict_conditions as plan_module
 
     monkey_version = dict(plan_module._CODE_VERSIONS)
     try:

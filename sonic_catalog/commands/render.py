@@ -284,11 +284,11 @@ def run(args: argparse.Namespace) -> int:
     manifest = local_catalog(args.manifest)
     catalog = local_catalog(args.catalog)
     check_wait_for_lock(args)
+    signing = signing_for_run(args, cluster)  # bad signing options fail here, before the catalog is touched
     from tasks.catalog_lease import hold_catalog
 
     # One writer per catalog: taken before Prefect starts, so a second run stops at once.
     with hold_catalog(catalog, wait_s=args.wait_for_lock, command=f"sonic-catalog render {manifest}"):
-        signing = signing_for_run(args, cluster)
         quiet_prefect()
         from manifests.schema import read_manifest
 
