@@ -41,7 +41,7 @@ def test_api_answers_is_false_for_a_closed_port():
 
 
 def run_json_stage(catalog: Path) -> str | None:
-    for path in (catalog / "runs").glob("*/run.json"):
+    for path in (catalog / "_runs").glob("*/run.json"):
         try:
             return json.loads(path.read_text()).get("stage")
         except (OSError, ValueError):
@@ -83,5 +83,5 @@ def test_render_exits_with_the_rows_code_when_the_api_dies_after_the_run(tmp_pat
     assert "Traceback" not in err and "Error logging to API" not in err, err
     if "warning:" in err:  # the flow may have returned before the kill took effect: nothing to warn about
         assert err.count("warning: lost the Prefect API") == 1, err
-        assert json.loads(next((catalog / "runs").glob("*/run.json")).read_text())["api_lost"] is True
+        assert json.loads(next((catalog / "_runs").glob("*/run.json")).read_text())["api_lost"] is True
     assert "run " in out and "2 published" in out, out
