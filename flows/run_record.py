@@ -46,6 +46,27 @@ def outcome_listener(listener: OutcomeListener) -> Iterator[OutcomeListener]:
         _listeners.reset(token)
 
 
+_finish_listeners: contextvars.ContextVar[tuple[Callable[[dict], None], ...]] = contextvars.ContextVar(
+    "sonic_catalog_finish_listeners", default=()
+)
+
+
+@contextlib.contextmanager
+def finished_listener(listener: Callable[[dict], None]) -> Iterator[Callable[[dict], None]]:
+    """Call `listener(summary)` once a run started inside this block has written its finished
+    run.json (before it talks to the API again): the command's verdict is settled from then on."""
+    token = _finish_listeners.set((*_finish_listeners.get(), listener))
+    try:
+        yield listener
+    finally:
+        _finish_listeners.reset(token)
+
+
+def announce_finished(summary: dict) -> None:
+    for listener in _finish_listeners.get():
+        listener(summary)
+
+
 def announcer(*listeners: OutcomeListener) -> OutcomeListener:
     """One callable handing each verdict to `listeners`, then to the `outcome_listener`s around this run."""
     everyone = (*listeners, *_listeners.get())

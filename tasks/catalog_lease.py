@@ -119,6 +119,12 @@ class _Store:
             finally:
                 os.remove(temporary)
         try:
+            # A filesystem with real folders (a local-like one under another protocol, a mounted
+            # share) needs `_state/` before an exclusive create; object stores ignore it.
+            self.fs.makedirs(self.path.rsplit("/", 1)[0], exist_ok=True)
+        except OSError:
+            pass
+        try:
             answer = self.fs.pipe_file(self.path, data, mode="create")
         except FileExistsError:
             return None

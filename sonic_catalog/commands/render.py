@@ -210,6 +210,35 @@ def run_flow(flow_call, total: int | None, label: str) -> dict:
         return flow_call()
 
 
+def run_catalog_flow(flow_call, total: int | None, label: str, lease=None) -> int:
+    """Run a catalog flow and print its summary: the exit code its rows earned.
+
+    Once the flow has recorded its verdict (run.json "finished"), losing the Prefect API no
+    longer changes it: one warning line and the rows' exit code, within seconds
+    (`sonic_catalog.lost_api`)."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.run_record import finished_listener
+    from sonic_catalog.lost_api import FinishedRunWatch
+
+    watch = FinishedRunWatch(
+        PREFECT_API_URL.value(), print_summary, release=lease.release if lease is not None else lambda: None
+    )
+    try:
+        with finished_listener(watch.finished):
+            summary = run_flow(flow_call, total, label)
+    except SonicCatalogError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the run failed: say why in one line, not a traceback
+        code = watch.settle_after_error()
+        if code is not None:
+            return code
+        print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    watch.returned()
+    return print_summary(summary)
+
+
 def print_summary(summary: dict) -> int:
     counts = summary.get("counts", {})
     shown = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no rows"
@@ -288,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
     from tasks.catalog_lease import hold_catalog
 
     # One writer per catalog: taken before Prefect starts, so a second run stops at once.
-    with hold_catalog(catalog, wait_s=args.wait_for_lock, command=f"sonic-catalog render {manifest}"):
+    with hold_catalog(catalog, wait_s=args.wait_for_lock, command=f"sonic-catalog render {manifest}") as lease:
         quiet_prefect()
         from manifests.schema import read_manifest
 
@@ -298,30 +327,24 @@ def run(args: argparse.Namespace) -> int:
 
         flow = render_catalog.with_options(task_runner=task_runner_for(cluster, args.concurrency or 2))
         temporary_api.use()
-        try:
-            summary = run_flow(
-                lambda: flow(
-                    manifest=manifest,
-                    catalog=catalog,
-                    generator=args.generator,
-                    weights=str(args.weights) if args.weights else None,
-                    concurrency=args.concurrency,
-                    defaults=defaults.as_dict(),
-                    qa_thresholds=thresholds,
-                    limits=limits.as_dict(),
-                    row_timeout_s=args.row_timeout,
-                    render_retries=retries,
-                    retry_delay_s=delay,
-                    force=args.force,
-                    recheck=args.recheck,
-                    signing=signing,
-                ),
-                total,
-                "rows",
-            )
-        except SonicCatalogError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the run failed: say why in one line, not a traceback
-            print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_RUN_FAILED
-        return print_summary(summary)
+        return run_catalog_flow(
+            lambda: flow(
+                manifest=manifest,
+                catalog=catalog,
+                generator=args.generator,
+                weights=str(args.weights) if args.weights else None,
+                concurrency=args.concurrency,
+                defaults=defaults.as_dict(),
+                qa_thresholds=thresholds,
+                limits=limits.as_dict(),
+                row_timeout_s=args.row_timeout,
+                render_retries=retries,
+                retry_delay_s=delay,
+                force=args.force,
+                recheck=args.recheck,
+                signing=signing,
+            ),
+            total,
+            "rows",
+            lease,
+        )

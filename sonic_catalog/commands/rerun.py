@@ -8,21 +8,17 @@ keeps them); `--new-seed` re-rolls their seed. Exit codes as for `render`.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from sonic_catalog.commands.render import (
-    EXIT_RUN_FAILED,
     add_plan_options,
     add_run_options,
     check_wait_for_lock,
     cluster_for,
     local_catalog,
-    print_summary,
     quiet_prefect,
     quiet_prefect_env,
-    run_flow,
+    run_catalog_flow,
 )
-from sonic_model.errors import SonicCatalogError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -54,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     check_wait_for_lock(args)
     from tasks.catalog_lease import hold_catalog
 
-    with hold_catalog(catalog, wait_s=args.wait_for_lock, command="sonic-catalog rerun"):
+    with hold_catalog(catalog, wait_s=args.wait_for_lock, command="sonic-catalog rerun") as lease:
         quiet_prefect()
         from tasks.ledger import latest_run_id, redo_for_run
 
@@ -73,24 +69,18 @@ def run(args: argparse.Namespace) -> int:
         from flows.rerun_failed import rerun_failed
 
         temporary_api.use()
-        try:
-            summary = run_flow(
-                lambda: rerun_failed(
-                    catalog=catalog,
-                    run_id=run_id,
-                    manifest=manifest,
-                    concurrency=args.concurrency,
-                    cluster=cluster,
-                    force=args.force,
-                    recheck=args.recheck,
-                    new_seed=args.new_seed,
-                ),
-                len(redo),
-                f"rerun of {run_id}",
-            )
-        except SonicCatalogError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            print(f"error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_RUN_FAILED
-        return print_summary(summary)
+        return run_catalog_flow(
+            lambda: rerun_failed(
+                catalog=catalog,
+                run_id=run_id,
+                manifest=manifest,
+                concurrency=args.concurrency,
+                cluster=cluster,
+                force=args.force,
+                recheck=args.recheck,
+                new_seed=args.new_seed,
+            ),
+            len(redo),
+            f"rerun of {run_id}",
+            lease,
+        )
