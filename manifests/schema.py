@@ -35,6 +35,7 @@ OVERRIDE_COLUMNS = (
     "motion_smoothing",
     "av_offset_ms",
     "renditions",
+    "burn_captions",
 )
 # A row's own preset: its settings replace the run's defaults except options the run gave
 # explicitly; the row's own override columns win over both.
@@ -85,6 +86,11 @@ MANIFEST_SCHEMA = pa.schema(
             pa.string(),
             "an existing .vtt or .srt for the row, used as given after checks (instead of aligning script_text)",
         ),
+        _column(
+            "burn_captions",
+            pa.bool_(),
+            "override: burn the row's captions into its renditions (the master keeps a soft track only)",
+        ),
     ]
 )
 COLUMNS = tuple(MANIFEST_SCHEMA.names)
@@ -126,6 +132,7 @@ class ManifestRow:
     preset: str | None = None
     script_text: str | None = None
     captions_uri: str | None = None
+    burn_captions: bool | None = None
 
     def render_params(self, defaults: RenderParams = RenderParams()) -> RenderParams:
         """The run's `defaults` with this row's preset and non-null overrides applied, range-checked.

@@ -141,6 +141,10 @@ class OutputError(SonicCatalogError):
     """The output cannot be written."""
 
 
+class CaptionFontError(OutputError):
+    """The font captions are to be burned in with is not installed (the message names the package)."""
+
+
 class WeightsError(SonicCatalogError):
     """Model weights are missing or do not match the expected release."""
 

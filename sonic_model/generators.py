@@ -79,6 +79,9 @@ class RenderParams:
     renditions: tuple[str, ...] = (MASTER,)
     loudness_target: float | None = DEFAULT_TARGET_LUFS
     preset: str | None = None
+    # Burn the row's captions into its renditions (not the master, which keeps its soft track);
+    # sonic_model/captions/burn.py. In the content key only where it changes a video (records.py).
+    burn_captions: bool = False
     # The fields given explicitly (options), as opposed to filled in by the preset or the
     # built-in defaults: a manifest row's own preset does not override these. Not part of
     # what the video is (left out of the content key).
@@ -116,8 +119,9 @@ class RenderParams:
             if not (isinstance(self.av_offset_ms, (int, float)) and math.isfinite(self.av_offset_ms)):
                 raise ParameterError(f"av_offset_ms={self.av_offset_ms!r} must be a number of milliseconds")
             check_range("av_offset_ms", self.av_offset_ms, AV_OFFSET_MS_RANGE)
-        if not isinstance(self.lipsync_calibration, (bool, np.bool_)):
-            raise ParameterError(f"lipsync_calibration must be true or false, got {self.lipsync_calibration!r}")
+        for switch in ("lipsync_calibration", "burn_captions"):
+            if not isinstance(getattr(self, switch), (bool, np.bool_)):
+                raise ParameterError(f"{switch} must be true or false, got {getattr(self, switch)!r}")
         if int(self.min_resolution) != self.min_resolution or int(self.inference_steps) != self.inference_steps:
             raise ParameterError("min_resolution and inference_steps must be whole numbers")
         canonical = {

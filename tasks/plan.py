@@ -69,6 +69,7 @@ from tasks.records import (
     RowInfo,
     RowOutcome,
     content_key,
+    key_params,
     script_sha256,
 )
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, _local_path, check_uri_allowed, default_roots, is_local, uri_scheme
@@ -419,9 +420,13 @@ class _KeyMaker:
     `test_content_keys_match_the_renderer_s` holds the two together), so the keys are equal.
     """
 
-    def __init__(self, settings: PlanSettings, params: dict, script_sha256: str | None = None) -> None:
-        # What content_key hashes: which parameters were explicit is not part of the video.
-        params = {name: value for name, value in params.items() if name != "explicit"}
+    def __init__(
+        self, settings: PlanSettings, params: dict, script_sha256: str | None = None, captions_given: bool = False
+    ) -> None:
+        # What content_key hashes (`key_params`): not which parameters were explicit, nor
+        # `burn_captions` where it changes nothing.
+        self.captions_given = captions_given
+        params = key_params(params, has_captions=script_sha256 is not None or captions_given)
         self.settings, self.params, self.script_sha256 = settings, params, script_sha256
         # The renditions a published row with these parameters has beside its master.
         self.renditions = tuple(name for name in params.get("renditions") or () if name != "master")
@@ -444,6 +449,7 @@ class _KeyMaker:
                 generator_version=self.settings.generator_version,
                 params=self.params,
                 script_sha256=self.script_sha256,
+                captions_given=self.captions_given,
             )
         return hashlib.sha256((self.template % (audio_sha256, portrait_sha256)).encode("utf-8")).hexdigest()
 
@@ -457,13 +463,14 @@ def _params(row, settings: PlanSettings, cache: dict) -> tuple[_KeyMaker | Excep
     from manifests.schema import OVERRIDE_COLUMNS, PRESET_COLUMN
 
     script = script_sha256(getattr(row, "script_text", None))
-    overrides = (*(getattr(row, name, None) for name in (*OVERRIDE_COLUMNS, PRESET_COLUMN)), script)
+    captions_given = bool(getattr(row, "captions_uri", None))
+    overrides = (*(getattr(row, name, None) for name in (*OVERRIDE_COLUMNS, PRESET_COLUMN)), script, captions_given)
     if overrides not in cache:
         try:
             params = dataclasses.asdict(row.render_params(settings.defaults))
             conditions = quarantine_conditions(params, settings)
             cache[overrides] = (
-                _KeyMaker(settings, params, script),
+                _KeyMaker(settings, params, script, captions_given),
                 conditions,
                 failure_conditions(conditions, settings),
             )

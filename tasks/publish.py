@@ -94,9 +94,11 @@ def sidecar_for(
     timings: dict,
     credentials: dict | None = None,
     rendition_credentials: dict | None = None,
+    burned: dict | None = None,
 ) -> dict:
     """The published row's sidecar. `credentials` is the master's C2PA record,
-    `rendition_credentials` {rendition name: record} each rendition's (None: not signed)."""
+    `rendition_credentials` {rendition name: record} each rendition's (None: not signed);
+    `burned`: what `with_burned_captions` did (None: burning was not asked for)."""
     rendered = checked.rendered
     info = rendered.info
     prefix = info.key_prefix
@@ -135,6 +137,7 @@ def sidecar_for(
                 "height": rendition["height"],
                 "qa": qa_of.get(rendition["name"], {}),
                 "credentials": (rendition_credentials or {}).get(rendition["name"]),
+                "captions_burned": rendition["name"] in ((burned or {}).get("renditions") or ()),
             }
             for rendition in rendered.renditions
         ],
@@ -146,6 +149,8 @@ def sidecar_for(
         "disclosure": AI_DISCLOSURE,
         "credentials": credentials,  # the C2PA manifest label and signer (None: not signed)
         "captions": captions_entry(checked, prefix),
+        # {"renditions": [names burned], "language", "font", "note"}: why nothing was burned, if so.
+        "burned_captions": burned,
         "timings": timings,
         "run_id": run_id,
         "published_at": now_iso(),
@@ -169,8 +174,9 @@ def captions_entry(checked: CheckedVideo, prefix: str) -> dict | None:
 
 
 def with_caption_tracks(rendered: RenderedVideo, captions: dict) -> RenderedVideo:
-    """The rendered row with a mov_text caption track in its master and every rendition (new files
-    beside the originals in the row's scratch, removed with it)."""
+    """The rendered row with a mov_text caption track in its master and every rendition whose
+    picture has no captions burned in (new files beside the originals in the row's scratch,
+    removed with it). A burned rendition gets no track: turned on, it would show the words twice."""
     language = captions["language"]
 
     def muxed(path: str) -> str:
@@ -178,8 +184,58 @@ def with_caption_tracks(rendered: RenderedVideo, captions: dict) -> RenderedVide
         out = source.with_name(source.stem + ".captioned.mp4")
         return str(mux_caption_track(source, captions["srt"], language, out))
 
-    renditions = tuple({**r, "path": muxed(r["path"])} for r in rendered.renditions)
+    renditions = tuple(r if r.get("captions_burned") else {**r, "path": muxed(r["path"])} for r in rendered.renditions)
     return dataclasses.replace(rendered, video_path=muxed(rendered.video_path), renditions=renditions)
+
+
+def with_burned_captions(rendered: RenderedVideo, captions: dict | None) -> tuple[RenderedVideo, dict | None]:
+    """The rendered row with its captions burned into every rendition's picture when its
+    parameters ask for it (`burn_captions`), and the sidecar's `burned_captions` record (None:
+    not asked). A row without captions, or without renditions, is left as it is, with a note
+    saying so. A caption font that is not installed raises `CaptionFontError` naming the rendition
+    and the package to install: the row ends as an error, the rest of the run goes on."""
+    from sonic_model.captions import parse_captions
+    from sonic_model.captions.burn import BurnEncoding, burn_captions
+    from sonic_model.errors import CaptionFontError
+    from sonic_model.rendition_writer import RENDITION_X264_PARAMS, RENDITION_X264_PRESET
+    from sonic_model.renditions import RENDITIONS
+
+    if not rendered.params.get("burn_captions"):
+        return rendered, None
+    if not rendered.renditions:
+        note = "burn_captions: the row has no renditions to burn captions into (the master keeps its caption track)"
+        return rendered, {"renditions": [], "note": note}
+    if not captions:
+        note = "burn_captions: the row has no captions (no script_text or captions_uri): nothing burned in"
+        return rendered, {"renditions": [], "note": note}
+    cues = parse_captions(captions["srt"])
+    renditions, font = [], None
+    for rendition in rendered.renditions:
+        spec = RENDITIONS[rendition["name"]]
+        source = Path(rendition["path"])
+        out = source.with_name(source.stem + ".burned.mp4")
+        encoding = BurnEncoding(
+            qp=spec.qp,
+            crf=spec.crf,
+            max_bitrate=spec.max_bitrate,
+            x264_preset=RENDITION_X264_PRESET,
+            x264_params=RENDITION_X264_PARAMS,
+        )
+        try:
+            font = burn_captions(
+                source, cues, captions["language"], out, width=rendition["width"], height=rendition["height"],
+                encoding=encoding,
+            )  # fmt: skip
+        except CaptionFontError as exc:
+            raise CaptionFontError(f"{rendition['name']} rendition: captions not burned in: {exc}") from None
+        renditions.append({**rendition, "path": str(out), "captions_burned": True})
+    record = {
+        "renditions": [r["name"] for r in renditions],
+        "language": captions["language"],
+        "font": font.family if font else None,
+        "note": None,
+    }
+    return dataclasses.replace(rendered, renditions=tuple(renditions)), record
 
 
 def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, signing: dict | None = None) -> RowOutcome:
@@ -229,8 +285,10 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
                 postprocess=postprocess_figures(rendered.render, rendered.params),
                 renditions=renditions,
             )
-        # The caption track goes into every MP4 before signing (the signature covers it).
+        # Captions burned into the renditions (when asked), then the caption track into every
+        # other MP4, before signing (the signature covers both).
         captions = checked.captions
+        rendered, burned = with_burned_captions(rendered, captions)
         if captions:
             rendered = with_caption_tracks(rendered, captions)
         vtt = captions["vtt"] if captions else None
@@ -271,6 +329,7 @@ def publish_or_reject(checked: CheckedVideo, catalog_url: str, run_id: str, sign
             timings,
             credentials,
             {name: record for name, (_, record) in signed_renditions.items()},
+            burned,
         )
         sidecar_path = catalog.write_bytes(
             json.dumps(sidecar, indent=2, default=str).encode("utf-8"), catalog.path(prefix + ".json")

@@ -66,6 +66,19 @@ def script_sha256(script_text: str | None) -> str | None:
     return hashlib.sha256(normalize_script(str(script_text)).encode("utf-8")).hexdigest()
 
 
+def key_params(params: dict, *, has_captions: bool) -> dict:
+    """The parameters as the content key hashes them. Which were given explicitly
+    (`RenderParams.explicit`) does not change the video; `burn_captions` is kept only where it
+    does (captions to burn, a rendition to burn them into), so the keys of rows it leaves alone
+    are what they were before it existed, and switching it on renders only the rows it changes."""
+    burns = (
+        bool(params.get("burn_captions"))
+        and has_captions
+        and any(name != "master" for name in params.get("renditions") or ())
+    )
+    return {name: value for name, value in params.items() if name != "explicit" and (name != "burn_captions" or burns)}
+
+
 def content_key(
     *,
     portrait_sha256: str,
@@ -74,15 +87,16 @@ def content_key(
     generator_version: str,
     params: dict,
     script_sha256: str | None = None,
+    captions_given: bool = False,
 ) -> str:
     """What makes a video what it is: same inputs + generator + parameters -> same key.
 
-    Stored in the sidecar; a row whose key is already published is not rendered again. Which
-    parameters were given explicitly (`RenderParams.explicit`) does not change the video. A
+    Stored in the sidecar; a row whose key is already published is not rendered again. A
     row's script (its captions) joins the key only when it has one, so the keys of rows
-    without a script are what they were before captions existed.
+    without a script are what they were before captions existed. `captions_given`: the row
+    has a `captions_uri` (its bytes are not in the key; whether there are captions to burn is).
     """
-    params = {name: value for name, value in params.items() if name != "explicit"}
+    params = key_params(params, has_captions=script_sha256 is not None or captions_given)
     fields = {
         "portrait_sha256": portrait_sha256,
         "audio_sha256": audio_sha256,

@@ -145,6 +145,7 @@ def key_for(probed: Any, choice: GeneratorChoice) -> str:
         generator_version=choice.version,
         params=params_dict(probed.params),
         script_sha256=script_sha256(getattr(probed.row, "script_text", None)),
+        captions_given=bool(getattr(probed.row, "captions_uri", None)),
     )
 
 
@@ -179,6 +180,7 @@ def render_row(
             generator_version=choice.version,
             params=params,
             script_sha256=script_sha256(getattr(probed.row, "script_text", None)),
+            captions_given=bool(getattr(probed.row, "captions_uri", None)),
         )
         # Animate the face the probe approved (not whatever the generator's own detector prefers),
         # as long as the portrait is the one it was measured on; a changed file is detected afresh.

@@ -108,6 +108,17 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--burn-captions",
+        dest="burn_captions",
+        action="store_const",
+        const=True,
+        default=None,
+        help=(
+            "burn each row's captions into its renditions, inside the platforms' safe area (the master keeps a "
+            "soft caption track; a manifest's burn_captions column overrides it per row; docs/captions.md)"
+        ),
+    )
+    parser.add_argument(
         "--loudness-target",
         default=None,
         metavar="LUFS",
@@ -133,6 +144,7 @@ def params_from_args(args: argparse.Namespace) -> RenderParams:
         "av_offset_ms": getattr(args, "av_offset_ms", None),
         "renditions": tuple(args.rendition) if getattr(args, "rendition", None) else None,
         "loudness_target": getattr(args, "loudness_target", None),
+        "burn_captions": getattr(args, "burn_captions", None),
     }
     return RenderParams.resolve(getattr(args, "preset", None), explicit)
 
@@ -171,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     material = material_for_local_command(args)  # a bad key fails before the render, not after
     generator = create_generator(args.generator, weights=args.weights)
     result = render_video(generator, portrait, args.audio, args.out, params, audio=audio)
-    captions = caption_render(result, args, script, audio) if script else None
+    captions = caption_render(result, args, script, audio, params.burn_captions) if script else None
     credentials = sign_render(result, args, params, material, captions) if material is not None else None
     if args.json:
         print(json.dumps({**result.as_dict(), "credentials": credentials, "captions": captions}))
@@ -194,6 +206,12 @@ def run(args: argparse.Namespace) -> int:
                 f"script-vs-audio cost ratio {captions['cost_ratio']}"
                 + "".join(f"\n  warning: {reason}" for reason in captions["failures"])
             )
+            if captions["burned"]:
+                print(f"captions burned into: {', '.join(captions['burned'])} ({captions['font']})")
+        if params.burn_captions and not captions:
+            print("note: --burn-captions without --script-text or --script: no captions to burn in")
+        elif params.burn_captions and not result.renditions:
+            print("note: --burn-captions without --rendition: captions are burned into renditions only")
         if credentials:
             trust = " (a development certificate: verifiers do not trust it)" if credentials["development"] else ""
             print(
@@ -203,25 +221,44 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def caption_render(result, args: argparse.Namespace, script: str, audio) -> dict:
+def caption_render(result, args: argparse.Namespace, script: str, audio, burn: bool = False) -> dict:
     """Captions of the render from its script: <out>.vtt and <out>.srt beside it, and a mov_text
-    track in the master and every rendition. The checks QA would apply are printed as warnings."""
+    track in the master and every rendition, or, with `burn`, the captions burned into each
+    rendition's picture instead (`sonic_model.captions.burn`). The checks QA would apply are
+    printed as warnings."""
     import os
 
     from sonic_model.audio import speech_segments
     from sonic_model.captions import captions_from, check_captions
+    from sonic_model.captions.burn import BurnEncoding, burn_captions
     from sonic_model.captions.track import mux_caption_track
+    from sonic_model.rendition_writer import RENDITION_X264_PARAMS, RENDITION_X264_PRESET
+    from sonic_model.renditions import RENDITIONS
 
     captions = captions_from(script, None, args.language, audio.samples, speech_segments(audio))
     out = Path(result.output_path)
     vtt, srt = out.with_suffix(".vtt"), out.with_suffix(".srt")
     vtt.write_text(captions.vtt(), encoding="utf-8")
     srt.write_text(captions.srt(), encoding="utf-8")
-    for path in [out] + [Path(rendition["path"]) for rendition in result.renditions]:
+    burned, font = [], None
+    for rendition in result.renditions if burn else ():
+        path, spec = Path(rendition["path"]), RENDITIONS[rendition["name"]]
+        drawn = path.with_name(f".{path.stem}.burned.mp4")
+        encoding = BurnEncoding(spec.qp, spec.crf, spec.max_bitrate, RENDITION_X264_PRESET, RENDITION_X264_PARAMS)
+        font = burn_captions(
+            path, captions.cues, args.language, drawn, width=rendition["width"], height=rendition["height"],
+            encoding=encoding,
+        )  # fmt: skip
+        os.replace(drawn, path)
+        burned.append(rendition["name"])
+    soft = [out] + [Path(r["path"]) for r in result.renditions if r["name"] not in burned]
+    for path in soft:
         captioned = path.with_name(f".{path.stem}.captioned.mp4")
         mux_caption_track(path, captions.srt(), args.language, captioned)
         os.replace(captioned, path)
     return {
+        "burned": burned,
+        "font": font.family if font else None,
         "vtt": str(vtt),
         "srt": str(srt),
         "language": args.language,
