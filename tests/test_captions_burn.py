@@ -22,6 +22,7 @@ from sonic_model.captions.burn import (
     find_font,
     fitted_lines,
     font_for,
+    libass_size,
     safe_area,
     text_width,
 )
@@ -120,7 +121,8 @@ def test_long_lines_are_broken_to_fit_between_the_margins():
         font = find_font(font_for(language, text))
         lines = fitted_lines((text + " " + text,), font, area)
         assert len(lines) >= 2, (language, lines)
-        assert all(text_width(font, line, area.font_size) <= room * 1.1 for line in lines), (language, lines)
+        size = libass_size(font, area)
+        assert all(text_width(font, line, size) <= room * 1.1 for line in lines), (language, lines)
         assert "".join(lines).replace(" ", "") == (text + text).replace(" ", "")  # nothing lost or added
         assert not any(line[0] in "，。、" for line in lines)  # a line never starts with closing punctuation
 

@@ -23,9 +23,10 @@ Where the text goes (`safe_area`), as shares of the frame:
   player's control bar) and 5 % of the width at the sides (EBU R 95's graphics-safe area: 5 % of
   each edge).
 
-Size: libass's font size is about a line's height. 2.6 % of the height on a vertical frame
-(50 px of 1920, ~36 Latin characters a line between the margins), 4.6 % on the others (50 px
-of 1080: a 42-character line fits a landscape frame). A line too long for the width between
+Size: libass's font size is a line's height. 2.6 % of the height on a vertical frame (50 px of
+1920, ~36 Latin characters a line between the margins), 4.6 % on the others (50 px of 1080: a
+42-character line fits a landscape frame), for Noto Sans; every other font gets the size that
+gives its letters the same em (`libass_size`). A line too long for the width between
 the margins is broken here, before libass sees it: libass itself wraps only at spaces, so a
 Chinese or Japanese line would run off the frame. Widths are estimated from the font's own
 advance widths (fontTools), without shaping.
@@ -57,6 +58,8 @@ OTHER_FONT_SHARE = 0.046
 # Box padding around the text, as a share of the font size; box: black, alpha 0x60 (62 % opaque).
 BOX_PADDING_SHARE = 0.12
 BOX_COLOUR = "&H60000000"
+# Noto Sans' line (Windows ascent + descent) in em: what `font_size` is the libass size of.
+LATIN_LINE_EM = 1.362
 
 CORE_PACKAGE = "fonts-noto-core"
 CJK_PACKAGE = "fonts-noto-cjk"
@@ -189,30 +192,40 @@ def _find_font(fc_list: str, family: str, package: str) -> FontFile:
 
 
 @functools.lru_cache(maxsize=16)
-def _metrics(path: str, index: int) -> tuple[dict[int, float], float]:
-    """({code point: advance in libass size units}, the advance of a character the font lacks)."""
+def _metrics(path: str, index: int) -> tuple[dict[int, float], float, float]:
+    """({code point: advance in libass size units}, the advance of a character the font lacks,
+    the font's line height in em)."""
     from fontTools.ttLib import TTFont
 
     font = TTFont(path, fontNumber=index, lazy=True)
     os2 = font["OS/2"]
+    em = float(font["head"].unitsPerEm)
     # libass sizes a font so that its ascent + descent (the Windows metrics) is the font size.
-    line = float(os2.usWinAscent + os2.usWinDescent) or float(font["head"].unitsPerEm)
+    line = float(os2.usWinAscent + os2.usWinDescent) or em
     metrics = font["hmtx"].metrics
     advances = {code: metrics[glyph][0] / line for code, glyph in font.getBestCmap().items() if glyph in metrics}
-    missing = font["head"].unitsPerEm / line
     font.close()
-    return advances, missing
+    return advances, em / line, line / em
+
+
+def libass_size(font: FontFile, area: SafeArea) -> float:
+    """The libass font size that gives `font` the letter size Noto Sans has at `area.font_size`.
+    libass fits a font's whole line (ascent + descent) into its size, and lines differ: Noto Sans
+    Arabic's is 2.11 em against Noto Sans' 1.36, so at one size its letters came out two thirds
+    as big (seen on a burned Arabic rendition). Sized by the em instead, scripts with tall
+    marks get taller lines, not smaller letters."""
+    return area.font_size * _metrics(font.path, font.index)[2] / LATIN_LINE_EM
 
 
 def covered(font: FontFile, text: str) -> set[str]:
     """The characters of `text` (other than white space) that `font` has no glyph for."""
-    advances, _ = _metrics(font.path, font.index)
+    advances = _metrics(font.path, font.index)[0]
     return {c for c in text if not c.isspace() and ord(c) not in advances}
 
 
 def text_width(font: FontFile, text: str, size: float) -> float:
     """`text`'s width in pixels at libass font size `size` (advance widths, no kerning or shaping)."""
-    advances, missing = _metrics(font.path, font.index)
+    advances, missing, _ = _metrics(font.path, font.index)
     return size * sum(advances.get(ord(c), missing) for c in text)
 
 
@@ -261,11 +274,12 @@ def fitted_lines(lines: tuple[str, ...], font: FontFile, area: SafeArea) -> list
     spaces (Chinese, Japanese, Thai), never before closing punctuation."""
     fitted: list[str] = []
     room = area.line_width - 2 * area.padding
+    size = libass_size(font, area)
     for line in lines:
         line = " ".join(_TAGS.sub("", line).split())
         if not line:
             continue
-        width = text_width(font, line, area.font_size)
+        width = text_width(font, line, size)
         if width <= room:
             fitted.append(line)
             continue
@@ -275,7 +289,7 @@ def fitted_lines(lines: tuple[str, ...], font: FontFile, area: SafeArea) -> list
         current = ""
         for unit in units:
             trial = current + unit
-            if current and text_width(font, trial.strip(), area.font_size) > target * 1.08 and unit.strip():
+            if current and text_width(font, trial.strip(), size) > target * 1.08 and unit.strip():
                 fitted.append(current.strip())
                 current = unit.lstrip()
             else:
@@ -316,6 +330,7 @@ def _ass_text(lines: list[str]) -> str:
 def ass_document(cues: list[Cue], width: int, height: int, font: FontFile) -> str:
     """An ASS script drawing the cues centred at the bottom of the safe area of a width x height frame."""
     area = safe_area(width, height)
+    size = libass_size(font, area)
     header = (
         "[Script Info]\nScriptType: v4.00+\nWrapStyle: 0\nScaledBorderAndShadow: yes\n"
         f"PlayResX: {width}\nPlayResY: {height}\n\n[V4+ Styles]\n"
@@ -323,7 +338,7 @@ def ass_document(cues: list[Cue], width: int, height: int, font: FontFile) -> st
         "Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, "
         "MarginL, MarginR, MarginV, Encoding\n"
         # BorderStyle 4 (libass): one box in BackColour around the whole caption, padded by Outline.
-        f"Style: Caption,{font.family},{area.font_size},&H00FFFFFF,&H00FFFFFF,{BOX_COLOUR},{BOX_COLOUR},0,0,0,0,"
+        f"Style: Caption,{font.family},{size:.1f},&H00FFFFFF,&H00FFFFFF,{BOX_COLOUR},{BOX_COLOUR},0,0,0,0,"
         f"100,100,0,0,4,{area.padding},0,2,{area.side},{area.side},{area.bottom + area.padding},1\n\n"
         "[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
     )
