@@ -251,3 +251,15 @@ def test_burn_captions_joins_the_content_key_only_where_it_changes_a_video():
     params.pop("burn_captions")
     assert key(False) == content_key(portrait_sha256=portrait, audio_sha256=audio, generator="preview",
                                      generator_version="1", params=params, script_sha256=script)  # fmt: skip
+
+
+def test_the_project_s_set_up_installs_the_packages_the_errors_name():
+    from sonic_model.captions.burn import _CJK_FONTS, _SCRIPT_FONTS, LATIN
+
+    root = Path(__file__).parent.parent
+    packages = {font.package for font in (LATIN, *_SCRIPT_FONTS.values(), *_CJK_FONTS.values())}
+    assert packages == {"fonts-noto-core", "fonts-noto-cjk"}
+    dockerfile = (root / "infra" / "Dockerfile.gpu-worker").read_text()
+    ci = (root / ".ci" / "run").read_text()
+    for package in (*packages, "fontconfig"):
+        assert f" {package}" in dockerfile and f'missing="$missing {package}"' in ci, package
