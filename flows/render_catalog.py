@@ -29,7 +29,7 @@ from prefect.utilities.annotations import quote
 
 from flows.event_backlog import EventBacklog
 from flows.row_driver import run_rows
-from flows.row_stages import render_one_row
+from flows.row_stages import burn_published_row, render_one_row
 from flows.run_record import RunInfo, announce_finished, announcer, publish_run_artifacts
 from flows.task_run_logs import drop_completed_task_run_lines
 from flows.task_runners import local_task_runner, on_cluster
@@ -207,7 +207,19 @@ def render_catalog(
             worked = iter(
                 run_rows(
                     (
-                        render_one_row(
+                        burn_published_row(
+                            planned.row,
+                            planned.info,
+                            content_key=planned.burn_only_key,
+                            catalog=catalog,
+                            run_id=run_id,
+                            defaults=defaults_params,
+                            plan=planned.why,
+                            signing=signing,
+                            on_cluster=cluster,
+                        )
+                        if planned.burn_only_key
+                        else render_one_row(
                             planned.row,
                             planned.info,
                             manifest=manifest,

@@ -25,6 +25,7 @@ from flows.row_driver import RowPipeline
 from manifests.schema import ManifestRow
 from sonic_model.errors import RenderFailed, SonicCatalogError
 from sonic_model.generators import RenderParams
+from tasks.burn_published import burn_published_task
 from tasks.limits import MediaLimits
 from tasks.lookup import find_published_task
 from tasks.probe import probe_row_task
@@ -89,6 +90,38 @@ def _render_failed(exc: Exception, render_options: dict) -> RenderFailed:
         f"(retry policy: {render_options['retries']} retries, {render_options['retry_delay_seconds']:g} s apart); "
         f"last error: {type(exc).__name__}: {exc}"
     )
+
+
+BURN_PUBLISHED = burn_published_task.with_options(
+    task_run_name=lambda parameters: f"burn-published-{parameters['info'].row_id}"
+)
+
+
+def burn_published_row(
+    row: ManifestRow,
+    info: RowInfo,
+    *,
+    content_key: str,
+    catalog: str,
+    run_id: str,
+    defaults: RenderParams,
+    plan: str = "",
+    signing: dict | None = None,
+    on_cluster: bool = False,
+) -> RowPipeline:
+    """A published row whose only change is that its captions are now to be burned in: one task
+    burns them into its published renditions (tasks/burn_published.py); no probe, no render."""
+    constant = _unquoted if on_cluster else quote
+    try:
+        params = row.render_params(defaults).as_dict()
+        return (
+            yield BURN_PUBLISHED.submit(
+                constant(info), catalog, run_id, content_key, constant(params), constant(signing), plan
+            )
+        )
+    except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
+        reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
+        return RowOutcome(info=info, status=ERROR, reasons=(reason or type(exc).__name__,), plan=plan)
 
 
 def render_one_row(row: ManifestRow, info: RowInfo, *, plan: str = "", **stages: Any) -> RowPipeline:

@@ -70,6 +70,7 @@ class PublishedEntry:
     audio_uri: str | None = None
     audio_sha256: str | None = None
     audio_fingerprint: str | None = None
+    captions: str | None = None  # the published .vtt (None: published without captions)
 
     @classmethod
     def from_record(cls, record: Mapping) -> PublishedEntry:

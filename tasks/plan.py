@@ -114,6 +114,10 @@ class RowPlan:
     qa_conditions: str = ""
     # (seed replaced, seed chosen) when this run's plan gave the row a fresh seed (`new_seed`).
     new_seed: tuple[int, int] | None = None
+    # A `work` row whose only change is that its captions are now to be burned in: its renditions
+    # are made again from the published ones (tasks/burn_published.py), no frames generated; the
+    # content key it is published under.
+    burn_only_key: str | None = None
 
 
 @dataclass
@@ -332,7 +336,36 @@ def plan_rows(
             expected = key_of(entry.portrait_sha256, entry.audio_sha256)
             if expected != entry.content_key:
                 why = f"generator, parameters or script changed since run {entry.run_id}"
-                plans.append(RowPlan(row, info, key, WORK, why, seen, conditions, qa_conditions=qa_conditions))
+                burn_only = None
+                if key_of.flipped_burn(entry.portrait_sha256, entry.audio_sha256) == entry.content_key:
+                    if key_of.burns and entry.captions and _unchanged(entry, seen):
+                        why = (
+                            f"captions to be burned in since run {entry.run_id}: its renditions are made again from "
+                            "the published ones, no new frames"
+                        )
+                        burn_only = expected
+                    elif key_of.burns:
+                        why = (
+                            f"captions to be burned in since run {entry.run_id} (inputs to be checked: rendered again)"
+                        )
+                    else:
+                        why = (
+                            f"burned captions switched off since run {entry.run_id}: rendered again (the published "
+                            "renditions have them in their picture)"
+                        )
+                plans.append(
+                    RowPlan(
+                        row,
+                        info,
+                        key,
+                        WORK,
+                        why,
+                        seen,
+                        conditions,
+                        qa_conditions=qa_conditions,
+                        burn_only_key=burn_only,
+                    )
+                )
                 continue
             if _unchanged(entry, seen):
                 seen = SeenInputs(
@@ -426,7 +459,10 @@ class _KeyMaker:
         # What content_key hashes (`key_params`): not which parameters were explicit, nor
         # `burn_captions` where it changes nothing.
         self.captions_given = captions_given
+        self.all_params = params
         params = key_params(params, has_captions=script_sha256 is not None or captions_given)
+        # Whether this key has captions burned into renditions (`key_params` kept the switch).
+        self.burns = bool(params.get("burn_captions"))
         self.settings, self.params, self.script_sha256 = settings, params, script_sha256
         # The renditions a published row with these parameters has beside its master.
         self.renditions = tuple(name for name in params.get("renditions") or () if name != "master")
@@ -439,6 +475,13 @@ class _KeyMaker:
             + ("" if script_sha256 is None else f', "script_sha256": "{script_sha256}"')
             + "}"
         )
+
+    def flipped_burn(self, portrait_sha256: str, audio_sha256: str) -> str:
+        """The key these parameters would have with `burn_captions` the other way: a published
+        key equal to it means only the burning changed."""
+        params = {**self.all_params, "burn_captions": not self.all_params.get("burn_captions")}
+        other = _KeyMaker(self.settings, params, self.script_sha256, self.captions_given)
+        return other(portrait_sha256, audio_sha256)
 
     def __call__(self, portrait_sha256: str, audio_sha256: str) -> str:
         if not (_HEX.fullmatch(portrait_sha256 or "") and _HEX.fullmatch(audio_sha256 or "")):

@@ -89,3 +89,48 @@ def test_swapped_audio_fails_qa_naming_the_figure(captioned_run) -> None:
 def test_report_shows_each_row_s_captions_figure(captioned_run) -> None:
     report = (captioned_run["catalog"] / "_runs" / captioned_run["run_id"] / "report.html").read_text()
     assert report.count("script-vs-audio cost ratio") >= 3  # two published rows' notes + the failed row
+
+
+def test_switching_burning_on_burns_the_published_renditions_without_new_frames(captioned_run) -> None:
+    """(Last in this module: it runs the catalog again.) `burn_captions` switched on for one
+    published row: its renditions are made again from the published ones, its master is kept."""
+    import hashlib
+
+    from sonic_model.credentials import read_credentials
+
+    catalog, first = captioned_run["catalog"], captioned_run["run_id"]
+    prefix = catalog / "course" / "de" / "cap-de"
+    master_before = hashlib.sha256(prefix.with_suffix(".mp4").read_bytes()).hexdigest()
+    vertical = Path(f"{prefix}.vertical.mp4")
+    vertical_before = hashlib.sha256(vertical.read_bytes()).hexdigest()
+    key_before = json.loads(prefix.with_suffix(".json").read_text())["content_key"]
+    manifest = catalog.parent / "manifest.parquet"
+    table = pd.read_parquet(manifest)
+    table["burn_captions"] = [None, True, None]  # cap-de only
+    table.to_parquet(manifest)
+
+    code, out, err = run_cli("render", str(manifest), "--catalog", str(catalog))
+    assert code == 1, (out, err)  # the swapped row's QA failure is kept: exit 1 as before
+    ledger = ledger_of(str(catalog), run_id_of(out)).set_index("row_id")
+    row = ledger.loc["cap-de"]
+    assert row["status"] == "published" and "no new frames" in row["plan"], row.to_dict()
+    assert "render_s" not in json.loads(row["timings"]) and "burn_s" in json.loads(row["timings"])
+    assert ledger.loc["cap-en", "status"] == "skipped_cached" and ledger.loc["swapped-de", "status"] == "failed_qa"
+
+    sidecar = json.loads(prefix.with_suffix(".json").read_text())
+    assert sidecar["content_key"] != key_before and sidecar["generator"]["params"]["burn_captions"] is True
+    assert sidecar["burned_captions"] == {
+        "renditions": ["vertical"], "language": "de", "font": "Noto Sans", "note": None, "from_run": first,
+    }  # fmt: skip
+    assert sidecar["renditions"][0]["captions_burned"] is True
+    assert hashlib.sha256(prefix.with_suffix(".mp4").read_bytes()).hexdigest() == master_before  # kept
+    assert hashlib.sha256(vertical.read_bytes()).hexdigest() != vertical_before
+    with av.open(str(vertical)) as container:
+        assert not container.streams.subtitles and container.metadata.get("captions_burned") == "true"
+    assert read_credentials(vertical).status == "valid"
+    index = pd.read_parquet(catalog / "index.parquet").set_index("key")
+    assert index.loc["course/de/cap-de", "content_key"] == sidecar["content_key"]
+
+    code, out, _ = run_cli("render", str(manifest), "--catalog", str(catalog))  # nothing changed since
+    ledger = ledger_of(str(catalog), run_id_of(out)).set_index("row_id")
+    assert ledger.loc["cap-de", "status"] == "skipped_cached", ledger.loc["cap-de"].to_dict()
