@@ -110,7 +110,7 @@ def test_switching_burning_on_burns_the_published_renditions_without_new_frames(
     table.to_parquet(manifest)
 
     code, out, err = run_cli("render", str(manifest), "--catalog", str(catalog))
-    assert code == 1, (out, err)  # the swapped row's QA failure is kept: exit 1 as before
+    assert code == 2, (out, err)  # the swapped row's QA failure is kept: not every row is published
     ledger = ledger_of(str(catalog), run_id_of(out)).set_index("row_id")
     row = ledger.loc["cap-de"]
     assert row["status"] == "published" and "no new frames" in row["plan"], row.to_dict()
