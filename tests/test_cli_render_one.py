@@ -110,3 +110,20 @@ def test_sonic_generator_without_weights_lists_what_is_missing(tmp_path):
     assert done.returncode == 1
     assert "Sonic/unet.pth" in done.stderr and "whisper-tiny/model.safetensors" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.slow  # ~20 s on 2 cores: a render with a 1080x1920 rendition, alignment, the burn
+def test_render_one_burns_captions_into_the_rendition_only(tmp_path):
+    import av
+
+    out = tmp_path / "talk.mp4"
+    done = render_one(
+        FIXTURES / "portrait_astronaut.jpg", FIXTURES / "speech_en_16k.wav", out, "--min-resolution", "256",
+        "--rendition", "vertical", "--burn-captions", "--script-text", "Hello, this is a test of the captions.",
+        "--no-credentials",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "captions burned into: vertical (Noto Sans)" in done.stdout
+    with av.open(str(out)) as master, av.open(str(tmp_path / "talk.vertical.mp4")) as vertical:
+        assert len(master.streams.subtitles) == 1  # the master keeps its soft track
+        assert not vertical.streams.subtitles and vertical.metadata.get("captions_burned") == "true"
