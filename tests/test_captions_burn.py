@@ -263,3 +263,14 @@ def test_the_project_s_set_up_installs_the_packages_the_errors_name():
     ci = (root / ".ci" / "run").read_text()
     for package in (*packages, "fontconfig"):
         assert f" {package}" in dockerfile and f'missing="$missing {package}"' in ci, package
+
+
+def test_a_given_file_s_styling_and_ass_codes_stay_words():
+    from sonic_model.captions.burn import ass_document
+
+    font = find_font(font_for("en"))
+    cue = Cue(0.0, 1.0, ("<i>Press {Enter}</i> or type \\N here",))
+    (dialogue,) = [line for line in ass_document([cue], 1080, 1920, font).splitlines() if line.startswith("Dialogue")]
+    text = dialogue.split(",,", 2)[-1].split(",,")[-1]
+    assert "<i>" not in text and "{" not in text and "}" not in text  # no tag, no override block
+    assert "\\N" not in text and "\\\u2060N" in text  # the typed backslash-N is not a line break

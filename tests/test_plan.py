@@ -28,7 +28,7 @@ from tasks.catalog_index import INDEX_COLUMNS, read_index, update_index
 from tasks.catalog_state import read_quarantines, read_seeds, remember_quarantines, remember_seeds
 from tasks.fingerprints import Fingerprint, fingerprint_from_info, fingerprint_inputs, local_fingerprint
 from tasks.plan import KEEP_FAILED, KEEP_QUARANTINE, SKIP, WORK, PlanSettings, plan_rows
-from tasks.records import FAILED_QA, PUBLISHED, QUARANTINED, RowInfo, RowOutcome, content_key
+from tasks.records import FAILED_QA, PUBLISHED, QUARANTINED, RowInfo, RowOutcome, content_key, script_sha256
 
 SETTLE_S = 0.2  # the tests' settle window: files older than this are trusted by their fingerprint
 
@@ -113,16 +113,21 @@ def publish(catalog: Catalog, planned, run_id: str, plan_settings: PlanSettings)
     seen = planned.seen
     shas = {name: hashlib.sha256(read_all(getattr(seen, f"{name}_uri"))).hexdigest() for name in ("portrait", "audio")}
     params = planned.row.render_params(plan_settings.defaults).as_dict()
+    script = getattr(planned.row, "script_text", None)
     key = content_key(
         portrait_sha256=shas["portrait"],
         audio_sha256=shas["audio"],
         generator=plan_settings.generator,
         generator_version=plan_settings.generator_version,
         params=params,
+        script_sha256=script_sha256(script),
     )
     prefix = planned.info.key_prefix
     catalog.write_bytes(b"video " + key.encode(), catalog.path(prefix + ".mp4"))
     catalog.write_bytes(b"poster", catalog.path(prefix + ".jpg"))
+    renditions = [name for name in params["renditions"] if name != "master"]
+    for name in renditions:
+        catalog.write_bytes(b"rendition", catalog.path(f"{prefix}.{name}.mp4"))
     sidecar = {
         "row_id": planned.info.row_id,
         "collection": planned.info.collection,
@@ -138,6 +143,8 @@ def publish(catalog: Catalog, planned, run_id: str, plan_settings: PlanSettings)
             "audio_sha256": shas["audio"],
         },
         "generator": {"name": plan_settings.generator, "version": plan_settings.generator_version, "params": params},
+        "renditions": [{"name": name, "video": f"{prefix}.{name}.mp4"} for name in renditions],
+        "captions": {"vtt": prefix + ".vtt"} if script else None,
     }
     catalog.write_bytes(json.dumps(sidecar).encode(), catalog.path(prefix + ".json"))
     return RowOutcome(
@@ -159,6 +166,29 @@ def local(tmp_path):
 
 
 # --- decisions on local files -------------------------------------------------------------------
+
+
+def test_burning_switched_on_sends_only_rows_it_changes_to_burn_their_published_renditions(local):
+    import dataclasses
+
+    media = "media/face.jpg"
+    rows = [
+        row("b0", media, "media/a0.wav", script_text="Hello there.", renditions="vertical"),
+        row("b1", media, "media/a1.wav", renditions="vertical"),  # nothing to burn
+        row("b2", media, "media/a2.wav", script_text="Hello again."),  # nowhere to burn it
+    ]
+    catalog = local["catalog"]
+    Run(rows, local["manifest"], catalog, "run-1")
+    burning = [dataclasses.replace(r, burn_captions=True) for r in rows]
+    second = Run(burning, local["manifest"], catalog, "run-2")
+    assert second.decisions() == {"b0": WORK, "b1": SKIP, "b2": SKIP}
+    planned = second.plan.rows[0]
+    assert "captions to be burned in since run run-1" in planned.why and "no new frames" in planned.why
+    assert planned.burn_only_key == second.outcomes[-1].content_key  # the key it is published under
+    assert Run(burning, local["manifest"], catalog, "run-3").decisions() == {"b0": SKIP, "b1": SKIP, "b2": SKIP}
+    fourth = Run(rows, local["manifest"], catalog, "run-4")  # switched off again: rendered again
+    assert fourth.decisions()["b0"] == WORK and fourth.plan.rows[0].burn_only_key is None
+    assert "burned captions switched off since run run-2" in fourth.why("b0")  # run-3 skipped it
 
 
 def test_unchanged_rows_are_skipped_by_fingerprint_without_reading_a_byte(local):
