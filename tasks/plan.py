@@ -546,7 +546,7 @@ def _with_new_seed(plan: RowPlan, settings: PlanSettings, cache: dict, own_seed:
     why = plan.why if plan.decision == WORK else f"failed QA kept by the plan ({plan.why})"
     if not settings.seeded:
         why = f"{why}; --new-seed: the {settings.generator} generator takes no seed, so it renders again as it was"
-        return dataclasses.replace(plan, decision=WORK, why=why, outcome=None)
+        return dataclasses.replace(plan, decision=WORK, why=why, outcome=None, burn_only_key=None)
     old = _effective_seed(plan.row, settings)
     if old is None:
         return plan
@@ -565,6 +565,7 @@ def _with_new_seed(plan: RowPlan, settings: PlanSettings, cache: dict, own_seed:
         conditions=conditions,
         qa_conditions=qa_conditions,
         new_seed=(old if own_seed is None else own_seed, seed),
+        burn_only_key=None,  # new frames: rendered, not burned from the published renditions
     )
 
 

@@ -180,6 +180,8 @@ def test_burning_switched_on_sends_only_rows_it_changes_to_burn_their_published_
     catalog = local["catalog"]
     Run(rows, local["manifest"], catalog, "run-1")
     burning = [dataclasses.replace(r, burn_captions=True) for r in rows]
+    reseeded = plan_rows(burning, local["manifest"], catalog, settings(new_seed=True), settle_s=SETTLE_S)
+    assert reseeded.rows[0].decision == WORK and reseeded.rows[0].burn_only_key is None  # new frames: rendered
     second = Run(burning, local["manifest"], catalog, "run-2")
     assert second.decisions() == {"b0": WORK, "b1": SKIP, "b2": SKIP}
     planned = second.plan.rows[0]
