@@ -274,3 +274,17 @@ def test_a_given_file_s_styling_and_ass_codes_stay_words():
     text = dialogue.split(",,", 2)[-1].split(",,")[-1]
     assert "<i>" not in text and "{" not in text and "}" not in text  # no tag, no override block
     assert "\\N" not in text and "\\\u2060N" in text  # the typed backslash-N is not a line break
+
+
+def test_burn_captions_option_on_render_and_render_one_and_a_row_s_cell_wins():
+    from manifests.schema import ManifestRow
+    from sonic_catalog.cli import build_parser
+    from sonic_catalog.commands.render_one import params_from_args
+
+    parser = build_parser()
+    render = params_from_args(parser.parse_args(["render", "m.parquet", "--catalog", "c", "--burn-captions"]))
+    one = parser.parse_args(["render-one", "--portrait", "p", "--audio", "a", "--out", "o", "--burn-captions"])
+    assert render.burn_captions is True and params_from_args(one).burn_captions is True
+    assert params_from_args(parser.parse_args(["render", "m.parquet", "--catalog", "c"])).burn_captions is False
+    row = ManifestRow("r", "p.jpg", "a.wav", "en", "release/1", burn_captions=False)
+    assert row.render_params(render).burn_captions is False  # the row's own cell wins over the option

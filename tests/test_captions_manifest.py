@@ -57,3 +57,13 @@ def test_manifest_without_caption_columns_still_validates(tmp_path: Path) -> Non
     frame.to_parquet(path)
     good, refused = validate_table(read_manifest(path))
     assert refused == [] and good[0].script_text is None and good[0].captions_uri is None
+
+
+def test_burn_captions_column_is_a_checked_boolean(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.parquet"
+    pd.DataFrame([row("on", burn_captions=True), row("off", burn_captions=False), row("unset")]).to_parquet(path)
+    good, refused = validate_table(read_manifest(path))
+    assert refused == [] and {r.row_id: r.burn_captions for r in good} == {"on": True, "off": False, "unset": None}
+    frame = pd.DataFrame([row("text", burn_captions="yes")])  # a frame a notebook hands over, not Parquet
+    good, refused = validate_table(frame)
+    assert good == [] and "burn_captions 'yes' is not true or false" in refused[0].reason
