@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/sonic-catalog demo
 
+# One pytest worker per core; --dist loadfile keeps a test file's tests (and its module fixtures,
+# some of which render a whole catalog) on one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n auto --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q

@@ -1,4 +1,5 @@
-"""Test-session set-up shared by every test module.
+"""Test-session set-up shared by every test module (and by every pytest-xdist worker: each
+imports this file, so each gets its own PREFECT_HOME and temporary API).
 
 Prefect reads its settings when it is first imported, so the environment is set here, at the
 top of conftest (which pytest imports before any test module): a throwaway PREFECT_HOME (its
@@ -12,6 +13,13 @@ import os
 import shutil
 import sys
 import tempfile
+
+# Under pytest-xdist (`make test` runs `-n 2`) each worker gets an equal share of the cores for
+# torch's and ffmpeg's thread pools: two workers each spinning two OpenMP threads on a 2-core
+# machine made the Sonic tests 5-10x slower than running them one after the other.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="sonic-catalog-prefect-home-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME

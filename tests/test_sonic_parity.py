@@ -22,7 +22,6 @@ REQUIRED = [
 
 @pytest.fixture(scope="module")
 def parity(tmp_path_factory):
-    torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("parity")
     return run_parity(FIXTURE, out), out
 
