@@ -245,9 +245,10 @@ def sync_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
         offset = sync.offset_subframe
         if abs(offset) > t.max_abs_av_offset_frames:
             side = "late" if offset > 0 else "early"
+            frames = f"{abs(offset):.1f}".removesuffix(".0")
             failures.append(
-                f"picture is {abs(offset):.1f} frames ({abs(offset) * 1000.0 / sync.fps:.0f} ms) {side} against the "
-                f"audio (av offset {sync.offset_frames:+d}, {offset:+.2f} to a fraction of a frame, max "
+                f"picture is {frames} frames ({abs(offset) * 1000.0 / sync.fps:.0f} ms) {side} against the audio "
+                f"(av offset {sync.offset_frames:+d}, {offset:+.2f} to a fraction of a frame, max "
                 f"±{t.max_abs_av_offset_frames}; sync confidence {sync.confidence:.1f})"
             )
         return failures + _whole_clip_failures(sync, t)
