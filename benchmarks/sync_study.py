@@ -163,12 +163,14 @@ def analyse(clips, renders, cache: Path) -> list[dict]:
                 "speech_s": round(sync.speech_s, 3),
                 "truth": truth,
                 "offset": sync.offset_frames,
+                "offset_subframe": round(sync.offset_subframe, 3),
                 "correlation": round(sync.correlation, 4),
                 "correlation_at_zero": round(sync.correlation_at_zero, 4),
                 "noise": round(sync.noise, 4),
                 "confidence": round(sync.confidence, 4),
                 "peak_margin": round(sync.peak_margin, 4),
                 "mouth_motion": round(sync.mouth_motion, 5),
+                "whole_clip": round(sync.whole_clip_correlation_within(thresholds.max_abs_av_offset_frames), 4),
                 "confident": sync.confident,
                 "failed": bool(failures),
                 "reason": "; ".join(failures) or sync.unmeasured_reason,
@@ -251,6 +253,18 @@ def report(rows: list[dict], clips, seconds_taken: float) -> None:
     )
     shifted_ok = sum(1 for r in injected if r["shift_frames"] == r["offset"] and r["offset"] != 0)
     print(f"  calibration would shift {shifted_ok}/{len(injected)} of them (the rest not significantly better than 0)")
+    print(
+        "\nWhole-clip correlation within the offset tolerance (QA's min_sync_whole_clip_correlation), >= 2 s of speech:"
+    )
+    for kind in ("good", "shifted", "other_audio"):
+        values = np.array([r["whole_clip"] for r in rows if r["kind"] == kind and r["speech_s"] >= 2.0], float)
+        values = values[np.isfinite(values)]
+        if values.size:
+            low, p1, median, p99, high = np.quantile(values, [0, 0.01, 0.5, 0.99, 1])
+            print(
+                f"  {kind:>12}: min {low:.3f}, 1% {p1:.3f}, median {median:.3f}, 99% {p99:.3f}, "
+                f"max {high:.3f} (n={values.size})"
+            )
     print("\nPer presenter, good renders with >= 2 s of speech: median correlation at the peak / confidence")
     for presenter in media.PRESENTERS:
         part = [r for r in good if r["presenter"] == presenter and r["speech_s"] >= 2.0]

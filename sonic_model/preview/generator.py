@@ -57,8 +57,9 @@ class PreviewGenerator:
 
     name = "preview"
     # Part of every content key: bump it whenever the frames change. 1.1: open-mouth portraits
-    # close by warping their own lips together (closure.py) and open from closed lips.
-    version = "1.1"
+    # close by warping their own lips together (closure.py) and open from closed lips. 1.2: the
+    # painted mouth interior joins the lips in a gradient and stops short of their corners.
+    version = "1.2"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -7,9 +7,11 @@ A frame is made in two backward warps (`cv2.remap`), each on a region of interes
    samples the portrait from below it (the upper lip rises), every pixel under it samples from
    above (the lower lip and jaw drop). The lips themselves are only ever moved, never painted,
    so they keep the photo's colour and texture however they stretch. Where the two halves part,
-   the gap is painted as a mouth interior (see `_paint_interior`): a dark, soft-edged cavity lit
-   a little from the front, the upper tooth row (the photo's own teeth when it shows them),
-   a tongue and lower-teeth hint on wide openings. The gap's edges are exactly where the warp
+   the gap is painted as a mouth interior (see `_paint_interior`): a cavity darkest at the back,
+   starting at each lip from the colour of the lip (or tooth) beside it in that frame and
+   deepening through the inner lips' moist red, ending before the corners (where the lips
+   meet); the upper tooth row (the photo's own teeth when it shows them), a tongue and a
+   lower-teeth hint on wide openings. The gap's edges are exactly where the warp
    samples the lips' meeting line, so lips and interior join without seams.
    *Rounding* narrows the mouth (and its opening) towards its centre, *spreading* widens it;
    *press* shuts any gap the portrait has at rest (a smile with teeth) and thins the lips, as
@@ -70,8 +72,16 @@ TOOTH_WIDTH = 0.085  # x IOD, a central incisor; the others look narrower as the
 LOWER_TEETH = 0.035  # x IOD, the lower incisors' visible height on wide openings
 # Tongue: its top is this share of the gap above the lower lip when wide open.
 TONGUE_SHARE = 0.36
-# Inner-lip rim (x IOD): the moist inside of the lips, lit, between the lips and the dark cavity.
-RIM_WIDTH = 0.022
+# Inner-lip rim (x IOD): the moist inside of the lips, lit, fading into the dark cavity over this
+# band; the cavity darkens further to DEEP_SHADE of its colour DEEP_AT bands inside the lips.
+MUCOSA_WIDTH = 0.025
+DEEP_AT = 2.5
+DEEP_SHADE = 0.6
+# Across the mouth (fractions of its half-width): the dark fades into the lips' inner surfaces
+# between these, so it never reaches the corners (where the lips meet).
+CORNER_DARK_ENDS = (0.72, 0.95)
+# Blur of the painted interior's colours (px), so no painted edge is a one-pixel step.
+PAINT_BLUR_PX = 0.7
 # Brow raise at brow control 1 (x IOD).
 BROW_LIFT = 0.04
 # Blink: how far above the upper lid the skin stretches (x IOD); lids stop this short of shut.
@@ -356,6 +366,8 @@ class FaceRig:
         self.cavity_colour = np.clip(lip * np.array([0.34, 0.2, 0.2], np.float32), 4, 255)
         self.tongue_colour = np.clip(lip * np.array([0.8, 0.52, 0.54], np.float32), 0, 255)
         self.rim_colour = np.clip(lip * np.array([0.7, 0.47, 0.47], np.float32), 0, 255)
+        # the inside of the lips, lit from the front: the lips' own colour, a little deeper
+        self.mucosa_colour = np.clip(lip * np.array([0.82, 0.62, 0.6], np.float32), 0, 255)
 
     def _build_interior(self) -> None:
         """Frame-independent parts of the interior: a faint mottling so no area is one flat colour."""
@@ -546,7 +558,12 @@ class FaceRig:
         x = (self.jaw_u[rows, cols] - m.centre_u) / (m.half_width * (1.0 + _shape_gain(spread) * spread))
         across = np.minimum(np.abs(x), 1.0)
 
-        light = (0.45 + 0.55 * (1.0 - across**1.5)) * (0.6 + 0.6 * depth)
+        # Back to front: the deep back of the mouth (darkest mid-gap and towards the corners, a
+        # little light from the front on its lower part), the cavity's front a band inside the lips
+        from_lips = np.minimum(below_top, above_bottom)  # px to the nearer lip
+        band = max(MUCOSA_WIDTH * iod, 1.0)
+        back = smoothstep(0.0, DEEP_AT * band, from_lips)
+        light = (0.6 + 0.4 * (1.0 - across**1.5)) * (0.8 + 0.35 * depth) * (1.0 - (1.0 - DEEP_SHADE) * back)
         colour = self.cavity_colour * light[..., None]
         tongue_share = TONGUE_SHARE * float(smoothstep(0.2, 1.0, opening))
         if tongue_share > 0:
@@ -574,15 +591,64 @@ class FaceRig:
             shade = (0.58 + 0.42 * smoothstep(0.0, 0.035 * iod, below_top)) * (1.0 - 0.3 * across**2)
             shade = shade * (1.0 - 0.25 * between) * (1.0 - 0.12 * (1.0 - smoothstep(0.0, 2.0, edge - d)))
             colour += teeth[..., None] * (self.teeth_colour * shade[..., None] - colour)
-        rim_width = max(RIM_WIDTH * iod, 1.0)
-        rim_top = (1.0 - smoothstep(0.0, rim_width, below_top)) * (1.0 - teeth)
-        rim_bottom = 1.0 - smoothstep(0.0, 0.8 * rim_width, above_bottom)
-        rim = np.maximum(0.8 * rim_top, rim_bottom) * np.clip(gap / (2.5 * rim_width), 0.0, 1.0)
-        colour += rim[..., None] * (self.rim_colour * (1.0 - 0.25 * across)[..., None] - colour)
+        # The moist inner lips: at the edge the colour of the lip (or tooth) beside it in this frame,
+        # deepening to the mucosa's a third of a band in, then fading into the dark over the band (a
+        # thin gap is all rim: a narrow opening reads as lips parted, not as a black line). Under a
+        # photo's own teeth the edge is their underside, falling into shadow.
+        above, below = _colours_beside_gap(warped[jaw], rows, cols, alpha)
+        if self.own_teeth:
+            upper_edge = _two_stop(above, self.teeth_colour * 0.35, below_top, 0.4 * band)
+            rim_top = 1.0 - smoothstep(0.0, 0.8 * band, below_top)
+        else:
+            upper_edge = _two_stop(above, self.mucosa_colour, below_top, band / 3)
+            rim_top = 0.9 * (1.0 - smoothstep(0.0, band, below_top)) * (1.0 - teeth)
+        colour += rim_top[..., None] * (upper_edge - colour)
+        lower_edge = _two_stop(below, self.mucosa_colour * (1.0 - 0.15 * across)[..., None], above_bottom, band / 3)
+        rim_bottom = 1.0 - smoothstep(0.0, band, above_bottom)
+        colour += rim_bottom[..., None] * (lower_edge - colour)
+        # The lips' inner surfaces meet at the corners: the dark ends before them, never at or past them.
+        corner = smoothstep(CORNER_DARK_ENDS[0], CORNER_DARK_ENDS[1], np.abs(x))
+        colour += corner[..., None] * (self.lip_colour.astype(np.float32) * 0.92 - colour)
         colour *= self.interior_texture[box][..., None]
         region = warped[jaw][rows, cols].astype(np.float32)
+        # a light blur: no painted edge (tongue, teeth, rims) is a one-pixel step
+        colour = cv2.GaussianBlur(colour, (0, 0), PAINT_BLUR_PX)
         blended = region + alpha[..., None] * (colour - region)
         warped[jaw][rows, cols] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def _colours_beside_gap(
+    source: np.ndarray, rows: slice, cols: slice, alpha: np.ndarray, step: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """[1, w, 3] each: the warped frame's colour just above and just below the gap, per column.
+
+    `alpha` is the gap's coverage over `source[rows, cols]`; the colours are read `step` px outside
+    it (the lips, or the photo's teeth, as this frame shows them) and smoothed along the mouth, so
+    the painted interior starts from the very colour it meets.
+    """
+    inside = alpha > 0.5
+    height, width = inside.shape
+    has_gap = inside.any(axis=0)
+    if not has_gap.any():
+        inside, has_gap = alpha > 0, alpha.any(axis=0)
+    first = np.argmax(inside, axis=0)
+    last = height - 1 - np.argmax(inside[::-1], axis=0)
+    columns = np.arange(width) + cols.start
+    top = source[np.clip(rows.start + first - step, 0, source.shape[0] - 1), columns].astype(np.float32)
+    bottom = source[np.clip(rows.start + last + step, 0, source.shape[0] - 1), columns].astype(np.float32)
+    # columns with no gap take the mean of those with one (their alpha is ~0 anyway)
+    top[~has_gap] = top[has_gap].mean(axis=0)
+    bottom[~has_gap] = bottom[has_gap].mean(axis=0)
+    sigma = max(width / 40.0, 1.0)
+    top = cv2.GaussianBlur(top[None], (0, 0), sigmaX=sigma, sigmaY=0.1)
+    bottom = cv2.GaussianBlur(bottom[None], (0, 0), sigmaX=sigma, sigmaY=0.1)
+    return top, bottom
+
+
+def _two_stop(first: np.ndarray, second: np.ndarray, distance: np.ndarray, over: float) -> np.ndarray:
+    """[h, w, 3]: colour `first` at distance 0 turning into `second` by distance `over` (smoothly)."""
+    weight = smoothstep(0.0, max(over, 1e-3), distance)[..., None]
+    return (first + weight * (second - first)).astype(np.float32)
 
 
 def _shape_gain(spread: float) -> float:

@@ -216,11 +216,13 @@ def sync_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
 
     With at least `min_sync_speech_s` of speech: a mouth that barely moves fails (a frozen
     face), and so does a best correlation below `min_sync_correlation` at every lag. A confident
-    estimate fails when its offset is beyond `max_abs_av_offset_frames`. An unsure one ("sync
-    unmeasured") is not a failure, except with `min_sync_follow_speech_s` of speech or more and
-    no lag within ±`max_abs_av_offset_frames` reaching `min_sync_follow_z` noise units: then the
-    curve shows the mouth does not follow this sound in tolerance (another row's audio, a large
-    offset) even though it cannot say where its peak is.
+    estimate fails when its offset, to a fraction of a frame, is beyond
+    `max_abs_av_offset_frames`. An unsure one ("sync unmeasured") is not a failure, except with
+    `min_sync_follow_speech_s` of speech or more and no lag within ±`max_abs_av_offset_frames`
+    reaching `min_sync_follow_z` noise units: then the curve shows the mouth does not follow this
+    sound in tolerance (another row's audio, a large offset) even though it cannot say where its
+    peak is. Whatever the estimate, the whole clip (speech and pauses) must reach
+    `min_sync_whole_clip_correlation` within tolerance (`_whole_clip_failures`).
     """
     failures: list[str] = []
     enough = sync.speech_s >= t.min_sync_speech_s
@@ -239,14 +241,17 @@ def sync_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
         )
         return failures
     if sync.confident:
-        if abs(sync.offset_frames) > t.max_abs_av_offset_frames:
-            side = "late" if sync.offset_frames > 0 else "early"
+        # the peak to a fraction of a frame: a 2.5-frame offset is beyond a 2-frame tolerance
+        offset = sync.offset_subframe
+        if abs(offset) > t.max_abs_av_offset_frames:
+            side = "late" if offset > 0 else "early"
+            frames = f"{abs(offset):.1f}".removesuffix(".0")
             failures.append(
-                f"picture is {abs(sync.offset_frames)} frames ({abs(sync.offset_ms):.0f} ms) {side} against the "
-                f"audio (av offset {sync.offset_frames:+d}, max ±{t.max_abs_av_offset_frames}; sync confidence "
-                f"{sync.confidence:.1f})"
+                f"picture is {frames} frames ({abs(offset) * 1000.0 / sync.fps:.0f} ms) {side} against the audio "
+                f"(av offset {sync.offset_frames:+d}, {offset:+.2f} to a fraction of a frame, max "
+                f"±{t.max_abs_av_offset_frames}; sync confidence {sync.confidence:.1f})"
             )
-        return failures
+        return failures + _whole_clip_failures(sync, t)
     within = sync.correlation_within(t.max_abs_av_offset_frames)
     within_z = within / sync.noise if math.isfinite(sync.noise) and sync.noise > 0 else math.inf
     if sync.speech_s >= t.min_sync_follow_speech_s and not within_z >= t.min_sync_follow_z:
@@ -255,17 +260,42 @@ def sync_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
             f"there {within:.2f}, {within_z:.1f} times the lag curve's noise over {sync.speech_s:.1f} s of speech "
             f"(min {t.min_sync_follow_z:g})"
         )
-    return failures
+    return failures + _whole_clip_failures(sync, t)
+
+
+def _whole_clip_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
+    """With `min_sync_speech_s` of speech or more: the mouth against this sound's level over the
+    whole clip, pauses included (`sonic_model.sync.whole_clip_correlation`), must reach
+    `min_sync_whole_clip_correlation` within ±max_abs_av_offset_frames; a mouth made for another
+    sound moves in this one's pauses and rests in its speech."""
+    if sync.speech_s < t.min_sync_speech_s:
+        return []
+    whole = sync.whole_clip_correlation_within(t.max_abs_av_offset_frames)
+    if whole >= t.min_sync_whole_clip_correlation:
+        return []
+    shown = f"{whole:.2f}" if math.isfinite(whole) else "n/a"
+    return [
+        f"mouth does not follow this sound's speech and pauses within ±{t.max_abs_av_offset_frames} frames: "
+        f"whole-clip correlation {shown} (min {t.min_sync_whole_clip_correlation:g}, {sync.speech_s:.1f} s of "
+        f"speech); is this the row's own audio?"
+    ]
 
 
 def _check_sync(sync: SyncMeasurement, t: QAThresholds, failures: list[str], figures: dict) -> None:
     figures["speech_frames"] = int(sync.speech_mask.sum())
     figures.update(sync.figures())
+    figures["sync_whole_clip_correlation"] = _rounded_figure(
+        sync.whole_clip_correlation_within(t.max_abs_av_offset_frames)
+    )
     found = sync_failures(sync, t)
     failures.extend(found)
     if found:
         figures["sync_unmeasured_reason"] = ""
         figures["sync_status"] = "failed"
+
+
+def _rounded_figure(value: float) -> float | str:
+    return round(float(value), 4) if math.isfinite(value) else "n/a"
 
 
 def silences(speech: np.ndarray, min_frames: int) -> list[tuple[int, int]]:

@@ -32,15 +32,16 @@ class QAThresholds:
     # Duration: the video must last as long as the script audio to within one frame (the encoder's contract).
     max_duration_mismatch_frames: float = 1.0
     # Sync: a viewer notices lips ~45 ms early or ~125 ms late (ITU-R BT.1359); 2 frames = 80 ms.
+    # Compared with the offset read to a fraction of a frame (SyncMeasurement.offset_subframe).
     max_abs_av_offset_frames: int = 2
     # Sync estimate (sonic_model/sync.py): the lag curve of mouth opening against the speech
     # envelope over every speech frame, its peak and a confidence. Set by the study
-    # (benchmarks/sync_study.py; figures in docs/qa-sync.md): on 317 good preview renders (5
-    # presenters, 13 languages, 0.5-60 s) 0 false failures (every clip under 2 s of speech
-    # "unmeasured"); with >= 3 s of speech 96.5% of sounds shifted 3-12 frames, 82.8% of swapped
-    # sounds and 100% of frozen mouths caught (the astronaut's weak preview mouth limits these;
-    # no setting caught more without failing a good render); confident injected offsets within
-    # 1 frame 99.6% (282/283); calibration shifted no good render by more than 1 frame.
+    # (benchmarks/sync_study.py; figures in docs/qa-sync.md). Last run, preview 1.2 with the
+    # whole-clip rule and offsets read to a fraction of a frame (2026-12-06): on 317 good preview
+    # renders (5 presenters, 13 languages, 0.5-60 s) 0 false failures (every clip under 2 s of
+    # speech "unmeasured"); with >= 3 s of speech 226/226 sounds shifted 3-12 frames, 115/116
+    # swapped sounds and 123/123 frozen mouths caught; confident injected offsets within 1 frame
+    # 99.3% (302/304); calibration shifted no good render.
     # Lags searched either way (±15 frames = ±600 ms, SyncNet's window).
     max_sync_search_frames: int = SYNC_SEARCH_FRAMES
     # Below this much speech (seconds of speech frames with a face) sync is "unmeasured", never failed.
@@ -57,6 +58,14 @@ class QAThresholds:
     # follow this sound within tolerance (another row's audio).
     min_sync_follow_speech_s: float = 3.0
     min_sync_follow_z: float = 1.5
+    # With at least `min_sync_speech_s` of speech, the mouth against the sound's level in dB over
+    # the whole clip, pauses silent (sonic_model.sync.whole_clip_correlation), best within
+    # ±max_abs_av_offset_frames, below this fails: a mouth that moves in this sound's pauses and
+    # rests in its speech (another row's audio). Set by the study on preview 1.2 (docs/qa-sync.md,
+    # 2026-12-06): good renders with >= 2 s of speech 0.515-0.833 (1% 0.556), another row's sound
+    # up to 0.518 (99% 0.445), so 0.45 fails no good render and, with the rules above, catches
+    # 115/116 swapped sounds with >= 3 s of speech (99.1%; the speech-only rules caught 77.6%).
+    min_sync_whole_clip_correlation: float = 0.45
     # Spread (std) of the mouth opening over speech below this: the mouth does not move.
     min_sync_mouth_motion: float = 0.01
     # Closed mouth in silence: in every pause of at least `min_silence_s`, the median mouth opening
