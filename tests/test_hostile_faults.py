@@ -170,6 +170,7 @@ def assert_catalog_consistent(catalog: Path) -> set[str]:
 # --- storage faults ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # kill-and-corrupt suite: storage faults, then a rerun, ~20-40 s
 def test_storage_faults_leave_a_consistent_catalog_and_rerun_completes(tmp_path, faults):
     manifest = make_manifest(tmp_path / "project", ["row-a", "row-b", "row-c", "row-d"])
     catalog = tmp_path / "catalog"
@@ -256,6 +257,7 @@ def test_render_raise_hang_and_memory_error_fail_only_their_row(tmp_path, monkey
 # --- a killed run ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # kill-and-corrupt suite: a CLI run SIGKILLed, then rerun, ~35-60 s
 def test_killed_run_is_finished_by_rerun_and_render_without_republishing(tmp_path):
     row_ids = [f"row-{i}" for i in range(6)]
     manifest = make_manifest(tmp_path / "project", row_ids)

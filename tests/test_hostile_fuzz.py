@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -140,6 +141,7 @@ def write_case(folder: Path, table: pa.Table, media: list[bytes]) -> Path:
     return manifest
 
 
+@pytest.mark.slow  # kill-and-corrupt suite: 80 random manifests probed, ~60 s
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )

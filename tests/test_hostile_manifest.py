@@ -301,12 +301,14 @@ def hostile_run(tmp_path_factory):
     return {**tree, "done": done, "run_id": run_id, "ledger": ledger, "before": before}
 
 
+@pytest.mark.slow  # kill-and-corrupt suite: one hostile catalog via the CLI, ~60 s
 def test_exit_code_2_and_no_traceback(hostile_run):
     done = hostile_run["done"]
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
 
 
+@pytest.mark.slow  # kill-and-corrupt suite: one hostile catalog via the CLI, ~60 s
 def test_every_bad_row_has_its_specific_reason(hostile_run):
     ledger = hostile_run["ledger"]
     assert len(ledger) == len(CASES) + 1  # one ledger row per manifest row (the duplicate twice)
@@ -328,6 +330,7 @@ def test_every_bad_row_has_its_specific_reason(hostile_run):
     assert len(BAD) >= 45
 
 
+@pytest.mark.slow  # kill-and-corrupt suite: one hostile catalog via the CLI, ~60 s
 def test_every_good_row_is_published_and_indexed(hostile_run):
     ledger, catalog = hostile_run["ledger"], hostile_run["catalog"]
     good = ledger[ledger.row_id.isin(GOOD)]
@@ -342,6 +345,7 @@ def test_every_good_row_is_published_and_indexed(hostile_run):
     assert sidecar["video_facts"]["height"] >= 256
 
 
+@pytest.mark.slow  # kill-and-corrupt suite: one hostile catalog via the CLI, ~60 s
 def test_hostile_keys_stay_inside_the_catalog(hostile_run):
     catalog, root = hostile_run["catalog"], hostile_run["root"]
     # Nothing was created outside the catalog (the manifest's tree and the outside folder unchanged).
@@ -353,6 +357,7 @@ def test_hostile_keys_stay_inside_the_catalog(hostile_run):
     assert ".." not in escaped and escaped.startswith("escape-")
 
 
+@pytest.mark.slow  # kill-and-corrupt suite: one hostile catalog via the CLI, ~60 s
 def test_no_credential_in_any_output(hostile_run):
     done, catalog = hostile_run["done"], hostile_run["catalog"]
     texts = [done.stdout, done.stderr]

@@ -1,4 +1,4 @@
-"""SonicGenerator on the dev tiny checkpoint (CPU; float32, and bfloat16 in a slow test): product behaviour beyond the release."""
+"""SonicGenerator on the dev tiny checkpoint (CPU; float32, bfloat16 in a slow test): behaviour beyond the release."""
 
 import shutil
 from pathlib import Path
