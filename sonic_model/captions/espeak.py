@@ -37,7 +37,9 @@ _VOICE_ALIASES = {
 }
 
 
-class _Event(ctypes.Structure):
+class EspeakEvent(ctypes.Structure):
+    """espeak_EVENT of speak_lib.h (`id` is its union read as the 8-byte string member)."""
+
     _fields_ = [
         ("type", ctypes.c_int),
         ("unique_identifier", ctypes.c_uint),
@@ -50,7 +52,10 @@ class _Event(ctypes.Structure):
     ]
 
 
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+# t_espeak_callback: (samples, sample count, events terminated by type 0) -> 0 to go on.
+SynthCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(EspeakEvent)
+)
 
 
 class EspeakUnavailable(RuntimeError):
@@ -78,7 +83,7 @@ class _Engine:
             raise EspeakUnavailable("espeak_Initialize failed; is the espeak-ng-data package installed?")
         self.chunks: list[np.ndarray] = []
         self.events: list[tuple[int, int]] = []
-        self.callback = _CALLBACK(self._on_audio)  # kept referenced: the library calls it later
+        self.callback = SynthCallback(self._on_audio)  # kept referenced: the library calls it later
         self.lib.espeak_SetSynthCallback(self.callback)
         self.lock = threading.Lock()
 
