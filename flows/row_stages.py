@@ -2,6 +2,8 @@
 
     probe media -> already published? -> render -> QA and publish (or file the QA failure)
 
+or, for a row the plan found changed only in its captions, one `update-captions-` task.
+
 Up to four tasks a row, each named `<stage>-<row_id>` in Prefect's UI: `probe-`,
 `find-published-` (left out when the run's plan has already decided the row needs rendering),
 `render-`, `check-publish-`. Rows the plan settles (unchanged, or a kept quarantine) never get
@@ -25,6 +27,7 @@ from flows.row_driver import RowPipeline
 from manifests.schema import ManifestRow
 from sonic_model.errors import RenderFailed, SonicCatalogError
 from sonic_model.generators import RenderParams
+from tasks.captions_update import CaptionsUpdate, update_captions_task
 from tasks.limits import MediaLimits
 from tasks.lookup import find_published_task
 from tasks.probe import probe_row_task
@@ -61,6 +64,9 @@ FIND_PUBLISHED = find_published_task.with_options(
 CHECK_PUBLISH = check_and_publish_task.with_options(
     task_run_name=lambda parameters: f"check-publish-{parameters['rendered'].info.row_id}"
 )
+UPDATE_CAPTIONS = update_captions_task.with_options(
+    task_run_name=lambda parameters: f"update-captions-{parameters['update'].info.row_id}"
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -89,6 +95,20 @@ def _render_failed(exc: Exception, render_options: dict) -> RenderFailed:
         f"(retry policy: {render_options['retries']} retries, {render_options['retry_delay_seconds']:g} s apart); "
         f"last error: {type(exc).__name__}: {exc}"
     )
+
+
+def update_captions_row(
+    update: CaptionsUpdate, *, catalog: str, run_id: str, signing: dict | None = None, on_cluster: bool = False
+) -> RowPipeline:
+    """A row the plan found changed only in its captions: one task, `update-captions-<row_id>`
+    (`tasks/captions_update.py`), no probe and no render. Ends with a verdict whatever happens."""
+    constant = _unquoted if on_cluster else quote
+    try:
+        outcome = yield UPDATE_CAPTIONS.submit(constant(update), catalog, run_id, constant(signing))
+    except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
+        reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
+        return RowOutcome(info=update.info, status=ERROR, reasons=(reason or type(exc).__name__,), plan=update.why)
+    return outcome
 
 
 def render_one_row(row: ManifestRow, info: RowInfo, *, plan: str = "", **stages: Any) -> RowPipeline:

@@ -38,11 +38,8 @@ The functions here are pure (no Prefect); `plan_run_task` at the bottom is the t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import random
-import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -53,10 +50,12 @@ from prefect.cache_policies import NONE as NO_CACHE
 
 from sonic_model.generators import SEED_RANGE, RenderParams
 from sonic_model.renditions import RENDITIONS
+from tasks.captions_update import CaptionsUpdate
 from tasks.catalog import Catalog, rendition_key
 from tasks.catalog_index import SeenInputs, index_entry, index_records
 from tasks.catalog_state import PublishedEntry, RememberedQuarantine, RerolledSeed, read_quarantines, read_seeds
 from tasks.fingerprints import IO_THREADS, SETTLE_S, Fingerprint, fingerprint_inputs, hash_inputs
+from tasks.plan_keys import KeyMaker
 from tasks.records import (
     DECISIONS,
     FAILED_QA,
@@ -65,14 +64,14 @@ from tasks.records import (
     QUARANTINED,
     SKIP,
     SKIPPED_CACHED,
+    UPDATE_CAPTIONS,
     WORK,
     RowInfo,
     RowOutcome,
-    content_key,
     script_sha256,
 )
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, _local_path, check_uri_allowed, default_roots, is_local, uri_scheme
-from tasks.verdict_conditions import failure_conditions, quarantine_conditions
+from tasks.verdict_conditions import failure_conditions, quarantine_conditions, with_captions
 
 # --- the plan ---------------------------------------------------------------------------------------
 
@@ -113,6 +112,8 @@ class RowPlan:
     qa_conditions: str = ""
     # (seed replaced, seed chosen) when this run's plan gave the row a fresh seed (`new_seed`).
     new_seed: tuple[int, int] | None = None
+    # `update_captions` rows: (the content key the update publishes, the frames key it keeps).
+    captions_update: tuple[str, str] | None = None
 
 
 @dataclass
@@ -135,6 +136,9 @@ class RunPlan:
     def work(self) -> list[RowPlan]:
         return [row for row in self.rows if row.decision == WORK]
 
+    def captions_updates(self) -> list[RowPlan]:
+        return [row for row in self.rows if row.decision == UPDATE_CAPTIONS]
+
     def settled(self) -> list[RowOutcome]:
         """The verdicts the plan reached by itself (skipped and kept-quarantine rows)."""
         return [row.outcome for row in self.rows if row.outcome is not None]
@@ -150,10 +154,10 @@ class RunPlan:
         return [row for row in self.rows if row.new_seed is not None]
 
 
-def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int, tuple[str, str] | str]:
-    """Row position -> (portrait URI, audio URI), resolved and normalised to exactly the string
-    the probe uses (`check_uri_allowed(resolve_uri(...))`), or why not (that row goes the full
-    way, and the probe refuses it with the real reason).
+def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int, tuple[str, str, str | None] | str]:
+    """Row position -> (portrait URI, audio URI, captions_uri or None), resolved and normalised to
+    exactly the string the probe uses (`check_uri_allowed(resolve_uri(...))`), or why not (that
+    row goes the full way, and the probe refuses it with the real reason).
 
     The rows come from `validate_table`, which has already checked every URI against the
     allow-list and the allowed roots (symlinks resolved); here local paths take a fast path
@@ -187,15 +191,17 @@ def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int,
             resolved[written] = exc
         return resolved[written]
 
-    out: dict[int, tuple[str, str] | str] = {}
+    out: dict[int, tuple[str, str, str | None] | str] = {}
     for position, row in enumerate(rows):
         portrait, audio = one(row.portrait_uri), one(row.audio_uri)
+        written = getattr(row, "captions_uri", None)
+        captions = one(written) if written else None
         problems = [
             f"{name}: {value}"
-            for name, value in (("portrait_uri", portrait), ("audio_uri", audio))
+            for name, value in (("portrait_uri", portrait), ("audio_uri", audio), ("captions_uri", captions))
             if isinstance(value, Exception)
         ]
-        out[position] = "; ".join(problems) if problems else (portrait, audio)
+        out[position] = "; ".join(problems) if problems else (portrait, audio, captions)
     return out
 
 
@@ -224,7 +230,7 @@ def plan_rows(
     timings["resolve_s"] = _lap(started)
 
     mark = time.perf_counter()
-    wanted = [uri for pair in uris.values() if isinstance(pair, tuple) for uri in pair]
+    wanted = [uri for pair in uris.values() if isinstance(pair, tuple) for uri in pair if uri is not None]
     fingerprints = fingerprint_inputs(wanted, settle_s=settle_s, threads=threads)
     timings["fingerprint_s"] = _lap(mark)
 
@@ -255,19 +261,20 @@ def plan_rows(
     params_cache: dict[tuple, tuple] = {}
     plans: list[RowPlan | None] = []
     seeds_dropped: list[str] = []
-    to_hash: list[tuple[int, RowPlan, PublishedEntry, _KeyMaker]] = []
+    to_hash: list[tuple[int, RowPlan, PublishedEntry, KeyMaker]] = []
     for position, (row, info, key) in enumerate(zip(rows, infos, keys, strict=False)):
         pair = uris[position]
         if isinstance(pair, str):
             plans.append(RowPlan(row, info, key, WORK, f"inputs need the probe: {pair}", SeenInputs()))
             continue
-        portrait, audio = (fingerprints.get(uri, Fingerprint(None, "not listed")) for uri in pair)
-        seen = SeenInputs(pair[0], portrait.value, pair[1], audio.value)
+        portrait, audio = (fingerprints.get(uri, Fingerprint(None, "not listed")) for uri in pair[:2])
+        captions = fingerprints.get(pair[2], Fingerprint(None, "not listed")) if pair[2] else Fingerprint(None)
+        seen = SeenInputs(pair[0], portrait.value, pair[1], audio.value, pair[2], captions.value)
         if key in seeds:
             row, applies = _with_rerolled_seed(row, seeds[key], settings)
             if not applies:
                 seeds_dropped.append(key)
-        key_of, conditions, qa_conditions = _params(row, settings, params_cache)
+        key_of, conditions, qa_conditions = _row_conditions(row, settings, params_cache, seen)
         if isinstance(key_of, Exception):
             plans.append(RowPlan(row, info, key, WORK, "parameters need the probe's check", seen))
             continue
@@ -327,71 +334,42 @@ def plan_rows(
             why = f"published {gone[0]} rendition is missing from the catalog: rendering again"
             plans.append(RowPlan(row, info, key, WORK, why, seen, conditions, qa_conditions=qa_conditions))
             continue
+        undecided = RowPlan(row, info, key, WORK, "", seen, conditions, qa_conditions=qa_conditions)
         if entry.portrait_sha256 and entry.audio_sha256:
-            expected = key_of(entry.portrait_sha256, entry.audio_sha256)
-            if expected != entry.content_key:
-                why = f"generator, parameters or script changed since run {entry.run_id}"
-                plans.append(RowPlan(row, info, key, WORK, why, seen, conditions, qa_conditions=qa_conditions))
+            changed = _other_than_inputs_changed(entry, key_of, pair[2] is not None)
+            if changed:
+                plans.append(dataclasses.replace(undecided, why=changed))
                 continue
-            if _unchanged(entry, seen):
-                seen = SeenInputs(
-                    seen.portrait_uri,
-                    seen.portrait_fingerprint,
-                    seen.audio_uri,
-                    seen.audio_fingerprint,
-                    entry.portrait_sha256,
-                    entry.audio_sha256,
-                )
-                plans.append(
-                    RowPlan(
-                        row,
-                        info,
-                        key,
-                        SKIP,
-                        f"unchanged since run {entry.run_id}",
-                        seen,
-                        conditions,
-                        _skipped(catalog, info, entry, f"unchanged since run {entry.run_id}", key_of),
-                        qa_conditions,
-                    )
-                )
+            known = {name: _known_sha(entry, seen, name) for name in _inputs_of(seen)}
+            if all(known.values()):
+                shas = {name: getattr(entry, f"{name}_sha256") for name in known}
+                plans.append(_settle(undecided, entry, key_of, shas, catalog, "", settings))
                 continue
         plans.append(None)  # decided below, from the inputs' bytes
-        to_hash.append(
-            (position, RowPlan(row, info, key, WORK, "", seen, conditions, qa_conditions=qa_conditions), entry, key_of)
-        )
+        to_hash.append((position, undecided, entry, key_of))
     timings["decide_s"] = _lap(mark)
 
     mark = time.perf_counter()
     hashed: dict[str, str | None] = {}
     if to_hash:
-        needed = []
-        for _, plan, entry, _ in to_hash:
-            for name in ("portrait", "audio"):
-                uri = getattr(plan.seen, f"{name}_uri")
-                if not _known_sha(entry, plan.seen, name):
-                    needed.append(uri)
+        needed = [
+            getattr(plan.seen, f"{name}_uri")
+            for _, plan, entry, _ in to_hash
+            for name in _inputs_of(plan.seen)
+            if not _known_sha(entry, plan.seen, name)
+        ]
         hashed = hash_inputs(needed, settings.max_file_bytes, threads=threads)
     for position, plan, entry, key_of in to_hash:
-        shas = {}
-        for name in ("portrait", "audio"):
-            shas[name] = (
-                getattr(entry, f"{name}_sha256")
-                if _known_sha(entry, plan.seen, name)
-                else hashed.get(getattr(plan.seen, f"{name}_uri"))
-            )
-        if shas["portrait"] is None or shas["audio"] is None:
+        shas = {
+            name: getattr(entry, f"{name}_sha256")
+            if _known_sha(entry, plan.seen, name)
+            else hashed.get(getattr(plan.seen, f"{name}_uri"))
+            for name in _inputs_of(plan.seen)
+        }
+        if any(sha is None for sha in shas.values()):
             plans[position] = dataclasses.replace(plan, why="inputs could not be read in full: the probe will say why")
-        elif key_of(shas["portrait"], shas["audio"]) == entry.content_key:
-            reason = f"unchanged since run {entry.run_id} (content re-hashed: {_what_changed(entry, plan.seen)})"
-            seen = dataclasses.replace(plan.seen, portrait_sha256=shas["portrait"], audio_sha256=shas["audio"])
-            plans[position] = dataclasses.replace(
-                plan, decision=SKIP, why=reason, seen=seen, outcome=_skipped(catalog, plan.info, entry, reason, key_of)
-            )
         else:
-            changed = [name for name in ("portrait", "audio") if shas[name] != getattr(entry, f"{name}_sha256")]
-            what = " and ".join(changed) if changed and entry.portrait_sha256 else "content"
-            plans[position] = dataclasses.replace(plan, why=f"{what} changed since run {entry.run_id}")
+            plans[position] = _settle(plan, entry, key_of, shas, catalog, _what_changed(entry, plan.seen), settings)
     timings["hash_s"] = _lap(mark)
     if settings.new_seed:
         # A row re-rolled again still replaces its own seed (the manifest's or the defaults').
@@ -411,47 +389,24 @@ def _lap(since: float) -> float:
     return round(time.perf_counter() - since, 4)
 
 
-class _KeyMaker:
-    """`tasks.records.content_key` for one run's generator and one set of parameters, with the
-    part that is the same for every row serialised once (a nightly computes 100,000 keys).
-
-    The material is the same JSON text `content_key` hashes, keys sorted (the test
-    `test_content_keys_match_the_renderer_s` holds the two together), so the keys are equal.
-    """
-
-    def __init__(self, settings: PlanSettings, params: dict, script_sha256: str | None = None) -> None:
-        # What content_key hashes: which parameters were explicit is not part of the video.
-        params = {name: value for name, value in params.items() if name != "explicit"}
-        self.settings, self.params, self.script_sha256 = settings, params, script_sha256
-        # The renditions a published row with these parameters has beside its master.
-        self.renditions = tuple(name for name in params.get("renditions") or () if name != "master")
-        fixed = {"generator": settings.generator, "generator_version": settings.generator_version, "params": params}
-        self.template = (
-            '{"audio_sha256": "%s", '
-            + json.dumps(fixed, sort_keys=True)[1:-1].replace("%", "%%")
-            + ', "portrait_sha256": "%s"'
-            # "script_sha256" sorts last; only a row with a script has it (see content_key)
-            + ("" if script_sha256 is None else f', "script_sha256": "{script_sha256}"')
-            + "}"
-        )
-
-    def __call__(self, portrait_sha256: str, audio_sha256: str) -> str:
-        if not (_HEX.fullmatch(portrait_sha256 or "") and _HEX.fullmatch(audio_sha256 or "")):
-            return content_key(
-                portrait_sha256=portrait_sha256,
-                audio_sha256=audio_sha256,
-                generator=self.settings.generator,
-                generator_version=self.settings.generator_version,
-                params=self.params,
-                script_sha256=self.script_sha256,
-            )
-        return hashlib.sha256((self.template % (audio_sha256, portrait_sha256)).encode("utf-8")).hexdigest()
+_KeyMaker = KeyMaker  # the name the tests knew it by
 
 
-_HEX = re.compile(r"[0-9a-f]{64}")
+def _row_conditions(
+    row, settings: PlanSettings, cache: dict, seen: SeenInputs
+) -> tuple[KeyMaker | Exception, str, str]:
+    """`_params`, with the row's captions sources folded into its remembered verdicts' conditions
+    (`tasks.verdict_conditions.with_captions`): a fixed script or captions file is checked again."""
+    key_of, conditions, qa_conditions = _params(row, settings, cache)
+    if isinstance(key_of, Exception):
+        return key_of, conditions, qa_conditions
+    return (
+        key_of,
+        *with_captions(conditions, qa_conditions, key_of.script_sha256, seen.captions_uri, seen.captions_fingerprint),
+    )
 
 
-def _params(row, settings: PlanSettings, cache: dict) -> tuple[_KeyMaker | Exception, str, str]:
+def _params(row, settings: PlanSettings, cache: dict) -> tuple[KeyMaker | Exception, str, str]:
     """The content-key maker for the row's effective parameters, its quarantine conditions and
     its QA failure conditions; computed once per distinct set of overrides (most rows have none)."""
     from manifests.schema import OVERRIDE_COLUMNS, PRESET_COLUMN
@@ -463,7 +418,7 @@ def _params(row, settings: PlanSettings, cache: dict) -> tuple[_KeyMaker | Excep
             params = dataclasses.asdict(row.render_params(settings.defaults))
             conditions = quarantine_conditions(params, settings)
             cache[overrides] = (
-                _KeyMaker(settings, params, script),
+                KeyMaker(settings, params, script),
                 conditions,
                 failure_conditions(conditions, settings),
             )
@@ -505,7 +460,7 @@ def _with_new_seed(plan: RowPlan, settings: PlanSettings, cache: dict, own_seed:
     while seed == old:
         seed = chooser.randint(*SEED_RANGE)
     row = dataclasses.replace(plan.row, seed=seed)
-    _, conditions, qa_conditions = _params(row, settings, cache)
+    _, conditions, qa_conditions = _row_conditions(row, settings, cache, plan.seen)
     return dataclasses.replace(
         plan,
         row=row,
@@ -542,13 +497,14 @@ def _known_sha(entry: PublishedEntry, seen: SeenInputs, name: str) -> bool:
     )
 
 
-def _unchanged(entry: PublishedEntry, seen: SeenInputs) -> bool:
-    return _known_sha(entry, seen, "portrait") and _known_sha(entry, seen, "audio")
+def _inputs_of(seen: SeenInputs) -> tuple[str, ...]:
+    """The inputs whose bytes make a row's content key: portrait, audio, and its captions file if any."""
+    return ("portrait", "audio", "captions") if seen.captions_uri else ("portrait", "audio")
 
 
 def _what_changed(entry: PublishedEntry, seen: SeenInputs) -> str:
     parts = []
-    for name in ("portrait", "audio"):
+    for name in _inputs_of(seen):
         if _known_sha(entry, seen, name):
             continue
         if getattr(entry, f"{name}_uri") != getattr(seen, f"{name}_uri") and getattr(entry, f"{name}_uri"):
@@ -560,6 +516,81 @@ def _what_changed(entry: PublishedEntry, seen: SeenInputs) -> str:
         else:
             parts.append(f"{name} touched, same bytes")
     return ", ".join(parts) or "fingerprints refreshed"
+
+
+def _other_than_inputs_changed(entry: PublishedEntry, key_of: KeyMaker, captions_file: bool) -> str:
+    """Why a published row renders again whatever its inputs' bytes are ('' when that depends on them).
+
+    With a frames key: the generator, its version or the parameters changed when the frames key
+    of the remembered input hashes differs. An entry published before frames keys were kept is
+    compared whole (its script changing renders it again, once)."""
+    if entry.frames_key:
+        if key_of.frames(entry.portrait_sha256, entry.audio_sha256) != entry.frames_key:
+            return f"generator or parameters changed since run {entry.run_id}"
+        return ""
+    remembered_file = entry.captions_sha256 if captions_file else None
+    if key_of(entry.portrait_sha256, entry.audio_sha256, remembered_file) != entry.content_key:
+        return f"generator, parameters or script changed since run {entry.run_id}"
+    return ""
+
+
+def _settle(
+    plan: RowPlan,
+    entry: PublishedEntry,
+    key_of: KeyMaker,
+    shas: dict,
+    catalog: Catalog,
+    rehashed: str,
+    settings: PlanSettings,
+) -> RowPlan:
+    """A published row's decision once its inputs' hashes are known: skip it (same content key),
+    update its captions (same frames key, other captions sources), or render it again."""
+    seen = dataclasses.replace(
+        plan.seen,
+        portrait_sha256=shas["portrait"],
+        audio_sha256=shas["audio"],
+        captions_sha256=shas.get("captions"),
+    )
+    whole = key_of(shas["portrait"], shas["audio"], shas.get("captions"))
+    if whole == entry.content_key:
+        reason = f"unchanged since run {entry.run_id}" + (f" (content re-hashed: {rehashed})" if rehashed else "")
+        return dataclasses.replace(
+            plan, decision=SKIP, why=reason, seen=seen, outcome=_skipped(catalog, plan.info, entry, reason, key_of)
+        )
+    frames = key_of.frames(shas["portrait"], shas["audio"])
+    if entry.frames_key != frames:
+        changed = [name for name in ("portrait", "audio") if shas[name] != getattr(entry, f"{name}_sha256")]
+        if changed and entry.portrait_sha256:
+            why = f"{' and '.join(changed)} changed since run {entry.run_id}"
+        elif entry.frames_key is None:
+            why = f"captions changed since run {entry.run_id}, published before captions had a key of their own"
+        else:
+            why = f"content changed since run {entry.run_id}"
+        return dataclasses.replace(plan, why=why)
+    what = _captions_change(entry, key_of.script_sha256, seen)
+    if key_of.script_sha256 is None and not seen.captions_uri:
+        return dataclasses.replace(plan, why=f"captions removed since run {entry.run_id}: rendering again")
+    if key_of.params.get("burn_captions"):
+        why = f"{what} since run {entry.run_id}; its renditions have the captions burned in: rendering again"
+        return dataclasses.replace(plan, why=why)
+    why = f"{what} since run {entry.run_id}: captions updated, its frames kept"
+    return dataclasses.replace(plan, decision=UPDATE_CAPTIONS, why=why, seen=seen, captions_update=(whole, frames))
+
+
+def _captions_change(entry: PublishedEntry, script: str | None, seen: SeenInputs) -> str:
+    """What changed in a row's captions sources since it was published, in words."""
+    parts = []
+    if script != entry.script_sha256:
+        parts.append({entry.script_sha256: "script added", script: "script removed"}.get(None, "script"))
+    if (seen.captions_uri, seen.captions_sha256) != (entry.captions_uri, entry.captions_sha256):
+        if not seen.captions_uri:
+            parts.append("captions file removed")
+        elif not entry.captions_uri:
+            parts.append("captions file added")
+        else:
+            parts.append("captions file")
+    changed = " and ".join(parts) or "captions"
+    return changed if changed.endswith(("added", "removed")) else f"{changed} changed"
 
 
 def _same_memory(remembered: RememberedQuarantine, seen: SeenInputs, conditions: str) -> bool:
@@ -578,7 +609,7 @@ def _same_memory(remembered: RememberedQuarantine, seen: SeenInputs, conditions:
     )
 
 
-def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str, key_of: _KeyMaker) -> RowOutcome:
+def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str, key_of: KeyMaker) -> RowOutcome:
     # A rendition's size is fixed by its name (RENDITIONS): listed as a rendered row lists it.
     renditions = tuple(
         {
@@ -603,6 +634,12 @@ def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str
     )
 
 
+def captions_update_of(planned: RowPlan) -> CaptionsUpdate:
+    """What the captions-only update of an `update_captions` row needs (`tasks.captions_update`)."""
+    content, frames = planned.captions_update
+    return CaptionsUpdate(planned.row, planned.info, planned.seen, content, frames, planned.why)
+
+
 # --- the Prefect task ------------------------------------------------------------------------------
 
 
@@ -612,9 +649,10 @@ def plan_run_task(rows, manifest_url: str, catalog_url: str, settings: PlanSetti
     plan = plan_rows(rows, manifest_url, catalog_url, settings)
     counts = plan.counts()
     get_run_logger().info(
-        "plan: %d rows to work on, %d unchanged and skipped, %d quarantines and %d QA failures kept "
-        "(%d inputs hashed, %.2f s)",
+        "plan: %d rows to work on, %d captions to update (frames kept), %d unchanged and skipped, %d quarantines "
+        "and %d QA failures kept (%d inputs hashed, %.2f s)",
         counts[WORK],
+        counts[UPDATE_CAPTIONS],
         counts[SKIP],
         counts[KEEP_QUARANTINE],
         counts[KEEP_FAILED],

@@ -132,11 +132,16 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
 def check_row_captions(rendered: RenderedVideo, audio) -> tuple[dict | None, list[str], dict]:
     """The row's captions made (aligned from its script, or its given file) and checked: the
     caption record for publishing, QA failures, and the figures for the report."""
+    return make_row_captions(rendered.captions_source or {}, rendered.info.language, audio)
+
+
+def make_row_captions(source: dict, language: str, audio) -> tuple[dict | None, list[str], dict]:
+    """Captions from a row's captions source (`tasks.render.captions_source`) over its script
+    audio (an `AudioClip`), and their QA: (caption record, QA failures, report figures). Used by
+    a render's QA and by a captions-only update (`tasks.captions_update`) alike."""
     from sonic_model.audio import speech_segments
     from sonic_model.captions import captions_from, check_captions
 
-    source = rendered.captions_source or {}
-    language = rendered.info.language
     try:
         captions = captions_from(
             source.get("script_text"), source.get("captions_text"), language, audio.samples, speech_segments(audio)

@@ -27,7 +27,7 @@ from tasks.catalog import Catalog
 from tasks.catalog_index import INDEX_COLUMNS, read_index, update_index
 from tasks.catalog_state import read_quarantines, read_seeds, remember_quarantines, remember_seeds
 from tasks.fingerprints import Fingerprint, fingerprint_from_info, fingerprint_inputs, local_fingerprint
-from tasks.plan import KEEP_FAILED, KEEP_QUARANTINE, SKIP, WORK, PlanSettings, plan_rows
+from tasks.plan import KEEP_FAILED, KEEP_QUARANTINE, SKIP, UPDATE_CAPTIONS, WORK, PlanSettings, plan_rows
 from tasks.records import FAILED_QA, PUBLISHED, QUARANTINED, RowInfo, RowOutcome, content_key
 
 SETTLE_S = 0.2  # the tests' settle window: files older than this are trusted by their fingerprint
@@ -371,7 +371,7 @@ def test_an_unchanged_failed_row_is_kept_until_what_its_qa_verdict_depends_on_ch
     assert (outcome.status, outcome.plan) == (FAILED_QA, "failed QA in run run-1, nothing changed since")
     assert outcome.reason == "failed QA kept: sync too weak (unchanged since run run-1; --recheck to render again)"
     assert outcome.output_uri == "memory://rejected/run-1/r1.mp4"  # the rejected video stays findable
-    assert kept.plan.counts() == {SKIP: 2, KEEP_QUARANTINE: 0, KEEP_FAILED: 1, WORK: 0}
+    assert kept.plan.counts() == {SKIP: 2, KEEP_QUARANTINE: 0, KEEP_FAILED: 1, UPDATE_CAPTIONS: 0, WORK: 0}
 
     # `rerun` (retry_failed) and --recheck render it again; so does anything its verdict depends on.
     assert Run(*args, "run-3", retry_failed=True).why("r1") == "failed QA in run run-1: rendered again (rerun)"

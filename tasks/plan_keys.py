@@ -1,0 +1,74 @@
+"""The content keys a run's plan computes for 100,000 rows, fast: `KeyMaker`.
+
+A row's content key (`tasks.records.content_key`) has two parts the plan tells apart: the
+*frames key* (inputs, generator, version, parameters: what the frames are made from) and the
+captions sources (the script's hash, the captions_uri file's SHA-256), which join the key only
+when a row has them. A published row whose frames key is unchanged but whose whole key is not
+gets its captions updated (`tasks.captions_update`), not rendered again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import TYPE_CHECKING
+
+from tasks.records import content_key
+
+if TYPE_CHECKING:
+    from tasks.plan import PlanSettings
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+class KeyMaker:
+    """`tasks.records.content_key` and `frames_key` for one run's generator and one set of
+    parameters (and one script), with the part that is the same for every row serialised once.
+
+    The material is the same JSON text `content_key` hashes, keys sorted (the test
+    `test_content_keys_match_the_renderer_s` holds the two together), so the keys are equal.
+    """
+
+    def __init__(self, settings: PlanSettings, params: dict, script_sha256: str | None = None) -> None:
+        # What content_key hashes: which parameters were explicit is not part of the video.
+        params = {name: value for name, value in params.items() if name != "explicit"}
+        self.settings, self.params, self.script_sha256 = settings, params, script_sha256
+        # The renditions a published row with these parameters has beside its master.
+        self.renditions = tuple(name for name in params.get("renditions") or () if name != "master")
+        fixed = {"generator": settings.generator, "generator_version": settings.generator_version, "params": params}
+        middle = json.dumps(fixed, sort_keys=True)[1:-1].replace("%", "%%")
+        # "script_sha256" sorts last, "captions_file_sha256" second; each only when the row has it.
+        script = "" if script_sha256 is None else f', "script_sha256": "{script_sha256}"'
+        self._frames = '{"audio_sha256": "%s", ' + middle + ', "portrait_sha256": "%s"}'
+        self._plain = '{"audio_sha256": "%s", ' + middle + ', "portrait_sha256": "%s"' + script + "}"
+        self._with_file = self._plain.replace('"%s", ', '"%s", "captions_file_sha256": "%s", ', 1)
+
+    def __call__(self, portrait_sha256: str, audio_sha256: str, captions_file_sha256: str | None = None) -> str:
+        """The whole content key (captions sources included)."""
+        if not (_HEX.fullmatch(portrait_sha256 or "") and _HEX.fullmatch(audio_sha256 or "")) or not (
+            captions_file_sha256 is None or _HEX.fullmatch(captions_file_sha256)
+        ):
+            return self._slow(portrait_sha256, audio_sha256, self.script_sha256, captions_file_sha256)
+        if captions_file_sha256 is None:
+            material = self._plain % (audio_sha256, portrait_sha256)
+        else:
+            material = self._with_file % (audio_sha256, captions_file_sha256, portrait_sha256)
+        return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+    def frames(self, portrait_sha256: str, audio_sha256: str) -> str:
+        """The frames key: the content key without the captions sources."""
+        if not (_HEX.fullmatch(portrait_sha256 or "") and _HEX.fullmatch(audio_sha256 or "")):
+            return self._slow(portrait_sha256, audio_sha256, None, None)
+        return hashlib.sha256((self._frames % (audio_sha256, portrait_sha256)).encode("utf-8")).hexdigest()
+
+    def _slow(self, portrait_sha256, audio_sha256, script_sha256, captions_file_sha256) -> str:
+        return content_key(
+            portrait_sha256=portrait_sha256,
+            audio_sha256=audio_sha256,
+            generator=self.settings.generator,
+            generator_version=self.settings.generator_version,
+            params=self.params,
+            script_sha256=script_sha256,
+            captions_file_sha256=captions_file_sha256,
+        )
