@@ -49,13 +49,13 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from sonic_model.generators import SEED_RANGE, RenderParams
-from sonic_model.renditions import RENDITIONS
 from tasks.captions_update import CaptionsUpdate
 from tasks.catalog import Catalog, rendition_key
 from tasks.catalog_index import SeenInputs, index_entry, index_records
 from tasks.catalog_state import PublishedEntry, RememberedQuarantine, RerolledSeed, read_quarantines, read_seeds
 from tasks.fingerprints import IO_THREADS, SETTLE_S, Fingerprint, fingerprint_inputs, hash_inputs
 from tasks.plan_keys import KeyMaker
+from tasks.plan_published import inputs_of, known_sha, other_than_inputs_changed, settle, what_changed
 from tasks.records import (
     DECISIONS,
     FAILED_QA,
@@ -63,7 +63,6 @@ from tasks.records import (
     KEEP_QUARANTINE,
     QUARANTINED,
     SKIP,
-    SKIPPED_CACHED,
     UPDATE_CAPTIONS,
     WORK,
     RowInfo,
@@ -269,7 +268,9 @@ def plan_rows(
             continue
         portrait, audio = (fingerprints.get(uri, Fingerprint(None, "not listed")) for uri in pair[:2])
         captions = fingerprints.get(pair[2], Fingerprint(None, "not listed")) if pair[2] else Fingerprint(None)
-        seen = SeenInputs(pair[0], portrait.value, pair[1], audio.value, pair[2], captions.value)
+        seen = SeenInputs(
+            pair[0], portrait.value, pair[1], audio.value, captions_uri=pair[2], captions_fingerprint=captions.value
+        )
         if key in seeds:
             row, applies = _with_rerolled_seed(row, seeds[key], settings)
             if not applies:
@@ -336,14 +337,14 @@ def plan_rows(
             continue
         undecided = RowPlan(row, info, key, WORK, "", seen, conditions, qa_conditions=qa_conditions)
         if entry.portrait_sha256 and entry.audio_sha256:
-            changed = _other_than_inputs_changed(entry, key_of, pair[2] is not None)
+            changed = other_than_inputs_changed(entry, key_of, pair[2] is not None)
             if changed:
                 plans.append(dataclasses.replace(undecided, why=changed))
                 continue
-            known = {name: _known_sha(entry, seen, name) for name in _inputs_of(seen)}
+            known = {name: known_sha(entry, seen, name) for name in inputs_of(seen)}
             if all(known.values()):
                 shas = {name: getattr(entry, f"{name}_sha256") for name in known}
-                plans.append(_settle(undecided, entry, key_of, shas, catalog, "", settings))
+                plans.append(settle(undecided, entry, key_of, shas, catalog, ""))
                 continue
         plans.append(None)  # decided below, from the inputs' bytes
         to_hash.append((position, undecided, entry, key_of))
@@ -355,21 +356,21 @@ def plan_rows(
         needed = [
             getattr(plan.seen, f"{name}_uri")
             for _, plan, entry, _ in to_hash
-            for name in _inputs_of(plan.seen)
-            if not _known_sha(entry, plan.seen, name)
+            for name in inputs_of(plan.seen)
+            if not known_sha(entry, plan.seen, name)
         ]
         hashed = hash_inputs(needed, settings.max_file_bytes, threads=threads)
     for position, plan, entry, key_of in to_hash:
         shas = {
             name: getattr(entry, f"{name}_sha256")
-            if _known_sha(entry, plan.seen, name)
+            if known_sha(entry, plan.seen, name)
             else hashed.get(getattr(plan.seen, f"{name}_uri"))
-            for name in _inputs_of(plan.seen)
+            for name in inputs_of(plan.seen)
         }
         if any(sha is None for sha in shas.values()):
             plans[position] = dataclasses.replace(plan, why="inputs could not be read in full: the probe will say why")
         else:
-            plans[position] = _settle(plan, entry, key_of, shas, catalog, _what_changed(entry, plan.seen), settings)
+            plans[position] = settle(plan, entry, key_of, shas, catalog, what_changed(entry, plan.seen))
     timings["hash_s"] = _lap(mark)
     if settings.new_seed:
         # A row re-rolled again still replaces its own seed (the manifest's or the defaults').
@@ -486,113 +487,6 @@ def _why_remembered_changed(remembered: RememberedQuarantine, settings: PlanSett
     return f"quarantined by run {remembered.run_id}; something it depended on changed"
 
 
-def _known_sha(entry: PublishedEntry, seen: SeenInputs, name: str) -> bool:
-    """Whether the remembered hash of one input still describes it (same URI, same trusted fingerprint)."""
-    fingerprint = getattr(seen, f"{name}_fingerprint")
-    return (
-        bool(getattr(entry, f"{name}_sha256"))
-        and fingerprint is not None
-        and getattr(entry, f"{name}_uri") == getattr(seen, f"{name}_uri")
-        and getattr(entry, f"{name}_fingerprint") == fingerprint
-    )
-
-
-def _inputs_of(seen: SeenInputs) -> tuple[str, ...]:
-    """The inputs whose bytes make a row's content key: portrait, audio, and its captions file if any."""
-    return ("portrait", "audio", "captions") if seen.captions_uri else ("portrait", "audio")
-
-
-def _what_changed(entry: PublishedEntry, seen: SeenInputs) -> str:
-    parts = []
-    for name in _inputs_of(seen):
-        if _known_sha(entry, seen, name):
-            continue
-        if getattr(entry, f"{name}_uri") != getattr(seen, f"{name}_uri") and getattr(entry, f"{name}_uri"):
-            parts.append(f"{name} now read from another URI")
-        elif getattr(seen, f"{name}_fingerprint") is None:
-            parts.append(f"{name} fingerprint not trusted")
-        elif getattr(entry, f"{name}_fingerprint") is None:
-            parts.append(f"{name} had no fingerprint yet")
-        else:
-            parts.append(f"{name} touched, same bytes")
-    return ", ".join(parts) or "fingerprints refreshed"
-
-
-def _other_than_inputs_changed(entry: PublishedEntry, key_of: KeyMaker, captions_file: bool) -> str:
-    """Why a published row renders again whatever its inputs' bytes are ('' when that depends on them).
-
-    With a frames key: the generator, its version or the parameters changed when the frames key
-    of the remembered input hashes differs. An entry published before frames keys were kept is
-    compared whole (its script changing renders it again, once)."""
-    if entry.frames_key:
-        if key_of.frames(entry.portrait_sha256, entry.audio_sha256) != entry.frames_key:
-            return f"generator or parameters changed since run {entry.run_id}"
-        return ""
-    remembered_file = entry.captions_sha256 if captions_file else None
-    if key_of(entry.portrait_sha256, entry.audio_sha256, remembered_file) != entry.content_key:
-        return f"generator, parameters or script changed since run {entry.run_id}"
-    return ""
-
-
-def _settle(
-    plan: RowPlan,
-    entry: PublishedEntry,
-    key_of: KeyMaker,
-    shas: dict,
-    catalog: Catalog,
-    rehashed: str,
-    settings: PlanSettings,
-) -> RowPlan:
-    """A published row's decision once its inputs' hashes are known: skip it (same content key),
-    update its captions (same frames key, other captions sources), or render it again."""
-    seen = dataclasses.replace(
-        plan.seen,
-        portrait_sha256=shas["portrait"],
-        audio_sha256=shas["audio"],
-        captions_sha256=shas.get("captions"),
-    )
-    whole = key_of(shas["portrait"], shas["audio"], shas.get("captions"))
-    if whole == entry.content_key:
-        reason = f"unchanged since run {entry.run_id}" + (f" (content re-hashed: {rehashed})" if rehashed else "")
-        return dataclasses.replace(
-            plan, decision=SKIP, why=reason, seen=seen, outcome=_skipped(catalog, plan.info, entry, reason, key_of)
-        )
-    frames = key_of.frames(shas["portrait"], shas["audio"])
-    if entry.frames_key != frames:
-        changed = [name for name in ("portrait", "audio") if shas[name] != getattr(entry, f"{name}_sha256")]
-        if changed and entry.portrait_sha256:
-            why = f"{' and '.join(changed)} changed since run {entry.run_id}"
-        elif entry.frames_key is None:
-            why = f"captions changed since run {entry.run_id}, published before captions had a key of their own"
-        else:
-            why = f"content changed since run {entry.run_id}"
-        return dataclasses.replace(plan, why=why)
-    what = _captions_change(entry, key_of.script_sha256, seen)
-    if key_of.script_sha256 is None and not seen.captions_uri:
-        return dataclasses.replace(plan, why=f"captions removed since run {entry.run_id}: rendering again")
-    if key_of.params.get("burn_captions"):
-        why = f"{what} since run {entry.run_id}; its renditions have the captions burned in: rendering again"
-        return dataclasses.replace(plan, why=why)
-    why = f"{what} since run {entry.run_id}: captions updated, its frames kept"
-    return dataclasses.replace(plan, decision=UPDATE_CAPTIONS, why=why, seen=seen, captions_update=(whole, frames))
-
-
-def _captions_change(entry: PublishedEntry, script: str | None, seen: SeenInputs) -> str:
-    """What changed in a row's captions sources since it was published, in words."""
-    parts = []
-    if script != entry.script_sha256:
-        parts.append({entry.script_sha256: "script added", script: "script removed"}.get(None, "script"))
-    if (seen.captions_uri, seen.captions_sha256) != (entry.captions_uri, entry.captions_sha256):
-        if not seen.captions_uri:
-            parts.append("captions file removed")
-        elif not entry.captions_uri:
-            parts.append("captions file added")
-        else:
-            parts.append("captions file")
-    changed = " and ".join(parts) or "captions"
-    return changed if changed.endswith(("added", "removed")) else f"{changed} changed"
-
-
 def _same_memory(remembered: RememberedQuarantine, seen: SeenInputs, conditions: str) -> bool:
     """Whether a remembered verdict still holds: same conditions, same URIs, same trusted fingerprints."""
     return (
@@ -606,31 +500,6 @@ def _same_memory(remembered: RememberedQuarantine, seen: SeenInputs, conditions:
             remembered.audio_fingerprint,
         )
         == (seen.portrait_uri, seen.portrait_fingerprint, seen.audio_uri, seen.audio_fingerprint)
-    )
-
-
-def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str, key_of: KeyMaker) -> RowOutcome:
-    # A rendition's size is fixed by its name (RENDITIONS): listed as a rendered row lists it.
-    renditions = tuple(
-        {
-            "name": name,
-            "uri": catalog.uri(catalog.path(f"{rendition_key(entry.key, name)}.mp4")),
-            "width": RENDITIONS[name].width,
-            "height": RENDITIONS[name].height,
-            "passed": True,
-        }
-        for name in key_of.renditions
-    )
-    return RowOutcome(
-        renditions=renditions,
-        info=info,
-        status=SKIPPED_CACHED,
-        reasons=(reason,),
-        plan=reason,
-        output_uri=catalog.uri(catalog.path(entry.video)),
-        poster_uri=catalog.uri(catalog.path(entry.poster)) if entry.poster else None,
-        sidecar_uri=catalog.uri(catalog.path(entry.sidecar)),
-        content_key=entry.content_key,
     )
 
 
