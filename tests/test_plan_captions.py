@@ -131,7 +131,8 @@ def captioned(tmp_path: Path):
 
 
 def test_a_changed_script_updates_captions_without_rendering_or_hashing(captioned) -> None:
-    rows = [row("r0", "media/face.jpg", "media/a0.wav", script_text=SCRIPT + " One more sentence."), captioned["rows"][1]]
+    changed = row("r0", "media/face.jpg", "media/a0.wav", script_text=SCRIPT + " One more sentence.")
+    rows = [changed, captioned["rows"][1]]
     second = Run(rows, *captioned["args"], "run-2")
     assert second.decisions() == {"r0": UPDATE_CAPTIONS, "r1": SKIP}
     assert second.rendered == [] and second.recaptioned == ["r0"]
