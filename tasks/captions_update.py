@@ -116,7 +116,8 @@ def update_captions(update: CaptionsUpdate, catalog_url: str, run_id: str, signi
         total_s = time.perf_counter() - started
         timings = {"captions_align_s": round(aligned_s, 3), "captions_update_s": round(total_s, 3)}
         new_sidecar = _updated_sidecar(sidecar, update, source, captions, figures, credentials, signed_renditions)
-        new_sidecar.update(timings=timings, run_id=run_id, published_at=now_iso())
+        # The render's timings stay (they describe the frames), the update's join them.
+        new_sidecar.update(timings={**(sidecar.get("timings") or {}), **timings}, run_id=run_id, published_at=now_iso())
         new_sidecar["inputs"] = {**inputs, **captions_inputs(source)}
         if not update.seen.captions_uri:
             new_sidecar["inputs"].pop("captions_uri", None)
