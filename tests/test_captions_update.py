@@ -160,3 +160,42 @@ def test_the_next_run_skips_the_updated_row_and_keeps_the_failure(updated) -> No
         index.loc["course/en/cap-en", "content_key"]
         == json.loads(updated["en"].with_suffix(".json").read_text())["content_key"]
     )
+
+
+def test_an_update_killed_half_way_leaves_no_half_written_video_published(updated, tmp_path, monkeypatch) -> None:
+    """The publishing order of a render: sidecar withdrawn, files moved into place, sidecar last. An
+    update that dies after the master, before its rendition, leaves the row unpublished (no sidecar:
+    the next run renders it) and no partial file under any name."""
+    from manifests.schema import ManifestRow
+    from tasks.captions_update import CaptionsUpdate, update_captions
+    from tasks.catalog import Catalog
+    from tasks.catalog_index import SeenInputs
+    from tasks.records import RowInfo
+
+    catalog_dir = tmp_path / "catalog"
+    shutil.copytree(updated["catalog"], catalog_dir)
+    folder = catalog_dir / "course" / "en"
+    sidecar = json.loads((folder / "cap-en.json").read_text())
+    row = ManifestRow(row_id="cap-en", portrait_uri="media/astronaut.jpg", audio_uri="media/en.wav", language="en",
+                      consent_ref="release/test-001", collection="course", script_text=" ".join(EN))  # fmt: skip
+    update = CaptionsUpdate(
+        row=row,
+        info=RowInfo.from_row(row),
+        seen=SeenInputs(audio_uri=sidecar["inputs"]["audio_uri"]),
+        content_key="0" * 64,
+        frames_key=sidecar["frames_key"],
+        why="script changed since run x; its frames kept",
+    )
+    real_put = Catalog.put_file
+
+    def dies_at_the_rendition(self, local_path, final):
+        if final.endswith(".vertical.mp4"):
+            raise KeyboardInterrupt("worker killed")
+        return real_put(self, local_path, final)
+
+    monkeypatch.setattr(Catalog, "put_file", dies_at_the_rendition)
+    with pytest.raises(KeyboardInterrupt):
+        update_captions(update, str(catalog_dir), "run-killed", {"mode": "off"})
+    assert not (folder / "cap-en.json").exists()  # not published: the index drops it, the next run renders it
+    assert [p.name for p in folder.iterdir() if ".partial-" in p.name] == []
+    assert read_credentials(folder / "cap-en.vertical.mp4").status == "valid"  # the old rendition, untouched
