@@ -20,6 +20,8 @@ import av
 import pandas as pd
 import pytest
 
+from sonic_model.audio import load_audio
+from sonic_model.captions import make_captions
 from sonic_model.credentials import read_credentials
 from sonic_model.encode import ffmpeg_executable
 from tests.test_captions import DE, EN
@@ -29,7 +31,7 @@ from tests.test_catalog_flow import RESOLUTION, ledger_of, run_cli, run_id_of
 FIXTURES = Path(__file__).parent / "fixtures"
 EDITED = [EN[0].replace("first lesson", "very first lesson"), *EN[1:]]
 
-pytestmark = pytest.mark.slow  # two renders (one with a rendition), then two runs without renders: ~3 min
+pytestmark = pytest.mark.slow  # three renders (one with a rendition), then two runs without renders: ~2-3 min
 
 
 def manifest_of(root: Path, scripts: dict[str, list[str]]) -> str:
@@ -40,6 +42,9 @@ def manifest_of(root: Path, scripts: dict[str, list[str]]) -> str:
         {"row_id": "cap-de", "portrait_uri": "media/astronaut.jpg", "audio_uri": "media/de.wav", "language": "de",
          "consent_ref": "release/test-001", "collection": "course", "min_resolution": RESOLUTION,
          "script_text": " ".join(scripts["cap-de"])},
+        {"row_id": "given-en", "portrait_uri": "media/astronaut.jpg", "audio_uri": "media/en.wav", "language": "en",
+         "consent_ref": "release/test-001", "collection": "course", "min_resolution": RESOLUTION,
+         "captions_uri": "media/given.vtt"},
     ]  # fmt: skip
     path = root / "manifest.parquet"
     pd.DataFrame(rows).to_parquet(path)
@@ -75,6 +80,9 @@ def updated(tmp_path_factory):
     shutil.copy(FIXTURES / "portrait_astronaut.jpg", media / "astronaut.jpg")
     speech_wav(media, "en", "en", EN)
     speech_wav(media, "de", "de", DE)
+    # A captions file for the given-en row (used as given): cues aligned from the English script.
+    given = make_captions(" ".join(EN), "en", load_audio(media / "en.wav").samples).vtt()
+    (media / "given.vtt").write_text(given)
     catalog = root / "catalog"
     manifest = manifest_of(root, {"cap-en": EN, "cap-de": DE})
     code, out, err = run_cli("render", manifest, "--catalog", str(catalog))
@@ -88,7 +96,10 @@ def updated(tmp_path_factory):
         "en_sidecar": json.loads(en.with_suffix(".json").read_text()),
         "de_mp4": hashlib.sha256(de.with_suffix(".mp4").read_bytes()).hexdigest(),
         "de_vtt": de.with_suffix(".vtt").read_text(),
+        "given_video": stream_digest(catalog / "course" / "en" / "given-en.mp4", "video"),
     }
+    # The file at the same captions_uri rewritten: its bytes are in the content key.
+    (media / "given.vtt").write_text(given.replace("Welcome", "Welcome back"))
 
     generated = []
 
@@ -110,7 +121,7 @@ def test_a_script_only_change_generates_nothing_and_keeps_the_frames(updated) ->
     ledger = ledger_of(str(updated["catalog"]), updated["run_id"]).set_index("row_id")
     assert ledger.loc["cap-en", "status"] == "captions_updated", ledger.loc["cap-en"].to_dict()
     assert ledger.loc["cap-en", "reason"].startswith("captions updated: script changed since run ")
-    assert "1 captions_updated" in updated["out"]  # the CLI summary counts it
+    assert "2 captions_updated" in updated["out"]  # the CLI summary counts it
     en, before = updated["en"], updated["before"]
     assert stream_digest(en.with_suffix(".mp4"), "video") == before["en_video"]
     assert stream_digest(en.with_suffix(".mp4"), "audio") == before["en_audio"]
@@ -120,7 +131,21 @@ def test_a_script_only_change_generates_nothing_and_keeps_the_frames(updated) ->
     assert sidecar["content_key"] != before["en_sidecar"]["content_key"]
     assert sidecar["frames_run_id"] == before["en_sidecar"]["run_id"] != sidecar["run_id"]
     run = json.loads((updated["catalog"] / "_runs" / updated["run_id"] / "run.json").read_text())
-    assert run["counts"] == {"captions_updated": 1, "failed_qa": 1} and run["plan"]["update_captions"] == 2
+    assert run["counts"] == {"captions_updated": 2, "failed_qa": 1} and run["plan"]["update_captions"] == 3
+
+
+def test_a_captions_file_rewritten_at_the_same_uri_is_updated_as_given(updated) -> None:
+    ledger = ledger_of(str(updated["catalog"]), updated["run_id"]).set_index("row_id")
+    assert ledger.loc["given-en", "status"] == "captions_updated"
+    assert "captions file changed since run" in ledger.loc["given-en", "reason"]
+    prefix = updated["catalog"] / "course" / "en" / "given-en"
+    assert stream_digest(prefix.with_suffix(".mp4"), "video") == updated["before"]["given_video"]
+    sidecar = json.loads(prefix.with_suffix(".json").read_text())
+    assert sidecar["captions"]["method"] == "given"
+    given = (updated["catalog"].parent / "media" / "given.vtt").read_bytes()
+    assert sidecar["inputs"]["captions_sha256"] == hashlib.sha256(given).hexdigest()
+    assert "Welcome back" in prefix.with_suffix(".vtt").read_text()
+    assert "Welcome back" in caption_track_text(prefix.with_suffix(".mp4"))
 
 
 def test_the_new_captions_are_in_the_files_the_track_and_the_credentials(updated) -> None:
@@ -153,7 +178,7 @@ def test_a_swapped_script_fails_qa_naming_the_mismatch_and_leaves_the_published_
 def test_the_next_run_skips_the_updated_row_and_keeps_the_failure(updated) -> None:
     code, out, _ = updated["again"]
     ledger = ledger_of(str(updated["catalog"]), run_id_of(out)).set_index("row_id")
-    assert ledger.loc["cap-en", "status"] == "skipped_cached"
+    assert ledger.loc["cap-en", "status"] == ledger.loc["given-en", "status"] == "skipped_cached"
     assert ledger.loc["cap-de", "status"] == "failed_qa" and "failed QA kept" in ledger.loc["cap-de", "reason"]
     index = pd.read_parquet(updated["catalog"] / "index.parquet").set_index("key")
     assert (
