@@ -217,3 +217,24 @@ def test_a_row_published_before_frames_keys_renders_once_when_its_script_changes
     second = Run(rows, *captioned["args"], "run-2")
     assert second.decisions()["r0"] == WORK
     assert second.why("r0") == "generator, parameters or script changed since run run-1"
+
+
+def test_the_plan_s_keys_match_the_renderer_s_with_captions() -> None:
+    """The plan's fast keys (one JSON template per parameter set) equal `content_key` and
+    `frames_key`, with a script, a captions file, both or neither; the frames key never moves."""
+    from sonic_model.generators import RenderParams
+    from tasks.plan_keys import KeyMaker
+
+    params = RenderParams(seed=7).as_dict()
+    portrait, audio, captions_file = "a" * 64, "b" * 64, hashlib.sha256(b"WEBVTT").hexdigest()
+    frames = {"portrait_sha256": portrait, "audio_sha256": audio, "generator": "preview",
+              "generator_version": "1.0", "params": params}  # fmt: skip
+    keys = set()
+    for script in (None, script_sha256(SCRIPT)):
+        maker = KeyMaker(settings(), params, script)
+        for file_sha in (None, captions_file):
+            key = maker(portrait, audio, file_sha)
+            assert key == content_key(**frames, script_sha256=script, captions_file_sha256=file_sha)
+            assert maker.frames(portrait, audio) == frames_key(**frames)
+            keys.add(key)
+    assert len(keys) == 4 and frames_key(**frames) in keys  # no captions: the key is the frames key
