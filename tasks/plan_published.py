@@ -97,8 +97,9 @@ def settle(
         changed = [name for name in ("portrait", "audio") if shas[name] != getattr(entry, f"{name}_sha256")]
         if changed and entry.portrait_sha256:
             why = f"{' and '.join(changed)} changed since run {entry.run_id}"
-        elif entry.frames_key is None:
-            why = f"captions changed since run {entry.run_id}, published before captions had a key of their own"
+        elif entry.frames_key is None and entry.portrait_sha256:
+            # Same inputs, same frames (checked whole before hashing): its captions file changed.
+            why = f"captions changed since run {entry.run_id}, published before frames keys were kept: rendering again"
         else:
             why = f"content changed since run {entry.run_id}"
         return dataclasses.replace(plan, why=why)
@@ -116,16 +117,20 @@ def captions_change(entry: PublishedEntry, script: str | None, seen: SeenInputs)
     """What changed in a row's captions sources since it was published, in words."""
     parts = []
     if script != entry.script_sha256:
-        parts.append({entry.script_sha256: "script added", script: "script removed"}.get(None, "script"))
+        if entry.script_sha256 is None:
+            parts.append("script added")
+        elif script is None:
+            parts.append("script removed")
+        else:
+            parts.append("script changed")
     if (seen.captions_uri, seen.captions_sha256) != (entry.captions_uri, entry.captions_sha256):
         if not seen.captions_uri:
             parts.append("captions file removed")
         elif not entry.captions_uri:
             parts.append("captions file added")
         else:
-            parts.append("captions file")
-    changed = " and ".join(parts) or "captions"
-    return changed if changed.endswith(("added", "removed")) else f"{changed} changed"
+            parts.append("captions file changed")
+    return " and ".join(parts) or "captions changed"
 
 
 def skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str, key_of: KeyMaker) -> RowOutcome:
