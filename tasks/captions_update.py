@@ -11,9 +11,11 @@ stream-copied, not encoded again); each file is signed again (the captions are a
 ingredient) and published like a render: video and renditions, then .vtt/.srt, then the
 sidecar last, each moved into place atomically, the old sidecar withdrawn first.
 
-Why the script audio and not the published video's sound: it is what a full render aligns
-against, so an update gives the captions a render of the same row would (the published sound
-is the same speech brought to the loudness target and AAC-coded).
+What the captions are aligned against: the script audio re-timed exactly as the published sound
+was (`tasks.qa.as_published`: the render's lip-sync delay, `av_offset_applied_ms` in the sidecar),
+which is the published video's sound before its loudness normalisation and AAC coding. A full
+render's QA aligns against the same, so an update gives the captions a render of the row would,
+and the study's threshold (measured on uncoded speech) applies unchanged.
 
 A row whose new captions fail QA keeps its published video and captions (as a failed render
 does) and ends `failed_qa`, the new .vtt/.srt filed under the run. Its verdict is
@@ -97,7 +99,9 @@ def update_captions(update: CaptionsUpdate, catalog_url: str, run_id: str, signi
                 return RowOutcome(info=info, status=QUARANTINED, reasons=(str(exc),), plan=update.why)
             source.update(captions_text=text, captions_uri=update.seen.captions_uri)
             source["captions_sha256"] = update.seen.captions_sha256
-        captions, failures, figures = make_row_captions(source, info.language, audio)
+        # Timed on the sound as published: re-timed by the render's lip-sync delay, if any.
+        delay_ms = float((sidecar.get("postprocess") or {}).get("av_offset_applied_ms") or 0.0)
+        captions, failures, figures = make_row_captions(source, info.language, audio, delay_ms)
         aligned_s = time.perf_counter() - started
         if failures or captions is None:
             return _rejected(catalog, update, run_id, captions, failures, figures, sidecar)
