@@ -408,24 +408,25 @@ def _row_conditions(
 
 
 def _params(row, settings: PlanSettings, cache: dict) -> tuple[KeyMaker | Exception, str, str]:
-    """The content-key maker for the row's effective parameters, its quarantine conditions and
-    its QA failure conditions; computed once per distinct set of overrides (most rows have none)."""
+    """The content-key maker for the row's effective parameters (and script), its quarantine
+    conditions and its QA failure conditions; the parameters' part computed once per distinct set
+    of overrides (most rows have none), the script's (a hash each, ~20 us) per row: in a catalog
+    every row has a script of its own."""
     from manifests.schema import OVERRIDE_COLUMNS, PRESET_COLUMN
 
-    script = script_sha256(getattr(row, "script_text", None))
-    overrides = (*(getattr(row, name, None) for name in (*OVERRIDE_COLUMNS, PRESET_COLUMN)), script)
+    overrides = tuple(getattr(row, name, None) for name in (*OVERRIDE_COLUMNS, PRESET_COLUMN))
     if overrides not in cache:
         try:
             params = dataclasses.asdict(row.render_params(settings.defaults))
             conditions = quarantine_conditions(params, settings)
-            cache[overrides] = (
-                KeyMaker(settings, params, script),
-                conditions,
-                failure_conditions(conditions, settings),
-            )
+            cache[overrides] = (KeyMaker(settings, params), conditions, failure_conditions(conditions, settings))
         except Exception as exc:  # noqa: BLE001 - the probe reports a bad parameter
             cache[overrides] = (exc, "", "")
-    return cache[overrides]
+    key_of, conditions, qa_conditions = cache[overrides]
+    script = script_sha256(getattr(row, "script_text", None))
+    if script is None or isinstance(key_of, Exception):
+        return key_of, conditions, qa_conditions
+    return key_of.with_script(script), conditions, qa_conditions
 
 
 def _effective_seed(row, settings: PlanSettings) -> int | None:
