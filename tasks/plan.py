@@ -19,7 +19,10 @@ a run first decides, in bulk, which rows need any work at all:
 - `keep_failed`: the row's last render failed QA and nothing that verdict depended on changed
   (the quarantine's conditions, plus the QA thresholds and the QA code); the `failed_qa` verdict
   is kept without rendering again (unless `recheck`, or `retry_failed`, which `rerun` sets).
-- `work`: everything else goes the full way (probe, render, QA, publish), as before.
+- `update_captions`: published, same frames key, other script or captions file (and no burned
+  renditions): captions re-made into the published frames (`tasks.plan_published.settle`).
+- `work`: everything else goes the full way (probe, render, QA, publish), as before; a `work` row
+  whose only change is `burn_captions` switched on has `burn_only` (`burn_switched`): burned.
 
 `new_seed` (`rerun --new-seed`) gives every row that would render or keep its failure a fresh
 random seed (the manifest's `seed` cell, in effect); once a render used it, the catalog remembers

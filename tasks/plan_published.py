@@ -1,7 +1,9 @@
 """How the plan compares a published row with what the manifest now gives: whether its inputs'
 remembered hashes still describe them (`known_sha`), and, once the hashes are known, whether the
 row is unchanged (skip), changed only in its captions (update its captions: its frames key, the
-content key without the captions sources, is the published one) or needs a render (`settle`).
+content key without the captions sources, is the published one) or needs a render (`settle`);
+and whether a row whose keys differ only in `burn_captions` can be burned from its published
+renditions (`burn_switched`).
 
 Pure functions over the plan's records (`tasks/plan.py` decides; this module compares).
 """
