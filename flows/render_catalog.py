@@ -154,6 +154,7 @@ def render_catalog(
             row_timeout_s=row_timeout_s,
             force=force,
             recheck=recheck,
+            new_seed=new_seed,
             signing=signing,
         )
         # Recorded before any slow step (table check, plan): a run killed or failing from here on is

@@ -101,6 +101,8 @@ class RunInfo:
     row_timeout_s: float | None
     force: bool = False
     recheck: bool = False
+    # `rerun --new-seed`: every row rendered in this run got a fresh seed (its sidecar has the seed).
+    new_seed: bool = False
     # How published videos are signed (`tasks.signing`: paths and mode, never keys); rerun reuses it.
     signing: dict | None = None
 

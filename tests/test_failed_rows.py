@@ -98,6 +98,10 @@ def test_rerun_new_seed_renders_the_failed_row_again_with_a_fresh_seed(rerolled)
     assert ledger.plan[ROW].endswith(f"--new-seed: seed {seed.seed} (was 42)")
     # Another seed, another video: the content key is not the one rendered with seed 42.
     assert ledger.content_key[ROW] != steps["failed"][0].content_key[ROW]
+    run = json.loads((steps["catalog"] / "_runs" / run_id / "run.json").read_text())
+    assert run["new_seed"] is True and run["rerun_of"]
+    first = json.loads((steps["catalog"] / "_runs" / steps["failed"][1] / "run.json").read_text())
+    assert first["new_seed"] is False
 
 
 def test_the_re_rolled_seed_is_in_the_sidecar_and_the_content_key_and_stays(rerolled):
