@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import sync_study_human as human  # noqa: E402
 import sync_study_media as media  # noqa: E402
 
 # (length in seconds, renders of that length): short scripts weighted, as catalogs have many.
@@ -116,30 +117,55 @@ def fitted(series: np.ndarray, length: int, fill) -> np.ndarray:
 
 
 def cases_for(clips, renders, cache: Path):
-    """(kind, clip, injected offset or None, mouth, envelope, mask) for every case of the study."""
+    """(kind, clip, injected offset or None, mouth, envelope, mask, swapped-in speech) for every case."""
     rng = np.random.default_rng(23)
     sounds = {clip.index: sound_series(media.clip_audio(clip, cache)) for clip in clips}
+    espeak = [c for c in clips if c.speech == "espeak"]
     by_length = defaultdict(list)
-    for clip in clips:
+    for clip in espeak:
         by_length[clip.seconds].append(clip)
-    for clip in clips:
+    # espeak-ng rows first, drawing from the same generator as before human speech came (same cases).
+    for clip in espeak:
         mouth = renders[clip.index]["mouth"]
         envelope, mask = sounds[clip.index]
         n = len(mouth)
         envelope, mask = fitted(envelope, n, 0.0), fitted(mask, n, False)
-        yield "good", clip, 0, mouth, envelope, mask
+        yield "good", clip, 0, mouth, envelope, mask, ""
         for shift in rng.choice(SHIFTS, size=2, replace=False):
             sign = 1 if rng.random() < 0.5 else -1
             # The sound delayed by k frames: the picture is k frames early, offset -k.
             k = int(sign * shift)
-            yield "shifted", clip, -k, mouth, delayed(envelope, k, 0.0), delayed(mask, k, False)
+            yield "shifted", clip, -k, mouth, delayed(envelope, k, 0.0), delayed(mask, k, False), ""
         others = [c for c in by_length[clip.seconds] if c.language != clip.language]
         if others:
             other = others[int(rng.integers(len(others)))]
             o_env, o_mask = sounds[other.index]
-            yield "other_audio", clip, None, mouth, fitted(o_env, n, 0.0), fitted(o_mask, n, False)
+            yield "other_audio", clip, None, mouth, fitted(o_env, n, 0.0), fitted(o_mask, n, False), "espeak"
         still = np.full(n, float(renders[clip.index]["still_mouth"]))
-        yield "frozen", clip, None, still, envelope, mask
+        yield "frozen", clip, None, still, envelope, mask, ""
+    # Human rows and every swap involving human speech: their own generator (the espeak cases stay put).
+    rng = np.random.default_rng(2323)
+    for clip in clips:
+        mouth = renders[clip.index]["mouth"]
+        n = len(mouth)
+        if clip.speech == "espeak":
+            o_env, o_mask = sound_series(human.human_cut(clip.seconds, rng))
+            yield "other_audio", clip, None, mouth, fitted(o_env, n, 0.0), fitted(o_mask, n, False), "human"
+            continue
+        envelope, mask = sounds[clip.index]
+        envelope, mask = fitted(envelope, n, 0.0), fitted(mask, n, False)
+        yield "good", clip, 0, mouth, envelope, mask, ""
+        for shift in rng.choice(SHIFTS, size=2, replace=False):
+            k = int((1 if rng.random() < 0.5 else -1) * shift)
+            yield "shifted", clip, -k, mouth, delayed(envelope, k, 0.0), delayed(mask, k, False), ""
+        for swapped_speech, audio in (
+            ("human", human.other_human_audio(clip, rng)),
+            ("espeak", human.espeak_cut(clip.seconds, rng, cache)),
+        ):
+            o_env, o_mask = sound_series(audio)
+            yield "other_audio", clip, None, mouth, fitted(o_env, n, 0.0), fitted(o_mask, n, False), swapped_speech
+        still = np.full(n, float(renders[clip.index]["still_mouth"]))
+        yield "frozen", clip, None, still, envelope, mask, ""
 
 
 def analyse(clips, renders, cache: Path) -> list[dict]:
@@ -149,13 +175,16 @@ def analyse(clips, renders, cache: Path) -> list[dict]:
 
     thresholds = QAThresholds()
     rows = []
-    for kind, clip, truth, mouth, envelope, mask in cases_for(clips, renders, cache):
+    for kind, clip, truth, mouth, envelope, mask, swapped_speech in cases_for(clips, renders, cache):
         sync = measure_sync(mouth, envelope, mask, thresholds)
         failures = sync_failures(sync, thresholds)
         shift = calibration_shift(sync)
         rows.append(
             {
                 "kind": kind,
+                "speech": clip.speech,
+                "swapped_in": swapped_speech,
+                "sentences": "+".join(clip.sentences),
                 "index": clip.index,
                 "presenter": clip.presenter,
                 "language": clip.language,
@@ -285,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     clips = plan_clips(QUICK_PLAN if args.quick else FULL_PLAN)
+    clips += human.plan_human(len(clips), quick=args.quick)
     renders = render_all(clips, args.cache, args.workers)
     rows = analyse(clips, renders, args.cache)
     if args.csv:
