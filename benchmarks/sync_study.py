@@ -25,7 +25,7 @@ import csv
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sync_study_human as human  # noqa: E402
 import sync_study_media as media  # noqa: E402
+from sync_study_report import report  # noqa: E402
 
 # (length in seconds, renders of that length): short scripts weighted, as catalogs have many.
 FULL_PLAN = [(s, 20) for s in (0.5, 0.8, 1.0, 1.2, 1.5, 1.8, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)] + [
@@ -49,7 +50,6 @@ FULL_PLAN = [(s, 20) for s in (0.5, 0.8, 1.0, 1.2, 1.5, 1.8, 2.0, 2.5, 3.0, 3.5,
 ]
 QUICK_PLAN = [(s, 3) for s in (0.8, 1.2, 2.0, 3.0, 5.0, 8.0)] + [(15.0, 1)]
 SHIFTS = (3, 4, 5, 6, 8, 10, 12)
-SPEECH_BINS = ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, 10.0), (10.0, 30.0), (30.0, 1e9))
 FPS = 25
 SAMPLES_PER_FRAME = media.RATE // FPS
 
@@ -211,99 +211,6 @@ def analyse(clips, renders, cache: Path) -> list[dict]:
     return rows
 
 
-def _bin_label(low: float, high: float) -> str:
-    return f"{low:g}-{high:g} s" if high < 1e8 else f">= {low:g} s"
-
-
-def report(rows: list[dict], clips, seconds_taken: float) -> None:
-    good = [r for r in rows if r["kind"] == "good"]
-    presenters = Counter(c.presenter for c in clips)
-    languages = Counter(c.language for c in clips)
-    print(
-        f"{len(good)} good renders ({sum(c.seconds for c in clips):.0f} s of video), {len(rows) - len(good)} bad ones "
-        f"derived from them; {len(presenters)} presenters {dict(presenters)}; {len(languages)} languages; "
-        f"clips {min(c.seconds for c in clips):g}-{max(c.seconds for c in clips):g} s; {seconds_taken:.0f} s"
-    )
-    print("\nGood renders by seconds of speech (with a face):")
-    print(f"{'speech':>10} {'renders':>8} {'failed':>7} {'unmeasured':>11} {'measured':>9}")
-    for low, high in SPEECH_BINS:
-        part = [r for r in good if low <= r["speech_s"] < high]
-        if part:
-            failed = sum(r["failed"] for r in part)
-            unmeasured = sum(not r["confident"] and not r["failed"] for r in part)
-            print(
-                f"{_bin_label(low, high):>10} {len(part):>8} {failed:>7} {unmeasured:>11} {len(part) - failed - unmeasured:>9}"  # noqa: E501
-            )
-    failed_all = sum(r["failed"] for r in good)
-    failed_2s = sum(r["failed"] for r in good if r["speech_s"] >= 2.0)
-    print(
-        f"false failures: {failed_all}/{len(good)} = {100 * failed_all / max(1, len(good)):.2f}% overall "
-        f"(target <= 0.5%), {failed_2s} with >= 2 s of speech (target 0)"
-    )
-    for r in good:
-        if r["failed"]:
-            print(f"  FAILED good #{r['index']} {r['presenter']} {r['language']} {r['seconds']} s: {r['reason']}")
-    print("\nBad renders caught (failed QA), by seconds of speech:")
-    kinds = ("shifted", "other_audio", "frozen")
-    print(f"{'speech':>10} " + " ".join(f"{k:>16}" for k in kinds))
-    for low, high in SPEECH_BINS:
-        cells = []
-        for kind in kinds:
-            part = [r for r in rows if r["kind"] == kind and low <= r["speech_s"] < high]
-            cells.append(
-                f"{sum(r['failed'] for r in part):>7}/{len(part):<4}"
-                + (f"{100 * sum(r['failed'] for r in part) / len(part):4.0f}%" if part else "     ")
-            )
-        print(f"{_bin_label(low, high):>10} " + " ".join(f"{c:>16}" for c in cells))
-    for kind in kinds:
-        part = [r for r in rows if r["kind"] == kind and r["speech_s"] >= 3.0]
-        caught = sum(r["failed"] for r in part)
-        print(
-            f"{kind}: {caught}/{len(part)} = {100 * caught / max(1, len(part)):.1f}% caught with >= 3 s of speech (target >= 99%)"  # noqa: E501
-        )
-    missed = [r for r in rows if r["kind"] != "good" and r["speech_s"] >= 3.0 and not r["failed"]]
-    for r in missed[:12]:
-        print(
-            f"  missed {r['kind']} #{r['index']} {r['presenter']} {r['language']} {r['seconds']} s truth {r['truth']} measured {r['offset']} conf {r['confidence']} corr {r['correlation']}: {r['reason'] or 'passed'}"  # noqa: E501
-        )
-    print("\nCalibration on good renders (frames it would shift):")
-    shifts = Counter(r["shift_frames"] for r in good)
-    print("  " + ", ".join(f"{k:+d}: {v}" for k, v in sorted(shifts.items())) + "  (target: none by more than 1 frame)")
-    injected = [r for r in rows if r["kind"] == "shifted" and r["confident"]]
-    errors = Counter(r["offset"] - r["truth"] for r in injected)
-    within = sum(v for e, v in errors.items() if abs(e) <= 1)
-    total_injected = sum(1 for r in rows if r["kind"] == "shifted")
-    print(
-        f"\nKnown injected offsets (±3..±12 frames): {len(injected)}/{total_injected} estimates confident; error histogram (frames):"  # noqa: E501
-    )
-    print("  " + ", ".join(f"{e:+d}: {v}" for e, v in sorted(errors.items())))
-    print(
-        f"  |error| <= 1 frame: {within}/{len(injected)} = {100 * within / max(1, len(injected)):.1f}% (target >= 98%)"
-    )
-    shifted_ok = sum(1 for r in injected if r["shift_frames"] == r["offset"] and r["offset"] != 0)
-    print(f"  calibration would shift {shifted_ok}/{len(injected)} of them (the rest not significantly better than 0)")
-    print(
-        "\nWhole-clip correlation within the offset tolerance (QA's min_sync_whole_clip_correlation), >= 2 s of speech:"
-    )
-    for kind in ("good", "shifted", "other_audio"):
-        values = np.array([r["whole_clip"] for r in rows if r["kind"] == kind and r["speech_s"] >= 2.0], float)
-        values = values[np.isfinite(values)]
-        if values.size:
-            low, p1, median, p99, high = np.quantile(values, [0, 0.01, 0.5, 0.99, 1])
-            print(
-                f"  {kind:>12}: min {low:.3f}, 1% {p1:.3f}, median {median:.3f}, 99% {p99:.3f}, "
-                f"max {high:.3f} (n={values.size})"
-            )
-    print("\nPer presenter, good renders with >= 2 s of speech: median correlation at the peak / confidence")
-    for presenter in media.PRESENTERS:
-        part = [r for r in good if r["presenter"] == presenter and r["speech_s"] >= 2.0]
-        if part:
-            print(
-                f"  {presenter:>26}: {np.median([r['correlation'] for r in part]):.2f} / "
-                f"{np.median([r['confidence'] for r in part]):.2f} (min {min(r['confidence'] for r in part):.2f}), n={len(part)}"  # noqa: E501
-            )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="19 renders instead of 322 (a smoke run)")
@@ -322,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    report(rows, clips, time.perf_counter() - started)
+    report(rows, clips, media.PRESENTERS, time.perf_counter() - started)
     return 0
 
 

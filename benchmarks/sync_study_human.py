@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 import sync_study_media as media
 
 # Sentences per reading, one reading each, per presenter.
@@ -29,7 +28,7 @@ def plan_human(first_index: int, *, quick: bool = False) -> list[media.Clip]:
     """Every sentence on every presenter, then readings of 2-5 sentences (quick: 2 sentences, 1 reading)."""
     clips: list[media.Clip] = []
     singles = QUICK_SENTENCES if quick else media.HUMAN_SENTENCES
-    for p, presenter in enumerate(media.PRESENTERS):
+    for presenter in media.PRESENTERS:
         for sentence in singles:
             clips.append(_clip(first_index + len(clips), presenter, (sentence,)))
     for p, presenter in enumerate(media.PRESENTERS):

@@ -143,7 +143,7 @@ HUMAN_SPEECH = ROOT / "tests" / "fixtures" / "human_speech"
 HUMAN_SENTENCES = ("0870", "0880", "0890", "0920", "0930")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def human_sentence(sentence: str) -> np.ndarray:
     """One LibriVox sentence as recorded (16 kHz float32, its own leading and trailing pause)."""
     import soundfile
