@@ -168,11 +168,6 @@ def cases_for(clips, renders, cache: Path):
         yield "frozen", clip, None, still, envelope, mask, ""
 
 
-def _finite_median(values) -> float:
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.median(finite)) if finite else float("nan")
-
-
 def analyse(clips, renders, cache: Path) -> list[dict]:
     from sonic_model.postprocess.lipsync import calibration_shift
     from sonic_model.qa.checks import measure_sync, sync_failures
@@ -205,8 +200,9 @@ def analyse(clips, renders, cache: Path) -> list[dict]:
                 "peak_margin": round(sync.peak_margin, 4),
                 "mouth_motion": round(sync.mouth_motion, 5),
                 "whole_clip": round(sync.whole_clip_correlation_within(thresholds.max_abs_av_offset_frames), 4),
-                # the whole-clip curve away from the peak: how far the best lag stands above the rest
-                "whole_clip_median": round(_finite_median(sync.whole_clip_correlation_by_lag.values()), 4),
+                "whole_clip_prominence": round(
+                    sync.whole_clip_prominence_within(thresholds.max_abs_av_offset_frames), 4
+                ),
                 "confident": sync.confident,
                 "failed": bool(failures),
                 "reason": "; ".join(failures) or sync.unmeasured_reason,
