@@ -4,10 +4,15 @@
 
 Good renders are the preview generator's frames of 5 presenters (the two examples and three
 held out: benchmarks/sync_study_media.py) saying espeak-ng scripts in 13 languages, 0.5-60 s
-long, each tracked with QA's face mesh (renders cached under --cache: a second run only
-re-analyses). Bad renders reuse a good render's frames (the mouth series) with
+long, and human speech: five LibriVox sentences (tests/fixtures/human_speech, public domain,
+3.0-7.1 s) on every presenter, alone and 2-5 of them read one after another (6-25 s;
+benchmarks/sync_study_human.py). Each is tracked with QA's face mesh (renders cached under
+--cache: a second run only re-analyses; the espeak-ng renders keep their cache names). Bad
+renders reuse a good render's frames (the mouth series) with
 - the sound shifted by ±3..±12 frames (a known injected offset, also what calibration must find),
-- another row's sound of the same length (another language or voice),
+- another row's sound of the same length: for an espeak-ng render another language or voice,
+  and a human reading; for a human render another human reading (the sentences in another
+  order, none near its own place) and an espeak-ng cut (column `swapped_in`),
 - the mouth frozen (the first frame held for the whole clip).
 Every case goes through QA's own sync decision (`sonic_model.qa.checks.sync_failures` with the
 default `QAThresholds`) and calibration's own decision (`sonic_model.postprocess.lipsync.calibration_shift`).
@@ -15,7 +20,8 @@ default `QAThresholds`) and calibration's own decision (`sonic_model.postprocess
 Printed: the false-failure and "unmeasured" rates of good renders by seconds of speech, the catch
 rate of each kind of bad render by seconds of speech, what calibration would shift on good
 renders, and the error histogram of the confident estimates of known injected offsets, against
-the targets of issue 23. No human speech recording is on this machine: the study is espeak-ng only.
+the targets of issue 23: every table for all renders and again by the render's speech
+(column `speech`: espeak or human), the swapped sounds also by pair (benchmarks/sync_study_report.py).
 """
 
 from __future__ import annotations
@@ -216,7 +222,7 @@ def analyse(clips, renders, cache: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="19 renders instead of 322 (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="34 renders instead of 367 (a smoke run)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "sonic-sync-study")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--csv", type=Path, help="also write every case's figures here")
