@@ -134,26 +134,30 @@ def _report_swaps(rows: list[dict]) -> None:
 
 
 def _report_whole_clip(rows: list[dict]) -> None:
+    from sonic_model.qa.thresholds import QAThresholds
+
+    floor, clear = QAThresholds().min_sync_whole_clip_correlation, QAThresholds().sync_whole_clip_clear_correlation
     print("\nWhole-clip correlation within the offset tolerance (min_sync_whole_clip_correlation), >= 2 s of speech:")
     groups = [("good", "espeak", ""), ("good", "human", "")] + [
         ("other_audio", own, swapped) for own in SPEECH_KINDS for swapped in SPEECH_KINDS
     ]
     for kind, speech, swapped in groups:
-        values = np.array(
-            [
-                r["whole_clip"]
-                for r in rows
-                if r["kind"] == kind and r["speech"] == speech and r["swapped_in"] == swapped and r["speech_s"] >= 2.0
-            ],
-            float,
-        )
+        part = [
+            r
+            for r in rows
+            if r["kind"] == kind and r["speech"] == speech and r["swapped_in"] == swapped and r["speech_s"] >= 2.0
+        ]
+        values = np.array([r["whole_clip"] for r in part], float)
         values = values[np.isfinite(values)]
         if values.size:
             low, p1, median, p99, high = np.quantile(values, [0, 0.01, 0.5, 0.99, 1])
             label = f"{kind} {speech}" + (f" <- {swapped}" if swapped else "")
+            # the prominence decides between the floor and the clear level
+            band = [r["whole_clip_prominence"] for r in part if floor <= r["whole_clip"] < clear]
             print(
                 f"  {label:>28}: min {low:.3f}, 1% {p1:.3f}, median {median:.3f}, 99% {p99:.3f}, "
-                f"max {high:.3f} (n={values.size})"
+                f"max {high:.3f} (n={values.size}); prominence of the {len(band)} in {floor:g}-{clear:g}: "
+                + (f"{min(band):.3f}-{max(band):.3f}" if band else "-")
             )
 
 
