@@ -68,11 +68,12 @@ class QAThresholds:
     # Set by the study with human speech (docs/qa-sync.md, 2026-12-06): the single floor of 0.45
     # fitted on espeak-ng failed 2 of 50 good human renders (LibriVox sentences, one unbroken
     # phrase each: 0.405 and 0.439); good renders with >= 2 s of speech 0.405-0.833, their
-    # prominence >= 0.334 wherever the correlation is under 0.55; another row's sound up to 0.526
-    # (prominence <= 0.28 wherever it is over 0.35). This rule fails 0/219 good renders and, with
-    # the rules above, catches 337/337 swapped sounds with >= 3 s of speech (0.45 alone: 335/337
-    # and 2 false failures). A whole grid (floor 0.30-0.38, clear 0.50-0.60, prominence
-    # 0.25-0.30) fails no good render and catches >= 98.8%: these sit mid-plateau.
+    # prominence >= 0.334 wherever the correlation is under 0.55; another row's sound up to 0.526,
+    # with >= 3 s of speech its prominence 0.03-0.28 wherever it is over 0.35 (the closest caught
+    # at 0.276). This rule fails 0/219 good renders and, with the rules above, catches 337/337
+    # swapped sounds with >= 3 s of speech (0.45 alone: 335/337 and 2 false failures). A whole
+    # grid (floor 0.30-0.38, clear 0.50-0.60, prominence 0.25-0.30) fails no good render and
+    # catches >= 98.8%: these sit mid-plateau.
     min_sync_whole_clip_correlation: float = 0.35
     sync_whole_clip_clear_correlation: float = 0.55
     min_sync_whole_clip_prominence: float = 0.28
