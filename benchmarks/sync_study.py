@@ -4,10 +4,15 @@
 
 Good renders are the preview generator's frames of 5 presenters (the two examples and three
 held out: benchmarks/sync_study_media.py) saying espeak-ng scripts in 13 languages, 0.5-60 s
-long, each tracked with QA's face mesh (renders cached under --cache: a second run only
-re-analyses). Bad renders reuse a good render's frames (the mouth series) with
+long, and human speech: five LibriVox sentences (tests/fixtures/human_speech, public domain,
+3.0-7.1 s) on every presenter, alone and 2-5 of them read one after another (6-25 s;
+benchmarks/sync_study_human.py). Each is tracked with QA's face mesh (renders cached under
+--cache: a second run only re-analyses; the espeak-ng renders keep their cache names). Bad
+renders reuse a good render's frames (the mouth series) with
 - the sound shifted by ±3..±12 frames (a known injected offset, also what calibration must find),
-- another row's sound of the same length (another language or voice),
+- another row's sound of the same length: for an espeak-ng render another language or voice,
+  and a human reading; for a human render another human reading (the sentences in another
+  order, none near its own place) and an espeak-ng cut (column `swapped_in`),
 - the mouth frozen (the first frame held for the whole clip).
 Every case goes through QA's own sync decision (`sonic_model.qa.checks.sync_failures` with the
 default `QAThresholds`) and calibration's own decision (`sonic_model.postprocess.lipsync.calibration_shift`).
@@ -15,7 +20,8 @@ default `QAThresholds`) and calibration's own decision (`sonic_model.postprocess
 Printed: the false-failure and "unmeasured" rates of good renders by seconds of speech, the catch
 rate of each kind of bad render by seconds of speech, what calibration would shift on good
 renders, and the error histogram of the confident estimates of known injected offsets, against
-the targets of issue 23. No human speech recording is on this machine: the study is espeak-ng only.
+the targets of issue 23: every table for all renders and again by the render's speech
+(column `speech`: espeak or human), the swapped sounds also by pair (benchmarks/sync_study_report.py).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import csv
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -34,7 +40,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import sync_study_human as human  # noqa: E402
 import sync_study_media as media  # noqa: E402
+from sync_study_report import report  # noqa: E402
 
 # (length in seconds, renders of that length): short scripts weighted, as catalogs have many.
 FULL_PLAN = [(s, 20) for s in (0.5, 0.8, 1.0, 1.2, 1.5, 1.8, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)] + [
@@ -48,7 +56,6 @@ FULL_PLAN = [(s, 20) for s in (0.5, 0.8, 1.0, 1.2, 1.5, 1.8, 2.0, 2.5, 3.0, 3.5,
 ]
 QUICK_PLAN = [(s, 3) for s in (0.8, 1.2, 2.0, 3.0, 5.0, 8.0)] + [(15.0, 1)]
 SHIFTS = (3, 4, 5, 6, 8, 10, 12)
-SPEECH_BINS = ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, 10.0), (10.0, 30.0), (30.0, 1e9))
 FPS = 25
 SAMPLES_PER_FRAME = media.RATE // FPS
 
@@ -116,30 +123,55 @@ def fitted(series: np.ndarray, length: int, fill) -> np.ndarray:
 
 
 def cases_for(clips, renders, cache: Path):
-    """(kind, clip, injected offset or None, mouth, envelope, mask) for every case of the study."""
+    """(kind, clip, injected offset or None, mouth, envelope, mask, swapped-in speech) for every case."""
     rng = np.random.default_rng(23)
     sounds = {clip.index: sound_series(media.clip_audio(clip, cache)) for clip in clips}
+    espeak = [c for c in clips if c.speech == "espeak"]
     by_length = defaultdict(list)
-    for clip in clips:
+    for clip in espeak:
         by_length[clip.seconds].append(clip)
-    for clip in clips:
+    # espeak-ng rows first, drawing from the same generator as before human speech came (same cases).
+    for clip in espeak:
         mouth = renders[clip.index]["mouth"]
         envelope, mask = sounds[clip.index]
         n = len(mouth)
         envelope, mask = fitted(envelope, n, 0.0), fitted(mask, n, False)
-        yield "good", clip, 0, mouth, envelope, mask
+        yield "good", clip, 0, mouth, envelope, mask, ""
         for shift in rng.choice(SHIFTS, size=2, replace=False):
             sign = 1 if rng.random() < 0.5 else -1
             # The sound delayed by k frames: the picture is k frames early, offset -k.
             k = int(sign * shift)
-            yield "shifted", clip, -k, mouth, delayed(envelope, k, 0.0), delayed(mask, k, False)
+            yield "shifted", clip, -k, mouth, delayed(envelope, k, 0.0), delayed(mask, k, False), ""
         others = [c for c in by_length[clip.seconds] if c.language != clip.language]
         if others:
             other = others[int(rng.integers(len(others)))]
             o_env, o_mask = sounds[other.index]
-            yield "other_audio", clip, None, mouth, fitted(o_env, n, 0.0), fitted(o_mask, n, False)
+            yield "other_audio", clip, None, mouth, fitted(o_env, n, 0.0), fitted(o_mask, n, False), "espeak"
         still = np.full(n, float(renders[clip.index]["still_mouth"]))
-        yield "frozen", clip, None, still, envelope, mask
+        yield "frozen", clip, None, still, envelope, mask, ""
+    # Human rows and every swap involving human speech: their own generator (the espeak cases stay put).
+    rng = np.random.default_rng(2323)
+    for clip in clips:
+        mouth = renders[clip.index]["mouth"]
+        n = len(mouth)
+        if clip.speech == "espeak":
+            o_env, o_mask = sound_series(human.human_cut(clip.seconds, rng))
+            yield "other_audio", clip, None, mouth, fitted(o_env, n, 0.0), fitted(o_mask, n, False), "human"
+            continue
+        envelope, mask = sounds[clip.index]
+        envelope, mask = fitted(envelope, n, 0.0), fitted(mask, n, False)
+        yield "good", clip, 0, mouth, envelope, mask, ""
+        for shift in rng.choice(SHIFTS, size=2, replace=False):
+            k = int((1 if rng.random() < 0.5 else -1) * shift)
+            yield "shifted", clip, -k, mouth, delayed(envelope, k, 0.0), delayed(mask, k, False), ""
+        for swapped_speech, audio in (
+            ("human", human.other_human_audio(clip, rng)),
+            ("espeak", human.espeak_cut(clip.seconds, rng, cache)),
+        ):
+            o_env, o_mask = sound_series(audio)
+            yield "other_audio", clip, None, mouth, fitted(o_env, n, 0.0), fitted(o_mask, n, False), swapped_speech
+        still = np.full(n, float(renders[clip.index]["still_mouth"]))
+        yield "frozen", clip, None, still, envelope, mask, ""
 
 
 def analyse(clips, renders, cache: Path) -> list[dict]:
@@ -149,13 +181,16 @@ def analyse(clips, renders, cache: Path) -> list[dict]:
 
     thresholds = QAThresholds()
     rows = []
-    for kind, clip, truth, mouth, envelope, mask in cases_for(clips, renders, cache):
+    for kind, clip, truth, mouth, envelope, mask, swapped_speech in cases_for(clips, renders, cache):
         sync = measure_sync(mouth, envelope, mask, thresholds)
         failures = sync_failures(sync, thresholds)
         shift = calibration_shift(sync)
         rows.append(
             {
                 "kind": kind,
+                "speech": clip.speech,
+                "swapped_in": swapped_speech,
+                "sentences": "+".join(clip.sentences),
                 "index": clip.index,
                 "presenter": clip.presenter,
                 "language": clip.language,
@@ -171,6 +206,9 @@ def analyse(clips, renders, cache: Path) -> list[dict]:
                 "peak_margin": round(sync.peak_margin, 4),
                 "mouth_motion": round(sync.mouth_motion, 5),
                 "whole_clip": round(sync.whole_clip_correlation_within(thresholds.max_abs_av_offset_frames), 4),
+                "whole_clip_prominence": round(
+                    sync.whole_clip_prominence_within(thresholds.max_abs_av_offset_frames), 4
+                ),
                 "confident": sync.confident,
                 "failed": bool(failures),
                 "reason": "; ".join(failures) or sync.unmeasured_reason,
@@ -182,102 +220,9 @@ def analyse(clips, renders, cache: Path) -> list[dict]:
     return rows
 
 
-def _bin_label(low: float, high: float) -> str:
-    return f"{low:g}-{high:g} s" if high < 1e8 else f">= {low:g} s"
-
-
-def report(rows: list[dict], clips, seconds_taken: float) -> None:
-    good = [r for r in rows if r["kind"] == "good"]
-    presenters = Counter(c.presenter for c in clips)
-    languages = Counter(c.language for c in clips)
-    print(
-        f"{len(good)} good renders ({sum(c.seconds for c in clips):.0f} s of video), {len(rows) - len(good)} bad ones "
-        f"derived from them; {len(presenters)} presenters {dict(presenters)}; {len(languages)} languages; "
-        f"clips {min(c.seconds for c in clips):g}-{max(c.seconds for c in clips):g} s; {seconds_taken:.0f} s"
-    )
-    print("\nGood renders by seconds of speech (with a face):")
-    print(f"{'speech':>10} {'renders':>8} {'failed':>7} {'unmeasured':>11} {'measured':>9}")
-    for low, high in SPEECH_BINS:
-        part = [r for r in good if low <= r["speech_s"] < high]
-        if part:
-            failed = sum(r["failed"] for r in part)
-            unmeasured = sum(not r["confident"] and not r["failed"] for r in part)
-            print(
-                f"{_bin_label(low, high):>10} {len(part):>8} {failed:>7} {unmeasured:>11} {len(part) - failed - unmeasured:>9}"  # noqa: E501
-            )
-    failed_all = sum(r["failed"] for r in good)
-    failed_2s = sum(r["failed"] for r in good if r["speech_s"] >= 2.0)
-    print(
-        f"false failures: {failed_all}/{len(good)} = {100 * failed_all / max(1, len(good)):.2f}% overall "
-        f"(target <= 0.5%), {failed_2s} with >= 2 s of speech (target 0)"
-    )
-    for r in good:
-        if r["failed"]:
-            print(f"  FAILED good #{r['index']} {r['presenter']} {r['language']} {r['seconds']} s: {r['reason']}")
-    print("\nBad renders caught (failed QA), by seconds of speech:")
-    kinds = ("shifted", "other_audio", "frozen")
-    print(f"{'speech':>10} " + " ".join(f"{k:>16}" for k in kinds))
-    for low, high in SPEECH_BINS:
-        cells = []
-        for kind in kinds:
-            part = [r for r in rows if r["kind"] == kind and low <= r["speech_s"] < high]
-            cells.append(
-                f"{sum(r['failed'] for r in part):>7}/{len(part):<4}"
-                + (f"{100 * sum(r['failed'] for r in part) / len(part):4.0f}%" if part else "     ")
-            )
-        print(f"{_bin_label(low, high):>10} " + " ".join(f"{c:>16}" for c in cells))
-    for kind in kinds:
-        part = [r for r in rows if r["kind"] == kind and r["speech_s"] >= 3.0]
-        caught = sum(r["failed"] for r in part)
-        print(
-            f"{kind}: {caught}/{len(part)} = {100 * caught / max(1, len(part)):.1f}% caught with >= 3 s of speech (target >= 99%)"  # noqa: E501
-        )
-    missed = [r for r in rows if r["kind"] != "good" and r["speech_s"] >= 3.0 and not r["failed"]]
-    for r in missed[:12]:
-        print(
-            f"  missed {r['kind']} #{r['index']} {r['presenter']} {r['language']} {r['seconds']} s truth {r['truth']} measured {r['offset']} conf {r['confidence']} corr {r['correlation']}: {r['reason'] or 'passed'}"  # noqa: E501
-        )
-    print("\nCalibration on good renders (frames it would shift):")
-    shifts = Counter(r["shift_frames"] for r in good)
-    print("  " + ", ".join(f"{k:+d}: {v}" for k, v in sorted(shifts.items())) + "  (target: none by more than 1 frame)")
-    injected = [r for r in rows if r["kind"] == "shifted" and r["confident"]]
-    errors = Counter(r["offset"] - r["truth"] for r in injected)
-    within = sum(v for e, v in errors.items() if abs(e) <= 1)
-    total_injected = sum(1 for r in rows if r["kind"] == "shifted")
-    print(
-        f"\nKnown injected offsets (±3..±12 frames): {len(injected)}/{total_injected} estimates confident; error histogram (frames):"  # noqa: E501
-    )
-    print("  " + ", ".join(f"{e:+d}: {v}" for e, v in sorted(errors.items())))
-    print(
-        f"  |error| <= 1 frame: {within}/{len(injected)} = {100 * within / max(1, len(injected)):.1f}% (target >= 98%)"
-    )
-    shifted_ok = sum(1 for r in injected if r["shift_frames"] == r["offset"] and r["offset"] != 0)
-    print(f"  calibration would shift {shifted_ok}/{len(injected)} of them (the rest not significantly better than 0)")
-    print(
-        "\nWhole-clip correlation within the offset tolerance (QA's min_sync_whole_clip_correlation), >= 2 s of speech:"
-    )
-    for kind in ("good", "shifted", "other_audio"):
-        values = np.array([r["whole_clip"] for r in rows if r["kind"] == kind and r["speech_s"] >= 2.0], float)
-        values = values[np.isfinite(values)]
-        if values.size:
-            low, p1, median, p99, high = np.quantile(values, [0, 0.01, 0.5, 0.99, 1])
-            print(
-                f"  {kind:>12}: min {low:.3f}, 1% {p1:.3f}, median {median:.3f}, 99% {p99:.3f}, "
-                f"max {high:.3f} (n={values.size})"
-            )
-    print("\nPer presenter, good renders with >= 2 s of speech: median correlation at the peak / confidence")
-    for presenter in media.PRESENTERS:
-        part = [r for r in good if r["presenter"] == presenter and r["speech_s"] >= 2.0]
-        if part:
-            print(
-                f"  {presenter:>26}: {np.median([r['correlation'] for r in part]):.2f} / "
-                f"{np.median([r['confidence'] for r in part]):.2f} (min {min(r['confidence'] for r in part):.2f}), n={len(part)}"  # noqa: E501
-            )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="19 renders instead of 322 (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="34 renders instead of 367 (a smoke run)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "sonic-sync-study")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--csv", type=Path, help="also write every case's figures here")
@@ -285,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     clips = plan_clips(QUICK_PLAN if args.quick else FULL_PLAN)
+    clips += human.plan_human(len(clips), quick=args.quick)
     renders = render_all(clips, args.cache, args.workers)
     rows = analyse(clips, renders, args.cache)
     if args.csv:
@@ -292,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    report(rows, clips, time.perf_counter() - started)
+    report(rows, clips, media.PRESENTERS, time.perf_counter() - started)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The sync study's media: presenters, espeak-ng speech in many languages, preview renders.
+"""The sync study's media: presenters, espeak-ng speech in many languages, human speech, preview renders.
 
 Used by `benchmarks/sync_study.py`. A "render" here is the preview generator's frames for one
 (presenter, clip) pair, tracked with the same face mesh QA uses (`sonic_model.face`); what is
@@ -13,10 +13,14 @@ Presenters (all from public-domain photographs already on the machine, no downlo
   face turned that far), Hopper turned ~20 degrees the other way, and the astronaut mirrored
   and rolled 12 degrees (another face geometry for the mesh). There is no bearded face, and no
   other photograph of a person, on this machine.
+
+Human speech: five LibriVox sentences (tests/fixtures/human_speech, public domain), alone and
+read one after another.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import subprocess
@@ -134,25 +138,60 @@ def cut_clip(source: np.ndarray, seconds: float, rng: np.random.Generator) -> np
     return clip
 
 
+HUMAN_SPEECH = ROOT / "tests" / "fixtures" / "human_speech"
+# The LibriVox sentences of tests/fixtures/human_speech (public domain, 16 kHz, 3.0-7.1 s each).
+HUMAN_SENTENCES = ("0870", "0880", "0890", "0920", "0930")
+
+
+@functools.cache
+def human_sentence(sentence: str) -> np.ndarray:
+    """One LibriVox sentence as recorded (16 kHz float32, its own leading and trailing pause)."""
+    import soundfile
+
+    samples, rate = soundfile.read(HUMAN_SPEECH / f"librivox_sense_{sentence}.flac", dtype="float32")
+    if rate != RATE:
+        raise ValueError(f"{sentence}: {rate} Hz, the study's human fixtures are {RATE} Hz")
+    return samples
+
+
+def human_audio(sentences: tuple[str, ...]) -> np.ndarray:
+    """The sentences one after another, as read (each keeps its own pauses: no silence inserted)."""
+    return np.concatenate([human_sentence(s) for s in sentences])
+
+
 @dataclass(frozen=True)
 class Clip:
-    """One row of the study: a script (language, length) said by a presenter."""
+    """One row of the study: a script (language, length) said by a presenter.
+
+    `speech` is "espeak" (a cut of the language's espeak-ng passage) or "human" (the LibriVox
+    `sentences`, read one after another, `seconds` their length)."""
 
     index: int
     presenter: str
     language: str
     seconds: float
     seed: int
+    speech: str = "espeak"
+    sentences: tuple[str, ...] = ()
 
 
 def clip_audio(clip: Clip, cache: Path) -> np.ndarray:
+    if clip.speech == "human":
+        return human_audio(clip.sentences)
     rng = np.random.default_rng(clip.seed)
     return cut_clip(passage(clip.language, cache), clip.seconds, rng)
 
 
+def render_key(clip: Clip) -> str:
+    """The render's cache file name (espeak rows keep the name they had before human speech came)."""
+    if clip.speech == "human":
+        return f"{clip.index:04d}_{clip.presenter}_human-{'-'.join(clip.sentences)}_{clip.seconds:g}_{clip.seed}"
+    return f"{clip.index:04d}_{clip.presenter}_{clip.language}_{clip.seconds:g}_{clip.seed}"
+
+
 def render_mouth(clip: Clip, cache: Path, *, min_resolution: int = 256) -> dict:
     """Render `clip` with the preview generator and track its mouth (cached): {"mouth", "still_mouth"}."""
-    path = cache / "renders" / f"{clip.index:04d}_{clip.presenter}_{clip.language}_{clip.seconds:g}_{clip.seed}.npz"
+    path = cache / "renders" / f"{render_key(clip)}.npz"
     if path.exists():
         with np.load(path) as stored:
             return {name: stored[name] for name in stored.files}

@@ -101,6 +101,17 @@ class SyncMeasurement:
         ]
         return max(values) if values else float("nan")
 
+    def whole_clip_prominence_within(self, max_abs_lag: int) -> float:
+        """How far the best whole-clip correlation within ±`max_abs_lag` stands above the whole-clip
+        curve's median over every lag searched (NaN if none): SyncNet's "peak over the median", on
+        the whole-clip curve. A mouth made for this sound peaks near lag 0 and falls away from it,
+        even where the peak is low (a continuous human sentence: few pauses to rest in); another
+        sound's curve is about as high at every lag (the sync study, docs/qa-sync.md)."""
+        values = [c for c in self.whole_clip_correlation_by_lag.values() if math.isfinite(c)]
+        if not values:
+            return float("nan")
+        return self.whole_clip_correlation_within(max_abs_lag) - float(np.median(values))
+
     def figures(self) -> dict[str, float | int | str]:
         """The figures a sidecar, a ledger and a report keep (rounded, JSON-able)."""
         return {

@@ -265,19 +265,32 @@ def sync_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
 
 def _whole_clip_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
     """With `min_sync_speech_s` of speech or more: the mouth against this sound's level over the
-    whole clip, pauses included (`sonic_model.sync.whole_clip_correlation`), must reach
-    `min_sync_whole_clip_correlation` within ±max_abs_av_offset_frames; a mouth made for another
-    sound moves in this one's pauses and rests in its speech."""
+    whole clip, pauses included (`sonic_model.sync.whole_clip_correlation`), best within
+    ±max_abs_av_offset_frames. Below `min_sync_whole_clip_correlation` it fails; below
+    `sync_whole_clip_clear_correlation` it fails unless that best lag stands at least
+    `min_sync_whole_clip_prominence` above the curve's median (a real but weak peak near 0, as a
+    continuous human sentence gives, against another sound's flat curve). A mouth made for
+    another sound moves in this one's pauses and rests in its speech."""
     if sync.speech_s < t.min_sync_speech_s:
         return []
-    whole = sync.whole_clip_correlation_within(t.max_abs_av_offset_frames)
-    if whole >= t.min_sync_whole_clip_correlation:
+    lags = t.max_abs_av_offset_frames
+    whole = sync.whole_clip_correlation_within(lags)
+    prominence = sync.whole_clip_prominence_within(lags)
+    if whole >= t.sync_whole_clip_clear_correlation:
+        return []
+    if whole >= t.min_sync_whole_clip_correlation and prominence >= t.min_sync_whole_clip_prominence:
         return []
     shown = f"{whole:.2f}" if math.isfinite(whole) else "n/a"
+    if math.isfinite(whole) and whole >= t.min_sync_whole_clip_correlation:
+        why = (
+            f"whole-clip correlation {shown}, only {prominence:.2f} above the curve's median (min "
+            f"{t.min_sync_whole_clip_prominence:g} below {t.sync_whole_clip_clear_correlation:g})"
+        )
+    else:
+        why = f"whole-clip correlation {shown} (min {t.min_sync_whole_clip_correlation:g})"
     return [
-        f"mouth does not follow this sound's speech and pauses within ±{t.max_abs_av_offset_frames} frames: "
-        f"whole-clip correlation {shown} (min {t.min_sync_whole_clip_correlation:g}, {sync.speech_s:.1f} s of "
-        f"speech); is this the row's own audio?"
+        f"mouth does not follow this sound's speech and pauses within ±{lags} frames: {why}, "
+        f"{sync.speech_s:.1f} s of speech; is this the row's own audio?"
     ]
 
 
@@ -286,6 +299,9 @@ def _check_sync(sync: SyncMeasurement, t: QAThresholds, failures: list[str], fig
     figures.update(sync.figures())
     figures["sync_whole_clip_correlation"] = _rounded_figure(
         sync.whole_clip_correlation_within(t.max_abs_av_offset_frames)
+    )
+    figures["sync_whole_clip_prominence"] = _rounded_figure(
+        sync.whole_clip_prominence_within(t.max_abs_av_offset_frames)
     )
     found = sync_failures(sync, t)
     failures.extend(found)

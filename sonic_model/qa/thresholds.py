@@ -36,12 +36,13 @@ class QAThresholds:
     max_abs_av_offset_frames: int = 2
     # Sync estimate (sonic_model/sync.py): the lag curve of mouth opening against the speech
     # envelope over every speech frame, its peak and a confidence. Set by the study
-    # (benchmarks/sync_study.py; figures in docs/qa-sync.md). Last run, preview 1.2 with the
-    # whole-clip rule and offsets read to a fraction of a frame (2026-12-06): on 317 good preview
-    # renders (5 presenters, 13 languages, 0.5-60 s) 0 false failures (every clip under 2 s of
-    # speech "unmeasured"); with >= 3 s of speech 226/226 sounds shifted 3-12 frames, 115/116
-    # swapped sounds and 123/123 frozen mouths caught; confident injected offsets within 1 frame
-    # 99.3% (302/304); calibration shifted no good render.
+    # (benchmarks/sync_study.py; figures in docs/qa-sync.md). Last run, preview 1.2 with human
+    # speech (2026-12-06): on 367 good preview renders (5 presenters; 317 espeak-ng in 13
+    # languages, 0.5-60 s; 50 human, LibriVox sentences alone and read on, 3-25 s) 0 false
+    # failures (every clip under 2 s of speech "unmeasured"); with >= 3 s of speech every sound
+    # shifted 3-12 frames, every swapped sound (espeak-ng and human both ways) and every frozen
+    # mouth caught; confident injected offsets within 1 frame 99.5%; calibration shifted no good
+    # render.
     # Lags searched either way (±15 frames = ±600 ms, SyncNet's window).
     max_sync_search_frames: int = SYNC_SEARCH_FRAMES
     # Below this much speech (seconds of speech frames with a face) sync is "unmeasured", never failed.
@@ -60,12 +61,22 @@ class QAThresholds:
     min_sync_follow_z: float = 1.5
     # With at least `min_sync_speech_s` of speech, the mouth against the sound's level in dB over
     # the whole clip, pauses silent (sonic_model.sync.whole_clip_correlation), best within
-    # ±max_abs_av_offset_frames, below this fails: a mouth that moves in this sound's pauses and
-    # rests in its speech (another row's audio). Set by the study on preview 1.2 (docs/qa-sync.md,
-    # 2026-12-06): good renders with >= 2 s of speech 0.515-0.833 (1% 0.556), another row's sound
-    # up to 0.518 (99% 0.445), so 0.45 fails no good render and, with the rules above, catches
-    # 115/116 swapped sounds with >= 3 s of speech (99.1%; the speech-only rules caught 77.6%).
-    min_sync_whole_clip_correlation: float = 0.45
+    # ±max_abs_av_offset_frames: below `min_sync_whole_clip_correlation` fails; below
+    # `sync_whole_clip_clear_correlation` fails unless that best lag stands
+    # `min_sync_whole_clip_prominence` above the whole-clip curve's median (a mouth made for
+    # another row's audio moves in this sound's pauses and rests in its speech, at every lag alike).
+    # Set by the study with human speech (docs/qa-sync.md, 2026-12-06): the single floor of 0.45
+    # fitted on espeak-ng failed 2 of 50 good human renders (LibriVox sentences, one unbroken
+    # phrase each: 0.405 and 0.439); good renders with >= 2 s of speech 0.405-0.833, their
+    # prominence >= 0.334 wherever the correlation is under 0.55; another row's sound up to 0.526,
+    # with >= 3 s of speech its prominence 0.03-0.28 wherever it is over 0.35 (the closest caught
+    # at 0.276). This rule fails 0/219 good renders and, with the rules above, catches 337/337
+    # swapped sounds with >= 3 s of speech (0.45 alone: 335/337 and 2 false failures). A whole
+    # grid (floor 0.30-0.38, clear 0.50-0.60, prominence 0.25-0.30) fails no good render and
+    # catches >= 98.8%: these sit mid-plateau.
+    min_sync_whole_clip_correlation: float = 0.35
+    sync_whole_clip_clear_correlation: float = 0.55
+    min_sync_whole_clip_prominence: float = 0.28
     # Spread (std) of the mouth opening over speech below this: the mouth does not move.
     min_sync_mouth_motion: float = 0.01
     # Closed mouth in silence: in every pause of at least `min_silence_s`, the median mouth opening
