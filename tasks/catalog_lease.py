@@ -116,8 +116,11 @@ class _Store:
                 return ""
             except FileExistsError:
                 return None
+            except FileNotFoundError:
+                return None  # the holder's sweep (`sweep_orphans`) took our temporary: it is held
             finally:
-                os.remove(temporary)
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(temporary)
         try:
             # A filesystem with real folders (a local-like one under another protocol, a mounted
             # share) needs `_state/` before an exclusive create; object stores ignore it.
@@ -183,7 +186,8 @@ class _Store:
                     os.link(tomb, self.path)  # not the one we judged: put it back
                 os.remove(tomb)
                 return None
-            os.remove(tomb)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tomb)
             return self.create(data)
         holder, _ = self.read()
         if holder is not None and expected_token is not None and holder.get("token") != expected_token:
@@ -194,6 +198,27 @@ class _Store:
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.rm(self.path)
+
+    def sweep_orphans(self) -> int:
+        """Remove the hidden temporaries in `_state/` that a killed run left (a lease or state
+        file half-written when SIGKILL came: `.NAME.partial-*`, `.lease.json.taken-*`).
+
+        Called by the new holder only: one writer per catalog, so none of them is in use. A
+        contender's own temporary lives for one create; if swept, its link fails and it finds
+        the lease held, as it would have anyway.
+        """
+        folder = self.path.rsplit("/", 1)[0]
+        try:
+            names = [path.rsplit("/", 1)[-1] for path in self.fs.ls(folder, detail=False)]
+        except (FileNotFoundError, OSError):
+            return 0
+        removed = 0
+        for name in names:
+            if name.startswith(".") and (".partial-" in name or name.startswith(".lease.json.taken-")):
+                with contextlib.suppress(FileNotFoundError, OSError):
+                    self.fs.rm(f"{folder}/{name}")
+                    removed += 1
+        return removed
 
 
 class CatalogLease:
@@ -258,6 +283,7 @@ class CatalogLease:
                 _say(f"waiting for the catalog lease held by {describe_holder(holder)}")
                 waited = True
             time.sleep(min(POLL_S, max(0.05, deadline - time.monotonic())))
+        self.store.sweep_orphans()
         self._thread = threading.Thread(target=self._heartbeat, name="catalog-lease-heartbeat", daemon=True)
         self._thread.start()
         return self

@@ -80,6 +80,41 @@ def test_a_dead_holder_is_taken_over_and_said_so(tmp_path, capsys):
     assert not (tmp_path / "catalog" / LEASE_FILE).exists()  # released
 
 
+def test_the_new_holder_removes_what_a_killed_run_half_wrote_in_state(tmp_path):
+    # A run SIGKILLed while renewing its lease or writing a state file leaves hidden temporaries
+    # (found by tests/test_hostile_faults.py's killed run under load); the next holder removes them.
+    state = tmp_path / "catalog" / "_state"
+    state.mkdir(parents=True)
+    orphans = [
+        ".lease.json.partial-0123456789ab",
+        ".lease.json.taken-0123456789ab",
+        ".seeds.parquet.partial-ba9876543210",
+    ]
+    for name in orphans:
+        (state / name).write_bytes(b"half")
+    (state / "seeds.parquet").write_bytes(b"kept")
+    with hold_catalog(str(tmp_path / "catalog")):
+        assert sorted(p.name for p in state.iterdir()) == ["lease.json", "seeds.parquet"]
+    assert (state / "seeds.parquet").read_bytes() == b"kept"
+
+
+def test_a_contender_whose_temporary_is_swept_finds_the_lease_held(tmp_path, monkeypatch):
+    catalog = str(tmp_path / "catalog")
+    with hold_catalog(catalog) as held:
+        contender = CatalogLease(catalog)
+        real_link = os.link
+
+        def swept_first(source, target):
+            os.remove(source)  # the holder's sweep came between the contender's write and link
+            return real_link(source, target)
+
+        monkeypatch.setattr(os, "link", swept_first)
+        with pytest.raises(CatalogLockedError, match="in use by another run"):
+            contender.acquire()
+        monkeypatch.undo()
+        assert json.loads((tmp_path / "catalog" / LEASE_FILE).read_text())["token"] == held.token
+
+
 def test_an_expired_heartbeat_is_taken_over(tmp_path, capsys):
     lease_path = tmp_path / "catalog" / LEASE_FILE
     lease_path.parent.mkdir(parents=True)
