@@ -11,11 +11,15 @@ Figures:
 - mismatch: every item's script against its own audio (good) and against every other item's audio,
   same language or not (swapped); the cost ratio threshold is set between the two.
 
-    PYTHONPATH=$PWD nice -n 10 python benchmarks/caption_alignment.py
+    PYTHONPATH=$PWD nice -n 10 python benchmarks/caption_alignment.py [--human-only]
+
+Human speech (LibriVox sentences, pocketsphinx word starts) is measured by
+caption_human_speech.py and printed after the espeak-ng figures, separately.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import subprocess
 import sys
@@ -24,6 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import caption_human_speech  # noqa: E402
 
 from sonic_model.audio import load_audio
 from sonic_model.captions import make_captions
@@ -114,6 +121,17 @@ def speak(folder: Path, language: str, sentences: list[str], rng: np.random.Gene
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--human-only", action="store_true", help="only the human-speech set")
+    args = parser.parse_args()
+    if not args.human_only:
+        espeak_study()
+    caption_human_speech.report(caption_human_speech.measure(caption_human_speech.build_cases()))
+    return 0
+
+
+def espeak_study() -> None:
+    print("espeak-ng speech (another voice and speed than the aligner's):")
     rng = np.random.default_rng(0)
     items = []  # (language, script, samples, truth starts)
     with tempfile.TemporaryDirectory() as folder:
