@@ -11,7 +11,7 @@ Figures:
 - mismatch: every item's script against its own audio (good) and against every other item's audio,
   same language or not (swapped); the cost ratio threshold is set between the two.
 
-    PYTHONPATH=$PWD nice -n 10 python benchmarks/caption_alignment.py [--human-only]
+    PYTHONPATH=$PWD nice -n 10 python -u benchmarks/caption_alignment.py [--human-only]
 
 Human speech (LibriVox sentences, pocketsphinx word starts) is measured by
 caption_human_speech.py and printed after the espeak-ng figures, separately.
@@ -126,12 +126,15 @@ def main() -> int:
     args = parser.parse_args()
     if not args.human_only:
         espeak_study()
-    caption_human_speech.report(caption_human_speech.measure(caption_human_speech.build_cases()))
+    others = {language: sentences for language, sentences in SENTENCES.items() if language != "en"}
+    caption_human_speech.report(
+        caption_human_speech.measure(caption_human_speech.build_cases(), other_languages=others)
+    )
     return 0
 
 
 def espeak_study() -> None:
-    print("espeak-ng speech (another voice and speed than the aligner's):")
+    print("espeak-ng speech (another voice and speed than the aligner's):", flush=True)
     rng = np.random.default_rng(0)
     items = []  # (language, script, samples, truth starts)
     with tempfile.TemporaryDirectory() as folder:
@@ -173,7 +176,7 @@ def espeak_study() -> None:
         f"threshold {MAX_COST_RATIO}: swapped caught {caught:.1%} of {len(swapped)} (target >= 99%), "
         f"good failed {failed} of {len(good)} (target 0)"
     )
-    return 0
+    caption_human_speech.print_thresholds(good, {"swapped": swapped})
 
 
 if __name__ == "__main__":
