@@ -3,7 +3,8 @@
 The espeak-ng study (caption_alignment.py) aligns synthetic speech to synthetic speech; this set is
 a human reader. Cases: the five sentences alone, and joined into passages of two, three and five
 sentences, in shuffled orders, straight after one another (each recording keeps its own ~0.2 s of
-lead-in and tail) or with pauses of 0.3-1.0 s of the recording's own room noise between them.
+lead-in and tail) or with pauses of 0.3-1.0 s of the recording's own room noise between them
+(pieces of its lead-in, cross-faded).
 
 The script is the transcript as a course author would write it (capitals, punctuation); its words
 are the transcript's. Reference times are pocketsphinx's forced word starts (`w[*].b`, `<sil>`
@@ -54,7 +55,7 @@ class Sentence:
     name: str
     samples: np.ndarray
     words: list[tuple[str, float]]  # (word, start s) from pocketsphinx
-    noise_rms: float  # RMS of its leading pause: the room noise of the recording
+    room: np.ndarray  # its leading pause (pocketsphinx's first <sil>): the recording's room noise
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def load_sentences(folder: Path = FIXTURES) -> dict[str, Sentence]:
         if _words(SCRIPTS[name]) != transcript:
             raise ValueError(f"{name}: the script's words differ from the transcript")
         lead = samples[: int(aligned["w"][0]["d"] * SAMPLE_RATE)]
-        sentences[name] = Sentence(name, samples, words, float(np.sqrt(np.mean(lead**2))))
+        sentences[name] = Sentence(name, samples, words, lead[: len(lead) - 320])  # clear of the first word
     return sentences
 
 
@@ -93,8 +94,7 @@ def _join(sentences: dict[str, Sentence], names: list[str], pauses: bool, rng: n
     for index, name in enumerate(names):
         if index and pauses:
             pause = float(rng.uniform(0.3, 1.0))
-            noise_rms = sentences[name].noise_rms
-            parts.append(rng.normal(0.0, noise_rms, int(pause * SAMPLE_RATE)).astype(np.float32))
+            parts.append(_room_noise(sentences[names[index - 1]].room, int(pause * SAMPLE_RATE), rng))
             at += int(pause * SAMPLE_RATE) / SAMPLE_RATE
         sentence = sentences[name]
         starts.append(at)
@@ -105,6 +105,25 @@ def _join(sentences: dict[str, Sentence], names: list[str], pauses: bool, rng: n
     script = script[0].upper() + script[1:]
     label = "+".join(names) + (" pauses" if pauses else "")
     return Case(label, names, script, np.concatenate(parts), starts, words, pauses)
+
+
+def _room_noise(room: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """`length` samples of a recording's own room noise: pieces of its lead-in, cross-faded.
+
+    (White noise at the same level is not the room's spectrum: silero-vad took the seam where a
+    recording's tail meets it for speech, 0.2 s "segments" that no script word belongs to.)
+    """
+    fade = 160
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    out = np.zeros(length + len(room), np.float32)
+    at = 0
+    while at < length:
+        piece = room[int(rng.integers(0, len(room) // 4)) :].copy()
+        piece[:fade] *= ramp
+        piece[-fade:] *= ramp[::-1]
+        out[at : at + len(piece)] += piece
+        at += len(piece) - fade
+    return out[:length]
 
 
 def build_cases(seed: int = 0) -> list[Case]:
