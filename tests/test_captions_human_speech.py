@@ -11,7 +11,8 @@ import pytest
 
 from sonic_model.audio import AudioClip, load_audio, speech_segments
 from sonic_model.captions import check_captions, make_captions
-from sonic_model.captions.align import align_script
+from sonic_model.captions.align import _timed, align_script
+from sonic_model.captions.text import tokenize
 
 HUMAN = Path(__file__).parent / "fixtures" / "human_speech"
 # The transcript as a course author would write it; its words are the fixture's transcript's.
@@ -49,3 +50,17 @@ def test_right_transcript_passes_qa_and_another_fails_naming_the_figure(sentence
     reasons = check_captions(wrong)
     assert any("script-vs-audio cost ratio" in reason for reason in reasons), (wrong.cost_ratio, reasons)
     assert right.cost_ratio < wrong.cost_ratio
+
+
+def test_phrase_start_moves_past_a_pause_it_would_run_through() -> None:
+    # "was;" ends a phrase; the warp put "he" at 5.1 s, before a pause (5.9-6.9 s) that the
+    # synthesizer's shorter clause pause did not match: the phrase begins at 6.9 s. "might",
+    # inside speech and not a phrase start, keeps its time.
+    tokens = tokenize("than he was; he might")
+    segments = [(0.3, 5.9), (6.9, 9.0)]
+    timed = _timed(tokens, np.array([4.9, 5.0, 5.05, 5.1, 7.3]), segments)
+    assert [round(t.start, 2) for t in timed] == [4.9, 5.0, 5.05, 6.9, 7.3]
+    assert timed[2].end == 5.9  # "was;" ends where the pause begins
+    # a word that is not a phrase's first stays where the warp put it
+    plain = _timed(tokenize("than he was he might"), np.array([4.9, 5.0, 5.05, 5.1, 7.3]), segments)
+    assert round(plain[3].start, 2) == 5.1

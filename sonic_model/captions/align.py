@@ -5,7 +5,8 @@
 2. MFCC frames of the synthetic and the real speech (`features.py`) are matched by DTW (`dtw.py`);
    each word's synthetic start is carried over to the real speech along the warp path.
 3. Starts are refined at speech pauses: a word start that lands inside a pause moves to where
-   speech resumes, and the word before it ends where the pause begins.
+   speech resumes, as does a phrase's first word that would otherwise run on through a pause;
+   the word before it ends where the pause begins.
 
 A language eSpeak NG has no voice for is timed proportionally: the script's characters are spread
 evenly over the speech segments (`method == "proportional"`, said in the sidecar).
@@ -175,7 +176,12 @@ def _timed(tokens: list[Token], starts: np.ndarray, segments: list[tuple[float, 
             phrase_start = index > 0 and tokens[index - 1].ends_phrase
             inside = pause_start <= starts[index] < pause_end
             near = phrase_start and abs(starts[index] - pause_end) <= SNAP_S
-            if inside or near:
+            # A phrase's first word does not begin before a pause and run on through it: when
+            # the warp leaves a pause inside the word (human pauses between sentences are
+            # longer than the synthesizer's), the phrase begins where speech resumes.
+            following = starts[index + 1] if index + 1 < len(tokens) else speech_end
+            spans_pause = phrase_start and starts[index] < pause_start and pause_end <= following
+            if inside or near or spans_pause:
                 starts[index] = pause_end
     starts = np.maximum.accumulate(starts)
     ends = np.append(starts[1:], max(speech_end, starts[-1] + 0.2))
