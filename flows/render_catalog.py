@@ -29,7 +29,7 @@ from prefect.utilities.annotations import quote
 
 from flows.event_backlog import EventBacklog
 from flows.row_driver import run_rows
-from flows.row_stages import burn_published_row, render_one_row
+from flows.row_stages import burn_published_row, render_one_row, update_captions_row
 from flows.run_record import RunInfo, announce_finished, announcer, publish_run_artifacts
 from flows.task_run_logs import drop_completed_task_run_lines
 from flows.task_runners import local_task_runner, on_cluster
@@ -40,8 +40,8 @@ from tasks.catalog_lease import hold_catalog
 from tasks.catalog_state import update_catalog_state_task
 from tasks.ledger import ProgressLedger, new_run_id, write_ledger_task
 from tasks.limits import MediaLimits
-from tasks.plan import PlanSettings, plan_run_task
-from tasks.records import QUARANTINED, RowInfo, RowOutcome
+from tasks.plan import PlanSettings, captions_update_of, plan_run_task
+from tasks.records import QUARANTINED, UPDATE_CAPTIONS, RowInfo, RowOutcome
 from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, choose_generator, render_task_options
 from tasks.report import write_report_task
 from tasks.scratch import remove_tree
@@ -202,42 +202,46 @@ def render_catalog(
             outcomes.append(outcome)
         for outcome in plan.settled():
             announce(outcome)
-        work = plan.work()
+        row_stages = dict(
+            manifest=manifest,
+            catalog=catalog,
+            run_id=run_id,
+            choice=choice,
+            defaults=defaults_params,
+            limits=media_limits,
+            thresholds=thresholds,
+            render_options=render_options,
+            scratch_url=scratch_url,
+            on_cluster=cluster,
+            look_up=False,
+            signing=signing,
+        )
+
+        def pipeline(planned):
+            if planned.decision == UPDATE_CAPTIONS:  # only its captions changed: no probe, no render
+                return update_captions_row(
+                    captions_update_of(planned), catalog=catalog, run_id=run_id, signing=signing, on_cluster=cluster
+                )
+            if planned.burn_only:  # only burning switched on: burned from the published renditions
+                content, frames = planned.burn_only
+                return burn_published_row(
+                    planned.row,
+                    planned.info,
+                    content_key=content,
+                    frames_key=frames,
+                    catalog=catalog,
+                    run_id=run_id,
+                    defaults=defaults_params,
+                    plan=planned.why,
+                    signing=signing,
+                    on_cluster=cluster,
+                )
+            return render_one_row(planned.row, planned.info, plan=planned.why, **row_stages)
+
         try:
             worked = iter(
                 run_rows(
-                    (
-                        burn_published_row(
-                            planned.row,
-                            planned.info,
-                            content_key=planned.burn_only_key,
-                            catalog=catalog,
-                            run_id=run_id,
-                            defaults=defaults_params,
-                            plan=planned.why,
-                            signing=signing,
-                            on_cluster=cluster,
-                        )
-                        if planned.burn_only_key
-                        else render_one_row(
-                            planned.row,
-                            planned.info,
-                            manifest=manifest,
-                            catalog=catalog,
-                            run_id=run_id,
-                            choice=choice,
-                            defaults=defaults_params,
-                            limits=media_limits,
-                            thresholds=thresholds,
-                            render_options=render_options,
-                            scratch_url=scratch_url,
-                            on_cluster=cluster,
-                            look_up=False,
-                            plan=planned.why,
-                            signing=signing,
-                        )
-                        for planned in work
-                    ),
+                    (pipeline(planned) for planned in plan.rows if planned.outcome is None),
                     concurrency,
                     announce,
                     hold_back=EventBacklog(),  # the flow's memory must not grow with Prefect's unsent events

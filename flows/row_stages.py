@@ -2,6 +2,10 @@
 
     probe media -> already published? -> render -> QA and publish (or file the QA failure)
 
+or, for a published row the plan found changed only in its captions, one `update-captions-` task
+(re-aligned and re-muxed into its frames), and for one whose only change is that its captions are
+now to be burned in, one `burn-published-` task (burned into its published renditions).
+
 Up to four tasks a row, each named `<stage>-<row_id>` in Prefect's UI: `probe-`,
 `find-published-` (left out when the run's plan has already decided the row needs rendering),
 `render-`, `check-publish-`. Rows the plan settles (unchanged, or a kept quarantine) never get
@@ -26,6 +30,7 @@ from manifests.schema import ManifestRow
 from sonic_model.errors import RenderFailed, SonicCatalogError
 from sonic_model.generators import RenderParams
 from tasks.burn_published import burn_published_task
+from tasks.captions_update import CaptionsUpdate, update_captions_task
 from tasks.limits import MediaLimits
 from tasks.lookup import find_published_task
 from tasks.probe import probe_row_task
@@ -61,6 +66,9 @@ FIND_PUBLISHED = find_published_task.with_options(
 )
 CHECK_PUBLISH = check_and_publish_task.with_options(
     task_run_name=lambda parameters: f"check-publish-{parameters['rendered'].info.row_id}"
+)
+UPDATE_CAPTIONS = update_captions_task.with_options(
+    task_run_name=lambda parameters: f"update-captions-{parameters['update'].info.row_id}"
 )
 
 
@@ -102,6 +110,7 @@ def burn_published_row(
     info: RowInfo,
     *,
     content_key: str,
+    frames_key: str,
     catalog: str,
     run_id: str,
     defaults: RenderParams,
@@ -116,12 +125,26 @@ def burn_published_row(
         params = row.render_params(defaults).as_dict()
         return (
             yield BURN_PUBLISHED.submit(
-                constant(info), catalog, run_id, content_key, constant(params), constant(signing), plan
+                constant(info), catalog, run_id, (content_key, frames_key), constant(params), constant(signing), plan
             )
         )
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
         reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
         return RowOutcome(info=info, status=ERROR, reasons=(reason or type(exc).__name__,), plan=plan)
+
+
+def update_captions_row(
+    update: CaptionsUpdate, *, catalog: str, run_id: str, signing: dict | None = None, on_cluster: bool = False
+) -> RowPipeline:
+    """A row the plan found changed only in its captions: one task, `update-captions-<row_id>`
+    (`tasks/captions_update.py`), no probe and no render. Ends with a verdict whatever happens."""
+    constant = _unquoted if on_cluster else quote
+    try:
+        outcome = yield UPDATE_CAPTIONS.submit(constant(update), catalog, run_id, constant(signing))
+    except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
+        reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
+        return RowOutcome(info=update.info, status=ERROR, reasons=(reason or type(exc).__name__,), plan=update.why)
+    return outcome
 
 
 def render_one_row(row: ManifestRow, info: RowInfo, *, plan: str = "", **stages: Any) -> RowPipeline:

@@ -27,7 +27,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.catalog import now_iso
 from tasks.ledger import write_run_info
-from tasks.records import ERROR, FAILED_QA, PUBLISHED, QUARANTINED, SKIPPED_CACHED, RowOutcome
+from tasks.records import CAPTIONS_UPDATED, ERROR, FAILED_QA, PUBLISHED, QUARANTINED, SKIPPED_CACHED, RowOutcome
 
 OutcomeListener = Callable[[RowOutcome], None]
 
@@ -132,7 +132,7 @@ class RunInfo:
 # The table artifact lists at most this many rows (those needing a person first): every row of
 # a 100,000-row nightly would put megabytes into Prefect's database each night. The ledger has them all.
 ARTIFACT_ROWS = 1000
-_ARTIFACT_ORDER = {QUARANTINED: 0, FAILED_QA: 0, ERROR: 0, PUBLISHED: 1, SKIPPED_CACHED: 2}
+_ARTIFACT_ORDER = {QUARANTINED: 0, FAILED_QA: 0, ERROR: 0, PUBLISHED: 1, CAPTIONS_UPDATED: 1, SKIPPED_CACHED: 2}
 
 
 def publish_run_artifacts(summary: dict, outcomes: list[RowOutcome]) -> None:
@@ -155,7 +155,8 @@ def publish_run_artifacts(summary: dict, outcomes: list[RowOutcome]) -> None:
     counts = "\n".join(f"| {status} | {count} |" for status, count in sorted(summary["counts"].items()))
     plan = summary.get("plan") or {}
     plan_line = (
-        f"Plan: {plan.get('work', 0)} rows needed work, {plan.get('skip', 0)} unchanged rows skipped and "
+        f"Plan: {plan.get('work', 0)} rows needed work, {plan.get('update_captions', 0)} only new captions, "
+        f"{plan.get('skip', 0)} unchanged rows skipped and "
         f"{plan.get('keep_quarantine', 0)} quarantines and {plan.get('keep_failed', 0)} QA failures kept without a "
         f"task ({plan.get('hashed_inputs', 0)} inputs "
         "hashed)\n\n"

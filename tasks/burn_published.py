@@ -31,10 +31,18 @@ from tasks.signing import sign_renditions
 
 
 def burn_published(
-    info: RowInfo, catalog_url: str, run_id: str, content_key: str, params: dict, signing: dict | None, why: str = ""
+    info: RowInfo,
+    catalog_url: str,
+    run_id: str,
+    keys: tuple[str, str],
+    params: dict,
+    signing: dict | None,
+    why: str = "",
 ) -> RowOutcome:
     """Burn the captions into the published renditions of the row at `info.key_prefix` and publish
-    them under `content_key` with `params` (the row's parameters now)."""
+    them under `keys` (content key, frames key: both have `burn_captions` now) with `params` (the
+    row's parameters now)."""
+    content_key, frames_key = keys
     started = time.perf_counter()
     catalog = Catalog(catalog_url)
     prefix = info.key_prefix
@@ -83,6 +91,7 @@ def burn_published(
         rewritten = {
             **sidecar,
             "content_key": content_key,
+            "frames_key": frames_key,  # burned renditions: a captions change now renders again
             "generator": {**generator, "params": params},
             "renditions": [entry for _, entry in published],
             "burned_captions": {**burned, "from_run": sidecar.get("run_id")},
@@ -119,7 +128,13 @@ def burn_published(
 
 @task(name="burn-published", cache_policy=NONE)
 def burn_published_task(
-    info: RowInfo, catalog_url: str, run_id: str, content_key: str, params: dict, signing: dict | None, why: str = ""
+    info: RowInfo,
+    catalog_url: str,
+    run_id: str,
+    keys: tuple[str, str],
+    params: dict,
+    signing: dict | None,
+    why: str = "",
 ) -> RowOutcome:
     """`burn_published` as the row's one task (`burn-published-<row_id>` in Prefect's UI)."""
-    return burn_published(info, catalog_url, run_id, content_key, params, signing, why)
+    return burn_published(info, catalog_url, run_id, keys, params, signing, why)

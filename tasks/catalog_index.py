@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sonic_model.cells import is_missing
 from sonic_model.renditions import RENDITIONS
 from tasks.catalog import INDEX_JSON, INDEX_PARQUET, Catalog, now_iso, rendition_key
-from tasks.records import PUBLISHED, SKIPPED_CACHED, RowOutcome
+from tasks.records import CAPTIONS_UPDATED, PUBLISHED, SKIPPED_CACHED, RowOutcome
 from tasks.state_files import warn_unreadable
 
 INDEX_COLUMNS = (
@@ -49,6 +49,13 @@ INPUT_MEMORY_COLUMNS = (
     "audio_uri",
     "audio_sha256",
     "audio_fingerprint",
+    # The content key without the captions (`tasks.records.frames_key`), and the row's captions_uri
+    # file as it was published: with them the plan tells a captions-only change from a new video.
+    "frames_key",
+    "script_sha256",
+    "captions_uri",
+    "captions_sha256",
+    "captions_fingerprint",
 )
 INDEX_PARQUET_COLUMNS = INDEX_COLUMNS + INPUT_MEMORY_COLUMNS
 
@@ -65,6 +72,14 @@ class SeenInputs:
     audio_fingerprint: str | None = None
     portrait_sha256: str | None = None
     audio_sha256: str | None = None
+    # The row's captions_uri file (None: the row has none), like the two inputs above.
+    captions_uri: str | None = None
+    captions_fingerprint: str | None = None
+    captions_sha256: str | None = None
+
+
+# The inputs whose storage fingerprints the index remembers.
+REMEMBERED_INPUTS = ("portrait", "audio", "captions")
 
 
 def index_entries(catalog: Catalog, sidecar_path: str, sidecar: dict) -> list[dict]:
@@ -121,6 +136,11 @@ def index_entry(catalog: Catalog, sidecar_path: str, sidecar: dict) -> dict:
         "audio_uri": inputs.get("audio_uri"),
         "audio_sha256": inputs.get("audio_sha256"),
         "audio_fingerprint": inputs.get("audio_fingerprint"),
+        "frames_key": sidecar.get("frames_key"),
+        "script_sha256": (sidecar.get("captions") or {}).get("script_sha256"),
+        "captions_uri": inputs.get("captions_uri"),
+        "captions_sha256": inputs.get("captions_sha256"),
+        "captions_fingerprint": inputs.get("captions_fingerprint"),
     }
 
 
@@ -197,7 +217,11 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str
             continue
         key = outcome.info.key_prefix
         entry = entries.get(key)
-        fresh = outcome.status == PUBLISHED or entry is None or entry.get("content_key") != outcome.content_key
+        fresh = (
+            outcome.status in (PUBLISHED, CAPTIONS_UPDATED)
+            or entry is None
+            or entry.get("content_key") != outcome.content_key
+        )
         if fresh:
             sidecar_path = catalog.path(key + ".json")
             sidecar = catalog.read_json(sidecar_path)
@@ -213,11 +237,16 @@ def update_index(catalog_url: str, outcomes: list[RowOutcome], seen: Mapping[str
                 entries[rendition["key"]] = rendition
         inputs = seen.get(key)
         if inputs is not None:
-            for name in ("portrait", "audio"):
+            # A skipped row's inputs, and a captions update's, were checked by the plan (and the
+            # update) against the hashes the entry keeps: their fingerprints replace the old ones.
+            checked = outcome.status in (SKIPPED_CACHED, CAPTIONS_UPDATED)
+            for name in REMEMBERED_INPUTS:
                 uri, fingerprint = getattr(inputs, f"{name}_uri"), getattr(inputs, f"{name}_fingerprint")
-                if outcome.status == SKIPPED_CACHED or entry.get(f"{name}_uri") == uri:
+                if uri is None and name == "captions":
+                    continue  # no captions file: nothing to remember
+                if checked or entry.get(f"{name}_uri") == uri:
                     entry[f"{name}_uri"], entry[f"{name}_fingerprint"] = uri, fingerprint
-                    if outcome.status == SKIPPED_CACHED and getattr(inputs, f"{name}_sha256"):
+                    if checked and getattr(inputs, f"{name}_sha256"):
                         entry[f"{name}_sha256"] = getattr(inputs, f"{name}_sha256")
                 else:
                     entry[f"{name}_fingerprint"] = None  # the render read another URI than the plan saw

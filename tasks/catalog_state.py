@@ -71,6 +71,13 @@ class PublishedEntry:
     audio_sha256: str | None = None
     audio_fingerprint: str | None = None
     captions: str | None = None  # the published .vtt (None: published without captions)
+    # The content key without captions (None: published before it was kept), the captions_uri
+    # file it was published with, and the hash of its script (None: no script).
+    frames_key: str | None = None
+    captions_uri: str | None = None
+    captions_sha256: str | None = None
+    captions_fingerprint: str | None = None
+    script_sha256: str | None = None
 
     @classmethod
     def from_record(cls, record: Mapping) -> PublishedEntry:

@@ -19,7 +19,10 @@ a run first decides, in bulk, which rows need any work at all:
 - `keep_failed`: the row's last render failed QA and nothing that verdict depended on changed
   (the quarantine's conditions, plus the QA thresholds and the QA code); the `failed_qa` verdict
   is kept without rendering again (unless `recheck`, or `retry_failed`, which `rerun` sets).
-- `work`: everything else goes the full way (probe, render, QA, publish), as before.
+- `update_captions`: published, same frames key, other script or captions file (and no burned
+  renditions): captions re-made into the published frames (`tasks.plan_published.settle`).
+- `work`: everything else goes the full way (probe, render, QA, publish), as before; a `work` row
+  whose only change is `burn_captions` switched on has `burn_only` (`burn_switched`): burned.
 
 `new_seed` (`rerun --new-seed`) gives every row that would render or keep its failure a fresh
 random seed (the manifest's `seed` cell, in effect); once a render used it, the catalog remembers
@@ -38,11 +41,8 @@ The functions here are pure (no Prefect); `plan_run_task` at the bottom is the t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import random
-import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -52,11 +52,13 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from sonic_model.generators import SEED_RANGE, RenderParams
-from sonic_model.renditions import RENDITIONS
+from tasks.captions_update import CaptionsUpdate
 from tasks.catalog import Catalog, rendition_key
 from tasks.catalog_index import SeenInputs, index_entry, index_records
 from tasks.catalog_state import PublishedEntry, RememberedQuarantine, RerolledSeed, read_quarantines, read_seeds
 from tasks.fingerprints import IO_THREADS, SETTLE_S, Fingerprint, fingerprint_inputs, hash_inputs
+from tasks.plan_keys import KeyMaker
+from tasks.plan_published import burn_switched, inputs_of, known_sha, other_than_inputs_changed, settle, what_changed
 from tasks.records import (
     DECISIONS,
     FAILED_QA,
@@ -64,16 +66,14 @@ from tasks.records import (
     KEEP_QUARANTINE,
     QUARANTINED,
     SKIP,
-    SKIPPED_CACHED,
+    UPDATE_CAPTIONS,
     WORK,
     RowInfo,
     RowOutcome,
-    content_key,
-    key_params,
     script_sha256,
 )
 from tasks.storage import DEFAULT_ALLOWED_SCHEMES, _local_path, check_uri_allowed, default_roots, is_local, uri_scheme
-from tasks.verdict_conditions import failure_conditions, quarantine_conditions
+from tasks.verdict_conditions import failure_conditions, quarantine_conditions, with_captions
 
 # --- the plan ---------------------------------------------------------------------------------------
 
@@ -114,10 +114,16 @@ class RowPlan:
     qa_conditions: str = ""
     # (seed replaced, seed chosen) when this run's plan gave the row a fresh seed (`new_seed`).
     new_seed: tuple[int, int] | None = None
+    # `update_captions` rows: (the content key the update publishes, the frames key it keeps).
+    captions_update: tuple[str, str] | None = None
     # A `work` row whose only change is that its captions are now to be burned in: its renditions
     # are made again from the published ones (tasks/burn_published.py), no frames generated; the
-    # content key it is published under.
-    burn_only_key: str | None = None
+    # (content key, frames key) it is published under.
+    burn_only: tuple[str, str] | None = None
+
+    @property
+    def burn_only_key(self) -> str | None:
+        return self.burn_only[0] if self.burn_only else None
 
 
 @dataclass
@@ -140,6 +146,9 @@ class RunPlan:
     def work(self) -> list[RowPlan]:
         return [row for row in self.rows if row.decision == WORK]
 
+    def captions_updates(self) -> list[RowPlan]:
+        return [row for row in self.rows if row.decision == UPDATE_CAPTIONS]
+
     def settled(self) -> list[RowOutcome]:
         """The verdicts the plan reached by itself (skipped and kept-quarantine rows)."""
         return [row.outcome for row in self.rows if row.outcome is not None]
@@ -155,10 +164,10 @@ class RunPlan:
         return [row for row in self.rows if row.new_seed is not None]
 
 
-def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int, tuple[str, str] | str]:
-    """Row position -> (portrait URI, audio URI), resolved and normalised to exactly the string
-    the probe uses (`check_uri_allowed(resolve_uri(...))`), or why not (that row goes the full
-    way, and the probe refuses it with the real reason).
+def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int, tuple[str, str, str | None] | str]:
+    """Row position -> (portrait URI, audio URI, captions_uri or None), resolved and normalised to
+    exactly the string the probe uses (`check_uri_allowed(resolve_uri(...))`), or why not (that
+    row goes the full way, and the probe refuses it with the real reason).
 
     The rows come from `validate_table`, which has already checked every URI against the
     allow-list and the allowed roots (symlinks resolved); here local paths take a fast path
@@ -192,15 +201,17 @@ def resolve_inputs(rows, manifest_url: str, settings: PlanSettings) -> dict[int,
             resolved[written] = exc
         return resolved[written]
 
-    out: dict[int, tuple[str, str] | str] = {}
+    out: dict[int, tuple[str, str, str | None] | str] = {}
     for position, row in enumerate(rows):
         portrait, audio = one(row.portrait_uri), one(row.audio_uri)
+        written = getattr(row, "captions_uri", None)
+        captions = one(written) if written else None
         problems = [
             f"{name}: {value}"
-            for name, value in (("portrait_uri", portrait), ("audio_uri", audio))
+            for name, value in (("portrait_uri", portrait), ("audio_uri", audio), ("captions_uri", captions))
             if isinstance(value, Exception)
         ]
-        out[position] = "; ".join(problems) if problems else (portrait, audio)
+        out[position] = "; ".join(problems) if problems else (portrait, audio, captions)
     return out
 
 
@@ -229,7 +240,7 @@ def plan_rows(
     timings["resolve_s"] = _lap(started)
 
     mark = time.perf_counter()
-    wanted = [uri for pair in uris.values() if isinstance(pair, tuple) for uri in pair]
+    wanted = [uri for pair in uris.values() if isinstance(pair, tuple) for uri in pair if uri is not None]
     fingerprints = fingerprint_inputs(wanted, settle_s=settle_s, threads=threads)
     timings["fingerprint_s"] = _lap(mark)
 
@@ -260,19 +271,22 @@ def plan_rows(
     params_cache: dict[tuple, tuple] = {}
     plans: list[RowPlan | None] = []
     seeds_dropped: list[str] = []
-    to_hash: list[tuple[int, RowPlan, PublishedEntry, _KeyMaker]] = []
+    to_hash: list[tuple[int, RowPlan, PublishedEntry, KeyMaker]] = []
     for position, (row, info, key) in enumerate(zip(rows, infos, keys, strict=False)):
         pair = uris[position]
         if isinstance(pair, str):
             plans.append(RowPlan(row, info, key, WORK, f"inputs need the probe: {pair}", SeenInputs()))
             continue
-        portrait, audio = (fingerprints.get(uri, Fingerprint(None, "not listed")) for uri in pair)
-        seen = SeenInputs(pair[0], portrait.value, pair[1], audio.value)
+        portrait, audio = (fingerprints.get(uri, Fingerprint(None, "not listed")) for uri in pair[:2])
+        captions = fingerprints.get(pair[2], Fingerprint(None, "not listed")) if pair[2] else Fingerprint(None)
+        seen = SeenInputs(
+            pair[0], portrait.value, pair[1], audio.value, captions_uri=pair[2], captions_fingerprint=captions.value
+        )
         if key in seeds:
             row, applies = _with_rerolled_seed(row, seeds[key], settings)
             if not applies:
                 seeds_dropped.append(key)
-        key_of, conditions, qa_conditions = _params(row, settings, params_cache)
+        key_of, conditions, qa_conditions = _row_conditions(row, settings, params_cache, seen)
         if isinstance(key_of, Exception):
             plans.append(RowPlan(row, info, key, WORK, "parameters need the probe's check", seen))
             continue
@@ -332,100 +346,43 @@ def plan_rows(
             why = f"published {gone[0]} rendition is missing from the catalog: rendering again"
             plans.append(RowPlan(row, info, key, WORK, why, seen, conditions, qa_conditions=qa_conditions))
             continue
+        undecided = RowPlan(row, info, key, WORK, "", seen, conditions, qa_conditions=qa_conditions)
         if entry.portrait_sha256 and entry.audio_sha256:
-            expected = key_of(entry.portrait_sha256, entry.audio_sha256)
-            if expected != entry.content_key:
-                why = f"generator, parameters or script changed since run {entry.run_id}"
-                burn_only = None
-                if key_of.flipped_burn(entry.portrait_sha256, entry.audio_sha256) == entry.content_key:
-                    if key_of.burns and entry.captions and _unchanged(entry, seen):
-                        why = (
-                            f"captions to be burned in since run {entry.run_id}: its renditions are made again from "
-                            "the published ones, no new frames"
-                        )
-                        burn_only = expected
-                    elif key_of.burns:
-                        why = (
-                            f"captions to be burned in since run {entry.run_id} (inputs to be checked: rendered again)"
-                        )
-                    else:
-                        why = (
-                            f"burned captions switched off since run {entry.run_id}: rendered again (the published "
-                            "renditions have them in their picture)"
-                        )
-                plans.append(
-                    RowPlan(
-                        row,
-                        info,
-                        key,
-                        WORK,
-                        why,
-                        seen,
-                        conditions,
-                        qa_conditions=qa_conditions,
-                        burn_only_key=burn_only,
-                    )
-                )
+            changed = other_than_inputs_changed(entry, key_of, pair[2] is not None)
+            if changed:
+                # burn_captions switched: burned from the published renditions, or why not.
+                plans.append(burn_switched(undecided, entry, key_of) or dataclasses.replace(undecided, why=changed))
                 continue
-            if _unchanged(entry, seen):
-                seen = SeenInputs(
-                    seen.portrait_uri,
-                    seen.portrait_fingerprint,
-                    seen.audio_uri,
-                    seen.audio_fingerprint,
-                    entry.portrait_sha256,
-                    entry.audio_sha256,
-                )
-                plans.append(
-                    RowPlan(
-                        row,
-                        info,
-                        key,
-                        SKIP,
-                        f"unchanged since run {entry.run_id}",
-                        seen,
-                        conditions,
-                        _skipped(catalog, info, entry, f"unchanged since run {entry.run_id}", key_of),
-                        qa_conditions,
-                    )
-                )
+            known = {name: known_sha(entry, seen, name) for name in inputs_of(seen)}
+            if all(known.values()):
+                shas = {name: getattr(entry, f"{name}_sha256") for name in known}
+                plans.append(settle(undecided, entry, key_of, shas, catalog, ""))
                 continue
         plans.append(None)  # decided below, from the inputs' bytes
-        to_hash.append(
-            (position, RowPlan(row, info, key, WORK, "", seen, conditions, qa_conditions=qa_conditions), entry, key_of)
-        )
+        to_hash.append((position, undecided, entry, key_of))
     timings["decide_s"] = _lap(mark)
 
     mark = time.perf_counter()
     hashed: dict[str, str | None] = {}
     if to_hash:
-        needed = []
-        for _, plan, entry, _ in to_hash:
-            for name in ("portrait", "audio"):
-                uri = getattr(plan.seen, f"{name}_uri")
-                if not _known_sha(entry, plan.seen, name):
-                    needed.append(uri)
+        needed = [
+            getattr(plan.seen, f"{name}_uri")
+            for _, plan, entry, _ in to_hash
+            for name in inputs_of(plan.seen)
+            if not known_sha(entry, plan.seen, name)
+        ]
         hashed = hash_inputs(needed, settings.max_file_bytes, threads=threads)
     for position, plan, entry, key_of in to_hash:
-        shas = {}
-        for name in ("portrait", "audio"):
-            shas[name] = (
-                getattr(entry, f"{name}_sha256")
-                if _known_sha(entry, plan.seen, name)
-                else hashed.get(getattr(plan.seen, f"{name}_uri"))
-            )
-        if shas["portrait"] is None or shas["audio"] is None:
+        shas = {
+            name: getattr(entry, f"{name}_sha256")
+            if known_sha(entry, plan.seen, name)
+            else hashed.get(getattr(plan.seen, f"{name}_uri"))
+            for name in inputs_of(plan.seen)
+        }
+        if any(sha is None for sha in shas.values()):
             plans[position] = dataclasses.replace(plan, why="inputs could not be read in full: the probe will say why")
-        elif key_of(shas["portrait"], shas["audio"]) == entry.content_key:
-            reason = f"unchanged since run {entry.run_id} (content re-hashed: {_what_changed(entry, plan.seen)})"
-            seen = dataclasses.replace(plan.seen, portrait_sha256=shas["portrait"], audio_sha256=shas["audio"])
-            plans[position] = dataclasses.replace(
-                plan, decision=SKIP, why=reason, seen=seen, outcome=_skipped(catalog, plan.info, entry, reason, key_of)
-            )
         else:
-            changed = [name for name in ("portrait", "audio") if shas[name] != getattr(entry, f"{name}_sha256")]
-            what = " and ".join(changed) if changed and entry.portrait_sha256 else "content"
-            plans[position] = dataclasses.replace(plan, why=f"{what} changed since run {entry.run_id}")
+            plans[position] = settle(plan, entry, key_of, shas, catalog, what_changed(entry, plan.seen))
     timings["hash_s"] = _lap(mark)
     if settings.new_seed:
         # A row re-rolled again still replaces its own seed (the manifest's or the defaults').
@@ -445,81 +402,46 @@ def _lap(since: float) -> float:
     return round(time.perf_counter() - since, 4)
 
 
-class _KeyMaker:
-    """`tasks.records.content_key` for one run's generator and one set of parameters, with the
-    part that is the same for every row serialised once (a nightly computes 100,000 keys).
-
-    The material is the same JSON text `content_key` hashes, keys sorted (the test
-    `test_content_keys_match_the_renderer_s` holds the two together), so the keys are equal.
-    """
-
-    def __init__(
-        self, settings: PlanSettings, params: dict, script_sha256: str | None = None, captions_given: bool = False
-    ) -> None:
-        # What content_key hashes (`key_params`): not which parameters were explicit, nor
-        # `burn_captions` where it changes nothing.
-        self.captions_given = captions_given
-        self.all_params = params
-        params = key_params(params, has_captions=script_sha256 is not None or captions_given)
-        # Whether this key has captions burned into renditions (`key_params` kept the switch).
-        self.burns = bool(params.get("burn_captions"))
-        self.settings, self.params, self.script_sha256 = settings, params, script_sha256
-        # The renditions a published row with these parameters has beside its master.
-        self.renditions = tuple(name for name in params.get("renditions") or () if name != "master")
-        fixed = {"generator": settings.generator, "generator_version": settings.generator_version, "params": params}
-        self.template = (
-            '{"audio_sha256": "%s", '
-            + json.dumps(fixed, sort_keys=True)[1:-1].replace("%", "%%")
-            + ', "portrait_sha256": "%s"'
-            # "script_sha256" sorts last; only a row with a script has it (see content_key)
-            + ("" if script_sha256 is None else f', "script_sha256": "{script_sha256}"')
-            + "}"
-        )
-
-    def flipped_burn(self, portrait_sha256: str, audio_sha256: str) -> str:
-        """The key these parameters would have with `burn_captions` the other way: a published
-        key equal to it means only the burning changed."""
-        params = {**self.all_params, "burn_captions": not self.all_params.get("burn_captions")}
-        other = _KeyMaker(self.settings, params, self.script_sha256, self.captions_given)
-        return other(portrait_sha256, audio_sha256)
-
-    def __call__(self, portrait_sha256: str, audio_sha256: str) -> str:
-        if not (_HEX.fullmatch(portrait_sha256 or "") and _HEX.fullmatch(audio_sha256 or "")):
-            return content_key(
-                portrait_sha256=portrait_sha256,
-                audio_sha256=audio_sha256,
-                generator=self.settings.generator,
-                generator_version=self.settings.generator_version,
-                params=self.params,
-                script_sha256=self.script_sha256,
-                captions_given=self.captions_given,
-            )
-        return hashlib.sha256((self.template % (audio_sha256, portrait_sha256)).encode("utf-8")).hexdigest()
+_KeyMaker = KeyMaker  # the name the tests knew it by
 
 
-_HEX = re.compile(r"[0-9a-f]{64}")
+def _row_conditions(
+    row, settings: PlanSettings, cache: dict, seen: SeenInputs
+) -> tuple[KeyMaker | Exception, str, str]:
+    """`_params`, with the row's captions sources folded into its remembered verdicts' conditions
+    (`tasks.verdict_conditions.with_captions`): a fixed script or captions file is checked again."""
+    key_of, conditions, qa_conditions = _params(row, settings, cache)
+    if isinstance(key_of, Exception):
+        return key_of, conditions, qa_conditions
+    return (
+        key_of,
+        *with_captions(conditions, qa_conditions, key_of.script_sha256, seen.captions_uri, seen.captions_fingerprint),
+    )
 
 
-def _params(row, settings: PlanSettings, cache: dict) -> tuple[_KeyMaker | Exception, str, str]:
-    """The content-key maker for the row's effective parameters, its quarantine conditions and
-    its QA failure conditions; computed once per distinct set of overrides (most rows have none)."""
+def _params(row, settings: PlanSettings, cache: dict) -> tuple[KeyMaker | Exception, str, str]:
+    """The content-key maker for the row's effective parameters (and script), its quarantine
+    conditions and its QA failure conditions; the parameters' part computed once per distinct set
+    of overrides (most rows have none), the script's (a hash each, ~20 us) per row: in a catalog
+    every row has a script of its own."""
     from manifests.schema import OVERRIDE_COLUMNS, PRESET_COLUMN
 
     script = script_sha256(getattr(row, "script_text", None))
-    captions_given = bool(getattr(row, "captions_uri", None))
-    overrides = (*(getattr(row, name, None) for name in (*OVERRIDE_COLUMNS, PRESET_COLUMN)), script, captions_given)
+    # Whether the row has captions decides whether burn_captions is in its keys (`key_params`).
+    has_captions = bool(getattr(row, "captions_uri", None)) or script is not None
+    overrides = (*(getattr(row, name, None) for name in (*OVERRIDE_COLUMNS, PRESET_COLUMN)), has_captions)
     if overrides not in cache:
         try:
             params = dataclasses.asdict(row.render_params(settings.defaults))
             conditions = quarantine_conditions(params, settings)
-            cache[overrides] = (
-                _KeyMaker(settings, params, script, captions_given),
-                conditions,
-                failure_conditions(conditions, settings),
-            )
+            key_of = KeyMaker(settings, params, has_captions=has_captions)
+            cache[overrides] = (key_of, conditions, failure_conditions(conditions, settings))
         except Exception as exc:  # noqa: BLE001 - the probe reports a bad parameter
             cache[overrides] = (exc, "", "")
-    return cache[overrides]
+    key_of, conditions, qa_conditions = cache[overrides]
+    if script is None or isinstance(key_of, Exception):
+        return key_of, conditions, qa_conditions
+    return key_of.with_script(script), conditions, qa_conditions
 
 
 def _effective_seed(row, settings: PlanSettings) -> int | None:
@@ -546,7 +468,7 @@ def _with_new_seed(plan: RowPlan, settings: PlanSettings, cache: dict, own_seed:
     why = plan.why if plan.decision == WORK else f"failed QA kept by the plan ({plan.why})"
     if not settings.seeded:
         why = f"{why}; --new-seed: the {settings.generator} generator takes no seed, so it renders again as it was"
-        return dataclasses.replace(plan, decision=WORK, why=why, outcome=None, burn_only_key=None)
+        return dataclasses.replace(plan, decision=WORK, why=why, outcome=None, burn_only=None)
     old = _effective_seed(plan.row, settings)
     if old is None:
         return plan
@@ -555,7 +477,7 @@ def _with_new_seed(plan: RowPlan, settings: PlanSettings, cache: dict, own_seed:
     while seed == old:
         seed = chooser.randint(*SEED_RANGE)
     row = dataclasses.replace(plan.row, seed=seed)
-    _, conditions, qa_conditions = _params(row, settings, cache)
+    _, conditions, qa_conditions = _row_conditions(row, settings, cache, plan.seen)
     return dataclasses.replace(
         plan,
         row=row,
@@ -565,7 +487,7 @@ def _with_new_seed(plan: RowPlan, settings: PlanSettings, cache: dict, own_seed:
         conditions=conditions,
         qa_conditions=qa_conditions,
         new_seed=(old if own_seed is None else own_seed, seed),
-        burn_only_key=None,  # new frames: rendered, not burned from the published renditions
+        burn_only=None,  # new frames: rendered, not burned from the published renditions
     )
 
 
@@ -580,37 +502,6 @@ def _why_remembered_changed(remembered: RememberedQuarantine, settings: PlanSett
     if settings.recheck:
         return "--recheck"
     return f"quarantined by run {remembered.run_id}; something it depended on changed"
-
-
-def _known_sha(entry: PublishedEntry, seen: SeenInputs, name: str) -> bool:
-    """Whether the remembered hash of one input still describes it (same URI, same trusted fingerprint)."""
-    fingerprint = getattr(seen, f"{name}_fingerprint")
-    return (
-        bool(getattr(entry, f"{name}_sha256"))
-        and fingerprint is not None
-        and getattr(entry, f"{name}_uri") == getattr(seen, f"{name}_uri")
-        and getattr(entry, f"{name}_fingerprint") == fingerprint
-    )
-
-
-def _unchanged(entry: PublishedEntry, seen: SeenInputs) -> bool:
-    return _known_sha(entry, seen, "portrait") and _known_sha(entry, seen, "audio")
-
-
-def _what_changed(entry: PublishedEntry, seen: SeenInputs) -> str:
-    parts = []
-    for name in ("portrait", "audio"):
-        if _known_sha(entry, seen, name):
-            continue
-        if getattr(entry, f"{name}_uri") != getattr(seen, f"{name}_uri") and getattr(entry, f"{name}_uri"):
-            parts.append(f"{name} now read from another URI")
-        elif getattr(seen, f"{name}_fingerprint") is None:
-            parts.append(f"{name} fingerprint not trusted")
-        elif getattr(entry, f"{name}_fingerprint") is None:
-            parts.append(f"{name} had no fingerprint yet")
-        else:
-            parts.append(f"{name} touched, same bytes")
-    return ", ".join(parts) or "fingerprints refreshed"
 
 
 def _same_memory(remembered: RememberedQuarantine, seen: SeenInputs, conditions: str) -> bool:
@@ -629,29 +520,10 @@ def _same_memory(remembered: RememberedQuarantine, seen: SeenInputs, conditions:
     )
 
 
-def _skipped(catalog: Catalog, info: RowInfo, entry: PublishedEntry, reason: str, key_of: _KeyMaker) -> RowOutcome:
-    # A rendition's size is fixed by its name (RENDITIONS): listed as a rendered row lists it.
-    renditions = tuple(
-        {
-            "name": name,
-            "uri": catalog.uri(catalog.path(f"{rendition_key(entry.key, name)}.mp4")),
-            "width": RENDITIONS[name].width,
-            "height": RENDITIONS[name].height,
-            "passed": True,
-        }
-        for name in key_of.renditions
-    )
-    return RowOutcome(
-        renditions=renditions,
-        info=info,
-        status=SKIPPED_CACHED,
-        reasons=(reason,),
-        plan=reason,
-        output_uri=catalog.uri(catalog.path(entry.video)),
-        poster_uri=catalog.uri(catalog.path(entry.poster)) if entry.poster else None,
-        sidecar_uri=catalog.uri(catalog.path(entry.sidecar)),
-        content_key=entry.content_key,
-    )
+def captions_update_of(planned: RowPlan) -> CaptionsUpdate:
+    """What the captions-only update of an `update_captions` row needs (`tasks.captions_update`)."""
+    content, frames = planned.captions_update
+    return CaptionsUpdate(planned.row, planned.info, planned.seen, content, frames, planned.why)
 
 
 # --- the Prefect task ------------------------------------------------------------------------------
@@ -663,9 +535,10 @@ def plan_run_task(rows, manifest_url: str, catalog_url: str, settings: PlanSetti
     plan = plan_rows(rows, manifest_url, catalog_url, settings)
     counts = plan.counts()
     get_run_logger().info(
-        "plan: %d rows to work on, %d unchanged and skipped, %d quarantines and %d QA failures kept "
-        "(%d inputs hashed, %.2f s)",
+        "plan: %d rows to work on, %d captions to update (frames kept), %d unchanged and skipped, %d quarantines "
+        "and %d QA failures kept (%d inputs hashed, %.2f s)",
         counts[WORK],
+        counts[UPDATE_CAPTIONS],
         counts[SKIP],
         counts[KEEP_QUARANTINE],
         counts[KEEP_FAILED],

@@ -90,9 +90,11 @@ def probe_media(
         raise MediaErrors(errors)
     portrait_uri, portrait_sha256, face_box = portrait
     audio_uri, audio_sha256, duration_s = audio
-    captions_text = None
+    captions_text = captions_uri = captions_sha256 = None
     if row.captions_uri:
-        captions_text = _probe_captions(row, manifest_url, limits, allowed_schemes, roots, duration_s)
+        captions_uri, captions_sha256, captions_text = _probe_captions(
+            row, manifest_url, limits, allowed_schemes, roots, duration_s
+        )
     return ProbedRow(
         row=row,
         portrait_uri=portrait_uri,
@@ -103,6 +105,8 @@ def probe_media(
         audio_sha256=audio_sha256,
         params=params,
         captions_text=captions_text,
+        captions_uri=captions_uri,
+        captions_sha256=captions_sha256,
     )
 
 
@@ -208,18 +212,25 @@ def _probe_audio(row, manifest_url, limits, schemes, roots):
     return uri, digest, duration
 
 
-def _probe_captions(row, manifest_url, limits, schemes, roots, audio_s: float) -> str:
-    """The row's given captions file as text, once it parses and fits the audio (CaptionsError if not)."""
+def _probe_captions(row, manifest_url, limits, schemes, roots, audio_s: float) -> tuple[str, str, str]:
+    """The row's given captions file: (resolved URI, SHA-256 of its bytes, its text), once it
+    parses and fits the audio (CaptionsError if not)."""
+    uri, data = _open(row.captions_uri, "captions_uri", manifest_url, limits, schemes, roots)
+    return uri, hashlib.sha256(data).hexdigest(), checked_captions_text(row.captions_uri, data, audio_s)
+
+
+def checked_captions_text(row_uri: str, data: bytes, audio_s: float) -> str:
+    """A captions file's bytes as text, once it parses and fits `audio_s` (CaptionsError if not);
+    `row_uri` as the manifest gives it, for the message."""
     from sonic_model.captions import check_cues, parse_captions
 
-    uri, data = _open(row.captions_uri, "captions_uri", manifest_url, limits, schemes, roots)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise CaptionsError(
-            f"captions_uri {quoted(redact(row.captions_uri))} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            f"captions_uri {quoted(redact(row_uri))} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
         ) from None
-    name = f"captions_uri {quoted(redact(row.captions_uri))}"
+    name = f"captions_uri {quoted(redact(row_uri))}"
     check_cues(parse_captions(text, name), audio_s, name)
     return text
 

@@ -32,7 +32,15 @@ from pathlib import Path
 from sonic_model.captions.track import iso639_2, mux_caption_track
 from sonic_model.encode import AI_DISCLOSURE
 from tasks.catalog import RUNS_DIR, Catalog, now_iso, rendition_key, withdraw
-from tasks.records import FAILED_QA, PUBLISHED, CheckedVideo, RenderedVideo, RowOutcome, postprocess_figures
+from tasks.records import (
+    FAILED_QA,
+    PUBLISHED,
+    CheckedVideo,
+    RenderedVideo,
+    RowOutcome,
+    postprocess_figures,
+    script_sha256,
+)
 from tasks.scratch import discard_scratch
 from tasks.signing import sign_rendered, sign_renditions
 
@@ -116,12 +124,16 @@ def sidecar_for(
         "video": prefix + ".mp4",
         "poster": prefix + ".jpg",
         "content_key": rendered.content_key,
+        # The content key without the captions: what the frames were made from (tasks/plan.py
+        # updates only the captions of a row whose frames key is unchanged).
+        "frames_key": rendered.frames_key,
         "inputs": {
             "portrait_uri": rendered.portrait_uri,
             "portrait_sha256": rendered.portrait_sha256,
             "audio_uri": rendered.audio_uri,
             "audio_sha256": rendered.audio_sha256,
             "audio_duration_s": rendered.audio_duration_s,
+            **captions_inputs(rendered.captions_source),
         },
         "generator": {"name": rendered.generator, "version": rendered.generator_version, "params": rendered.params},
         "video_facts": {
@@ -157,11 +169,22 @@ def sidecar_for(
     }
 
 
+def captions_inputs(source: dict | None) -> dict:
+    """The sidecar's `inputs` fields for the captions file a row was given (none without one)."""
+    if not source or not source.get("captions_uri"):
+        return {}
+    return {"captions_uri": source["captions_uri"], "captions_sha256": source.get("captions_sha256")}
+
+
 def captions_entry(checked: CheckedVideo, prefix: str) -> dict | None:
     """The sidecar's `captions`: the files beside the video, the track, and how they were made."""
-    captions = checked.captions
-    if not captions:
+    if not checked.captions:
         return None
+    return captions_record(checked.captions, prefix, checked.rendered.captions_source)
+
+
+def captions_record(captions: dict, prefix: str, source: dict | None) -> dict:
+    """The sidecar's `captions` of made captions (`tasks.qa.make_row_captions`) and their source."""
     return {
         "language": captions["language"],
         "vtt": prefix + ".vtt",
@@ -170,6 +193,8 @@ def captions_entry(checked: CheckedVideo, prefix: str) -> dict | None:
         "method": captions["method"],  # espeak-dtw, proportional (no eSpeak NG voice) or given
         "cost_ratio": captions["cost_ratio"],
         "cues": captions["cues"],
+        # The script's hash, as in the content key (None: the captions came from a file alone).
+        "script_sha256": script_sha256((source or {}).get("script_text")),
     }
 
 

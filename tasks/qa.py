@@ -132,11 +132,33 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
 def check_row_captions(rendered: RenderedVideo, audio) -> tuple[dict | None, list[str], dict]:
     """The row's captions made (aligned from its script, or its given file) and checked: the
     caption record for publishing, QA failures, and the figures for the report."""
+    delay_ms = float(rendered.render.get("av_offset_applied_ms") or 0.0)
+    return make_row_captions(rendered.captions_source or {}, rendered.info.language, audio, delay_ms)
+
+
+def as_published(audio, delay_ms: float):
+    """The script audio re-timed as the published sound is: lip-sync calibration (or a manual
+    `av_offset_ms`) delays it by `delay_ms` (negative: advances it) and keeps its duration
+    (`sonic_model.postprocess.lipsync.shifted_audio_filter`). Captions are timed on this, so
+    they follow the sound the viewer hears, not the file the sound was made from."""
+    if not delay_ms:
+        return audio
+    shift = int(round(delay_ms / 1000.0 * audio.sample_rate))
+    length = len(audio.samples)
+    silence = np.zeros(abs(shift), np.float32)
+    moved = np.concatenate([silence, audio.samples]) if shift > 0 else np.concatenate([audio.samples[-shift:], silence])
+    return dataclasses.replace(audio, samples=np.ascontiguousarray(moved[:length], dtype=np.float32))
+
+
+def make_row_captions(source: dict, language: str, audio, delay_ms: float = 0.0) -> tuple[dict | None, list[str], dict]:
+    """Captions from a row's captions source (`tasks.render.captions_source`) over its script
+    audio (an `AudioClip`) as published (`as_published`: `delay_ms` is the render's
+    `av_offset_applied_ms`), and their QA: (caption record, QA failures, report figures). Used by
+    a render's QA and by a captions-only update (`tasks.captions_update`) alike."""
     from sonic_model.audio import speech_segments
     from sonic_model.captions import captions_from, check_captions
 
-    source = rendered.captions_source or {}
-    language = rendered.info.language
+    audio = as_published(audio, delay_ms)
     try:
         captions = captions_from(
             source.get("script_text"), source.get("captions_text"), language, audio.samples, speech_segments(audio)

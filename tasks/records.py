@@ -19,22 +19,27 @@ from manifests.schema import ManifestRow
 from sonic_model.cells import is_missing
 from sonic_model.generators import RenderParams
 
-# The statuses a ledger row can have; only the first two mean "the video is in the catalog".
+# The statuses a ledger row can have; only the first three mean "the video is in the catalog".
 PUBLISHED = "published"
 SKIPPED_CACHED = "skipped_cached"
+# Published earlier; this run changed only its captions (script or captions file): re-aligned and
+# re-muxed into the published frames, signed again (`tasks.captions_update`), nothing generated.
+CAPTIONS_UPDATED = "captions_updated"
 QUARANTINED = "quarantined"
 FAILED_QA = "failed_qa"
 ERROR = "error"
-STATUSES = (PUBLISHED, SKIPPED_CACHED, QUARANTINED, FAILED_QA, ERROR)
-IN_CATALOG = (PUBLISHED, SKIPPED_CACHED)
+STATUSES = (PUBLISHED, SKIPPED_CACHED, CAPTIONS_UPDATED, QUARANTINED, FAILED_QA, ERROR)
+IN_CATALOG = (PUBLISHED, SKIPPED_CACHED, CAPTIONS_UPDATED)
 
 # What a run's plan decides for a row before any of its own work (`tasks.plan`): settle it as
-# unchanged, keep its remembered quarantine or QA failure, or give it the full way.
+# unchanged, keep its remembered quarantine or QA failure, update only its captions (its frames'
+# inputs unchanged), or give it the full way.
 SKIP = "skip"
 KEEP_QUARANTINE = "keep_quarantine"
 KEEP_FAILED = "keep_failed"
+UPDATE_CAPTIONS = "update_captions"
 WORK = "work"
-DECISIONS = (SKIP, KEEP_QUARANTINE, KEEP_FAILED, WORK)
+DECISIONS = (SKIP, KEEP_QUARANTINE, KEEP_FAILED, UPDATE_CAPTIONS, WORK)
 
 DEFAULT_COLLECTION = "default"
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -87,27 +92,55 @@ def content_key(
     generator_version: str,
     params: dict,
     script_sha256: str | None = None,
-    captions_given: bool = False,
+    captions_file_sha256: str | None = None,
 ) -> str:
     """What makes a video what it is: same inputs + generator + parameters -> same key.
 
-    Stored in the sidecar; a row whose key is already published is not rendered again. A
-    row's script (its captions) joins the key only when it has one, so the keys of rows
-    without a script are what they were before captions existed. `captions_given`: the row
-    has a `captions_uri` (its bytes are not in the key; whether there are captions to burn is).
+    Stored in the sidecar; a row whose key is already published is not rendered again. The
+    parameters are hashed as `key_params` gives them. A row's captions sources (its script's
+    hash, its captions_uri file's SHA-256) join the key only when it has them, so the keys of
+    rows without captions are what they were before captions existed, and equal their `frames_key`.
     """
-    params = key_params(params, has_captions=script_sha256 is not None or captions_given)
-    fields = {
+    has_captions = script_sha256 is not None or captions_file_sha256 is not None
+    fields = _frames_fields(portrait_sha256, audio_sha256, generator, generator_version, params, has_captions)
+    if script_sha256 is not None:
+        fields["script_sha256"] = script_sha256
+    if captions_file_sha256 is not None:
+        fields["captions_file_sha256"] = captions_file_sha256
+    material = json.dumps(fields, sort_keys=True)
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def frames_key(
+    *,
+    portrait_sha256: str,
+    audio_sha256: str,
+    generator: str,
+    generator_version: str,
+    params: dict,
+    has_captions: bool = False,
+) -> str:
+    """The part of the content key the pictures depend on (inputs, generator, parameters), without
+    the captions sources: equal for two rows whose videos differ only in their captions. Stored in
+    the sidecar and the index beside `content_key`, so the plan can tell a captions-only change
+    (`UPDATE_CAPTIONS`) from the catalog's state alone. `has_captions`: the row has a script or a
+    captions file; then `burn_captions` is in it where it changes a rendition's picture
+    (`key_params`), so switching the burning on or off changes the frames key, and a row with
+    burned renditions is never sent to a captions-only update (its pictures have the old words)."""
+    fields = _frames_fields(portrait_sha256, audio_sha256, generator, generator_version, params, has_captions)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _frames_fields(
+    portrait_sha256: str, audio_sha256: str, generator: str, generator_version: str, params: dict, has_captions: bool
+) -> dict:
+    return {
         "portrait_sha256": portrait_sha256,
         "audio_sha256": audio_sha256,
         "generator": generator,
         "generator_version": generator_version,
-        "params": params,
+        "params": key_params(params, has_captions=has_captions),
     }
-    if script_sha256 is not None:
-        fields["script_sha256"] = script_sha256
-    material = json.dumps(fields, sort_keys=True)
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -202,8 +235,11 @@ class ProbedRow:
     portrait_sha256: str
     audio_sha256: str
     params: RenderParams = field(default_factory=RenderParams)
-    # The row's captions_uri file as text, once it parsed and fit the audio (None: no such file).
+    # The row's captions_uri file as text, once it parsed and fit the audio (None: no such file),
+    # where it was read and the SHA-256 of its bytes (part of the content key).
     captions_text: str | None = None
+    captions_uri: str | None = None
+    captions_sha256: str | None = None
 
     @property
     def row_id(self) -> str:
@@ -241,8 +277,11 @@ class RenderedVideo:
     # The renditions made beside the master: {"name", "path", "width", "height"} each (`path`
     # local or in the scratch, like `video_path`).
     renditions: tuple[dict, ...] = ()
-    # What the captions are made from: {"script_text": ..., "captions_text": ...} (None: no captions).
+    # What the captions are made from: {"script_text", "captions_text", "captions_uri",
+    # "captions_sha256"} (None: no captions).
     captions_source: dict | None = None
+    # The content key without the captions (`frames_key`): what the frames were made from.
+    frames_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from sonic_model.digest import sha256_file
 from sonic_model.errors import SonicCatalogError
 from sonic_model.generators import RenderParams, create_generator, generator_version
 from sonic_model.render import render_video
-from tasks.records import RenderedVideo, RowInfo, content_key, script_sha256
+from tasks.records import RenderedVideo, RowInfo, content_key, frames_key, script_sha256
 from tasks.scratch import join_uri, upload_to_scratch
 
 _GENERATORS: dict[tuple[str, str], Any] = {}
@@ -138,15 +138,24 @@ def params_dict(params: Any) -> dict:
 
 def key_for(probed: Any, choice: GeneratorChoice) -> str:
     """The content key of a probed row rendered with `choice`."""
-    return content_key(
-        portrait_sha256=probed.portrait_sha256,
-        audio_sha256=probed.audio_sha256,
-        generator=choice.name,
-        generator_version=choice.version,
-        params=params_dict(probed.params),
-        script_sha256=script_sha256(getattr(probed.row, "script_text", None)),
-        captions_given=bool(getattr(probed.row, "captions_uri", None)),
-    )
+    return keys_for(probed, choice, probed.portrait_sha256, probed.audio_sha256, params_dict(probed.params))[0]
+
+
+def keys_for(probed: Any, choice: GeneratorChoice, portrait_sha: str, audio_sha: str, params: dict) -> tuple[str, str]:
+    """(content key, frames key) of a probed row's inputs with these hashes, rendered with
+    `choice`: the captions sources (script, captions file) are in the first only."""
+    frames = {
+        "portrait_sha256": portrait_sha,
+        "audio_sha256": audio_sha,
+        "generator": choice.name,
+        "generator_version": choice.version,
+        "params": params,
+    }
+    script = script_sha256(getattr(probed.row, "script_text", None))
+    captions_file = getattr(probed, "captions_sha256", None)
+    whole = content_key(**frames, script_sha256=script, captions_file_sha256=captions_file)
+    # burn_captions is in the frames key where it changes a rendition (the row has captions).
+    return whole, frames_key(**frames, has_captions=script is not None or captions_file is not None)
 
 
 def render_row(
@@ -173,15 +182,7 @@ def render_row(
         portrait_sha = sha256_file(portrait_path)
         audio_sha = sha256_file(audio_path)
         params = params_dict(probed.params)
-        key = content_key(
-            portrait_sha256=portrait_sha,
-            audio_sha256=audio_sha,
-            generator=choice.name,
-            generator_version=choice.version,
-            params=params,
-            script_sha256=script_sha256(getattr(probed.row, "script_text", None)),
-            captions_given=bool(getattr(probed.row, "captions_uri", None)),
-        )
+        key, frames = keys_for(probed, choice, portrait_sha, audio_sha, params)
         # Animate the face the probe approved (not whatever the generator's own detector prefers),
         # as long as the portrait is the one it was measured on; a changed file is detected afresh.
         face_box = tuple(probed.face_box) if portrait_sha == probed.portrait_sha256 else None
@@ -240,6 +241,7 @@ def render_row(
         scratch_uri=scratch_uri,
         renditions=tuple(renditions),
         captions_source=captions_source(probed),
+        frames_key=frames,
     )
 
 
@@ -249,7 +251,12 @@ def captions_source(probed: Any) -> dict | None:
     given = getattr(probed, "captions_text", None)
     if not script and not given:
         return None
-    return {"script_text": script or None, "captions_text": given or None}
+    return {
+        "script_text": script or None,
+        "captions_text": given or None,
+        "captions_uri": getattr(probed, "captions_uri", None) if given else None,
+        "captions_sha256": getattr(probed, "captions_sha256", None) if given else None,
+    }
 
 
 # --- the task and its retry policy ----------------------------------------------------------

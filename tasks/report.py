@@ -32,7 +32,16 @@ from prefect.cache_policies import NONE
 
 from sonic_model.internals.fsspec import fs_path
 from tasks.catalog import RUNS_DIR, Catalog
-from tasks.records import ERROR, FAILED_QA, PUBLISHED, QUARANTINED, SKIPPED_CACHED, STATUSES, RowOutcome
+from tasks.records import (
+    CAPTIONS_UPDATED,
+    ERROR,
+    FAILED_QA,
+    PUBLISHED,
+    QUARANTINED,
+    SKIPPED_CACHED,
+    STATUSES,
+    RowOutcome,
+)
 
 REPORT_FILE = "report.html"
 NEEDS_A_PERSON = (QUARANTINED, FAILED_QA, ERROR)
@@ -44,6 +53,7 @@ FULL_PUBLISHED_ROWS = 20
 STATUS_COLOURS = {
     PUBLISHED: "#1b7f3b",
     SKIPPED_CACHED: "#3867a8",
+    CAPTIONS_UPDATED: "#2f7d8c",
     QUARANTINED: "#9a6700",
     FAILED_QA: "#b3261e",
     ERROR: "#6e2b91",
@@ -270,8 +280,8 @@ def render_report_pages(catalog: Catalog, run_id: str, outcomes: list[RowOutcome
     plan_html = ""
     if plan:
         plan_html = (
-            f'<p class="meta">Plan: {plan.get("work", 0)} rows needed work, {plan.get("skip", 0)} were unchanged and '
-            "skipped "
+            f'<p class="meta">Plan: {plan.get("work", 0)} rows needed work, {plan.get("update_captions", 0)} only '
+            f"new captions (their frames kept), {plan.get('skip', 0)} were unchanged and skipped "
             f"without opening their media, {plan.get('keep_quarantine', 0)} quarantines and "
             f"{plan.get('keep_failed', 0)} QA failures were kept (nothing they depended on changed; "
             f"<code>--recheck</code> probes or renders them again).</p>"
@@ -279,10 +289,12 @@ def render_report_pages(catalog: Catalog, run_id: str, outcomes: list[RowOutcome
     attention = [o for o in outcomes if o.status in NEEDS_A_PERSON]
     published = [o for o in outcomes if o.status == PUBLISHED]
     skipped = [o for o in outcomes if o.status == SKIPPED_CACHED]
+    recaptioned = [o for o in outcomes if o.status == CAPTIONS_UPDATED]
     sections, pages = [], {}
     for kind, heading, rows, full, collapsed in (
         ("attention", "Needs a person: quarantined, failed QA, errors", attention, True, False),
         ("published", "Published by this run", published, len(published) <= FULL_PUBLISHED_ROWS, False),
+        ("captions", "Captions updated by this run (frames kept)", recaptioned, False, False),
         ("skipped", "Already in the catalog (skipped)", skipped, False, True),
     ):
         section, section_pages = _section(catalog, run_id, kind, heading, rows, full=full, collapsed=collapsed)

@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -101,3 +102,29 @@ def failure_conditions(conditions: str, settings: PlanSettings) -> str:
         default=str,
     )
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+
+def with_captions(
+    conditions: str,
+    qa_conditions: str,
+    script_sha256: str | None,
+    captions_uri: str | None,
+    captions_fingerprint: str | None,
+) -> tuple[str, str]:
+    """A row's (quarantine, QA failure) conditions with its captions sources folded in: the
+    captions_uri file (URI and storage fingerprint; the probe checks it) in both, the script's hash
+    in the QA one (QA checks the script against the audio). A row without captions keeps its
+    conditions as they were; a captions file without a trusted fingerprint gives conditions that
+    match nothing remembered (its verdict is not kept: the file is checked again)."""
+    if script_sha256 is None and captions_uri is None:
+        return conditions, qa_conditions
+    captions_file = None
+    if captions_uri is not None:
+        captions_file = [captions_uri, captions_fingerprint or f"untrusted-{uuid.uuid4().hex}"]
+
+    def folded(base: str, **extra) -> str:
+        material = json.dumps({"conditions": base, **extra}, sort_keys=True)
+        return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+    quarantine = conditions if captions_file is None else folded(conditions, captions_file=captions_file)
+    return quarantine, folded(qa_conditions, script_sha256=script_sha256, captions_file=captions_file)

@@ -32,7 +32,7 @@ from sonic_model.errors import CaptionFontError
 from sonic_model.generators import RenderParams
 from sonic_model.video_reader import iter_video_frames
 from tasks.publish import with_burned_captions, with_caption_tracks
-from tasks.records import RenderedVideo, RowInfo, content_key
+from tasks.records import RenderedVideo, RowInfo, content_key, frames_key
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WIDTH, HEIGHT = 360, 640  # 9:16, small enough to encode in a fraction of a second
@@ -236,10 +236,19 @@ def test_burn_captions_joins_the_content_key_only_where_it_changes_a_video():
 
     def key(burn: bool, renditions=("master", "vertical"), script=script, given=False) -> str:
         params = dataclasses.replace(RenderParams(), renditions=renditions, burn_captions=burn).as_dict()
-        made = content_key(portrait_sha256=portrait, audio_sha256=audio, generator="preview", generator_version="1",
-                           params=params, script_sha256=script, captions_given=given)  # fmt: skip
-        planned = _KeyMaker(PlanSettings("preview", "1"), params, script, given)(portrait, audio)
-        assert planned == made  # the plan and the renderer agree
+        captions_file = "c" * 64 if given else None  # a captions_uri file's SHA-256
+        fixed = dict(portrait_sha256=portrait, audio_sha256=audio, generator="preview", generator_version="1",
+                     params=params)  # fmt: skip
+        made = content_key(**fixed, script_sha256=script, captions_file_sha256=captions_file)
+        has_captions = script is not None or given
+        key_of = _KeyMaker(PlanSettings("preview", "1"), params, script, has_captions=has_captions)
+        assert key_of(portrait, audio, captions_file) == made  # the plan and the renderer agree
+        # The frames key (what a captions-only update keeps) has the switch too, where the key has it:
+        # a row with burned renditions is never sent to a captions-only update.
+        frames = frames_key(**fixed, has_captions=has_captions)
+        assert key_of.frames(portrait, audio) == frames
+        unburned = frames_key(**{**fixed, "params": {**params, "burn_captions": False}}, has_captions=has_captions)
+        assert (frames != unburned) == key_of.burns == (burn and has_captions and "vertical" in renditions)
         return made
 
     assert key(True) != key(False)  # captions and a rendition: the renditions change

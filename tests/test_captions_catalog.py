@@ -37,8 +37,7 @@ def captioned_run(tmp_path_factory):
     media = root / "media"
     media.mkdir()
     shutil.copy(FIXTURES / "portrait_astronaut.jpg", media / "astronaut.jpg")
-    # (Chinese captions are tested in test_captions.py: the preview generator's lip sync fails QA on
-    # eSpeak NG's Mandarin, which says nothing about captions.)
+    # (Six languages, zh and ar among them, publish end to end in test_captions_languages.py.)
     audio = {"en": speech_wav(media, "en", "en", EN), "de": speech_wav(media, "de", "de", DE)}
 
     def row(row_id, language, audio_uri, script):

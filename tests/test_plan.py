@@ -27,10 +27,21 @@ from tasks.catalog import Catalog
 from tasks.catalog_index import INDEX_COLUMNS, read_index, update_index
 from tasks.catalog_state import read_quarantines, read_seeds, remember_quarantines, remember_seeds
 from tasks.fingerprints import Fingerprint, fingerprint_from_info, fingerprint_inputs, local_fingerprint
-from tasks.plan import KEEP_FAILED, KEEP_QUARANTINE, SKIP, WORK, PlanSettings, plan_rows
-from tasks.records import FAILED_QA, PUBLISHED, QUARANTINED, RowInfo, RowOutcome, content_key, script_sha256
+from tasks.plan import KEEP_FAILED, KEEP_QUARANTINE, SKIP, UPDATE_CAPTIONS, WORK, PlanSettings, plan_rows
+from tasks.records import (
+    FAILED_QA,
+    PUBLISHED,
+    QUARANTINED,
+    RowInfo,
+    RowOutcome,
+    content_key,
+    frames_key,
+    script_sha256,
+)
 
 SETTLE_S = 0.2  # the tests' settle window: files older than this are trusted by their fingerprint
+# Whether the stand-in publish writes a frames key (publishing does now; test_plan_captions.py does).
+PUBLISH_FRAMES_KEY = False
 
 
 def settings(**changes) -> PlanSettings:
@@ -114,14 +125,14 @@ def publish(catalog: Catalog, planned, run_id: str, plan_settings: PlanSettings)
     shas = {name: hashlib.sha256(read_all(getattr(seen, f"{name}_uri"))).hexdigest() for name in ("portrait", "audio")}
     params = planned.row.render_params(plan_settings.defaults).as_dict()
     script = getattr(planned.row, "script_text", None)
-    key = content_key(
-        portrait_sha256=shas["portrait"],
-        audio_sha256=shas["audio"],
-        generator=plan_settings.generator,
-        generator_version=plan_settings.generator_version,
-        params=params,
-        script_sha256=script_sha256(script),
-    )
+    frames = {
+        "portrait_sha256": shas["portrait"],
+        "audio_sha256": shas["audio"],
+        "generator": plan_settings.generator,
+        "generator_version": plan_settings.generator_version,
+        "params": params,
+    }
+    key = content_key(**frames, script_sha256=script_sha256(script))
     prefix = planned.info.key_prefix
     catalog.write_bytes(b"video " + key.encode(), catalog.path(prefix + ".mp4"))
     catalog.write_bytes(b"poster", catalog.path(prefix + ".jpg"))
@@ -135,6 +146,8 @@ def publish(catalog: Catalog, planned, run_id: str, plan_settings: PlanSettings)
         "video": prefix + ".mp4",
         "poster": prefix + ".jpg",
         "content_key": key,
+        # Left out (PUBLISH_FRAMES_KEY False): as a catalog published before frames keys were kept.
+        **({"frames_key": frames_key(**frames, has_captions=bool(script))} if PUBLISH_FRAMES_KEY else {}),
         "run_id": run_id,
         "inputs": {
             "portrait_uri": seen.portrait_uri,
@@ -168,8 +181,13 @@ def local(tmp_path):
 # --- decisions on local files -------------------------------------------------------------------
 
 
-def test_burning_switched_on_sends_only_rows_it_changes_to_burn_their_published_renditions(local):
+@pytest.mark.parametrize("frames_keys", [True, False], ids=["frames-keys", "published-before-frames-keys"])
+def test_burning_switched_on_sends_only_rows_it_changes_to_burn_their_published_renditions(
+    local, monkeypatch, frames_keys
+):
     import dataclasses
+
+    monkeypatch.setitem(globals(), "PUBLISH_FRAMES_KEY", frames_keys)
 
     media = "media/face.jpg"
     rows = [
@@ -403,7 +421,7 @@ def test_an_unchanged_failed_row_is_kept_until_what_its_qa_verdict_depends_on_ch
     assert (outcome.status, outcome.plan) == (FAILED_QA, "failed QA in run run-1, nothing changed since")
     assert outcome.reason == "failed QA kept: sync too weak (unchanged since run run-1; --recheck to render again)"
     assert outcome.output_uri == "memory://rejected/run-1/r1.mp4"  # the rejected video stays findable
-    assert kept.plan.counts() == {SKIP: 2, KEEP_QUARANTINE: 0, KEEP_FAILED: 1, WORK: 0}
+    assert kept.plan.counts() == {SKIP: 2, KEEP_QUARANTINE: 0, KEEP_FAILED: 1, UPDATE_CAPTIONS: 0, WORK: 0}
 
     # `rerun` (retry_failed) and --recheck render it again; so does anything its verdict depends on.
     assert Run(*args, "run-3", retry_failed=True).why("r1") == "failed QA in run run-1: rendered again (rerun)"
