@@ -123,12 +123,17 @@ def speak(folder: Path, language: str, sentences: list[str], rng: np.random.Gene
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--human-only", action="store_true", help="only the human-speech set")
+    parser.add_argument(
+        "--human-language", default="en", help="the rows' language tag (en: eSpeak NG's British voice; en-US)"
+    )
     args = parser.parse_args()
     if not args.human_only:
         espeak_study()
     others = {language: sentences for language, sentences in SENTENCES.items() if language != "en"}
     caption_human_speech.report(
-        caption_human_speech.measure(caption_human_speech.build_cases(), other_languages=others)
+        caption_human_speech.measure(
+            caption_human_speech.build_cases(), other_languages=others, language=args.human_language
+        )
     )
     return 0
 

@@ -139,7 +139,11 @@ def build_cases(seed: int = 0) -> list[Case]:
 
 
 def measure(
-    cases: list[Case], swaps_per_case: int = 12, seed: int = 1, other_languages: dict[str, list[str]] | None = None
+    cases: list[Case],
+    swaps_per_case: int = 12,
+    seed: int = 1,
+    other_languages: dict[str, list[str]] | None = None,
+    language: str = "en",
 ) -> dict:
     """`other_languages` (language -> sentences): each case's audio is also given scripts in other
     languages, as many sentences as it has (another row's audio in another language)."""
@@ -151,7 +155,7 @@ def measure(
         segments = speech_segments(AudioClip(case.samples))
         segments_of[case.name] = segments
         started = time.process_time()
-        alignment = align_script(case.script, "en", case.samples, segments)
+        alignment = align_script(case.script, language, case.samples, segments)
         cpu_s += time.process_time() - started
         audio_s += len(case.samples) / SAMPLE_RATE
         good.append(alignment.cost_ratio)
@@ -174,13 +178,14 @@ def measure(
         picks = rng.choice(len(others), min(swaps_per_case, len(others)), replace=False)
         for pick in picks:
             other = others[int(pick)]
-            swapped.append(align_script(case.script, "en", other.samples, segments_of[other.name]).cost_ratio)
+            swapped.append(align_script(case.script, language, other.samples, segments_of[other.name]).cost_ratio)
     languages = []
     for case in cases:
-        for language in rng.choice(sorted(other_languages or {}), min(3, len(other_languages or {})), replace=False):
-            script = " ".join(other_languages[language][: len(case.sentences)])
-            languages.append(align_script(script, str(language), case.samples, segments_of[case.name]).cost_ratio)
+        for other in rng.choice(sorted(other_languages or {}), min(3, len(other_languages or {})), replace=False):
+            script = " ".join(other_languages[other][: len(case.sentences)])
+            languages.append(align_script(script, str(other), case.samples, segments_of[case.name]).cost_ratio)
     return {
+        "language": language,
         "cases": len(cases),
         "languages": np.array(languages),
         "audio_s": audio_s,
@@ -208,8 +213,8 @@ def report(figures: dict) -> None:
     phrase, word = figures["phrase_ms"], figures["word_ms"]
     good, swapped = figures["good"], figures["swapped"]
     print(
-        f"human speech (LibriVox): {figures['cases']} cases, {figures['audio_s']:.1f} s of speech, "
-        f"{figures['paused_cases']} with pauses"
+        f"human speech (LibriVox), rows tagged {figures['language']}: {figures['cases']} cases, "
+        f"{figures['audio_s']:.1f} s of speech, {figures['paused_cases']} with pauses"
     )
     print(
         f"  phrase-start error: median {np.median(phrase):.0f} ms, p95 {np.percentile(phrase, 95):.0f} ms, "
