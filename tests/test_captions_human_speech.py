@@ -64,3 +64,15 @@ def test_phrase_start_moves_past_a_pause_it_would_run_through() -> None:
     # a word that is not a phrase's first stays where the warp put it
     plain = _timed(tokenize("than he was he might"), np.array([4.9, 5.0, 5.05, 5.1, 7.3]), segments)
     assert round(plain[3].start, 2) == 5.1
+
+
+def test_phrase_end_carried_into_the_pause_goes_back_before_it() -> None:
+    # The warp put "do for them." inside the pause after the sentence (10.4-11.7 s): they are the
+    # sentence's end, not the next sentence's start, so they share 9.0-10.4 s with "to".
+    tokens = tokenize("to do for them. Unless it")
+    segments = [(0.3, 10.4), (11.7, 15.0)]
+    timed = _timed(tokens, np.array([9.0, 10.5, 10.6, 10.7, 11.75, 12.0]), segments)
+    starts = [t.start for t in timed]
+    assert starts[0] == 9.0 and 9.0 < starts[1] < starts[2] < starts[3] < 10.4, starts
+    assert timed[3].end == 10.4  # "them." ends where the pause begins
+    assert starts[4] == 11.7 and starts[5] == 12.0  # the next sentence starts where speech resumes
