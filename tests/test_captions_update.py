@@ -25,16 +25,16 @@ from sonic_model.captions import make_captions
 from sonic_model.credentials import read_credentials
 from sonic_model.encode import ffmpeg_executable
 from tests.test_captions import DE, EN
+from tests.test_captions_catalog import speech_wav
+from tests.test_catalog_flow import RESOLUTION, ledger_of, run_cli, run_id_of
 
+FIXTURES = Path(__file__).parent / "fixtures"
+# A script in another language than the German row's, for the swapped row.
 RU = [
     "Курс начинается с короткой истории.",
     "Затем мы посмотрим на инструменты.",
     "Каждый урок заканчивается упражнением.",
 ]
-from tests.test_captions_catalog import speech_wav
-from tests.test_catalog_flow import RESOLUTION, ledger_of, run_cli, run_id_of
-
-FIXTURES = Path(__file__).parent / "fixtures"
 EDITED = [EN[0].replace("first lesson", "very first lesson"), *EN[1:]]
 
 pytestmark = pytest.mark.slow  # three renders (one with a rendition), then two runs without renders: ~2-3 min
