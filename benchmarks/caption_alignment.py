@@ -11,11 +11,15 @@ Figures:
 - mismatch: every item's script against its own audio (good) and against every other item's audio,
   same language or not (swapped); the cost ratio threshold is set between the two.
 
-    PYTHONPATH=$PWD nice -n 10 python benchmarks/caption_alignment.py
+    PYTHONPATH=$PWD nice -n 10 python -u benchmarks/caption_alignment.py [--human-only]
+
+Human speech (LibriVox sentences, pocketsphinx word starts) is measured by
+caption_human_speech.py and printed after the espeak-ng figures, separately.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import subprocess
 import sys
@@ -24,6 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import caption_human_speech  # noqa: E402
 
 from sonic_model.audio import load_audio
 from sonic_model.captions import make_captions
@@ -114,6 +121,25 @@ def speak(folder: Path, language: str, sentences: list[str], rng: np.random.Gene
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--human-only", action="store_true", help="only the human-speech set")
+    parser.add_argument(
+        "--human-language", default="en", help="the rows' language tag (en: eSpeak NG's British voice; en-US)"
+    )
+    args = parser.parse_args()
+    if not args.human_only:
+        espeak_study()
+    others = {language: sentences for language, sentences in SENTENCES.items() if language != "en"}
+    caption_human_speech.report(
+        caption_human_speech.measure(
+            caption_human_speech.build_cases(), other_languages=others, language=args.human_language
+        )
+    )
+    return 0
+
+
+def espeak_study() -> None:
+    print("espeak-ng speech (another voice and speed than the aligner's):", flush=True)
     rng = np.random.default_rng(0)
     items = []  # (language, script, samples, truth starts)
     with tempfile.TemporaryDirectory() as folder:
@@ -155,7 +181,7 @@ def main() -> int:
         f"threshold {MAX_COST_RATIO}: swapped caught {caught:.1%} of {len(swapped)} (target >= 99%), "
         f"good failed {failed} of {len(good)} (target 0)"
     )
-    return 0
+    caption_human_speech.print_thresholds(good, {"swapped": swapped})
 
 
 if __name__ == "__main__":

@@ -5,14 +5,19 @@
 2. MFCC frames of the synthetic and the real speech (`features.py`) are matched by DTW (`dtw.py`);
    each word's synthetic start is carried over to the real speech along the warp path.
 3. Starts are refined at speech pauses: a word start that lands inside a pause moves to where
-   speech resumes, and the word before it ends where the pause begins.
+   speech resumes, as does a phrase's first word that would otherwise run on through a pause;
+   the word before it ends where the pause begins.
 
 A language eSpeak NG has no voice for is timed proportionally: the script's characters are spread
 evenly over the speech segments (`method == "proportional"`, said in the sidecar).
 
-The match figure `cost_ratio` is the mean frame distance along the warp path over the mean
-distance of every pairing in the DTW band: the same words in the same language find frames much
-closer than chance (low ratio); another language's or another row's audio does not.
+The match figure `cost_ratio` is the mean frame distance along the warp path over the same figure
+for the synthetic speech played backwards (warped the same way): the backwards speech has the same
+sounds in the wrong order, so it is what a script costs that has the right kind of sounds but not
+these words. The right script finds a path clearly cheaper than its reversal (ratio well under 1);
+another row's script, or another language, does about as well backwards as forwards (ratio ~1).
+(The earlier figure, path cost over the mean cost of the whole DTW band, was 0.70-0.79 for every
+correct script on human speech and overlapped swapped scripts: benchmarks/caption_human_speech.py.)
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 
 from sonic_model.captions import espeak
 from sonic_model.captions.dtw import warp
-from sonic_model.captions.features import HOP_S, SAMPLE_RATE, mfcc_frames
+from sonic_model.captions.features import HOP_S, SAMPLE_RATE, frame_count, mfcc_frames
 from sonic_model.captions.text import Token, display_width, normalize_script, tokenize
 
 # DTW band half-width: a quarter of the longer signal, between 5 s and 15 s of frames.
@@ -77,8 +82,12 @@ def align_script(
     tokens = tokenize(text)
     if not tokens:
         raise ValueError("the script is empty; give the words that are spoken")
-    real, real_voiced = mfcc_frames(samples)
-    segments = speech_segments if speech_segments is not None else segments_from_mask(real_voiced)
+    if speech_segments:
+        real, real_voiced = mfcc_frames(samples, _segments_mask(speech_segments, frame_count(len(samples))))
+        segments = speech_segments
+    else:
+        real, real_voiced = mfcc_frames(samples)
+        segments = segments_from_mask(real_voiced)
     if not segments:
         segments = [(0.0, len(samples) / SAMPLE_RATE)]
     voice = espeak.voice_for(language)
@@ -96,14 +105,23 @@ def align_script(
     longer = max(s1 - s0, r1 - r0)
     half_width = int(np.clip(BAND_FRACTION * longer, BAND_MIN_S / HOP_S, BAND_MAX_S / HOP_S))
     path = warp(synthetic[s0:s1], real[r0:r1], half_width)
+    backwards = warp(synthetic[s0:s1][::-1].copy(), real[r0:r1], half_width)
 
     synthetic_starts = _synthetic_token_starts(tokens, synthesis.word_starts, len(synthetic_samples) / SAMPLE_RATE)
     frames = np.clip(np.round(synthetic_starts / HOP_S).astype(np.int64) - s0, 0, s1 - s0 - 1)
     positions = np.searchsorted(path.reference, frames, side="left")
     starts = (path.query[np.minimum(positions, len(path.query) - 1)] + r0) * HOP_S
     starts = np.maximum.accumulate(starts)
-    ratio = path.mean_cost / path.band_mean_cost if path.band_mean_cost > 0 else 1.0
+    ratio = path.mean_cost / backwards.mean_cost if backwards.mean_cost > 0 else 1.0
     return Alignment(_timed(tokens, starts, segments), "espeak-dtw", voice, float(ratio), segments)
+
+
+def _segments_mask(segments: list[tuple[float, float]], n_frames: int) -> np.ndarray:
+    """Frames inside the speech segments, widened by a frame each side (the detector's edges are coarse)."""
+    mask = np.zeros(n_frames, bool)
+    for start, end in segments:
+        mask[max(0, int(start / HOP_S) - 1) : min(n_frames, int(np.ceil(end / HOP_S)) + 1)] = True
+    return mask
 
 
 def _voiced_span(voiced: np.ndarray) -> tuple[int, int]:
@@ -147,6 +165,32 @@ def _proportional_starts(tokens: list[Token], segments: list[tuple[float, float]
     return starts
 
 
+def _phrase_end_before_pause(tokens: list[Token], starts: np.ndarray, pause_start: float, pause_end: float) -> None:
+    """A phrase's last words that the warp carried into the pause after it are put back before it.
+
+    Moved to where speech resumes, they would open the next sentence's cue (seen on human speech,
+    up to 2 s late); instead they share the time from the word before them to the pause's start,
+    by characters. Only when no phrase starts among them: then the pause is the phrase's end.
+    """
+    inside = [index for index in range(1, len(tokens)) if pause_start <= starts[index] < pause_end]
+    if not inside or starts[inside[0] - 1] >= pause_start:
+        return
+    last = None
+    for index in inside:
+        if tokens[index - 1].ends_phrase:
+            return
+        if tokens[index].ends_phrase:
+            last = index
+            break
+    if last is None:
+        return
+    first = inside[0]
+    weights = np.array([len(tokens[index].text) for index in range(first - 1, last + 1)], np.float64)
+    shares = np.cumsum(weights)[:-1] / weights.sum()
+    begin = starts[first - 1]
+    starts[first : last + 1] = begin + shares * (pause_start - begin)
+
+
 def _timed(tokens: list[Token], starts: np.ndarray, segments: list[tuple[float, float]]) -> list[TimedToken]:
     """Ends from the next start, then both refined at the pauses between speech segments."""
     starts = np.asarray(starts, dtype=np.float64).copy()
@@ -154,11 +198,17 @@ def _timed(tokens: list[Token], starts: np.ndarray, segments: list[tuple[float, 
     starts[0] = max(starts[0], segments[0][0]) if starts[0] < segments[0][0] + SNAP_S else starts[0]
     pauses = [(segments[i][1], segments[i + 1][0]) for i in range(len(segments) - 1)]
     for pause_start, pause_end in pauses:
+        _phrase_end_before_pause(tokens, starts, pause_start, pause_end)
         for index in range(len(tokens)):
             phrase_start = index > 0 and tokens[index - 1].ends_phrase
             inside = pause_start <= starts[index] < pause_end
             near = phrase_start and abs(starts[index] - pause_end) <= SNAP_S
-            if inside or near:
+            # A phrase's first word does not begin before a pause and run on through it: when
+            # the warp leaves a pause inside the word (human pauses between sentences are
+            # longer than the synthesizer's), the phrase begins where speech resumes.
+            following = starts[index + 1] if index + 1 < len(tokens) else speech_end
+            spans_pause = phrase_start and starts[index] < pause_start and pause_end <= following
+            if inside or near or spans_pause:
                 starts[index] = pause_end
     starts = np.maximum.accumulate(starts)
     ends = np.append(starts[1:], max(speech_end, starts[-1] + 0.2))

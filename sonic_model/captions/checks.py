@@ -16,8 +16,12 @@ READING_SPEED_SLACK = 1.25
 MIN_COVERED_SPEECH_S = 0.5
 # A speech segment counts as covered when cues cover this share of it (cue edges are word edges).
 COVERED_SHARE = 0.8
-# DTW path cost / band mean cost above which the audio is not the script's (benchmarks/caption_alignment.py).
-MAX_COST_RATIO = 0.60
+# DTW path cost / the reversed synthetic speech's path cost above which the audio is not the
+# script's. Set on human speech (benchmarks/caption_human_speech.py, LibriVox): correct scripts
+# up to 0.82-0.83, another passage's from 0.77 (91.8% over 0.84), another language's from 0.84
+# (98.8%); eSpeak NG speech scores lower for everything (correct <= 0.59, swapped 73% over 0.84).
+# Just over the worst correct human script: a correct row must not fail. docs/captions.md.
+MAX_COST_RATIO = 0.84
 
 
 def check_cue_rules(cues: list[Cue], rules: CaptionRules) -> list[str]:

@@ -15,8 +15,16 @@ SAMPLE_RATE = 16_000
 HOP_S = 0.02  # 20 ms frames: a quarter of the 80 ms median-error target
 WINDOW_S = 0.04
 N_MELS = 40
-N_COEFFS = 13  # c1..c12 are kept; c0 (level) differs between voices, not between words
+# c1..c6 are kept: c0 (level) differs between voices, not between words, and the higher
+# coefficients carry the voice's fine spectral detail more than the phone (with c1..c12 a correct
+# script on a LibriVox reader scored no better than another passage's: caption_human_speech.py).
+N_COEFFS = 7
 SILENCE_DB = -35.0
+# Deltas (the slope of each cepstral coefficient) join the frame: they describe how the sound
+# moves from one phone to the next, which a synthetic and a human voice share more than their
+# spectra. On the LibriVox set they widen the gap between right and wrong scripts
+# (benchmarks/caption_human_speech.py).
+WITH_DELTAS = True
 
 
 def _mel_filters(n_fft: int, sample_rate: int) -> np.ndarray:
@@ -39,8 +47,14 @@ def frame_count(n_samples: int) -> int:
     return max(1, int(np.ceil(n_samples / (HOP_S * SAMPLE_RATE))))
 
 
-def mfcc_frames(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(features [frames, 12] float32, voiced mask [frames]) of 16 kHz mono samples, one frame per HOP_S."""
+def mfcc_frames(samples: np.ndarray, speech: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(features [frames, dims] float32, voiced mask [frames]) of 16 kHz mono samples, one frame per HOP_S.
+
+    `speech` (a mask per frame, from a voice activity detector) narrows the voiced frames: a
+    recording's room noise can be louder than `SILENCE_DB` under its speech (one LibriVox
+    sentence has its noise floor 21-27 dB under its loudest frame) and would otherwise be matched
+    as if it were speech.
+    """
     hop = int(HOP_S * SAMPLE_RATE)
     window = int(WINDOW_S * SAMPLE_RATE)
     n_frames = frame_count(len(samples))
@@ -54,10 +68,16 @@ def mfcc_frames(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mel = power @ _mel_filters(n_fft, SAMPLE_RATE).T
     energy_db = 10.0 * np.log10(power.sum(axis=1) + 1e-12)
     voiced = energy_db > energy_db.max() + SILENCE_DB
+    if speech is not None:
+        voiced &= speech[:n_frames] if len(speech) >= n_frames else np.pad(speech, (0, n_frames - len(speech)))
     cepstra = dct(np.log(mel + 1e-8), type=2, axis=1, norm="ortho")[:, 1:N_COEFFS].astype(np.float32)
     if voiced.any():
         mean = cepstra[voiced].mean(axis=0)
         std = cepstra[voiced].std(axis=0) + 1e-6
         cepstra = (cepstra - mean) / std
     cepstra[~voiced] = 0.0
+    if WITH_DELTAS:
+        deltas = np.gradient(cepstra, axis=0).astype(np.float32) * 2.0
+        deltas[~voiced] = 0.0
+        cepstra = np.concatenate([cepstra, deltas], axis=1)
     return cepstra, voiced

@@ -1,0 +1,246 @@
+"""Caption alignment on human speech: the LibriVox sentences of tests/fixtures/human_speech/.
+
+The espeak-ng study (caption_alignment.py) aligns synthetic speech to synthetic speech; this set is
+a human reader. Cases: the five sentences alone, and joined into passages of two, three and five
+sentences, in shuffled orders, straight after one another (each recording keeps its own ~0.2 s of
+lead-in and tail) or with pauses of 0.3-1.0 s of the recording's own room noise between them
+(pieces of its lead-in, cross-faded).
+
+The script is the transcript as a course author would write it (capitals, punctuation); its words
+are the transcript's. Reference times are pocketsphinx's forced word starts (`w[*].b`, `<sil>`
+skipped, `(2)` stripped), offset by where each sentence sits in the joined audio; they are a
+machine alignment good to about a frame, so the errors are an upper bound.
+
+Figures:
+- phrase-start error: each sentence's first word as aligned vs pocketsphinx's;
+- word-start error: every word the aligner reports;
+- speed: seconds of audio aligned per second of one core's time;
+- mismatch: every case's script against its own audio (good) and against the audio of cases that
+  share no sentence with it (swapped);
+- the caption QA coverage checks (speech >= 0.5 s under cues, no cue over > 1 s of silence) on the
+  good captions, with silero-vad's speech segments as the pipeline gives them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sonic_model.audio import AudioClip, load_audio, speech_segments
+from sonic_model.captions.align import align_script
+from sonic_model.captions.checks import MAX_COST_RATIO, check_coverage
+from sonic_model.captions.cues import build_cues, rules_for
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "human_speech"
+SAMPLE_RATE = 16_000
+# The transcripts as a course author would write them: same words, with capitals and punctuation.
+# ("a more a amiable" is what the reader says, and what pocketsphinx aligned.)
+SCRIPTS = {
+    "0870": "And Mister John Dashwood had then leisure to consider how much there might be prudently "
+    "in his power to do for them.",
+    "0880": "He was not an ill disposed young man,",
+    "0890": "unless to be rather cold hearted and rather selfish is to be ill disposed.",
+    "0920": "Had he married a more a amiable woman, he might have been made still more respectable than he was;",
+    "0930": "he might even have been made amiable himself.",
+}
+SENTENCES = list(SCRIPTS)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    name: str
+    samples: np.ndarray
+    words: list[tuple[str, float]]  # (word, start s) from pocketsphinx
+    room: np.ndarray  # its leading pause (pocketsphinx's first <sil>): the recording's room noise
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    sentences: list[str]
+    script: str
+    samples: np.ndarray
+    sentence_starts: list[float]  # where each sentence's recording begins in `samples`
+    words: list[tuple[str, float]]  # every reference word, offset into `samples`
+    pauses: bool
+
+
+def load_sentences(folder: Path = FIXTURES) -> dict[str, Sentence]:
+    sentences = {}
+    for name in SENTENCES:
+        samples = load_audio(folder / f"librivox_sense_{name}.flac").samples
+        aligned = json.loads((folder / f"librivox_sense_{name}.words.json").read_text())
+        words = [(w["t"].split("(")[0], float(w["b"])) for w in aligned["w"] if w["t"] not in ("<sil>", "<s>", "</s>")]
+        transcript = (folder / f"librivox_sense_{name}.txt").read_text().split()
+        if [word for word, _ in words] != transcript:
+            raise ValueError(f"{name}: pocketsphinx's words differ from the transcript")
+        if _words(SCRIPTS[name]) != transcript:
+            raise ValueError(f"{name}: the script's words differ from the transcript")
+        lead = samples[: int(aligned["w"][0]["d"] * SAMPLE_RATE)]
+        sentences[name] = Sentence(name, samples, words, lead[: len(lead) - 320])  # clear of the first word
+    return sentences
+
+
+def _words(script: str) -> list[str]:
+    return [w.strip(".,;:!?").lower() for w in script.split()]
+
+
+def _join(sentences: dict[str, Sentence], names: list[str], pauses: bool, rng: np.random.Generator) -> Case:
+    parts, starts, words, at = [], [], [], 0.0
+    for index, name in enumerate(names):
+        if index and pauses:
+            pause = float(rng.uniform(0.3, 1.0))
+            parts.append(_room_noise(sentences[names[index - 1]].room, int(pause * SAMPLE_RATE), rng))
+            at += int(pause * SAMPLE_RATE) / SAMPLE_RATE
+        sentence = sentences[name]
+        starts.append(at)
+        words += [(word, at + start) for word, start in sentence.words]
+        parts.append(sentence.samples)
+        at += len(sentence.samples) / SAMPLE_RATE
+    script = " ".join(SCRIPTS[name] for name in names)
+    script = script[0].upper() + script[1:]
+    label = "+".join(names) + (" pauses" if pauses else "")
+    return Case(label, names, script, np.concatenate(parts), starts, words, pauses)
+
+
+def _room_noise(room: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """`length` samples of a recording's own room noise: pieces of its lead-in, cross-faded.
+
+    (White noise at the same level is not the room's spectrum: silero-vad took the seam where a
+    recording's tail meets it for speech, 0.2 s "segments" that no script word belongs to.)
+    """
+    fade = 160
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    out = np.zeros(length + len(room), np.float32)
+    at = 0
+    while at < length:
+        piece = room[int(rng.integers(0, len(room) // 4)) :].copy()
+        piece[:fade] *= ramp
+        piece[-fade:] *= ramp[::-1]
+        out[at : at + len(piece)] += piece
+        at += len(piece) - fade
+    return out[:length]
+
+
+def build_cases(seed: int = 0) -> list[Case]:
+    """5 single sentences, 10 pairs, 8 triples and 4 passages of all five: 27 cases."""
+    rng = np.random.default_rng(seed)
+    sentences = load_sentences()
+    cases = [_join(sentences, [name], False, rng) for name in SENTENCES]
+    for size, count in ((2, 10), (3, 8), (5, 4)):
+        for index in range(count):
+            names = list(SENTENCES) if size == 5 and index == 0 else list(rng.permutation(SENTENCES)[:size])
+            cases.append(_join(sentences, [str(n) for n in names], pauses=index % 2 == 1, rng=rng))
+    return cases
+
+
+def measure(
+    cases: list[Case],
+    swaps_per_case: int = 12,
+    seed: int = 1,
+    other_languages: dict[str, list[str]] | None = None,
+    language: str = "en",
+) -> dict:
+    """`other_languages` (language -> sentences): each case's audio is also given scripts in other
+    languages, as many sentences as it has (another row's audio in another language)."""
+    rng = np.random.default_rng(seed)
+    phrase_errors, word_errors, good, coverage_failures = [], [], [], []
+    audio_s = cpu_s = 0.0
+    segments_of = {}
+    for case in cases:
+        segments = speech_segments(AudioClip(case.samples))
+        segments_of[case.name] = segments
+        started = time.process_time()
+        alignment = align_script(case.script, language, case.samples, segments)
+        cpu_s += time.process_time() - started
+        audio_s += len(case.samples) / SAMPLE_RATE
+        good.append(alignment.cost_ratio)
+        tokens = alignment.tokens
+        if [t.token.text.strip(".,;:!?").lower() for t in tokens] != [w for w, _ in case.words]:
+            raise ValueError(f"{case.name}: the aligner's words differ from the reference words")
+        errors = [abs(t.start - start) for t, (_, start) in zip(tokens, case.words, strict=True)]
+        word_errors += errors
+        first = 0
+        for name in case.sentences:
+            phrase_errors.append(errors[first])
+            first += len(SCRIPTS[name].split())
+        rules = rules_for(tokens)  # the cues as make_captions builds them
+        reasons = check_coverage(build_cues(tokens, rules), segments, rules.max_silence_s)
+        if reasons:
+            coverage_failures.append((case.name, reasons))
+    swapped = []
+    for case in cases:
+        others = [other for other in cases if not set(other.sentences) & set(case.sentences)]
+        picks = rng.choice(len(others), min(swaps_per_case, len(others)), replace=False)
+        for pick in picks:
+            other = others[int(pick)]
+            swapped.append(align_script(case.script, language, other.samples, segments_of[other.name]).cost_ratio)
+    languages = []
+    for case in cases:
+        for other in rng.choice(sorted(other_languages or {}), min(3, len(other_languages or {})), replace=False):
+            script = " ".join(other_languages[other][: len(case.sentences)])
+            languages.append(align_script(script, str(other), case.samples, segments_of[case.name]).cost_ratio)
+    return {
+        "language": language,
+        "cases": len(cases),
+        "languages": np.array(languages),
+        "audio_s": audio_s,
+        "phrase_ms": np.array(phrase_errors) * 1000,
+        "word_ms": np.array(word_errors) * 1000,
+        "speed": audio_s / cpu_s,
+        "good": np.array(good),
+        "swapped": np.array(swapped),
+        "coverage_failures": coverage_failures,
+        "paused_cases": sum(case.pauses for case in cases),
+    }
+
+
+THRESHOLDS = (0.60, 0.70, 0.80, 0.82, 0.84, 0.86)
+
+
+def print_thresholds(good: np.ndarray, wrong: dict[str, np.ndarray]) -> None:
+    """Both distributions at each candidate threshold: good rows failed, wrong ones caught."""
+    for threshold in THRESHOLDS:
+        caught = ", ".join(f"{name} caught {(v > threshold).mean():.1%}" for name, v in wrong.items() if len(v))
+        print(f"    at {threshold:.2f}: good failed {(good > threshold).sum()} of {len(good)}, {caught}")
+
+
+def report(figures: dict) -> None:
+    phrase, word = figures["phrase_ms"], figures["word_ms"]
+    good, swapped = figures["good"], figures["swapped"]
+    print(
+        f"human speech (LibriVox), rows tagged {figures['language']}: {figures['cases']} cases, "
+        f"{figures['audio_s']:.1f} s of speech, {figures['paused_cases']} with pauses"
+    )
+    print(
+        f"  phrase-start error: median {np.median(phrase):.0f} ms, p95 {np.percentile(phrase, 95):.0f} ms, "
+        f"max {phrase.max():.0f} ms over {len(phrase)} sentence starts (targets <= 80, <= 200)"
+    )
+    print(
+        f"  word-start error: median {np.median(word):.0f} ms, p95 {np.percentile(word, 95):.0f} ms, "
+        f"max {word.max():.0f} ms over {len(word)} words; {(word > 200).mean():.1%} over 200 ms"
+    )
+    print(f"  speed: {figures['speed']:.0f}x real time on one core (target >= 30x)")
+    print(
+        f"  cost ratio good: max {good.max():.3f} median {np.median(good):.3f}; "
+        f"swapped: min {swapped.min():.3f} median {np.median(swapped):.3f}"
+    )
+    print(
+        f"  threshold {MAX_COST_RATIO}: swapped caught {(swapped > MAX_COST_RATIO).mean():.1%} of {len(swapped)} "
+        f"(target >= 99%), good failed {(good > MAX_COST_RATIO).sum()} of {len(good)} (target 0)"
+    )
+    languages = figures["languages"]
+    if len(languages):
+        print(
+            f"  another language's script on this audio: min {languages.min():.3f} median {np.median(languages):.3f}; "
+            f"caught {(languages > MAX_COST_RATIO).mean():.1%} of {len(languages)}"
+        )
+    print_thresholds(good, {"swapped": swapped, "other language": languages})
+    failures = figures["coverage_failures"]
+    print(f"  coverage checks (speech >= 0.5 s under cues, no cue over > 1 s silence): {len(failures)} cases fail")
+    for name, reasons in failures:
+        print(f"    {name}: {'; '.join(reasons)}")
