@@ -160,9 +160,26 @@ class _Store:
         except ValueError:
             return {}, version  # garbage: stale ("unreadable")
 
-    def replace(self, data: bytes, version: str, expected_token: str | None) -> str | None:
+    def replace(self, data: bytes, version: str, expected_token: str | None, *, renewal: bool = False) -> str | None:
         """Overwrite the lease only if it is still the one read (`version` / `expected_token`);
-        the new version, or None when someone else changed it meanwhile."""
+        the new version, or None when someone else changed it meanwhile.
+
+        `renewal`: the holder renewing its own lease. On a local disk that is one atomic rename
+        over the name, which never leaves it absent; a takeover's move-away-then-create would,
+        for an instant in which a waiting run could create the lease and hold it beside us.
+        """
+        if self.kind == "local" and renewal:
+            holder, _ = self.read()
+            if holder is None or holder.get("token") != expected_token:
+                return None
+            folder = os.path.dirname(self.path)
+            temporary = os.path.join(folder, f".lease.json.partial-{uuid.uuid4().hex[:12]}")
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+            return ""
         if self.kind == "s3" and version:
             try:
                 answer = self.fs.pipe_file(self.path, data, IfMatch=version)
@@ -296,7 +313,7 @@ class CatalogLease:
                     self.lost = "the lease was taken over by another run (this run's heartbeat was late)"
                     _say(f"warning: {self.lost}")
                     return
-                replaced = self.store.replace(self._payload(), version or self.version, self.token)
+                replaced = self.store.replace(self._payload(), version or self.version, self.token, renewal=True)
                 if replaced is not None:
                     self.version = replaced
             except Exception as exc:  # noqa: BLE001 - a storage hiccup: try again next beat

@@ -158,6 +158,20 @@ def test_wait_for_lock_waits_for_the_holder_and_the_heartbeat_renews(tmp_path, m
         lease.release()
 
 
+def test_the_lease_is_never_absent_while_its_holder_renews_it(tmp_path, monkeypatch):
+    # A waiting run that found no lease.json for an instant would create one and hold the
+    # catalog beside the running holder (seen once as a lease read failing mid-renewal).
+    monkeypatch.setenv(TTL_ENV, "1")  # renewed every 0.25 s
+    path = tmp_path / "catalog" / LEASE_FILE
+    with hold_catalog(str(tmp_path / "catalog")) as lease:
+        first = json.loads(path.read_text())["heartbeat_at"]
+        absent, deadline = 0, time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            absent += not path.exists()
+        assert absent == 0
+        assert json.loads(path.read_text())["heartbeat_at"] > first and lease.lost is None
+
+
 RACER = """
 import sys, time
 from tasks.catalog_lease import CatalogLease, CatalogLockedError
