@@ -269,9 +269,12 @@ def test_the_project_s_set_up_installs_the_packages_the_errors_name():
     packages = {font.package for font in (LATIN, *_SCRIPT_FONTS.values(), *_CJK_FONTS.values())}
     assert packages == {"fonts-noto-core", "fonts-noto-cjk"}
     dockerfile = (root / "infra" / "Dockerfile.gpu-worker").read_text()
-    ci = (root / ".ci" / "run").read_text()
+    # make demo / make test / .ci/run all install through infra/system-packages.sh.
+    system = (root / "infra" / "system-packages.sh").read_text()
+    assert "infra/system-packages.sh" in (root / ".ci" / "run").read_text()
+    assert "infra/system-packages.sh" in (root / "Makefile").read_text()
     for package in (*packages, "fontconfig"):
-        assert f" {package}" in dockerfile and f'missing="$missing {package}"' in ci, package
+        assert f" {package}" in dockerfile and f'missing="$missing {package}"' in system, package
 
 
 def test_a_given_file_s_styling_and_ass_codes_stay_words():
