@@ -57,6 +57,19 @@ class RigMouth(Protocol):
     interior_texture: np.ndarray
 
 
+def interior_texture(cavity: tuple[slice, slice], iod: float) -> np.ndarray:
+    """The frame-independent part of the interior over the `cavity` box: a faint mottling (a
+    factor near 1 per pixel) so no painted area is one flat colour."""
+    rows, cols = cavity
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    if min(shape) <= 0:
+        return np.ones(shape, np.float32)
+    noise = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    noise = cv2.GaussianBlur(noise, (0, 0), max(0.03 * iod, 1.0))
+    noise /= max(float(noise.std()), 1e-6)
+    return (1.0 + 0.05 * noise).astype(np.float32)
+
+
 def paint_interior(
     rig: RigMouth,
     warped: np.ndarray,

@@ -42,7 +42,7 @@ import numpy as np
 from sonic_model import face as mesh
 from sonic_model.preview.closure import RestGapClosure, soften_seam
 from sonic_model.preview.face_geometry import FaceFrame, MouthGeometry, Roi, lip_profile, smoothstep
-from sonic_model.preview.mouth_interior import paint_interior
+from sonic_model.preview.mouth_interior import interior_texture, paint_interior
 
 # Mouth gap (inner lips) at opening 1, and how it divides between the lips.
 GAP_AT_FULL_OPEN = 0.24  # x IOD
@@ -114,7 +114,7 @@ class FaceRig:
             self.closure = RestGapClosure(
                 self.mouth, self.jaw_u, self.gap_fields[..., 1], self.iod, GAP_AT_FULL_OPEN * self.iod
             )
-        self._build_interior()
+        self.interior_texture = interior_texture(self.cavity, self.iod)
         self._build_brow_field(landmarks)
         self._build_eyes(landmarks)
         self._build_head_fields(landmarks)
@@ -348,18 +348,6 @@ class FaceRig:
         self.rim_colour = np.clip(lip * np.array([0.7, 0.47, 0.47], np.float32), 0, 255)
         # the inside of the lips, lit from the front: the lips' own colour, a little deeper
         self.mucosa_colour = np.clip(lip * np.array([0.82, 0.62, 0.6], np.float32), 0, 255)
-
-    def _build_interior(self) -> None:
-        """Frame-independent parts of the interior: a faint mottling so no area is one flat colour."""
-        rows, cols = self.cavity
-        shape = (rows.stop - rows.start, cols.stop - cols.start)
-        if min(shape) <= 0:
-            self.interior_texture = np.ones(shape, np.float32)
-            return
-        noise = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
-        noise = cv2.GaussianBlur(noise, (0, 0), max(0.03 * self.iod, 1.0))
-        noise /= max(float(noise.std()), 1e-6)
-        self.interior_texture = (1.0 + 0.05 * noise).astype(np.float32)
 
     # --- per frame -------------------------------------------------------------------------
 
