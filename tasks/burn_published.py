@@ -126,15 +126,6 @@ def burn_published(
     )
 
 
-@task(name="burn-published", cache_policy=NONE)
-def burn_published_task(
-    info: RowInfo,
-    catalog_url: str,
-    run_id: str,
-    keys: tuple[str, str],
-    params: dict,
-    signing: dict | None,
-    why: str = "",
-) -> RowOutcome:
-    """`burn_published` as the row's one task (`burn-published-<row_id>` in Prefect's UI)."""
-    return burn_published(info, catalog_url, run_id, keys, params, signing, why)
+# The row's one task (`burn-published-<row_id>` in Prefect's UI): the function itself, so its
+# parameters are written once.
+burn_published_task = task(name="burn-published", cache_policy=NONE)(burn_published)

@@ -34,7 +34,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.catalog import RUNS_DIR, Catalog, now_iso, rendition_key, withdraw
+from tasks.catalog import RUNS_DIR, Catalog, now_iso, published_renditions, rendition_key, withdraw
 from tasks.catalog_index import SeenInputs
 from tasks.records import (
     CAPTIONS_UPDATED,
@@ -142,16 +142,7 @@ def update_captions(update: CaptionsUpdate, catalog_url: str, run_id: str, signi
             timings=timings,
             postprocess=sidecar.get("postprocess") or {},
             plan=update.why,
-            renditions=tuple(
-                {
-                    "name": r["name"],
-                    "uri": catalog.uri(catalog.path(r["video"])),
-                    "width": r.get("width"),
-                    "height": r.get("height"),
-                    "passed": True,
-                }
-                for r in new_sidecar.get("renditions", [])
-            ),
+            renditions=published_renditions(catalog, new_sidecar.get("renditions", [])),
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

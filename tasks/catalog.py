@@ -160,3 +160,17 @@ def now_iso() -> str:
 def rendition_key(prefix: str, name: str) -> str:
     """A rendition's key beside its master's: `<collection>/<language>/<row_id>.<name>`."""
     return f"{prefix}.{name}"
+
+
+def published_renditions(catalog: Catalog, renditions: list[dict]) -> tuple[dict, ...]:
+    """A sidecar's `renditions` as a row's outcome lists them (each published, its URI, its size)."""
+    return tuple(
+        {
+            "name": r["name"],
+            "uri": catalog.uri(catalog.path(r["video"])),
+            "width": r.get("width"),
+            "height": r.get("height"),
+            "passed": True,
+        }
+        for r in renditions
+    )

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.catalog import Catalog
+from tasks.catalog import Catalog, published_renditions
 from tasks.records import SKIPPED_CACHED, ProbedRow, RowInfo, RowOutcome
 from tasks.render import key_for
 
@@ -41,16 +41,7 @@ def find_published(catalog_url: str, info: RowInfo, key: str) -> RowOutcome | No
         content_key=key,
         qa_figures=sidecar.get("qa", {}).get("figures", {}),
         postprocess=sidecar.get("postprocess", {}),
-        renditions=tuple(
-            {
-                "name": r["name"],
-                "uri": catalog.uri(catalog.path(r["video"])),
-                "width": r.get("width"),
-                "height": r.get("height"),
-                "passed": True,
-            }
-            for r in sidecar.get("renditions", [])
-        ),
+        renditions=published_renditions(catalog, sidecar.get("renditions", [])),
     )
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import av
 import pandas as pd
 import pytest
+from caption_tracks import caption_track_text
 
-from sonic_model.encode import ffmpeg_executable
 from tests.test_catalog_flow import RESOLUTION, ledger_of, run_cli, run_id_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -63,16 +63,6 @@ def six_languages(tmp_path_factory):
     return {"catalog": catalog, "code": code, "out": out, "err": err, "run_id": run_id_of(out)}
 
 
-def track_text(video: Path) -> str:
-    finished = subprocess.run(
-        [ffmpeg_executable(), "-v", "error", "-i", str(video), "-map", "0:s:0", "-f", "srt", "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return finished.stdout
-
-
 def test_every_language_publishes(six_languages) -> None:
     ledger = ledger_of(str(six_languages["catalog"]), six_languages["run_id"]).set_index("row_id")
     assert dict(ledger.status) == {f"cap-{language}": "published" for language in SCRIPTS}, ledger.reason.to_dict()
@@ -97,6 +87,6 @@ def test_each_video_has_vtt_srt_and_a_tagged_caption_track(six_languages, langua
         with av.open(str(video)) as container:
             tracks = [(s.codec_context.name, s.metadata.get("language")) for s in container.streams.subtitles]
         assert tracks == [("mov_text", iso)], video
-        assert first_word in track_text(video), video
+        assert first_word in caption_track_text(video), video
     # Lip sync was measured with confidence, not waved through as unmeasured.
     assert sidecar["qa"]["figures"]["sync_status"] == "measured"

@@ -13,17 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import av
 import pandas as pd
 import pytest
+from caption_tracks import caption_track_text
 
 from sonic_model.audio import load_audio
 from sonic_model.captions import make_captions
 from sonic_model.credentials import read_credentials
-from sonic_model.encode import ffmpeg_executable
 from tests.test_captions import DE, EN
 from tests.test_captions_catalog import speech_wav
 from tests.test_catalog_flow import RESOLUTION, ledger_of, run_cli, run_id_of
@@ -66,16 +65,6 @@ def stream_digest(video: Path, kind: str) -> str:
             if packet.size:
                 digest.update(bytes(packet))
     return digest.hexdigest()
-
-
-def caption_track_text(video: Path) -> str:
-    finished = subprocess.run(
-        [ffmpeg_executable(), "-v", "error", "-i", str(video), "-map", "0:s:0", "-f", "srt", "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return finished.stdout
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import pytest
 from sonic_model.generators import RenderParams
 from sonic_model.image import load_image
 from sonic_model.preview import PreviewGenerator
+from sonic_model.preview import rig as rig_module
 from sonic_model.preview.rig import FaceRig, FrameControls
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -47,7 +48,7 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
 def _unpainted(rig: FaceRig, controls: FrameControls, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
     """The same frame with the interior left as the warp leaves it."""
     with monkeypatch.context() as patch:
-        patch.setattr(FaceRig, "_paint_interior", lambda *args, **kwargs: None)
+        patch.setattr(rig_module, "paint_interior", lambda *args, **kwargs: None)
         return rig.render(controls)
 
 

@@ -13,16 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sync_renders import sound, tracked_mouth
 
-from sonic_model.audio import AudioClip, frame_envelope, load_audio, speech_segments
-from sonic_model.encode import FPS
-from sonic_model.face import LandmarkTracker, mouth_opening
-from sonic_model.generators import RenderParams
-from sonic_model.image import load_image
-from sonic_model.preview.generator import PreviewGenerator
+from sonic_model.audio import AudioClip, load_audio
 from sonic_model.qa import QAThresholds
 from sonic_model.qa.checks import measure_sync, sync_failures
-from sonic_model.sync import at_reference_level, speech_mask_for_frames
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HUMAN = FIXTURES / "human_speech"
@@ -30,27 +25,13 @@ HUMAN = FIXTURES / "human_speech"
 SENTENCE = HUMAN / "librivox_sense_0870.flac"
 # the sound another row would bring: two other sentences of the same reader, read on
 OTHER_SENTENCES = (HUMAN / "librivox_sense_0920.flac", HUMAN / "librivox_sense_0880.flac")
-QUICK = dict(min_resolution=256, motion_smoothing=0.0, loudness_target=None)
-
-
-def sound(clip: AudioClip) -> tuple[np.ndarray, np.ndarray]:
-    """QA's envelope and speech mask of a sound (at the reference level)."""
-    level = at_reference_level(clip)
-    envelope = frame_envelope(level, FPS)
-    return envelope.astype(np.float64), speech_mask_for_frames(speech_segments(level), len(envelope), FPS)
 
 
 @pytest.fixture(scope="module")
 def astronaut_mouth() -> tuple[np.ndarray, AudioClip]:
     """The astronaut saying the sentence (preview), the mouth tracked on every frame as QA tracks it."""
     audio = load_audio(SENTENCE)
-    tracker = LandmarkTracker()
-    mouth = []
-    portrait = load_image(FIXTURES / "portrait_astronaut.jpg")
-    for frame in PreviewGenerator().frames(portrait, audio, RenderParams(**QUICK)):
-        landmarks = tracker(frame)
-        mouth.append(np.nan if landmarks is None else mouth_opening(landmarks))
-    return np.asarray(mouth), audio
+    return tracked_mouth(FIXTURES / "portrait_astronaut.jpg", audio), audio
 
 
 def test_a_human_sentence_passes_sync_qa_with_its_own_sound(astronaut_mouth):

@@ -13,46 +13,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sync_renders import sound, tracked_mouth
 
-from sonic_model.audio import AudioClip, frame_envelope, load_audio, speech_segments
+from sonic_model.audio import AudioClip, load_audio
 from sonic_model.encode import FPS
-from sonic_model.face import LandmarkTracker, mouth_opening
-from sonic_model.generators import RenderParams
-from sonic_model.image import load_image
-from sonic_model.preview.generator import PreviewGenerator
 from sonic_model.qa import QAThresholds
 from sonic_model.qa.checks import measure_sync, sync_failures
-from sonic_model.sync import SyncMeasurement, at_reference_level, speech_mask_for_frames
+from sonic_model.sync import SyncMeasurement
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # 6 s of English with a 1.5 s pause (about 4.1 s of speech)
 SPEECH = FIXTURES / "speech_en_pause_16k.wav"
 # another English recording: the sound a swapped row would bring
 OTHER_SPEECH = FIXTURES / "speech_en_16k.wav"
-QUICK = dict(min_resolution=256, motion_smoothing=0.0, loudness_target=None)
 # QA as it was before the whole-clip rule (the speech-only rules alone)
 SPEECH_ONLY = QAThresholds().with_overrides(
     {"min_sync_whole_clip_correlation": -1.0, "sync_whole_clip_clear_correlation": -1.0}
 )
 
 
-def sound(clip: AudioClip) -> tuple[np.ndarray, np.ndarray]:
-    """QA's envelope and speech mask of a sound (at the reference level)."""
-    level = at_reference_level(clip)
-    envelope = frame_envelope(level, FPS)
-    return envelope.astype(np.float64), speech_mask_for_frames(speech_segments(level), len(envelope), FPS)
-
-
 @pytest.fixture(scope="module")
 def hopper_mouth() -> tuple[np.ndarray, AudioClip]:
     """Hopper saying the 6 s fixture (preview), the mouth tracked on every frame as QA tracks it."""
     audio = load_audio(SPEECH)
-    tracker = LandmarkTracker()
-    mouth = []
-    for frame in PreviewGenerator().frames(load_image(FIXTURES / "portrait_hopper.jpg"), audio, RenderParams(**QUICK)):
-        landmarks = tracker(frame)
-        mouth.append(np.nan if landmarks is None else mouth_opening(landmarks))
-    return np.asarray(mouth), audio
+    return tracked_mouth(FIXTURES / "portrait_hopper.jpg", audio), audio
 
 
 def test_the_render_with_its_own_sound_passes(hopper_mouth):
