@@ -101,16 +101,22 @@ class _Store:
         protocols = _protocols(self.fs)
         self.kind = "local" if self.catalog.local else "s3" if {"s3", "s3a"} & set(protocols) else "other"
 
+    def _write_temporary(self, data: bytes) -> str:
+        """`data` on disk, complete, under a hidden name beside the local lease (`sweep_orphans`
+        removes one a killed run left)."""
+        folder = os.path.dirname(self.path)
+        os.makedirs(folder, exist_ok=True)
+        temporary = os.path.join(folder, f".lease.json.partial-{uuid.uuid4().hex[:12]}")
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return temporary
+
     def create(self, data: bytes) -> str | None:
         """Create the lease if there is none; its version (ETag on S3) or "" when created, None if taken."""
         if self.kind == "local":
-            folder = os.path.dirname(self.path)
-            os.makedirs(folder, exist_ok=True)
-            temporary = os.path.join(folder, f".lease.json.partial-{uuid.uuid4().hex[:12]}")
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            temporary = self._write_temporary(data)
             try:
                 os.link(temporary, self.path)
                 return ""
@@ -160,26 +166,27 @@ class _Store:
         except ValueError:
             return {}, version  # garbage: stale ("unreadable")
 
-    def replace(self, data: bytes, version: str, expected_token: str | None, *, renewal: bool = False) -> str | None:
-        """Overwrite the lease only if it is still the one read (`version` / `expected_token`);
-        the new version, or None when someone else changed it meanwhile.
+    def renew(self, data: bytes, version: str, token: str) -> str | None:
+        """The holder, having just read its own `token` in the lease, writes it again.
 
-        `renewal`: the holder renewing its own lease. On a local disk that is one atomic rename
-        over the name, which never leaves it absent; a takeover's move-away-then-create would,
-        for an instant in which a waiting run could create the lease and hold it beside us.
+        On a local disk that is one atomic rename over the name, which never leaves it absent
+        (`replace`'s move-away-then-create would, for an instant in which a waiting run could
+        create the lease and hold it beside us). Elsewhere it is `replace`.
         """
-        if self.kind == "local" and renewal:
-            holder, _ = self.read()
-            if holder is None or holder.get("token") != expected_token:
-                return None
-            folder = os.path.dirname(self.path)
-            temporary = os.path.join(folder, f".lease.json.partial-{uuid.uuid4().hex[:12]}")
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+        if self.kind != "local":
+            return self.replace(data, version, token)
+        temporary = self._write_temporary(data)
+        try:
             os.replace(temporary, self.path)
-            return ""
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)
+            raise
+        return ""
+
+    def replace(self, data: bytes, version: str, expected_token: str | None) -> str | None:
+        """Overwrite the lease only if it is still the one read (`version` / `expected_token`);
+        the new version, or None when someone else changed it meanwhile."""
         if self.kind == "s3" and version:
             try:
                 answer = self.fs.pipe_file(self.path, data, IfMatch=version)
@@ -313,7 +320,7 @@ class CatalogLease:
                     self.lost = "the lease was taken over by another run (this run's heartbeat was late)"
                     _say(f"warning: {self.lost}")
                     return
-                replaced = self.store.replace(self._payload(), version or self.version, self.token, renewal=True)
+                replaced = self.store.renew(self._payload(), version or self.version, self.token)
                 if replaced is not None:
                     self.version = replaced
             except Exception as exc:  # noqa: BLE001 - a storage hiccup: try again next beat
