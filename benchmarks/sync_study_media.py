@@ -44,6 +44,9 @@ LANGUAGES: dict[str, tuple[str, str]] = {
     "nl": ("nl", "Goedemorgen allemaal. Vandaag praten we over het weer, de markten en een nieuwe brug."),
     "pl": ("pl", "Dzień dobry wszystkim. Dziś mówimy o pogodzie, o rynkach i o nowym moście."),
     "ru": ("ru", "Здравствуйте. Сегодня мы поговорим о погоде, о рынках и о новом мосте."),
+    # "cmn" reads the characters' pinyin with English rules, so the study's zh speech is that, not
+    # Mandarin (found by the captions work, sonic_model/captions/espeak.py); the lip-sync figures
+    # need speech, not its language, and the study's cache is keyed on this voice, so it stays.
     "zh": ("cmn", "大家好。今天我们谈谈天气、市场和一座新桥。"),
     "tr": ("tr", "Herkese merhaba. Bugün hava durumu, piyasalar ve yeni köprü hakkında konuşuyoruz."),
     "sv": ("sv", "Hej alla. Idag pratar vi om vädret, marknaderna och en ny bro."),

@@ -191,7 +191,7 @@ def captions_record(captions: dict, prefix: str, source: dict | None) -> dict:
         "srt": prefix + ".srt",
         "track": {"codec": "mov_text", "language": iso639_2(captions["language"])},
         "method": captions["method"],  # espeak-dtw, proportional (no eSpeak NG voice) or given
-        "cost_ratio": captions["cost_ratio"],
+        "script_match": captions["script_match"],
         "cues": captions["cues"],
         # The script's hash, as in the content key (None: the captions came from a file alone).
         "script_sha256": script_sha256((source or {}).get("script_text")),

@@ -168,14 +168,14 @@ def make_row_captions(source: dict, language: str, audio, delay_ms: float = 0.0)
     figures = {
         "captions_method": captions.method,
         "captions_cues": len(captions.cues),
-        "captions_cost_ratio": None if captions.cost_ratio is None else round(captions.cost_ratio, 4),
+        "captions_script_match": None if captions.script_match is None else round(captions.script_match, 4),
     }
     record = {
         "vtt": captions.vtt(),
         "srt": captions.srt(),
         "language": language,
         "method": captions.method,
-        "cost_ratio": figures["captions_cost_ratio"],
+        "script_match": figures["captions_script_match"],
         "cues": len(captions.cues),
     }
     return record, check_captions(captions), figures

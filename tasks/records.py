@@ -300,7 +300,7 @@ class CheckedVideo:
     # `failures` above cover them too (a failed rendition fails the row, named in its reason).
     renditions: tuple[dict, ...] = ()
     # The row's captions as QA made and checked them: {"vtt", "srt", "language", "method",
-    # "cost_ratio", "cues"} (None: the row has no script and no captions file).
+    # "script_match", "cues"} (None: the row has no script and no captions file).
     captions: dict | None = None
 
 

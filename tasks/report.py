@@ -133,12 +133,12 @@ def sync_note(outcome: RowOutcome) -> str:
 
 
 def captions_note(outcome: RowOutcome) -> str:
-    """ "captions: 7 cues (espeak-dtw), script-vs-audio cost ratio 0.52" for a row with captions ('' otherwise)."""
+    """ "captions: 7 cues (espeak-dtw), script-vs-audio match 2.10" for a row with captions ('' otherwise)."""
     figures = outcome.qa_figures or {}
     if not figures.get("captions_method"):
         return ""
-    ratio = figures.get("captions_cost_ratio")
-    figure = f", script-vs-audio cost ratio {ratio:.3f}" if isinstance(ratio, (int, float)) else ", no match figure"
+    match = figures.get("captions_script_match")
+    figure = f", script-vs-audio match {match:.2f}" if isinstance(match, (int, float)) else ", no match figure"
     return f"captions: {figures.get('captions_cues')} cues ({figures['captions_method']}){figure}"
 
 

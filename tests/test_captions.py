@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sonic_model.audio import load_audio
-from sonic_model.captions import check_captions, make_captions, parse_captions
+from sonic_model.captions import check_captions, espeak, make_captions, parse_captions
 from sonic_model.captions.checks import check_coverage, check_cue_rules
 from sonic_model.captions.cues import LATIN_RULES, UNSPACED_RULES
 from sonic_model.captions.formats import Cue, check_cues, write_srt, write_vtt
@@ -51,7 +51,7 @@ def sentence_starts(captions, count: int) -> list[float]:
 
 @pytest.mark.parametrize(("language", "sentences"), [("en", EN), ("zh", ZH), ("de", DE)])
 def test_sentence_starts_found_within_150_ms(tmp_path: Path, language: str, sentences: list[str]) -> None:
-    samples, truth = spoken(tmp_path, "cmn" if language == "zh" else language, sentences)
+    samples, truth = spoken(tmp_path, "cmn-latn-pinyin" if language == "zh" else language, sentences)
     captions = make_captions(" ".join(sentences), language, samples)
     assert captions.method == "espeak-dtw"
     assert len(captions.cues) == len(sentences), [cue.text for cue in captions.cues]
@@ -66,16 +66,34 @@ def test_other_rows_audio_fails_naming_the_figure(tmp_path: Path) -> None:
     samples, _ = spoken(tmp_path, "en", EN)
     german_script = make_captions(" ".join(DE), "de", samples)
     reasons = check_captions(german_script)
-    assert any("script-vs-audio cost ratio" in reason for reason in reasons), (german_script.cost_ratio, reasons)
+    assert any("script-vs-audio match" in reason for reason in reasons), (german_script.script_match, reasons)
     matched = make_captions(" ".join(EN), "en", samples)
-    assert matched.cost_ratio < german_script.cost_ratio
+    assert matched.script_match > german_script.script_match
 
 
 def test_language_without_voice_is_timed_proportionally(tmp_path: Path) -> None:
     samples, truth = spoken(tmp_path, "en", EN)
     captions = make_captions(" ".join(EN), "xx-unknown", samples)
-    assert captions.method == "proportional" and captions.cost_ratio is None
+    assert captions.method == "proportional" and captions.script_match is None
     assert captions.cues[0].start == pytest.approx(truth[0], abs=0.1)
+
+
+def test_a_script_the_voice_cannot_read_is_timed_proportionally(tmp_path: Path) -> None:
+    # eSpeak NG's Japanese voice says "Chinese letter" in English for each kanji: no reference.
+    kanji = "このコースは短い歴史から始まります。次に使う道具を見ていきます。"
+    assert "(en)" in "".join(espeak.engine().phoneme_words(kanji, "ja"))  # what the rule is for
+    assert not espeak.reads(kanji, "ja") and espeak.reads("こんにちは、げんきですか。", "ja")
+    samples, truth = spoken(tmp_path, "en", EN)
+    captions = make_captions(kanji, "ja", samples)
+    assert captions.method == "proportional" and captions.script_match is None
+
+
+@pytest.mark.parametrize("tag", ["zh", "zh-Hans", "zh-CN", "zh-TW"])
+def test_mandarin_is_read_as_mandarin(tag: str) -> None:
+    # The "cmn" voice turned characters into pinyin read with English rules ("zhe four" for 这).
+    voice = espeak.voice_for(tag)
+    words = espeak.engine().phoneme_words("这门课程从一段简短的历史开始。", voice)
+    assert not any("(en)" in word for word in words), words
 
 
 def test_tokens_keep_words_whole_and_split_unspaced_scripts() -> None:

@@ -66,7 +66,7 @@ def test_captioned_rows_publish_vtt_srt_and_a_tagged_track(captioned_run) -> Non
         prefix = catalog / "course" / language / row_id
         sidecar = json.loads(prefix.with_suffix(".json").read_text())
         captions = sidecar["captions"]
-        assert captions["method"] == "espeak-dtw" and captions["cost_ratio"] < 0.6
+        assert captions["method"] == "espeak-dtw" and captions["script_match"] > 1.5
         assert captions["track"] == {"codec": "mov_text", "language": iso}
         vtt = (catalog / captions["vtt"]).read_text()
         assert vtt.startswith(f"WEBVTT\nLanguage: {language}\n") and "-->" in vtt
@@ -82,12 +82,12 @@ def test_captioned_rows_publish_vtt_srt_and_a_tagged_track(captioned_run) -> Non
 def test_swapped_audio_fails_qa_naming_the_figure(captioned_run) -> None:
     ledger = ledger_of(str(captioned_run["catalog"]), captioned_run["run_id"]).set_index("row_id")
     assert ledger.loc["swapped-de", "status"] == "failed_qa"
-    assert "script-vs-audio cost ratio" in ledger.loc["swapped-de", "reason"]
+    assert "script-vs-audio match" in ledger.loc["swapped-de", "reason"]
 
 
 def test_report_shows_each_row_s_captions_figure(captioned_run) -> None:
     report = (captioned_run["catalog"] / "_runs" / captioned_run["run_id"] / "report.html").read_text()
-    assert report.count("script-vs-audio cost ratio") >= 3  # two published rows' notes + the failed row
+    assert report.count("script-vs-audio match") >= 3  # two published rows' notes + the failed row
 
 
 def test_switching_burning_on_burns_the_published_renditions_without_new_frames(captioned_run) -> None:

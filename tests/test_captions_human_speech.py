@@ -44,12 +44,12 @@ def test_right_transcript_passes_qa_and_another_fails_naming_the_figure(sentence
     clip, _ = sentence_0870
     segments = speech_segments(clip)
     right = make_captions(SCRIPT_0870, "en", clip.samples, segments)
-    assert check_captions(right) == [], right.cost_ratio
+    assert check_captions(right) == [], right.script_match
     other = (HUMAN / "librivox_sense_0920.txt").read_text()  # another sentence of the same reader
     wrong = make_captions(other, "en", clip.samples, segments)
     reasons = check_captions(wrong)
-    assert any("script-vs-audio cost ratio" in reason for reason in reasons), (wrong.cost_ratio, reasons)
-    assert right.cost_ratio < wrong.cost_ratio
+    assert any("script-vs-audio match" in reason for reason in reasons), (wrong.script_match, reasons)
+    assert right.script_match > wrong.script_match
 
 
 def test_phrase_start_moves_past_a_pause_it_would_run_through() -> None:

@@ -53,7 +53,7 @@ class Run:
             if planned.decision not in (WORK, UPDATE_CAPTIONS):
                 continue
             if "FAIL" in (planned.row.script_text or ""):
-                reasons = ("script-vs-audio cost ratio 0.80 over 0.60",)
+                reasons = ("script-vs-audio match 0.40 under 1.00",)
                 self.outcomes.append(RowOutcome(planned.info, FAILED_QA, reasons, output_uri="memory://rejected.mp4"))
                 continue
             if planned.decision == UPDATE_CAPTIONS:

@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         if captions:
             print(
                 f"captions: {captions['vtt']} and {captions['srt']}, {captions['cues']} cues ({captions['method']}), "
-                f"script-vs-audio cost ratio {captions['cost_ratio']}"
+                f"script-vs-audio match {captions['script_match']}"
                 + "".join(f"\n  warning: {reason}" for reason in captions["failures"])
             )
             if captions["burned"]:
@@ -263,7 +263,7 @@ def caption_render(result, args: argparse.Namespace, script: str, audio, burn: b
         "srt": str(srt),
         "language": args.language,
         "method": captions.method,
-        "cost_ratio": None if captions.cost_ratio is None else round(captions.cost_ratio, 4),
+        "script_match": None if captions.script_match is None else round(captions.script_match, 4),
         "cues": len(captions.cues),
         "failures": check_captions(captions),
     }

@@ -33,7 +33,7 @@ class Captions:
     cues: list[Cue]
     language: str
     method: str  # "espeak-dtw", "proportional" or "given" (a captions_uri file)
-    cost_ratio: float | None
+    script_match: float | None  # align.py; None: nothing to compare (proportional or given)
     rules: CaptionRules
     speech_segments: list[tuple[float, float]]
 
@@ -51,7 +51,7 @@ def make_captions(
     alignment: Alignment = align_script(script, language, samples, speech_segments)
     rules = rules_for(alignment.tokens)
     cues = build_cues(alignment.tokens, rules)
-    return Captions(cues, language, alignment.method, alignment.cost_ratio, rules, alignment.speech_segments)
+    return Captions(cues, language, alignment.method, alignment.script_match, rules, alignment.speech_segments)
 
 
 def captions_from(
@@ -71,15 +71,15 @@ def captions_from(
     cues = parse_captions(captions_text)
     segments = made.speech_segments if made else (speech_segments or [])
     rules = made.rules if made else CaptionRules(max_line_chars=42)
-    return Captions(cues, language, "given", made.cost_ratio if made else None, rules, segments)
+    return Captions(cues, language, "given", made.script_match if made else None, rules, segments)
 
 
-def check_captions(captions: Captions, max_cost_ratio: float | None = None) -> list[str]:
+def check_captions(captions: Captions, min_script_match: float | None = None) -> list[str]:
     """QA reasons against the caption rules, the speech coverage and the script match ([] = passed)."""
     reasons = check_cue_rules(captions.cues, captions.rules) if captions.method != "given" else []
     reasons += check_coverage(captions.cues, captions.speech_segments, captions.rules.max_silence_s)
-    if max_cost_ratio is None:
-        reasons += check_script_match(captions.cost_ratio)
+    if min_script_match is None:
+        reasons += check_script_match(captions.script_match)
     else:
-        reasons += check_script_match(captions.cost_ratio, max_cost_ratio)
+        reasons += check_script_match(captions.script_match, min_script_match)
     return reasons

@@ -11,13 +11,20 @@
 A language eSpeak NG has no voice for is timed proportionally: the script's characters are spread
 evenly over the speech segments (`method == "proportional"`, said in the sidecar).
 
-The match figure `cost_ratio` is the mean frame distance along the warp path over the same figure
-for the synthetic speech played backwards (warped the same way): the backwards speech has the same
-sounds in the wrong order, so it is what a script costs that has the right kind of sounds but not
-these words. The right script finds a path clearly cheaper than its reversal (ratio well under 1);
-another row's script, or another language, does about as well backwards as forwards (ratio ~1).
-(The earlier figure, path cost over the mean cost of the whole DTW band, was 0.70-0.79 for every
-correct script on human speech and overlapped swapped scripts: benchmarks/caption_human_speech.py.)
+A voice that cannot read its own language's characters is no reference either: eSpeak NG's
+Japanese voice names every kanji in English ("Chinese letter"), so a script with kanji is timed
+proportionally too (`espeak.reads`).
+
+The match figure `script_match` compares the warp path with the path of the synthetic speech
+played backwards, which has the same sounds in the wrong order: what a script costs that has the
+right kind of sounds but not these words. Each path step's distance is taken as a z-score among
+the distances its synthetic frame has to every voiced real frame in the band (`WarpPath.mean_z`),
+so the figure is in standard deviations and does not depend on how far the voices are apart.
+`script_match` is how many standard deviations cheaper the forward path is: well over 1 for the
+script that is spoken, near 0.5 or under for another row's script or another language.
+(Two earlier figures, path cost over the band's mean cost and then over the backwards path's cost,
+scaled with how alike the voices were: a threshold that passed every human reading let through a
+quarter of wrong scripts on eSpeak NG speech. benchmarks/caption_alignment.py, docs/captions.md.)
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ class Alignment:
     tokens: list[TimedToken]
     method: str  # "espeak-dtw" or "proportional"
     voice: str | None
-    cost_ratio: float | None  # None when there was nothing to compare (proportional timing)
+    script_match: float | None  # None when there was nothing to compare (proportional timing)
     speech_segments: list[tuple[float, float]]
 
 
@@ -91,6 +98,8 @@ def align_script(
     if not segments:
         segments = [(0.0, len(samples) / SAMPLE_RATE)]
     voice = espeak.voice_for(language)
+    if voice is not None and not espeak.reads(text, voice):
+        voice = None
     if voice is None:
         starts = _proportional_starts(tokens, segments)
         return Alignment(_timed(tokens, starts, segments), "proportional", None, None, segments)
@@ -104,16 +113,18 @@ def align_script(
     r0, r1 = _voiced_span(real_voiced)
     longer = max(s1 - s0, r1 - r0)
     half_width = int(np.clip(BAND_FRACTION * longer, BAND_MIN_S / HOP_S, BAND_MAX_S / HOP_S))
-    path = warp(synthetic[s0:s1], real[r0:r1], half_width)
-    backwards = warp(synthetic[s0:s1][::-1].copy(), real[r0:r1], half_width)
+    voiced = synthetic_voiced[s0:s1], real_voiced[r0:r1]
+    path = warp(synthetic[s0:s1], real[r0:r1], half_width, *voiced)
+    backwards = warp(synthetic[s0:s1][::-1].copy(), real[r0:r1], half_width, voiced[0][::-1].copy(), voiced[1])
 
     synthetic_starts = _synthetic_token_starts(tokens, synthesis.word_starts, len(synthetic_samples) / SAMPLE_RATE)
     frames = np.clip(np.round(synthetic_starts / HOP_S).astype(np.int64) - s0, 0, s1 - s0 - 1)
     positions = np.searchsorted(path.reference, frames, side="left")
     starts = (path.query[np.minimum(positions, len(path.query) - 1)] + r0) * HOP_S
     starts = np.maximum.accumulate(starts)
-    ratio = path.mean_cost / backwards.mean_cost if backwards.mean_cost > 0 else 1.0
-    return Alignment(_timed(tokens, starts, segments), "espeak-dtw", voice, float(ratio), segments)
+    match = backwards.mean_z - path.mean_z
+    match = float(match) if np.isfinite(match) else None  # no voiced frame to compare
+    return Alignment(_timed(tokens, starts, segments), "espeak-dtw", voice, match, segments)
 
 
 def _segments_mask(segments: list[tuple[float, float]], n_frames: int) -> np.ndarray:

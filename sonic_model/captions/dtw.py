@@ -18,7 +18,11 @@ class WarpPath:
     reference: np.ndarray  # frame indices into the first sequence, non-decreasing
     query: np.ndarray  # matching frame indices into the second
     mean_cost: float  # mean local cost along the path
-    band_mean_cost: float  # mean local cost over the whole band: what an unrelated pairing costs
+    # Mean z-score along the path of each step's cost among its row's costs over the voiced query
+    # frames in the band (NaN without voiced masks): how much better than the frames the row
+    # could have matched the path's frame is, in that row's own spread. It does not depend on how
+    # far the two voices are apart, which scales every distance of a row alike.
+    mean_z: float = float("nan")
 
 
 def _band(n: int, m: int, half_width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,14 +33,24 @@ def _band(n: int, m: int, half_width: int) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def warp(reference: np.ndarray, query: np.ndarray, half_width: int) -> WarpPath:
-    """Cheapest monotone path from (0, 0) to (n-1, m-1) under Euclidean frame distance."""
+def warp(
+    reference: np.ndarray,
+    query: np.ndarray,
+    half_width: int,
+    reference_voiced: np.ndarray | None = None,
+    query_voiced: np.ndarray | None = None,
+) -> WarpPath:
+    """Cheapest monotone path from (0, 0) to (n-1, m-1) under Euclidean frame distance.
+
+    With both voiced masks, `mean_z` is measured over the path's steps between voiced frames.
+    """
     n, m = len(reference), len(query)
+    with_z = reference_voiced is not None and query_voiced is not None
+    row_mean = np.full(n, np.nan)
+    row_std = np.full(n, np.nan)
     low, high = _band(n, m, half_width)
     width = int((high - low).max())
     acc = np.full((n, width), np.inf, np.float64)
-    cost_sum = 0.0
-    cost_count = 0
     q_sq = (query**2).sum(axis=1)
     previous = None
     for i in range(n):
@@ -44,8 +58,10 @@ def warp(reference: np.ndarray, query: np.ndarray, half_width: int) -> WarpPath:
         local = np.sqrt(
             np.maximum(q_sq[lo:hi] - 2.0 * (query[lo:hi] @ reference[i]) + reference[i] @ reference[i], 0.0)
         )
-        cost_sum += float(local.sum())
-        cost_count += hi - lo
+        if with_z and reference_voiced[i]:
+            voiced_local = local[query_voiced[lo:hi]]
+            if len(voiced_local) >= 2:
+                row_mean[i], row_std[i] = voiced_local.mean(), voiced_local.std() + 1e-6
         if previous is None:
             best_from_above = np.full(hi - lo, np.inf)
             best_from_above[0] = 0.0
@@ -63,7 +79,12 @@ def warp(reference: np.ndarray, query: np.ndarray, half_width: int) -> WarpPath:
         previous = (lo, row)
     path_r, path_q = _backtrack(acc, low, high)
     local_path = np.sqrt(((reference[path_r] - query[path_q]) ** 2).sum(axis=1))
-    return WarpPath(path_r, path_q, float(local_path.mean()), cost_sum / max(cost_count, 1))
+    mean_z = float("nan")
+    if with_z:
+        on = query_voiced[path_q] & ~np.isnan(row_mean[path_r])
+        if on.any():
+            mean_z = float(((local_path[on] - row_mean[path_r][on]) / row_std[path_r][on]).mean())
+    return WarpPath(path_r, path_q, float(local_path.mean()), mean_z)
 
 
 def _take(row: np.ndarray, index: np.ndarray) -> np.ndarray:

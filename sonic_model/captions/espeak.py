@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import re
 import threading
 from dataclasses import dataclass
 
@@ -23,12 +24,15 @@ _EVENT_WORD = 1
 _RATE = 1  # espeakRATE, words per minute
 
 # BCP-47 primary subtags whose eSpeak NG voice has another name.
+# Mandarin is "cmn-latn-pinyin": eSpeak NG 1.51's "cmn" turns characters into pinyin and reads it
+# with English rules ("zhe four" for 这), which the aligner then matched against real Mandarin.
 _VOICE_ALIASES = {
-    "zh": "cmn",
-    "zh-hans": "cmn",
-    "zh-cn": "cmn",
-    "zh-hant": "cmn",
-    "zh-tw": "cmn",
+    "zh": "cmn-latn-pinyin",
+    "zh-hans": "cmn-latn-pinyin",
+    "zh-cn": "cmn-latn-pinyin",
+    "zh-hant": "cmn-latn-pinyin",
+    "zh-tw": "cmn-latn-pinyin",
+    "cmn": "cmn-latn-pinyin",
     "zh-hk": "yue",
     "nb": "nb",
     "no": "nb",
@@ -83,6 +87,8 @@ class _Engine:
             raise EspeakUnavailable("espeak_Initialize failed; is the espeak-ng-data package installed?")
         self.chunks: list[np.ndarray] = []
         self.events: list[tuple[int, int]] = []
+        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
         self.callback = SynthCallback(self._on_audio)  # kept referenced: the library calls it later
         self.lib.espeak_SetSynthCallback(self.callback)
         self.lock = threading.Lock()
@@ -106,6 +112,19 @@ class _Engine:
                 if self.lib.espeak_SetVoiceByName(candidate.encode()) == 0:
                     return candidate
         return None
+
+    def phoneme_words(self, text: str, voice: str) -> list[str]:
+        """eSpeak NG's phoneme mnemonics for `text`, a word each; "(xx)" marks a switch to language xx."""
+        buffer = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
+        cursor = ctypes.c_char_p(ctypes.addressof(buffer))
+        words: list[str] = []
+        with self.lock:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise ValueError(f"eSpeak NG has no voice {voice!r}; see `espeak-ng --voices`")
+            while cursor.value:
+                clause = self.lib.espeak_TextToPhonemes(ctypes.byref(cursor), _CHARS_UTF8, 0)
+                words += (clause or b"").decode("utf-8", "replace").split()
+        return words
 
     def synthesize(self, text: str, voice: str, words_per_minute: int = 175) -> Synthesis:
         data = text.encode("utf-8") + b"\0"
@@ -141,3 +160,21 @@ def voice_for(language: str) -> str | None:
 
 def synthesize(text: str, voice: str, words_per_minute: int = 175) -> Synthesis:
     return engine().synthesize(text, voice, words_per_minute)
+
+
+
+# Characters a voice of the same language names instead of reading: eSpeak NG's Japanese voice
+# has no kanji readings and says "Chinese letter" in English for each (CJK Unified Ideographs and
+# Extension A). Its speech is then no reference for the real speech.
+_UNREADABLE = {"ja": re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")}
+
+
+def reads(text: str, voice: str) -> bool:
+    """False when `voice` cannot read the characters `text` is written in (Japanese kanji).
+
+    Only characters of the voice's own language count: a script in another language is read
+    somehow (German rules for English words, Cyrillic spelled letter by letter) and left to the
+    script-vs-audio match to fail.
+    """
+    unreadable = _UNREADABLE.get(voice.split("-")[0])
+    return not (unreadable and unreadable.search(text))
