@@ -162,7 +162,6 @@ def synthesize(text: str, voice: str, words_per_minute: int = 175) -> Synthesis:
     return engine().synthesize(text, voice, words_per_minute)
 
 
-
 # Characters a voice of the same language names instead of reading: eSpeak NG's Japanese voice
 # has no kanji readings and says "Chinese letter" in English for each (CJK Unified Ideographs and
 # Extension A). Its speech is then no reference for the real speech.
