@@ -61,6 +61,20 @@ def test_example_manifest_is_multilingual_with_relative_uris_and_consent():
     assert str(frame["min_resolution"].dtype) == "Int64" and str(frame["duration_s"].dtype) == "float64"
 
 
+def test_example_rows_say_their_scripts():
+    # The demo publishes captions from script_text; each example file must say its row's script
+    # (manifests/examples/make_speech.py made them), or the demo's QA would fail it.
+    from sonic_model.audio import load_audio, speech_segments
+    from sonic_model.captions import check_captions, make_captions
+
+    frame = read_manifest(EXAMPLE)
+    assert frame["script_text"].notna().all()
+    for row in frame.itertuples():
+        clip = load_audio(EXAMPLES / row.audio_uri)
+        captions = make_captions(row.script_text, row.language, clip.samples, speech_segments(clip))
+        assert captions.method == "espeak-dtw" and check_captions(captions) == [], (row.row_id, captions)
+
+
 def test_example_parquet_is_the_csv_converted(tmp_path):
     out = tmp_path / "again.parquet"
     assert manifest_from_csv(EXAMPLES / "catalog.csv", out) == len(read_manifest(EXAMPLE))

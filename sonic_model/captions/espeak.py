@@ -154,7 +154,7 @@ def engine() -> _Engine:
 
 
 def voice_for(language: str) -> str | None:
-    """The eSpeak NG voice for a BCP-47 tag (en-US -> en-us, zh-Hans -> cmn), or None if it has none."""
+    """The eSpeak NG voice for a BCP-47 tag (en-US -> en-us, zh-Hans -> cmn-latn-pinyin), or None if it has none."""
     return engine().voice_for(language)
 
 
