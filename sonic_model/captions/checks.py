@@ -18,8 +18,8 @@ MIN_COVERED_SPEECH_S = 0.5
 COVERED_SHARE = 0.8
 # The script-vs-audio match (align.py: standard deviations by which the script's warp path beats
 # the reversed synthetic speech's) under which the audio is not the script's. Set on both speech
-# kinds (benchmarks/caption_alignment.py): correct scripts from 1.10 (LibriVox, rows tagged en;
-# 1.21 tagged en-US) and 1.52 (eSpeak NG); 98% of swapped scripts under 1.0. A tenth under the
+# kinds (benchmarks/caption_alignment.py): correct scripts from 1.05-1.08 (LibriVox, rows tagged
+# en; 1.16 tagged en-US) and 1.55 (eSpeak NG); 97-99% of swapped scripts under 1.0. Under the
 # worst correct human reading: a correct row must not fail. docs/captions.md.
 MIN_SCRIPT_MATCH = 1.0
 
