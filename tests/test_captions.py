@@ -162,3 +162,21 @@ def test_render_one_with_a_script_writes_captions_and_a_track(tmp_path: Path) ->
         assert [(s.codec_context.name, s.metadata.get("language")) for s in container.streams.subtitles] == [
             ("mov_text", "eng")
         ]
+
+
+def test_warp_z_score_is_the_same_whatever_the_distance_scale() -> None:
+    # The match figure must not depend on how far the two voices are apart: scaling every frame
+    # distance (both sequences x3) leaves each step's z-score in its row as it was.
+    from sonic_model.captions.dtw import warp
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(120, 12))
+    query = np.repeat(reference, 2, axis=0)[::2][:100] + rng.normal(scale=0.3, size=(100, 12))
+    voiced = np.ones(120, bool), np.ones(100, bool)
+    near = warp(reference, query, 30, *voiced)
+    scaled = warp(reference * 3, query * 3, 30, *voiced)
+    assert scaled.mean_cost == pytest.approx(3 * near.mean_cost)
+    assert scaled.mean_z == pytest.approx(near.mean_z)
+    unrelated = warp(reference, rng.normal(size=(100, 12)), 30, *voiced)
+    assert near.mean_z < -1.5 < unrelated.mean_z, (near.mean_z, unrelated.mean_z)
+    assert np.isnan(warp(reference, query, 30).mean_z)  # no voiced masks: no figure

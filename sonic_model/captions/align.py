@@ -21,7 +21,7 @@ right kind of sounds but not these words. Each path step's distance is taken as 
 the distances its synthetic frame has to every voiced real frame in the band (`WarpPath.mean_z`),
 so the figure is in standard deviations and does not depend on how far the voices are apart.
 `script_match` is how many standard deviations cheaper the forward path is: well over 1 for the
-script that is spoken, near 0.5 or under for another row's script or another language.
+script that is spoken, around 0.6-0.7 for another row's script or another language.
 (Two earlier figures, path cost over the band's mean cost and then over the backwards path's cost,
 scaled with how alike the voices were: a threshold that passed every human reading let through a
 quarter of wrong scripts on eSpeak NG speech. benchmarks/caption_alignment.py, docs/captions.md.)
