@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Each cell's step in: from (i-1, j-1), (i-1, j), (i, j-1), or none (not reachable).
+_DIAGONAL, _ABOVE, _LEFT, _NONE = 0, 1, 2, 3
+
 
 @dataclass(frozen=True)
 class WarpPath:
@@ -50,7 +53,9 @@ def warp(
     row_std = np.full(n, np.nan)
     low, high = _band(n, m, half_width)
     width = int((high - low).max())
-    acc = np.full((n, width), np.inf, np.float64)
+    # Only each cell's step in (the cheapest way into it) is kept, one byte a cell, and the last
+    # row of costs: a 10-minute script's 24,000 frames x 1,500 band columns are 36 MB, not 288.
+    steps = np.full((n, width), _NONE, np.int8)
     q_sq = (query**2).sum(axis=1)
     previous = None
     for i in range(n):
@@ -74,10 +79,17 @@ def warp(
         vertical = best_from_above + local
         # horizontal steps: acc[j] = min_k<=j (vertical[k] + sum(local[k+1..j]))
         prefix = np.cumsum(local)
-        row = prefix + np.minimum.accumulate(vertical - prefix)
-        acc[i, : hi - lo] = row
+        entering = vertical - prefix
+        best = np.minimum.accumulate(entering)
+        row = prefix + best
+        came_from_above = entering <= best  # else the cheapest way in is from the left
+        if previous is None:
+            from_above = np.full(hi - lo, _DIAGONAL, np.int8)
+        else:
+            from_above = np.where(diagonal <= above, _DIAGONAL, _ABOVE).astype(np.int8)
+        steps[i, : hi - lo] = np.where(np.isfinite(row), np.where(came_from_above, from_above, _LEFT), _NONE)
         previous = (lo, row)
-    path_r, path_q = _backtrack(acc, low, high)
+    path_r, path_q = _backtrack(steps, low, high)
     local_path = np.sqrt(((reference[path_r] - query[path_q]) ** 2).sum(axis=1))
     mean_z = float("nan")
     if with_z:
@@ -94,17 +106,20 @@ def _take(row: np.ndarray, index: np.ndarray) -> np.ndarray:
     return out
 
 
-def _backtrack(acc: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    def value(i: int, j: int) -> float:
-        if i < 0 or j < low[i] or j >= high[i]:
-            return np.inf
-        return acc[i, j - low[i]]
-
+def _backtrack(steps: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The path from (n-1, m-1) back to (0, 0), following each cell's step in."""
     i, j = len(low) - 1, int(high[-1]) - 1
     reference, query = [i], [j]
     while i > 0 or j > 0:
-        candidates = ((value(i - 1, j - 1), i - 1, j - 1), (value(i - 1, j), i - 1, j), (value(i, j - 1), i, j - 1))
-        _, i, j = min(candidates, key=lambda c: c[0])
+        step = steps[i, j - low[i]]
+        if step == _DIAGONAL:
+            i, j = i - 1, j - 1
+        elif step == _ABOVE:
+            i -= 1
+        elif step == _LEFT:
+            j -= 1
+        else:
+            raise ValueError(f"no warp path reaches frame ({i}, {j}); the band is too narrow")
         reference.append(i)
         query.append(j)
     return np.array(reference[::-1]), np.array(query[::-1])

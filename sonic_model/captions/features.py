@@ -20,6 +20,7 @@ N_MELS = 40
 # script on a LibriVox reader scored no better than another passage's: caption_human_speech.py).
 N_COEFFS = 7
 SILENCE_DB = -35.0
+BLOCK_FRAMES = 2000  # 40 s of frames a block: memory stays flat with the script's length
 # Deltas (the slope of each cepstral coefficient) join the frame: they describe how the sound
 # moves from one phone to the next, which a synthetic and a human voice share more than their
 # spectra. On the LibriVox set they widen the gap between right and wrong scripts
@@ -62,15 +63,22 @@ def mfcc_frames(samples: np.ndarray, speech: np.ndarray | None = None) -> tuple[
     padded[window // 2 : window // 2 + len(samples)] = samples
     strides = (padded.strides[0] * hop, padded.strides[0])
     frames = np.lib.stride_tricks.as_strided(padded, (n_frames, window), strides)
-    frames = (frames - frames.mean(axis=1, keepdims=True)) * np.hanning(window).astype(np.float32)
+    taper = np.hanning(window).astype(np.float32)
     n_fft = 1 << (window - 1).bit_length()
-    power = np.abs(rfft(frames, n_fft, axis=1)) ** 2
-    mel = power @ _mel_filters(n_fft, SAMPLE_RATE).T
-    energy_db = 10.0 * np.log10(power.sum(axis=1) + 1e-12)
+    filters = _mel_filters(n_fft, SAMPLE_RATE).T
+    cepstra = np.empty((n_frames, N_COEFFS - 1), np.float32)
+    energy_db = np.empty(n_frames, np.float64)
+    # A block of frames at a time: the spectra of a 10-minute script at once were ~0.4 GB.
+    for start in range(0, n_frames, BLOCK_FRAMES):
+        block = frames[start : start + BLOCK_FRAMES]
+        block = (block - block.mean(axis=1, keepdims=True)) * taper
+        power = np.abs(rfft(block, n_fft, axis=1)) ** 2
+        energy_db[start : start + len(block)] = 10.0 * np.log10(power.sum(axis=1) + 1e-12)
+        mel = power @ filters
+        cepstra[start : start + len(block)] = dct(np.log(mel + 1e-8), type=2, axis=1, norm="ortho")[:, 1:N_COEFFS]
     voiced = energy_db > energy_db.max() + SILENCE_DB
     if speech is not None:
         voiced &= speech[:n_frames] if len(speech) >= n_frames else np.pad(speech, (0, n_frames - len(speech)))
-    cepstra = dct(np.log(mel + 1e-8), type=2, axis=1, norm="ortho")[:, 1:N_COEFFS].astype(np.float32)
     if voiced.any():
         mean = cepstra[voiced].mean(axis=0)
         std = cepstra[voiced].std(axis=0) + 1e-6
