@@ -100,6 +100,13 @@ def _render_failed(exc: Exception, render_options: dict) -> RenderFailed:
     )
 
 
+def _error_outcome(info: RowInfo, exc: Exception, plan: str = "") -> RowOutcome:
+    """The `error` verdict of a row whose stage raised: our own errors say what was wrong in their
+    message; anything else is named by its type as well."""
+    reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
+    return RowOutcome(info=info, status=ERROR, reasons=(reason or type(exc).__name__,), plan=plan)
+
+
 BURN_PUBLISHED = burn_published_task.with_options(
     task_run_name=lambda parameters: f"burn-published-{parameters['info'].row_id}"
 )
@@ -129,8 +136,7 @@ def burn_published_row(
             )
         )
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
-        reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
-        return RowOutcome(info=info, status=ERROR, reasons=(reason or type(exc).__name__,), plan=plan)
+        return _error_outcome(info, exc, plan)
 
 
 def update_captions_row(
@@ -142,8 +148,7 @@ def update_captions_row(
     try:
         outcome = yield UPDATE_CAPTIONS.submit(constant(update), catalog, run_id, constant(signing))
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
-        reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
-        return RowOutcome(info=update.info, status=ERROR, reasons=(reason or type(exc).__name__,), plan=update.why)
+        return _error_outcome(update.info, exc, update.why)
     return outcome
 
 
@@ -219,5 +224,4 @@ def _stages(
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
         if rendered is not None:
             discard_scratch(rendered)
-        reason = str(exc) if isinstance(exc, SonicCatalogError) else f"{type(exc).__name__}: {exc}"
-        return RowOutcome(info=info, status=ERROR, reasons=(reason or type(exc).__name__,))
+        return _error_outcome(info, exc)
