@@ -91,15 +91,11 @@ class SyncMeasurement:
 
     def correlation_within(self, max_abs_lag: int) -> float:
         """The best correlation of the lag curve within ±`max_abs_lag` frames (NaN if none)."""
-        values = [c for lag, c in self.correlation_by_lag.items() if abs(lag) <= max_abs_lag and math.isfinite(c)]
-        return max(values) if values else float("nan")
+        return _best_within(self.correlation_by_lag, max_abs_lag)
 
     def whole_clip_correlation_within(self, max_abs_lag: int) -> float:
         """The best whole-clip correlation (speech and pauses) within ±`max_abs_lag` frames (NaN if none)."""
-        values = [
-            c for lag, c in self.whole_clip_correlation_by_lag.items() if abs(lag) <= max_abs_lag and math.isfinite(c)
-        ]
-        return max(values) if values else float("nan")
+        return _best_within(self.whole_clip_correlation_by_lag, max_abs_lag)
 
     def whole_clip_prominence_within(self, max_abs_lag: int) -> float:
         """How far the best whole-clip correlation within ±`max_abs_lag` stands above the whole-clip
@@ -111,6 +107,13 @@ class SyncMeasurement:
         if not values:
             return float("nan")
         return self.whole_clip_correlation_within(max_abs_lag) - float(np.median(values))
+
+    def whole_clip_figures(self, max_abs_lag: int) -> dict[str, float | str]:
+        """The whole-clip figures QA keeps, at the tolerance it judges them with (rounded, JSON-able)."""
+        return {
+            "sync_whole_clip_correlation": _rounded(self.whole_clip_correlation_within(max_abs_lag)),
+            "sync_whole_clip_prominence": _rounded(self.whole_clip_prominence_within(max_abs_lag)),
+        }
 
     def figures(self) -> dict[str, float | int | str]:
         """The figures a sidecar, a ledger and a report keep (rounded, JSON-able)."""
@@ -130,6 +133,12 @@ class SyncMeasurement:
             "sync_whole_clip_correlation_at_zero": _rounded(self.whole_clip_correlation_by_lag.get(0, float("nan"))),
             "sync_confident": "yes" if self.confident else "no",
         }
+
+
+def _best_within(curve: dict[int, float], max_abs_lag: int) -> float:
+    """The highest finite value of a lag curve within ±`max_abs_lag` frames (NaN if none)."""
+    values = [c for lag, c in curve.items() if abs(lag) <= max_abs_lag and math.isfinite(c)]
+    return max(values) if values else float("nan")
 
 
 def _rounded(value: float) -> float | str:

@@ -297,21 +297,12 @@ def _whole_clip_failures(sync: SyncMeasurement, t: QAThresholds) -> list[str]:
 def _check_sync(sync: SyncMeasurement, t: QAThresholds, failures: list[str], figures: dict) -> None:
     figures["speech_frames"] = int(sync.speech_mask.sum())
     figures.update(sync.figures())
-    figures["sync_whole_clip_correlation"] = _rounded_figure(
-        sync.whole_clip_correlation_within(t.max_abs_av_offset_frames)
-    )
-    figures["sync_whole_clip_prominence"] = _rounded_figure(
-        sync.whole_clip_prominence_within(t.max_abs_av_offset_frames)
-    )
+    figures.update(sync.whole_clip_figures(t.max_abs_av_offset_frames))
     found = sync_failures(sync, t)
     failures.extend(found)
     if found:
         figures["sync_unmeasured_reason"] = ""
         figures["sync_status"] = "failed"
-
-
-def _rounded_figure(value: float) -> float | str:
-    return round(float(value), 4) if math.isfinite(value) else "n/a"
 
 
 def silences(speech: np.ndarray, min_frames: int) -> list[tuple[int, int]]:
