@@ -24,7 +24,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.catalog import Catalog, now_iso, rendition_key, withdraw
+from tasks.catalog import Catalog, now_iso, published_renditions, rendition_key, withdraw
 from tasks.publish import with_burned_captions
 from tasks.records import PUBLISHED, RenderedVideo, RowInfo, RowOutcome
 from tasks.signing import sign_renditions
@@ -82,18 +82,18 @@ def burn_published(
         rendered, burned = with_burned_captions(rendered, {"srt": srt, "language": captions["language"]})
         signed = sign_renditions(rendered, signing, vtt)
         withdraw(catalog, sidecar_path)  # as publishing does: no old sidecar describes new files
-        published = []
+        published = []  # the sidecar's rendition entries, each published at its own `video` key
         for rendition, entry in zip(rendered.renditions, sidecar["renditions"], strict=True):
             path, record = signed[rendition["name"]]
-            final = catalog.put_file(path, catalog.path(rendition_key(prefix, rendition["name"]) + ".mp4"))
-            published.append((final, {**entry, "credentials": record, "captions_burned": True}))
+            catalog.put_file(path, catalog.path(rendition_key(prefix, rendition["name"]) + ".mp4"))
+            published.append({**entry, "credentials": record, "captions_burned": True})
         timings = {"burn_s": round(time.perf_counter() - started, 3)}
         rewritten = {
             **sidecar,
             "content_key": content_key,
             "frames_key": frames_key,  # burned renditions: a captions change now renders again
             "generator": {**generator, "params": params},
-            "renditions": [entry for _, entry in published],
+            "renditions": published,
             "burned_captions": {**burned, "from_run": sidecar.get("run_id")},
             "timings": timings,
             "run_id": run_id,
@@ -113,16 +113,7 @@ def burn_published(
         timings=timings,
         postprocess=sidecar.get("postprocess") or {},
         plan=why,
-        renditions=tuple(
-            {
-                "name": entry["name"],
-                "uri": catalog.uri(final),
-                "width": entry["width"],
-                "height": entry["height"],
-                "passed": True,
-            }
-            for final, entry in published
-        ),  # fmt: skip
+        renditions=published_renditions(catalog, published),
     )
 
 

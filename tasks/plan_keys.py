@@ -48,7 +48,7 @@ class KeyMaker:
         params = key_params(params, has_captions=self.has_captions)
         # Whether these keys have captions burned into renditions (`key_params` kept the switch).
         self.burns = bool(params.get("burn_captions"))
-        self.settings, self.params, self.script_sha256 = settings, params, script_sha256
+        self.settings, self.params = settings, params
         # The renditions a published row with these parameters has beside its master.
         self.renditions = tuple(name for name in params.get("renditions") or () if name != "master")
         fixed = {"generator": settings.generator, "generator_version": settings.generator_version, "params": params}
