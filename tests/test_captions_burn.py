@@ -127,6 +127,23 @@ def test_long_lines_are_broken_to_fit_between_the_margins():
         assert not any(line[0] in "，。、" for line in lines)  # a line never starts with closing punctuation
 
 
+def test_a_line_breaks_where_the_cue_builder_would_between_words_of_korean_and_characters_of_chinese():
+    # Korean is written with spaces between words: a burned line breaks between them, as the cue
+    # builder does, never between a word's syllables. A Latin word inside Chinese stays whole.
+    area = safe_area(1080, 1920)
+    korean = "오늘은 데이터 분석의 기초를 배우고 간단한 예제로 직접 연습해 보겠습니다"
+    lines = fitted_lines((korean,), find_font(font_for("ko", korean)), area)
+    assert len(lines) >= 2, lines
+    assert " ".join(lines).split() == korean.split()
+    mixed = "这门课程使用 Python 和 Jupyter 笔记本，从一段简短的历史开始，然后我们来看看你将使用的工具。"
+    lines = fitted_lines((mixed,), find_font(font_for("zh", mixed)), area)
+    assert len(lines) >= 2, lines
+    assert "".join(lines).replace(" ", "") == mixed.replace(" ", "")
+    words = " ".join(lines).split()
+    assert "Python" in words and "Jupyter" in words, lines
+    assert not any(line[0] in "，。、" for line in lines)
+
+
 @pytest.mark.parametrize("language", sorted(SCRIPTS))
 def test_each_script_family_gets_an_installed_font_with_every_glyph(language):
     family, text = SCRIPTS[language]

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sonic_model.captions.formats import Cue
+from sonic_model.captions.text import tokenize
 from sonic_model.errors import CaptionFontError, OutputError
 
 VERTICAL_BOTTOM_SHARE = 0.35
@@ -300,18 +301,20 @@ def fitted_lines(lines: tuple[str, ...], font: FontFile, area: SafeArea) -> list
 
 
 def _break_units(line: str) -> list[str]:
-    """The pieces a line may be broken between: words (with their following space) and, inside
-    a word of an unspaced script, single characters (punctuation kept with the one before)."""
+    """The pieces a line may be broken between: the cue builder's tokens (`text.tokenize`), each
+    with the space that follows it. Words of spaced scripts stay whole (Korean too: Hangul is
+    written with spaces between words); an unspaced script (Chinese, Japanese, Thai) breaks
+    between characters, and punctuation stays with the token before it."""
+    tokens = tokenize(line)
     units: list[str] = []
-    for word in re.findall(r"\S+\s*", line):
-        if not any(script_of(c) in ("cjk", "thai") for c in word):
-            units.append(word)
-            continue
-        for character in word:
-            if units and (character in _NO_LINE_START or character.isspace()):
-                units[-1] += character
-            else:
-                units.append(character)
+    for index, token in enumerate(tokens):
+        spaced_next = index + 1 < len(tokens) and tokens[index + 1].spaced
+        if units and token.text[0] in _NO_LINE_START:
+            units[-1] += token.text  # a line does not start with closing punctuation
+        else:
+            units.append(token.text)
+        if spaced_next:
+            units[-1] += " "
     return units
 
 
