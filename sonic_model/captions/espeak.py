@@ -3,14 +3,24 @@
 It gives the audio and, for each word, where it starts in the audio: the aligner's reference. The
 library is called through ctypes (no Python binding is packaged); it keeps global state, so calls
 are serialised by one lock. No model is downloaded: the voices are the package's data.
+
+The library is loaded afresh for every call (`_Engine._library`, 7-9 ms): it carries state from
+one utterance to the next (the phase of its pitch flutter is a function-static counter in
+wavegen.c's AdvanceParameters that no API resets), so the same text came out a few milliseconds
+longer or shorter depending on what had been said before in the process, and one row's
+script-vs-audio match moved by up to 0.17 from call to call (0.41-0.58 for one wrong script).
+A QA verdict must not depend on which rows a worker rendered before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import re
 import threading
+from _ctypes import dlclose  # CPython's own: ctypes has no public way to unload a library
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,23 +85,39 @@ class Synthesis:
 
 class _Engine:
     def __init__(self) -> None:
-        name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+        self.name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+        self.chunks: list[np.ndarray] = []
+        self.events: list[tuple[int, int]] = []
+        self.callback = SynthCallback(self._on_audio)  # kept referenced: the library calls it later
+        self.lock = threading.Lock()
+        self.voices: dict[str, str | None] = {}
+        self.sample_rate = 0
+        with self.lock, self._library():  # fails here, once, when the package is missing
+            pass
+
+    @contextlib.contextmanager
+    def _library(self) -> Iterator[ctypes.CDLL]:
+        """libespeak-ng loaded and initialised with fresh state, unloaded after (module docstring).
+
+        Only one instance may be loaded at a time (loading the same file again while it is open
+        shares its state): callers hold `self.lock`."""
         try:
-            self.lib = ctypes.CDLL(name)
+            lib = ctypes.CDLL(self.name)
         except OSError as error:
             raise EspeakUnavailable(
                 f"libespeak-ng cannot be loaded ({error}); install the Debian package espeak-ng"
             ) from error
-        self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_DONT_EXIT)
-        if self.sample_rate <= 0:
-            raise EspeakUnavailable("espeak_Initialize failed; is the espeak-ng-data package installed?")
-        self.chunks: list[np.ndarray] = []
-        self.events: list[tuple[int, int]] = []
-        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
-        self.callback = SynthCallback(self._on_audio)  # kept referenced: the library calls it later
-        self.lib.espeak_SetSynthCallback(self.callback)
-        self.lock = threading.Lock()
+        try:
+            self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_DONT_EXIT)
+            if self.sample_rate <= 0:
+                raise EspeakUnavailable("espeak_Initialize failed; is the espeak-ng-data package installed?")
+            lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+            lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+            lib.espeak_SetSynthCallback(self.callback)
+            yield lib
+        finally:
+            lib.espeak_Terminate()
+            dlclose(lib._handle)
 
     def _on_audio(self, wav, count, events) -> int:
         if count > 0:
@@ -108,32 +134,33 @@ class _Engine:
         tag = language.strip().lower().replace("_", "-")
         candidates = [_VOICE_ALIASES.get(tag, tag), _VOICE_ALIASES.get(tag.split("-")[0], tag.split("-")[0])]
         with self.lock:
-            for candidate in candidates:
-                if self.lib.espeak_SetVoiceByName(candidate.encode()) == 0:
-                    return candidate
-        return None
+            if tag not in self.voices:  # the installed voices do not change while the process runs
+                with self._library() as lib:
+                    found = [c for c in candidates if lib.espeak_SetVoiceByName(c.encode()) == 0]
+                self.voices[tag] = found[0] if found else None
+            return self.voices[tag]
 
     def phoneme_words(self, text: str, voice: str) -> list[str]:
         """eSpeak NG's phoneme mnemonics for `text`, a word each; "(xx)" marks a switch to language xx."""
         buffer = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
         cursor = ctypes.c_char_p(ctypes.addressof(buffer))
         words: list[str] = []
-        with self.lock:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        with self.lock, self._library() as lib:
+            if lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise ValueError(f"eSpeak NG has no voice {voice!r}; see `espeak-ng --voices`")
             while cursor.value:
-                clause = self.lib.espeak_TextToPhonemes(ctypes.byref(cursor), _CHARS_UTF8, 0)
+                clause = lib.espeak_TextToPhonemes(ctypes.byref(cursor), _CHARS_UTF8, 0)
                 words += (clause or b"").decode("utf-8", "replace").split()
         return words
 
     def synthesize(self, text: str, voice: str, words_per_minute: int = 175) -> Synthesis:
         data = text.encode("utf-8") + b"\0"
-        with self.lock:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        with self.lock, self._library() as lib:
+            if lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise ValueError(f"eSpeak NG has no voice {voice!r}; see `espeak-ng --voices`")
-            self.lib.espeak_SetParameter(_RATE, words_per_minute, 0)
+            lib.espeak_SetParameter(_RATE, words_per_minute, 0)
             self.chunks, self.events = [], []
-            status = self.lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            status = lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             if status != 0:
                 raise RuntimeError(f"espeak_Synth failed with status {status} for voice {voice!r}")
             chunks, events = self.chunks, self.events
