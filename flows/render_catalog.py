@@ -221,7 +221,12 @@ def render_catalog(
         def pipeline(planned):
             if planned.decision == UPDATE_CAPTIONS:  # only its captions changed: no probe, no render
                 return update_captions_row(
-                    captions_update_of(planned), catalog=catalog, run_id=run_id, signing=signing, on_cluster=cluster
+                    captions_update_of(planned),
+                    catalog=catalog,
+                    run_id=run_id,
+                    signing=signing,
+                    min_script_match=thresholds.min_script_match,
+                    on_cluster=cluster,
                 )
             if planned.burn_only:  # only burning switched on: burned from the published renditions
                 content, frames = planned.burn_only

@@ -140,13 +140,19 @@ def burn_published_row(
 
 
 def update_captions_row(
-    update: CaptionsUpdate, *, catalog: str, run_id: str, signing: dict | None = None, on_cluster: bool = False
+    update: CaptionsUpdate,
+    *,
+    catalog: str,
+    run_id: str,
+    signing: dict | None = None,
+    min_script_match: float | None = None,
+    on_cluster: bool = False,
 ) -> RowPipeline:
     """A row the plan found changed only in its captions: one task, `update-captions-<row_id>`
     (`tasks/captions_update.py`), no probe and no render. Ends with a verdict whatever happens."""
     constant = _unquoted if on_cluster else quote
     try:
-        outcome = yield UPDATE_CAPTIONS.submit(constant(update), catalog, run_id, constant(signing))
+        outcome = yield UPDATE_CAPTIONS.submit(constant(update), catalog, run_id, constant(signing), min_script_match)
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong
         return _error_outcome(update.info, exc, update.why)
     return outcome

@@ -62,8 +62,15 @@ class PublishedEntryChanged(RuntimeError):
     """The published entry is not the one the plan saw (another writer, a hand edit)."""
 
 
-def update_captions(update: CaptionsUpdate, catalog_url: str, run_id: str, signing: dict | None = None) -> RowOutcome:
-    """Re-align, re-check, re-mux, re-sign and publish one row's captions (module docstring)."""
+def update_captions(
+    update: CaptionsUpdate,
+    catalog_url: str,
+    run_id: str,
+    signing: dict | None = None,
+    min_script_match: float | None = None,
+) -> RowOutcome:
+    """Re-align, re-check, re-mux, re-sign and publish one row's captions (module docstring).
+    `min_script_match`: the run's `QAThresholds.min_script_match` (None: the default)."""
     from sonic_model.audio import load_audio
     from sonic_model.digest import sha256_file
     from sonic_model.errors import CaptionsError
@@ -104,7 +111,9 @@ def update_captions(update: CaptionsUpdate, catalog_url: str, run_id: str, signi
             source["captions_sha256"] = update.seen.captions_sha256
         # Timed on the sound as published: re-timed by the render's lip-sync delay, if any.
         delay_ms = float((sidecar.get("postprocess") or {}).get("av_offset_applied_ms") or 0.0)
-        captions, failures, figures = make_row_captions(source, info.language, audio, delay_ms)
+        captions, failures, figures = make_row_captions(
+            source, info.language, audio, delay_ms, min_script_match=min_script_match
+        )
         aligned_s = time.perf_counter() - started
         if failures or captions is None:
             return _rejected(catalog, update, run_id, captions, failures, figures, sidecar)
@@ -241,7 +250,11 @@ def _rejected(catalog, update, run_id, captions, failures, figures, sidecar) -> 
 
 @task(name="update-captions", cache_policy=NONE)
 def update_captions_task(
-    update: CaptionsUpdate, catalog_url: str, run_id: str, signing: dict | None = None
+    update: CaptionsUpdate,
+    catalog_url: str,
+    run_id: str,
+    signing: dict | None = None,
+    min_script_match: float | None = None,
 ) -> RowOutcome:
     """`update_captions` as the row's one task (`update-captions-<row_id>` in Prefect's UI)."""
-    return update_captions(update, catalog_url, run_id, signing)
+    return update_captions(update, catalog_url, run_id, signing, min_script_match)

@@ -110,7 +110,9 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
             failures += [f"{name} rendition: {failure}" for failure in own.failures]
         captions = None
         if rendered.captions_source:
-            captions, caption_failures, caption_figures = check_row_captions(rendered, audio)
+            captions, caption_failures, caption_figures = check_row_captions(
+                rendered, audio, checked_against.min_script_match
+            )
             failures += caption_failures
             result_figures = {**dict(result.figures), **caption_figures}
         else:
@@ -129,11 +131,15 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
     )
 
 
-def check_row_captions(rendered: RenderedVideo, audio) -> tuple[dict | None, list[str], dict]:
+def check_row_captions(
+    rendered: RenderedVideo, audio, min_script_match: float | None = None
+) -> tuple[dict | None, list[str], dict]:
     """The row's captions made (aligned from its script, or its given file) and checked: the
     caption record for publishing, QA failures, and the figures for the report."""
     delay_ms = float(rendered.render.get("av_offset_applied_ms") or 0.0)
-    return make_row_captions(rendered.captions_source or {}, rendered.info.language, audio, delay_ms)
+    return make_row_captions(
+        rendered.captions_source or {}, rendered.info.language, audio, delay_ms, min_script_match=min_script_match
+    )
 
 
 def as_published(audio, delay_ms: float):
@@ -150,11 +156,14 @@ def as_published(audio, delay_ms: float):
     return dataclasses.replace(audio, samples=np.ascontiguousarray(moved[:length], dtype=np.float32))
 
 
-def make_row_captions(source: dict, language: str, audio, delay_ms: float = 0.0) -> tuple[dict | None, list[str], dict]:
+def make_row_captions(
+    source: dict, language: str, audio, delay_ms: float = 0.0, *, min_script_match: float | None = None
+) -> tuple[dict | None, list[str], dict]:
     """Captions from a row's captions source (`tasks.render.captions_source`) over its script
     audio (an `AudioClip`) as published (`as_published`: `delay_ms` is the render's
     `av_offset_applied_ms`), and their QA: (caption record, QA failures, report figures). Used by
-    a render's QA and by a captions-only update (`tasks.captions_update`) alike."""
+    a render's QA and by a captions-only update (`tasks.captions_update`) alike.
+    `min_script_match`: the run's `QAThresholds.min_script_match` (None: the default)."""
     from sonic_model.audio import speech_segments
     from sonic_model.captions import captions_from, check_captions
 
@@ -178,7 +187,7 @@ def make_row_captions(source: dict, language: str, audio, delay_ms: float = 0.0)
         "script_match": figures["captions_script_match"],
         "cues": len(captions.cues),
     }
-    return record, check_captions(captions), figures
+    return record, check_captions(captions, min_script_match), figures
 
 
 # QA and publishing are one task: on a cluster each Prefect task costs tens of milliseconds of

@@ -48,3 +48,20 @@ def test_the_published_sound_keeps_its_length(speech) -> None:
     later = as_published(audio, 250.0).samples
     assert not later[:4000].any() and np.array_equal(later[4000:], audio.samples[:-4000])
     assert as_published(audio, 0.0) is audio
+
+
+def test_the_run_s_script_match_threshold_decides_the_row(speech) -> None:
+    # `--qa-threshold min_script_match=...` reaches the caption check (a render's QA and a
+    # captions-only update both pass the run's value here); the reason names the run's figure.
+    audio, source = speech
+    record, failures, figures = make_row_captions(source, "en", audio)
+    assert failures == [] and figures["captions_script_match"] > 1.0
+    _, failures, _ = make_row_captions(source, "en", audio, min_script_match=9.0)
+    assert len(failures) == 1 and "under 9.00" in failures[0], failures
+    # another script: its match fails at the default, and not with the threshold lowered under it
+    other = {"script_text": "Ein ganz anderer Satz auf Deutsch, über etwas anderes."}
+    _, failures, figures = make_row_captions(other, "de", audio)
+    assert any("script-vs-audio match" in failure for failure in failures), failures
+    lowered = figures["captions_script_match"] - 0.01
+    _, failures, _ = make_row_captions(other, "de", audio, min_script_match=lowered)
+    assert not any("script-vs-audio" in failure for failure in failures), failures

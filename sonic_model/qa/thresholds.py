@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sonic_model.captions.checks import MIN_SCRIPT_MATCH
 from sonic_model.encode import FPS
 from sonic_model.errors import InputError
 from sonic_model.sync import MIN_SYNC_CONFIDENCE, MIN_SYNC_PEAK_MARGIN, MIN_SYNC_SPEECH_S, SYNC_SEARCH_FRAMES
@@ -128,6 +129,13 @@ class QAThresholds:
     # composites 1.4-2.3, the same frames pasted with a hard rectangle 12.7-22.6.
     max_seam_strength: float = 8.0
     seam_frame_step: int = 5
+
+    # Captions (sonic_model/captions/checks.py): a row whose script-vs-audio match (standard
+    # deviations by which the script's warp path beats the reversed synthetic speech's) is under
+    # this fails: its audio does not speak its script. Set by benchmarks/caption_alignment.py
+    # (docs/captions.md); a narrator much slower than the study's reader can score under it with
+    # the right script (docs/captions.md "Slow narrators"), and a run may lower it.
+    min_script_match: float = MIN_SCRIPT_MATCH
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> QAThresholds:
         """A copy with some values changed; unknown names or wrong types raise `InputError`."""
