@@ -18,7 +18,10 @@ Figures:
 - mismatch: every case's script against its own audio (good) and against the audio of cases that
   share no sentence with it (swapped);
 - the caption QA coverage checks (speech >= 0.5 s under cues, no cue over > 1 s of silence) on the
-  good captions, with silero-vad's speech segments as the pipeline gives them.
+  good captions, with silero-vad's speech segments as the pipeline gives them;
+- other paces: every good case played slower and faster (ffmpeg's atempo, pitch kept) and the
+  passages with 1.5-3 s pauses between sentences; how many correct scripts then fail. The reader
+  is fast (146-191 words a minute by sentence): 0.8x is a common narration pace, 0.7x a slow one.
 """
 
 from __future__ import annotations
@@ -186,9 +189,15 @@ def measure(
             match = align_script(script, str(other), case.samples, segments_of[case.name]).script_match
             if match is not None:  # None: a script the voice cannot read (Japanese kanji)
                 languages.append(match)
+    paces = {}
+    for name, variant in other_paces(cases):
+        samples, script = variant
+        match = align_script(script, language, samples, speech_segments(AudioClip(samples))).script_match
+        paces.setdefault(name, []).append(match)
     return {
         "language": language,
         "cases": len(cases),
+        "paces": {name: np.array(values) for name, values in paces.items()},
         "languages": np.array(languages),
         "audio_s": audio_s,
         "phrase_ms": np.array(phrase_errors) * 1000,
@@ -201,7 +210,45 @@ def measure(
     }
 
 
-THRESHOLDS = (0.80, 0.90, 1.00, 1.05, 1.10, 1.20)
+# Tempo factors (ffmpeg atempo: WSOLA, the pitch kept): the reader slower and faster.
+PACES = (0.7, 0.8, 1.25, 1.4)
+LONG_PAUSE_S = (1.5, 3.0)
+
+
+def at_tempo(samples: np.ndarray, factor: float) -> np.ndarray:
+    """`samples` (16 kHz mono float32) played `factor` times as fast, pitch kept (ffmpeg's atempo)."""
+    import ffmpeg
+
+    from sonic_model.encode import ffmpeg_executable
+
+    out, _ = (
+        ffmpeg.input("pipe:", format="f32le", ar=SAMPLE_RATE, ac=1)
+        .filter("atempo", factor)
+        .output("pipe:", format="f32le", ar=SAMPLE_RATE, ac=1)
+        .run(cmd=ffmpeg_executable(), input=samples.astype(np.float32).tobytes(), capture_stdout=True, quiet=True)
+    )
+    return np.frombuffer(out, np.float32).copy()
+
+
+def other_paces(cases: list[Case], seed: int = 5):
+    """(pace name, (samples, script)) of every case at each of `PACES`, and of every passage with
+    1.5-3 s of its room noise between sentences instead of its own pauses."""
+    rng = np.random.default_rng(seed)
+    sentences = load_sentences()
+    for case in cases:
+        for factor in PACES:
+            yield f"tempo {factor}x", (at_tempo(case.samples, factor), case.script)
+        if len(case.sentences) > 1:
+            parts = []
+            for index, name in enumerate(case.sentences):
+                if index:
+                    room = sentences[case.sentences[index - 1]].room
+                    parts.append(_room_noise(room, int(rng.uniform(*LONG_PAUSE_S) * SAMPLE_RATE), rng))
+                parts.append(sentences[name].samples)
+            yield "pauses of 1.5-3 s", (np.concatenate(parts), case.script)
+
+
+THRESHOLDS = (0.80, 0.90, 0.95, 1.00, 1.05, 1.10, 1.20)
 
 
 def print_thresholds(good: np.ndarray, wrong: dict[str, np.ndarray]) -> None:
@@ -242,6 +289,13 @@ def report(figures: dict) -> None:
             f"caught {(languages < MIN_SCRIPT_MATCH).mean():.1%} of {len(languages)}"
         )
     print_thresholds(good, {"swapped": swapped, "other language": languages})
+    print(f"  correct scripts at other paces (threshold {MIN_SCRIPT_MATCH}):")
+    for name, values in figures["paces"].items():
+        print(
+            f"    {name}: min {values.min():.3f} median {np.median(values):.3f}; "
+            f"failed {(values < MIN_SCRIPT_MATCH).sum()} of {len(values)}"
+            + "".join(f", under {t:.2f}: {(values < t).sum()}" for t in (0.85, 0.90, 0.95))
+        )
     failures = figures["coverage_failures"]
     print(f"  coverage checks (speech >= 0.5 s under cues, no cue over > 1 s silence): {len(failures)} cases fail")
     for name, reasons in failures:

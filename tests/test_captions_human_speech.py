@@ -52,6 +52,27 @@ def test_right_transcript_passes_qa_and_another_fails_naming_the_figure(sentence
     assert right.script_match > wrong.script_match
 
 
+def test_the_right_transcript_read_slower_still_passes(sentence_0870) -> None:
+    # The reader says 0870 at 191 words a minute; at 0.8x (153, a common narration pace) its
+    # match fell to 0.95, under the threshold, until the figure was measured on the script said
+    # at the speaker's pace (align.py step 4). ffmpeg's atempo keeps the pitch.
+    import ffmpeg
+
+    from sonic_model.encode import ffmpeg_executable
+
+    clip, _ = sentence_0870
+    out, _ = (
+        ffmpeg.input("pipe:", format="f32le", ar=16000, ac=1)
+        .filter("atempo", 0.8)
+        .output("pipe:", format="f32le", ar=16000, ac=1)
+        .run(cmd=ffmpeg_executable(), input=clip.samples.astype(np.float32).tobytes(), capture_stdout=True, quiet=True)
+    )
+    slower = AudioClip(np.frombuffer(out, np.float32).copy())
+    assert slower.duration_s == pytest.approx(clip.duration_s / 0.8, abs=0.05)
+    captions = make_captions(SCRIPT_0870, "en", slower.samples, speech_segments(slower))
+    assert check_captions(captions) == [], captions.script_match
+
+
 def test_phrase_start_moves_past_a_pause_it_would_run_through() -> None:
     # "was;" ends a phrase; the warp put "he" at 5.1 s, before a pause (5.9-6.9 s) that the
     # synthesizer's shorter clause pause did not match: the phrase begins at 6.9 s. "might",

@@ -7,6 +7,12 @@
 3. Starts are refined at speech pauses: a word start that lands inside a pause moves to where
    speech resumes, as does a phrase's first word that would otherwise run on through a pause;
    the word before it ends where the pause begins.
+4. The match figure (below) is measured on the script said again at the speaker's pace (the
+   ratio of voiced frames, within `PACE_RANGE_WPM`). A correct script's figure falls as the
+   speaker slows (eSpeak NG speech at 145 words/min: median 2.13, at 90: 1.71), and a LibriVox
+   reader slowed to a common narration pace scored under the threshold without it. The timing
+   stays with the first synthesis: said at the speaker's pace, eSpeak NG stretches its pauses
+   more than its words, and word starts came out worse (benchmarks/caption_human_speech.py).
 
 A language eSpeak NG has no voice for is timed proportionally: the script's characters are spread
 evenly over the speech segments (`method == "proportional"`, said in the sidecar).
@@ -34,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sonic_model.captions import espeak
-from sonic_model.captions.dtw import warp
+from sonic_model.captions.dtw import WarpPath, warp
 from sonic_model.captions.features import HOP_S, SAMPLE_RATE, frame_count, mfcc_frames
 from sonic_model.captions.text import Token, display_width, normalize_script, tokenize
 
@@ -45,6 +51,10 @@ BAND_MIN_S, BAND_MAX_S = 5.0, 15.0
 MIN_PAUSE_S = 0.15
 # A phrase's first word that lands this close to the end of a pause starts where speech resumes.
 SNAP_S = 0.3
+# eSpeak NG's rates (words a minute) the synthetic speech may be said at to follow the speaker's
+# pace; a pace within `PACE_TOLERANCE` of the first synthesis keeps it.
+PACE_RANGE_WPM = (80, 450)
+PACE_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -104,27 +114,71 @@ def align_script(
         starts = _proportional_starts(tokens, segments)
         return Alignment(_timed(tokens, starts, segments), "proportional", None, None, segments)
 
-    synthesis = espeak.synthesize(text, voice, words_per_minute)
-    from sonic_model.audio import resample  # a leaf import: audio.py pulls in the decoder
-
-    synthetic_samples = resample(synthesis.samples, synthesis.sample_rate, SAMPLE_RATE)
-    synthetic, synthetic_voiced = mfcc_frames(synthetic_samples)
-    s0, s1 = _voiced_span(synthetic_voiced)
-    r0, r1 = _voiced_span(real_voiced)
-    longer = max(s1 - s0, r1 - r0)
-    half_width = int(np.clip(BAND_FRACTION * longer, BAND_MIN_S / HOP_S, BAND_MAX_S / HOP_S))
-    voiced = synthetic_voiced[s0:s1], real_voiced[r0:r1]
-    path = warp(synthetic[s0:s1], real[r0:r1], half_width, *voiced)
-    backwards = warp(synthetic[s0:s1][::-1].copy(), real[r0:r1], half_width, voiced[0][::-1].copy(), voiced[1])
+    synthesis, synthetic_samples, synthetic_frames = _synthetic(text, voice, words_per_minute)
+    synthetic, spoken = _VoicedPart.of(*synthetic_frames), _VoicedPart.of(real, real_voiced)
+    pace = words_per_minute * synthetic.voiced.sum() / max(int(spoken.voiced.sum()), 1)
+    pace = int(round(np.clip(pace, *PACE_RANGE_WPM)))
+    paced = abs(pace / words_per_minute - 1.0) > PACE_TOLERANCE  # the figure needs another synthesis
+    # (the z-scores are only measured on the path the figure is taken from)
+    masks = (None, None) if paced else (synthetic.voiced, spoken.voiced)
+    path = warp(synthetic.frames, spoken.frames, _half_width(synthetic, spoken), *masks)
 
     synthetic_starts = _synthetic_token_starts(tokens, synthesis.word_starts, len(synthetic_samples) / SAMPLE_RATE)
-    frames = np.clip(np.round(synthetic_starts / HOP_S).astype(np.int64) - s0, 0, s1 - s0 - 1)
+    frames = np.clip(np.round(synthetic_starts / HOP_S).astype(np.int64) - synthetic.start, 0, len(synthetic) - 1)
     positions = np.searchsorted(path.reference, frames, side="left")
-    starts = (path.query[np.minimum(positions, len(path.query) - 1)] + r0) * HOP_S
+    starts = (path.query[np.minimum(positions, len(path.query) - 1)] + spoken.start) * HOP_S
     starts = np.maximum.accumulate(starts)
-    match = backwards.mean_z - path.mean_z
-    match = float(match) if np.isfinite(match) else None  # no voiced frame to compare
+    del synthesis, synthetic_samples  # a 10-minute script's speech is ~80 MB: not kept beside the next
+
+    if paced:  # the figure at the speaker's pace (step 4)
+        match = _script_match(_VoicedPart.of(*_synthetic(text, voice, pace)[2]), spoken)
+    else:
+        match = _script_match(synthetic, spoken, path)
     return Alignment(_timed(tokens, starts, segments), "espeak-dtw", voice, match, segments)
+
+
+@dataclass(frozen=True)
+class _VoicedPart:
+    """A signal's MFCC frames from its first to its last voiced frame."""
+
+    frames: np.ndarray
+    voiced: np.ndarray
+    start: int  # index of the first frame in the whole signal
+
+    @classmethod
+    def of(cls, frames: np.ndarray, voiced: np.ndarray) -> _VoicedPart:
+        start, end = _voiced_span(voiced)
+        return cls(frames[start:end], voiced[start:end], start)
+
+    def __len__(self) -> int:
+        return len(self.voiced)
+
+
+def _half_width(synthetic: _VoicedPart, spoken: _VoicedPart) -> int:
+    """The DTW band's half-width in frames (`BAND_FRACTION` of the longer, within its limits)."""
+    longer = max(len(synthetic), len(spoken))
+    return int(np.clip(BAND_FRACTION * longer, BAND_MIN_S / HOP_S, BAND_MAX_S / HOP_S))
+
+
+def _script_match(synthetic: _VoicedPart, spoken: _VoicedPart, forward: WarpPath | None = None) -> float | None:
+    """How many standard deviations cheaper the script's warp path (`forward`, if already made)
+    is than the path of its synthetic speech played backwards; None without voiced frames."""
+    half_width = _half_width(synthetic, spoken)
+    if forward is None:
+        forward = warp(synthetic.frames, spoken.frames, half_width, synthetic.voiced, spoken.voiced)
+    reversed_frames, reversed_voiced = synthetic.frames[::-1].copy(), synthetic.voiced[::-1].copy()
+    backwards = warp(reversed_frames, spoken.frames, half_width, reversed_voiced, spoken.voiced)
+    match = backwards.mean_z - forward.mean_z
+    return float(match) if np.isfinite(match) else None
+
+
+def _synthetic(text: str, voice: str, words_per_minute: int):
+    """(synthesis, its 16 kHz samples, (MFCC frames, voiced mask)) of `text` said by `voice`."""
+    from sonic_model.audio import resample  # a leaf import: audio.py pulls in the decoder
+
+    synthesis = espeak.synthesize(text, voice, words_per_minute)
+    samples = resample(synthesis.samples, synthesis.sample_rate, SAMPLE_RATE)
+    return synthesis, samples, mfcc_frames(samples)
 
 
 def _segments_mask(segments: list[tuple[float, float]], n_frames: int) -> np.ndarray:
