@@ -110,6 +110,25 @@ def test_the_same_script_gives_the_same_speech_and_figure_whatever_was_said_befo
     assert len(figures) == 1, figures
 
 
+def test_the_synthesis_helper_is_replaced_after_its_calls_and_when_killed(monkeypatch) -> None:
+    # Each fresh load of libespeak-ng 1.51 keeps 3-4 KB, so loads happen in a helper process that
+    # is replaced every HELPER_CALLS calls; a helper killed (out of memory, by hand) is replaced too.
+    text = " ".join(EN)
+    reference = espeak.synthesize(text, "en")
+    monkeypatch.setattr(espeak, "HELPER_CALLS", 2)
+    helper = espeak._HELPER
+    pids = set()
+    for _ in range(5):
+        assert np.array_equal(espeak.synthesize(text, "en").samples, reference.samples)
+        pids.add(helper.process.pid)
+    assert len(pids) >= 3, pids
+    helper.process.kill()
+    helper.process.wait()
+    assert np.array_equal(espeak.synthesize(text, "en").samples, reference.samples)
+    with pytest.raises(ValueError, match="no voice"):  # the helper's error, raised here
+        espeak.synthesize(text, "no-such-voice")
+
+
 def test_tokens_keep_words_whole_and_split_unspaced_scripts() -> None:
     assert [t.text for t in tokenize("Hello, world! (yes)")] == ["Hello,", "world!", "(yes)"]
     assert [t.text for t in tokenize("你好，世界。OK")] == ["你", "好，", "世", "界。", "OK"]

@@ -9,19 +9,28 @@ one utterance to the next (the phase of its pitch flutter is a function-static c
 wavegen.c's AdvanceParameters that no API resets), so the same text came out a few milliseconds
 longer or shorter depending on what had been said before in the process, and one row's
 script-vs-audio match moved by up to 0.17 from call to call (0.41-0.58 for one wrong script).
-A QA verdict must not depend on which rows a worker rendered before.
+A QA verdict must not depend on which rows a worker rendered before. Each load keeps 3-4 KB
+(eSpeak NG 1.51's Terminate does not free the current voice), so `synthesize` runs in a helper
+process (`espeak_helper.py`) that is replaced every `HELPER_CALLS` calls: memory does not grow
+with the number of rows a worker aligns.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import ctypes.util
+import os
+import pickle
 import re
+import subprocess
+import sys
 import threading
 from _ctypes import dlclose  # CPython's own: ctypes has no public way to unload a library
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -185,8 +194,76 @@ def voice_for(language: str) -> str | None:
     return engine().voice_for(language)
 
 
+# Syntheses a helper process serves before it is replaced (each leaves 3-4 KB behind in it).
+HELPER_CALLS = 2000
+
+
+class _Helper:
+    """The synthesis helper process (`espeak_helper.py`): started on first use, replaced after
+    `HELPER_CALLS` calls, when it has died, or in a forked child (which must not share its pipes)."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.owner = 0  # the pid that started it
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def synthesize(self, text: str, voice: str, words_per_minute: int) -> Synthesis:
+        with self.lock:
+            for attempt in (1, 2):  # a helper killed mid-call (out of memory, by hand) is replaced once
+                if self.owner != os.getpid():
+                    self.process = None  # a forked child's copy: its parent's helper, not ours
+                if self.process is None or self.process.poll() is not None or self.calls >= HELPER_CALLS:
+                    self._start()
+                self.calls += 1
+                try:
+                    pickle.dump((text, voice, words_per_minute), self.process.stdin)
+                    self.process.stdin.flush()
+                    kind, payload = pickle.load(self.process.stdout)
+                except (EOFError, OSError, pickle.UnpicklingError) as error:
+                    self.stop()
+                    if attempt == 2:
+                        ended = f"the eSpeak NG helper process ended during a synthesis ({error!r})"
+                        raise RuntimeError(ended) from error
+                    continue
+                if kind == "error":
+                    raise payload
+                return payload
+        raise AssertionError("unreachable")
+
+    def _start(self) -> None:
+        self.stop()
+        package_root = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sonic_model.captions.espeak_helper"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        self.owner, self.calls = os.getpid(), 0
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or self.owner != os.getpid():
+            return
+        for stream in (process.stdin, process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            process.wait(timeout=5)  # EOF on its stdin ends it
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+_HELPER = _Helper()
+atexit.register(_HELPER.stop)
+
+
 def synthesize(text: str, voice: str, words_per_minute: int = 175) -> Synthesis:
-    return engine().synthesize(text, voice, words_per_minute)
+    """`text` said by `voice`: the same speech for the same arguments, whatever was said before."""
+    return _HELPER.synthesize(text, voice, words_per_minute)
 
 
 # Characters a voice of the same language names instead of reading: eSpeak NG's Japanese voice
