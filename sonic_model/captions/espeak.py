@@ -100,9 +100,7 @@ class _Engine:
         self.callback = SynthCallback(self._on_audio)  # kept referenced: the library calls it later
         self.lock = threading.Lock()
         self.voices: dict[str, str | None] = {}
-        self.sample_rate = 0
-        with self.lock, self._library():  # fails here, once, when the package is missing
-            pass
+        self.sample_rate = 0  # set by each load (`_library`); a missing package fails the first use
 
     @contextlib.contextmanager
     def _library(self) -> Iterator[ctypes.CDLL]:
@@ -198,6 +196,10 @@ def voice_for(language: str) -> str | None:
 HELPER_CALLS = 2000
 
 
+class _HelperEnded(Exception):
+    """The helper process's pipes broke during a request (it was killed or crashed)."""
+
+
 class _Helper:
     """The synthesis helper process (`espeak_helper.py`): started on first use, replaced after
     `HELPER_CALLS` calls, when it has died, or in a forked child (which must not share its pipes)."""
@@ -209,27 +211,33 @@ class _Helper:
         self.lock = threading.Lock()
 
     def synthesize(self, text: str, voice: str, words_per_minute: int) -> Synthesis:
+        request = (text, voice, words_per_minute)
         with self.lock:
-            for attempt in (1, 2):  # a helper killed mid-call (out of memory, by hand) is replaced once
-                if self.owner != os.getpid():
-                    self.process = None  # a forked child's copy: its parent's helper, not ours
-                if self.process is None or self.process.poll() is not None or self.calls >= HELPER_CALLS:
-                    self._start()
-                self.calls += 1
+            try:
+                kind, payload = self._exchange(request)
+            except _HelperEnded:  # killed mid-call (out of memory, by hand): replaced once
                 try:
-                    pickle.dump((text, voice, words_per_minute), self.process.stdin)
-                    self.process.stdin.flush()
-                    kind, payload = pickle.load(self.process.stdout)
-                except (EOFError, OSError, pickle.UnpicklingError) as error:
-                    self.stop()
-                    if attempt == 2:
-                        ended = f"the eSpeak NG helper process ended during a synthesis ({error!r})"
-                        raise RuntimeError(ended) from error
-                    continue
-                if kind == "error":
-                    raise payload
-                return payload
-        raise AssertionError("unreachable")
+                    kind, payload = self._exchange(request)
+                except _HelperEnded as ended:
+                    raise RuntimeError(f"the eSpeak NG helper process ended during a synthesis ({ended})") from ended
+        if kind == "error":
+            raise payload
+        return payload
+
+    def _exchange(self, request: tuple) -> tuple[str, object]:
+        """One request answered by a running helper (started or replaced first if need be)."""
+        if self.owner != os.getpid():
+            self.process = None  # a forked child's copy: its parent's helper, not ours
+        if self.process is None or self.process.poll() is not None or self.calls >= HELPER_CALLS:
+            self._start()
+        self.calls += 1
+        try:
+            pickle.dump(request, self.process.stdin)
+            self.process.stdin.flush()
+            return pickle.load(self.process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError) as error:
+            self.stop()
+            raise _HelperEnded(repr(error)) from error
 
     def _start(self) -> None:
         self.stop()
