@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import caption_human_speech  # noqa: E402
 
 from sonic_model.audio import load_audio
-from sonic_model.captions import make_captions
+from sonic_model.captions import espeak, make_captions
 from sonic_model.captions.checks import MIN_SCRIPT_MATCH
 
 SENTENCES = {
@@ -100,14 +100,13 @@ SENTENCES = {
         "いつでも動画を止めることができます。",
     ],
 }
-VOICE = {"zh": "cmn-latn-pinyin"}  # "cmn" reads pinyin with English rules (espeak.py)
 
 
 def speak(folder: Path, language: str, sentences: list[str], rng: np.random.Generator):
     parts, starts, at = [np.zeros(int(0.3 * 16000), np.float32)], [], 0.3
     for index, sentence in enumerate(sentences):
         wav = folder / f"{language}{index}.wav"
-        voice = VOICE.get(language, language)
+        voice = espeak.voice_for(language)  # the aligner's own choice (Mandarin: cmn-latn-pinyin)
         subprocess.run(["espeak-ng", "-v", f"{voice}+f2", "-s", "145", "-w", str(wav), sentence], check=True)
         samples = load_audio(wav).samples
         voiced = np.flatnonzero(np.abs(samples) > 0.01)

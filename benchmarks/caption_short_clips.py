@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 
 from sonic_model.audio import AudioClip, load_audio, speech_segments
-from sonic_model.captions import make_captions
+from sonic_model.captions import espeak, make_captions
 from sonic_model.captions.checks import MIN_SCRIPT_MATCH
 
 PHRASES = {
@@ -33,7 +33,6 @@ PHRASES = {
     "fr": ["Merci.", "Bonjour à tous.", "À la prochaine leçon.", "Commençons."],
     "zh": ["谢谢。", "大家好，欢迎。", "我们下节课见。", "我们开始吧。"],
 }
-VOICE = {"zh": "cmn-latn-pinyin"}
 
 
 def main() -> int:
@@ -43,7 +42,7 @@ def main() -> int:
         for language, phrases in PHRASES.items():
             for index, phrase in enumerate(phrases):
                 wav = f"{folder}/{language}{index}.wav"
-                voice = VOICE.get(language, language) + "+m3"
+                voice = espeak.voice_for(language) + "+m3"
                 subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", wav, phrase], check=True)
                 pad = np.zeros(8000, np.float32)
                 samples = np.concatenate([pad, load_audio(wav).samples, pad])
