@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sonic_model.captions.align import Alignment, align_script
-from sonic_model.captions.checks import check_coverage, check_cue_rules, check_script_match
+from sonic_model.captions.checks import MIN_SCRIPT_MATCH, check_coverage, check_cue_rules, check_script_match
 from sonic_model.captions.cues import CaptionRules, build_cues, rules_for
 from sonic_model.captions.formats import Cue, check_cues, parse_captions, write_srt, write_vtt
 
@@ -78,8 +78,5 @@ def check_captions(captions: Captions, min_script_match: float | None = None) ->
     """QA reasons against the caption rules, the speech coverage and the script match ([] = passed)."""
     reasons = check_cue_rules(captions.cues, captions.rules) if captions.method != "given" else []
     reasons += check_coverage(captions.cues, captions.speech_segments, captions.rules.max_silence_s)
-    if min_script_match is None:
-        reasons += check_script_match(captions.script_match)
-    else:
-        reasons += check_script_match(captions.script_match, min_script_match)
-    return reasons
+    threshold = MIN_SCRIPT_MATCH if min_script_match is None else min_script_match
+    return reasons + check_script_match(captions.script_match, threshold)
