@@ -215,6 +215,21 @@ def test_warp_z_score_is_the_same_whatever_the_distance_scale() -> None:
     assert np.isnan(warp(reference, query, 30).mean_z)  # no voiced masks: no figure
 
 
+def test_decoys_are_the_script_s_words_in_other_orders_the_same_every_call() -> None:
+    from sonic_model.captions.align import DECOYS, _shuffled_scripts
+
+    text = "the cat sat on the mat"
+    decoys = _shuffled_scripts(tokenize(text), text)
+    assert len(decoys) == DECOYS and len(set(decoys)) == DECOYS and text not in decoys
+    assert all(sorted(decoy.split()) == sorted(text.split()) for decoy in decoys)
+    assert _shuffled_scripts(tokenize(text), text) == decoys
+    assert _shuffled_scripts(tokenize("hello there"), "hello there") == []  # too few words to shuffle
+    chinese = "我们今天学习数据分析"
+    assert all(
+        " " not in decoy and sorted(decoy) == sorted(chinese) for decoy in _shuffled_scripts(tokenize(chinese), chinese)
+    )
+
+
 def test_what_the_library_prints_while_it_speaks_stays_out_of_the_worker_s_log(capfd) -> None:
     # The Mandarin voice reading this Russian decoy prints "No envelope" for its sounds; a run of
     # wrong-language rows, each said again for its decoys, filled a log with hundreds of lines.

@@ -13,6 +13,16 @@
    reader slowed to a common narration pace scored under the threshold without it. The timing
    stays with the first synthesis: said at the speaker's pace, eSpeak NG stretches its pauses
    more than its words, and word starts came out worse (benchmarks/caption_human_speech.py).
+5. A script whose cost gap (below) is under `DECOYS_BELOW` is also measured against decoys: its
+   own words in `DECOYS` shuffled orders, said at the same pace and warped to the same speech.
+   Their mean gap is what this voice's gap is for a script with the right words in the wrong
+   order; the script's gap over it (`decoy_ratio`) does not fall with how unlike eSpeak NG the
+   speaker sounds, which the gap alone does. `script_match` is the higher of the gap and the
+   ratio over `DECOY_RATIO_AT_ONE`, so 1.0 means a match either way. Decoys only test the order
+   of the words: a script whose length does not fit the speech at any pace in `PACE_RANGE_WPM`
+   (a sentence on three sentences' audio) is not measured against them (an eight-word German
+   sentence on nine seconds of English speech scored 1.5 over its decoys), nor is speech of
+   under `MIN_DECOY_SPEECH_S` voiced seconds.
 
 A language eSpeak NG has no voice for is timed proportionally: the script's characters are spread
 evenly over the speech segments (`method == "proportional"`, said in the sidecar).
@@ -21,13 +31,16 @@ A voice that cannot read its own language's characters is no reference either: e
 Japanese voice names every kanji in English ("Chinese letter"), so a script with kanji is timed
 proportionally too (`espeak.reads`).
 
-The match figure `script_match` compares the warp path with the path of the synthetic speech
-played backwards, which has the same sounds in the wrong order: what a script costs that has the
-right kind of sounds but not these words. Each path step's distance is taken as a z-score among
-the distances its synthetic frame has to every voiced real frame in the band (`WarpPath.mean_z`),
-so the figure is in standard deviations and does not depend on how far the voices are apart.
-`script_match` is how many standard deviations cheaper the forward path is: well over 1 for the
-script that is spoken, around 0.6-0.7 for another row's script or another language.
+The cost gap compares the warp path with the path of the synthetic speech played backwards,
+which has the same sounds in the wrong order: what a script costs that has the right kind of
+sounds but not these words. Each path step's distance is taken as a z-score among the distances
+its synthetic frame has to every voiced real frame in the band (`WarpPath.mean_z`); the gap is
+how many standard deviations cheaper the forward path is: 1.1-2.6 for the script that is spoken
+by eSpeak NG voices and a man reading prose, around 0.6 for another row's script or another
+language. The z-scores do not remove how far the voices are apart: a woman reading verse
+(the second LibriVox reader of benchmarks/caption_human_speech.py) scored 0.64-0.91 with the
+right script, under every wrong script's gap on eSpeak NG speech, and failed every row until
+step 5. Against its decoys her right script scores 1.47 and up, as do the others.
 (Two earlier figures, path cost over the band's mean cost and then over the backwards path's cost,
 scaled with how alike the voices were: a threshold that passed every human reading let through a
 quarter of wrong scripts on eSpeak NG speech. benchmarks/caption_alignment.py, docs/captions.md.)
@@ -35,6 +48,7 @@ quarter of wrong scripts on eSpeak NG speech. benchmarks/caption_alignment.py, d
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +69,19 @@ SNAP_S = 0.3
 # pace; a pace within `PACE_TOLERANCE` of the first synthesis keeps it.
 PACE_RANGE_WPM = (80, 450)
 PACE_TOLERANCE = 0.05
+# Step 5: a cost gap under DECOYS_BELOW is also measured against the script's words in DECOYS
+# shuffled orders; a ratio of DECOY_RATIO_AT_ONE counts as a figure of 1.0. A script of fewer than
+# MIN_DECOY_WORDS words has no decoys, and a decoys' mean gap under MIN_DECOY_GAP is taken as
+# that (a small denominator would make a wrong script's small gap look large).
+DECOYS_BELOW = 1.0
+DECOYS = 4
+DECOY_RATIO_AT_ONE = 1.45
+MIN_DECOY_WORDS = 3
+MIN_DECOY_GAP = 0.2
+# Under this much voiced speech the decoys' gaps are too few frames to average: on phrases of
+# 0.8-2.4 s (benchmarks/caption_short_clips.py) another phrase's script reached 2.99 over its
+# decoys, and the share caught fell from 81% to 66%.
+MIN_DECOY_SPEECH_S = 2.5
 
 
 @dataclass(frozen=True)
@@ -71,6 +98,8 @@ class Alignment:
     voice: str | None
     script_match: float | None  # None when there was nothing to compare (proportional timing)
     speech_segments: list[tuple[float, float]]
+    cost_gap: float | None = None  # the figure's parts (step 4 and 5; the ratio only under DECOYS_BELOW)
+    decoy_ratio: float | None = None
 
 
 def segments_from_mask(voiced: np.ndarray, min_pause_s: float = MIN_PAUSE_S) -> list[tuple[float, float]]:
@@ -117,6 +146,7 @@ def align_script(
     synthesis, synthetic_samples, synthetic_frames = _synthetic(text, voice, words_per_minute)
     synthetic, spoken = _VoicedPart.of(*synthetic_frames), _VoicedPart.of(real, real_voiced)
     pace = words_per_minute * synthetic.voiced.sum() / max(int(spoken.voiced.sum()), 1)
+    fits = PACE_RANGE_WPM[0] <= pace <= PACE_RANGE_WPM[1]  # the script's length fits the speech
     pace = int(round(np.clip(pace, *PACE_RANGE_WPM)))
     paced = abs(pace / words_per_minute - 1.0) > PACE_TOLERANCE  # the figure needs another synthesis
     # (the z-scores are only measured on the path the figure is taken from)
@@ -131,10 +161,17 @@ def align_script(
     del synthesis, synthetic_samples  # a 10-minute script's speech is ~80 MB: not kept beside the next
 
     if paced:  # the figure at the speaker's pace (step 4)
-        match = _script_match(_VoicedPart.of(*_synthetic(text, voice, pace)[2]), spoken)
+        synthetic = _VoicedPart.of(*_synthetic(text, voice, pace)[2])
+        gap = _cost_gap(synthetic, spoken)
     else:
-        match = _script_match(synthetic, spoken, path)
-    return Alignment(_timed(tokens, starts, segments), "espeak-dtw", voice, match, segments)
+        gap = _cost_gap(synthetic, spoken, path)
+        pace = words_per_minute
+    ratio = None
+    enough = spoken.voiced.sum() * HOP_S >= MIN_DECOY_SPEECH_S
+    if gap is not None and gap < DECOYS_BELOW and fits and enough:  # step 5
+        ratio = _decoy_ratio(gap, tokens, text, voice, pace, spoken)
+    match = gap if ratio is None else max(gap, ratio / DECOY_RATIO_AT_ONE)
+    return Alignment(_timed(tokens, starts, segments), "espeak-dtw", voice, match, segments, gap, ratio)
 
 
 @dataclass(frozen=True)
@@ -160,7 +197,7 @@ def _half_width(synthetic: _VoicedPart, spoken: _VoicedPart) -> int:
     return int(np.clip(BAND_FRACTION * longer, BAND_MIN_S / HOP_S, BAND_MAX_S / HOP_S))
 
 
-def _script_match(synthetic: _VoicedPart, spoken: _VoicedPart, forward: WarpPath | None = None) -> float | None:
+def _cost_gap(synthetic: _VoicedPart, spoken: _VoicedPart, forward: WarpPath | None = None) -> float | None:
     """How many standard deviations cheaper the script's warp path (`forward`, if already made)
     is than the path of its synthetic speech played backwards; None without voiced frames."""
     half_width = _half_width(synthetic, spoken)
@@ -170,6 +207,39 @@ def _script_match(synthetic: _VoicedPart, spoken: _VoicedPart, forward: WarpPath
     backwards = warp(reversed_frames, spoken.frames, half_width, reversed_voiced, spoken.voiced)
     match = backwards.mean_z - forward.mean_z
     return float(match) if np.isfinite(match) else None
+
+
+def _decoy_ratio(
+    gap: float, tokens: list[Token], text: str, voice: str, pace: int, spoken: _VoicedPart
+) -> float | None:
+    """The script's cost gap over the mean gap of its words in `DECOYS` shuffled orders, said at
+    the same pace (step 5); None for a script of fewer than `MIN_DECOY_WORDS` words."""
+    gaps = []
+    for decoy in _shuffled_scripts(tokens, text):
+        decoy_gap = _cost_gap(_VoicedPart.of(*_synthetic(decoy, voice, pace)[2]), spoken)
+        if decoy_gap is not None:
+            gaps.append(decoy_gap)
+    if not gaps:
+        return None
+    return gap / max(float(np.mean(gaps)), MIN_DECOY_GAP)
+
+
+def _shuffled_scripts(tokens: list[Token], text: str) -> list[str]:
+    """`DECOYS` orders of the script's words other than its own, the same every call (seeded by
+    the text); none for a script of fewer than `MIN_DECOY_WORDS` words."""
+    if len(tokens) < MIN_DECOY_WORDS:
+        return []
+    joiner = " " if any(token.spaced for token in tokens) else ""
+    own = joiner.join(token.text for token in tokens)
+    rng = np.random.default_rng(zlib.crc32(text.encode("utf-8")))
+    decoys: list[str] = []
+    for _ in range(DECOYS * 10):  # a repeated word can give the script's own order again
+        decoy = joiner.join(tokens[index].text for index in rng.permutation(len(tokens)))
+        if decoy != own and decoy not in decoys:
+            decoys.append(decoy)
+        if len(decoys) == DECOYS:
+            break
+    return decoys
 
 
 def _synthetic(text: str, voice: str, words_per_minute: int):

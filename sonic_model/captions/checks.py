@@ -17,12 +17,13 @@ MIN_COVERED_SPEECH_S = 0.5
 # A speech segment counts as covered when cues cover this share of it (cue edges are word edges).
 COVERED_SHARE = 0.8
 # The script-vs-audio match (align.py: standard deviations by which the script's warp path beats
-# the reversed synthetic speech's, said at the speaker's pace) under which the audio is not the
-# script's. Set on both speech kinds (benchmarks/caption_alignment.py): correct scripts from 1.10
-# (LibriVox, rows tagged en; 1.23 tagged en-US) and 1.44 (eSpeak NG); under 1.0: 99.3-100% of
-# swapped scripts on human speech, 96-98% on eSpeak NG speech. Slowed to 0.7-0.8x, 3 of 54
-# correct readings tagged en score 0.97 (none tagged en-US): a run may lower it (QAThresholds.
-# min_script_match). docs/captions.md.
+# the reversed synthetic speech's, said at the speaker's pace; or, where that is under 1, the same
+# over its shuffled-word decoys', 1.45 counting as 1) under which the audio is not the script's.
+# Set on eSpeak NG speech and two LibriVox readers (benchmarks/caption_alignment.py): no correct
+# script of any of the three fails at the reader's pace, and 2 of 160 slowed to 0.7-0.8x do (the
+# woman reading verse); under 1.0: 91% of swapped scripts on eSpeak NG speech, 91-95% on human
+# speech, 83-99% of other languages. A run may change it (QAThresholds.min_script_match).
+# docs/captions.md.
 MIN_SCRIPT_MATCH = 1.0
 
 
