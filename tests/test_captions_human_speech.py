@@ -99,22 +99,8 @@ def test_phrase_end_carried_into_the_pause_goes_back_before_it() -> None:
     assert starts[4] == 11.7 and starts[5] == 12.0  # the next sentence starts where speech resumes
 
 
-SONNET_LINES = [
-    "From fairest creatures we desire increase,",
-    "That thereby beauty's rose might never die,",
-    "But as the riper should by time decease,",
-    "His tender heir might bear his memory:",
-    "But thou contracted to thine own bright eyes,",
-    "Feed'st thy light's flame with self-substantial fuel,",
-    "Making a famine where abundance lies,",
-    "Thy self thy foe, to thy sweet self too cruel:",
-    "Thou that art now the world's fresh ornament,",
-    "And only herald to the gaudy spring,",
-    "Within thine own bud buriest thy content,",
-    "And tender churl mak'st waste in niggarding:",
-    "Pity the world, or else this glutton be,",
-    "To eat the world's due, by the grave and thee.",
-]
+# The sonnet as printed (capitals, punctuation): the script a course author would give.
+SONNET_LINES = (HUMAN / "librivox_sonnet_001.lines.txt").read_text(encoding="utf-8").splitlines()
 
 
 def test_a_second_reader_verse_read_slowly_by_a_woman_is_timed_within_the_targets() -> None:
