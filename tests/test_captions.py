@@ -215,6 +215,39 @@ def test_warp_z_score_is_the_same_whatever_the_distance_scale() -> None:
     assert np.isnan(warp(reference, query, 30).mean_z)  # no voiced masks: no figure
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_warp_finds_the_cheapest_path_in_the_band_and_its_z_score(seed: int) -> None:
+    # Against the textbook recurrence cell by cell (the warp computes distances a block of rows
+    # at a time and runs each row's horizontal steps as prefix sums).
+    from sonic_model.captions.dtw import _band, warp
+
+    rng = np.random.default_rng(seed)
+    n, m = (int(v) for v in rng.integers(20, 400, 2))
+    half_width = int(rng.integers(max(abs(n - m) // 2, 3), 200))
+    reference, query = rng.normal(size=(n, 12)), rng.normal(size=(m, 12))
+    reference_voiced, query_voiced = rng.random(n) > 0.2, rng.random(m) > 0.2
+    path = warp(reference, query, half_width, reference_voiced, query_voiced)
+
+    low, high = _band(n, m, half_width)
+    local = np.sqrt(((reference[:, None, :] - query[None, :, :]) ** 2).sum(axis=2))
+    cost = np.full((n + 1, m + 1), np.inf)
+    cost[0, 0] = 0.0
+    for i in range(n):
+        for j in range(low[i], high[i]):
+            cost[i + 1, j + 1] = local[i, j] + min(cost[i, j], cost[i, j + 1], cost[i + 1, j])
+    steps = np.diff(np.stack([path.reference, path.query]), axis=1)
+    assert path.reference[0] == path.query[0] == 0 and (path.reference[-1], path.query[-1]) == (n - 1, m - 1)
+    assert set(map(tuple, steps.T)) <= {(1, 0), (0, 1), (1, 1)}
+    assert all(low[i] <= j < high[i] for i, j in zip(path.reference, path.query, strict=True))
+    assert local[path.reference, path.query].sum() == pytest.approx(cost[n, m], rel=1e-9)
+    band = (np.arange(m) >= low[:, None]) & (np.arange(m) < high[:, None]) & query_voiced
+    mean = np.array([local[i][band[i]].mean() for i in range(n)])
+    std = np.array([local[i][band[i]].std() + 1e-6 for i in range(n)])
+    on = reference_voiced[path.reference] & query_voiced[path.query]
+    z = (local[path.reference, path.query] - mean[path.reference]) / std[path.reference]
+    assert path.mean_z == pytest.approx(z[on].mean(), rel=1e-6)
+
+
 def test_decoys_are_the_script_s_words_in_other_orders_the_same_every_call() -> None:
     from sonic_model.captions.align import DECOYS, _shuffled_scripts
 

@@ -3,7 +3,8 @@
 No maintained DTW package is available to the project's environment (librosa, tslearn, dtw-python
 are not dependencies), so this is the textbook recurrence with steps (1,0), (0,1), (1,1), written
 so each row is a few numpy operations: the horizontal chain within a row is a running minimum over
-prefix sums. The band (Sakoe-Chiba) keeps memory and time linear in the length.
+prefix sums, and the frame distances of a block of rows come from one matrix product. The band
+(Sakoe-Chiba) keeps memory and time linear in the length.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import numpy as np
 
 # Each cell's step in: from (i-1, j-1), (i-1, j), (i, j-1), or none (not reachable).
 _DIAGONAL, _ABOVE, _LEFT, _NONE = 0, 1, 2, 3
+# Rows whose frame distances are computed together (a block of a 15 s band is ~6 MB).
+_BLOCK_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -53,44 +56,67 @@ def warp(
     row_std = np.full(n, np.nan)
     low, high = _band(n, m, half_width)
     width = int((high - low).max())
-    # Only each cell's step in (the cheapest way into it) is kept, one byte a cell, and the last
-    # row of costs: a 10-minute script's 24,000 frames x 1,500 band columns are 36 MB, not 288.
+    # Only each cell's step in (the cheapest way into it) is kept, one byte a cell, and two rows
+    # of costs: a 10-minute script's 24,000 frames x 1,500 band columns are 36 MB, not 288.
     steps = np.full((n, width), _NONE, np.int8)
+    # The previous and the current row's costs by query column, one place to the right (place 0
+    # is column -1, never reachable), inf outside the row's band: the cells above and diagonally
+    # above a row are then views. Every row's arrays are written in place (`out=`): allocating
+    # them cost as much as the arithmetic.
+    previous, current = np.full(m + 1, np.inf), np.full(m + 1, np.inf)
+    previous_band = current_band = (0, 0)
+    from_above, vertical, prefix, entering, best = np.empty((5, width))
+    above_is_cheaper, from_left = np.empty(width, bool), np.empty(width, bool)
     q_sq = (query**2).sum(axis=1)
-    previous = None
-    for i in range(n):
-        lo, hi = low[i], high[i]
-        local = np.sqrt(
-            np.maximum(q_sq[lo:hi] - 2.0 * (query[lo:hi] @ reference[i]) + reference[i] @ reference[i], 0.0)
-        )
-        if with_z and reference_voiced[i]:
-            voiced_local = local[query_voiced[lo:hi]]
-            count = len(voiced_local)
-            if count >= 2:  # mean and standard deviation from two sums (numpy's std costs 4x)
-                mean = voiced_local.sum() / count
-                row_mean[i] = mean
-                row_std[i] = np.sqrt(max(voiced_local @ voiced_local / count - mean * mean, 0.0)) + 1e-6
-        if previous is None:
-            best_from_above = np.full(hi - lo, np.inf)
-            best_from_above[0] = 0.0
-        else:
-            p_lo, p_row = previous
-            above = _shifted(p_row, lo - p_lo, hi - lo)
-            diagonal = _shifted(p_row, lo - 1 - p_lo, hi - lo)
-            best_from_above = np.minimum(above, diagonal)
-        vertical = best_from_above + local
-        # horizontal steps: acc[j] = min_k<=j (vertical[k] + sum(local[k+1..j]))
-        prefix = np.cumsum(local)
-        entering = vertical - prefix
-        best = np.minimum.accumulate(entering)
-        row = prefix + best
-        came_from_above = entering <= best  # else the cheapest way in is from the left
-        if previous is None:
-            from_above = np.full(hi - lo, _DIAGONAL, np.int8)
-        else:
-            from_above = np.where(diagonal <= above, _DIAGONAL, _ABOVE).astype(np.int8)
-        steps[i, : hi - lo] = np.where(np.isfinite(row), np.where(came_from_above, from_above, _LEFT), _NONE)
-        previous = (lo, row)
+    r_sq = (reference**2).sum(axis=1)
+    for first in range(0, n, _BLOCK_ROWS):
+        last = min(n, first + _BLOCK_ROWS)
+        c_lo, c_hi = int(low[first]), int(high[last - 1])  # the band only moves right
+        # A block of rows' distances from one matrix product (a row at a time cost twice as much),
+        # float64 like the costs they are added to (a mixed add costs twice as much).
+        squared = r_sq[first:last, None] + q_sq[c_lo:c_hi] - 2.0 * (reference[first:last] @ query[c_lo:c_hi].T)
+        distances = np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared).astype(np.float64)
+        if with_z:
+            _row_statistics(
+                distances,
+                low[first:last] - c_lo,
+                high[first:last] - c_lo,
+                query_voiced[c_lo:c_hi],
+                reference_voiced[first:last],
+                row_mean[first:last],
+                row_std[first:last],
+            )
+        for i in range(first, last):
+            lo, hi = int(low[i]), int(high[i])
+            w = hi - lo
+            local = distances[i - first, lo - c_lo : hi - c_lo]
+            above, diagonal = previous[lo + 1 : hi + 1], previous[lo:hi]
+            if i == 0:
+                from_above[:w] = np.inf
+                from_above[0] = 0.0
+            else:
+                np.minimum(above, diagonal, out=from_above[:w])
+            np.add(from_above[:w], local, out=vertical[:w])
+            # horizontal steps: acc[j] = min_k<=j (vertical[k] + sum(local[k+1..j]))
+            np.cumsum(local, out=prefix[:w])
+            np.subtract(vertical[:w], prefix[:w], out=entering[:w])
+            np.minimum.accumulate(entering[:w], out=best[:w])
+            current[current_band[0] + 1 : current_band[1] + 1] = np.inf  # the row before the previous
+            np.add(prefix[:w], best[:w], out=current[lo + 1 : hi + 1])
+            # Each cell's step in: _LEFT (2) where the cheapest way in is from the left, else
+            # _ABOVE (1) where the cell above is cheaper than the diagonal, else _DIAGONAL (0); as
+            # the larger of two small integers (np.where or a masked copy cost 5x more).
+            step = steps[i, :w]
+            np.greater(entering[:w], best[:w], out=from_left[:w])
+            np.left_shift(from_left[:w].view(np.int8), 1, out=step)
+            if i > 0:
+                np.greater(diagonal, above, out=above_is_cheaper[:w])
+                np.maximum(step, above_is_cheaper[:w].view(np.int8), out=step)
+            if best[0] == np.inf:  # a row's unreachable cells come first
+                step[best[:w] == np.inf] = _NONE
+            current_band = (lo, hi)
+            previous, current = current, previous
+            previous_band, current_band = current_band, previous_band
     path_r, path_q = _backtrack(steps, low, high)
     local_path = np.sqrt(((reference[path_r] - query[path_q]) ** 2).sum(axis=1))
     mean_z = float("nan")
@@ -101,13 +127,39 @@ def warp(
     return WarpPath(path_r, path_q, float(local_path.mean()), mean_z)
 
 
-def _shifted(row: np.ndarray, first: int, length: int) -> np.ndarray:
-    """`length` values of `row` from index `first` on, inf where that runs outside `row`."""
-    out = np.full(length, np.inf)
-    start, end = max(first, 0), min(first + length, len(row))
-    if start < end:
-        out[start - first : end - first] = row[start:end]
-    return out
+def _row_statistics(
+    distances: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    query_voiced: np.ndarray,
+    reference_voiced: np.ndarray,
+    row_mean: np.ndarray,
+    row_std: np.ndarray,
+) -> None:
+    """Each voiced row's mean and standard deviation of its distances to the voiced query frames
+    in its band (columns `low`..`high` of `distances`), written into `row_mean` and `row_std`;
+    rows with fewer than two such frames keep NaN.
+
+    Sums over the whole block's columns are matrix products; what lies outside a row's band (the
+    block's first and last columns, as far as the band moves within the block) is taken off.
+    """
+    weights = query_voiced.astype(np.float64)
+    squares = distances * distances
+    sums, square_sums = distances @ weights, squares @ weights
+    counts = np.full(len(distances), weights.sum())
+    columns = np.arange(distances.shape[1])
+    left = int(low.max())  # columns from `left` to `right` are inside every row's band
+    right = max(int(high.min()), left)
+    for part in (slice(0, left), slice(right, distances.shape[1])):
+        outside = ((columns[part] < low[:, None]) | (columns[part] >= high[:, None])) * weights[part]
+        sums -= np.einsum("ij,ij->i", distances[:, part], outside)
+        square_sums -= np.einsum("ij,ij->i", squares[:, part], outside)
+        counts -= outside.sum(axis=1)
+    rows = reference_voiced & (counts >= 2)
+    # mean and standard deviation from two sums (numpy's std costs 4x)
+    mean = sums[rows] / counts[rows]
+    row_mean[rows] = mean
+    row_std[rows] = np.sqrt(np.maximum(square_sums[rows] / counts[rows] - mean * mean, 0.0)) + 1e-6
 
 
 def _backtrack(steps: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
