@@ -256,11 +256,35 @@ def test_decoys_are_the_script_s_words_in_other_orders_the_same_every_call() -> 
     assert len(decoys) == DECOYS and len(set(decoys)) == DECOYS and text not in decoys
     assert all(sorted(decoy.split()) == sorted(text.split()) for decoy in decoys)
     assert _shuffled_scripts(tokenize(text), text) == decoys
+    assert _shuffled_scripts(tokenize(text), text, 2 * DECOYS)[:DECOYS] == decoys  # more decoys add orders
     assert _shuffled_scripts(tokenize("hello there"), "hello there") == []  # too few words to shuffle
     chinese = "我们今天学习数据分析"
     assert all(
         " " not in decoy and sorted(decoy) == sorted(chinese) for decoy in _shuffled_scripts(tokenize(chinese), chinese)
     )
+
+
+@pytest.mark.parametrize(
+    ("decoy_gaps", "decoys_measured", "ratio"),
+    [
+        ([0.3, 0.3, 0.3, 0.3, 9, 9, 9, 9], 4, 0.9 / 0.3),  # far over: four decide
+        ([0.9, 0.9, 0.9, 0.9, 9, 9, 9, 9], 4, 1.0),  # far under: four decide
+        ([0.62, 0.62, 0.62, 0.62, 0.5, 0.5, 0.5, 0.5], 8, 0.9 / 0.56),  # near 1.45: eight decide
+        ([0.1, 0.1, 0.1, 0.1, 9, 9, 9, 9], 4, 0.9 / 0.3),  # a mean under the floor counts as the floor
+    ],
+)
+def test_a_ratio_near_the_threshold_is_measured_again_over_more_decoys(
+    monkeypatch, decoy_gaps, decoys_measured, ratio
+) -> None:
+    from sonic_model.captions import align
+
+    measured = iter(decoy_gaps)
+    calls = []
+    monkeypatch.setattr(align, "_cost_gap", lambda synthetic, spoken: calls.append(1) or next(measured))
+    text = "the course starts with a short history"
+    spoken = align._VoicedPart.of(np.zeros((10, 13), np.float32), np.ones(10, bool))
+    found = align._decoy_ratio(0.9, tokenize(text), text, espeak.voice_for("en"), 175, spoken)
+    assert len(calls) == decoys_measured and found == pytest.approx(ratio)
 
 
 def test_what_the_library_prints_while_it_speaks_stays_out_of_the_worker_s_log(capfd) -> None:

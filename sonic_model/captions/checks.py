@@ -21,8 +21,8 @@ COVERED_SHARE = 0.8
 # over its shuffled-word decoys', 1.45 counting as 1) under which the audio is not the script's.
 # Set on eSpeak NG speech and two LibriVox readers (benchmarks/caption_alignment.py): no correct
 # script of any of the three fails at the reader's pace, and 2 of 188 at other paces do (the
-# woman reading verse, slowed to 0.7x and 0.8x); under 1.0: 93% of swapped scripts on eSpeak NG
-# speech, 92-97% on human speech, 97-99% of other languages. A run may change it
+# woman reading verse, slowed to 0.7x and 0.8x); under 1.0: 95% of swapped scripts on eSpeak NG
+# speech, 94-97% on human speech, 97.5-100% of other languages. A run may change it
 # (QAThresholds.min_script_match).
 # docs/captions.md.
 MIN_SCRIPT_MATCH = 1.0
