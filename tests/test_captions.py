@@ -217,8 +217,8 @@ def test_warp_z_score_is_the_same_whatever_the_distance_scale() -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_warp_finds_the_cheapest_path_in_the_band_and_its_z_score(seed: int) -> None:
-    # Against the textbook recurrence cell by cell (the warp computes distances a block of rows
-    # at a time and runs each row's horizontal steps as prefix sums).
+    # Against the textbook recurrence in numpy (the warp computes distances a block of rows at a
+    # time by matrix products, and each row's statistics beside its compiled recurrence).
     from sonic_model.captions.dtw import _band, warp
 
     rng = np.random.default_rng(seed)
