@@ -13,7 +13,7 @@ Figures:
   voice cannot read (Japanese with kanji) are timed proportionally and have no match figure; they
   are counted and left out of the mismatch figures.
 
-    PYTHONPATH=$PWD nice -n 10 python -u benchmarks/caption_alignment.py [--human-only]
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=$PWD .venv/bin/python -u benchmarks/caption_alignment.py [--human-only]
 
 Human speech (two LibriVox readers, pocketsphinx word starts) is measured by
 caption_human_speech.py and printed after the espeak-ng figures, each reader separately.
@@ -127,6 +127,7 @@ def main() -> int:
         "--human-language", default="en", help="the rows' language tag (en: eSpeak NG's British voice; en-US)"
     )
     args = parser.parse_args()
+    caption_human_speech.warn_unless_one_thread()
     if not args.human_only:
         espeak_study()
     others = {language: sentences for language, sentences in SENTENCES.items() if language != "en"}

@@ -78,6 +78,14 @@ def cpu_seconds() -> float:
 _HELPER_CPU: dict[int, float] = {}  # the helper processes' CPU seconds at their last reading, by pid
 
 
+def warn_unless_one_thread() -> None:
+    """Say so when numpy's BLAS may run more than one thread: the speed figures are CPU seconds
+    of one core, and a second OpenBLAS thread waiting on the other core doubled them (the warp's
+    block distances are matrix products). Run with OPENBLAS_NUM_THREADS=1."""
+    if os.environ.get("OPENBLAS_NUM_THREADS") != "1":
+        print("note: OPENBLAS_NUM_THREADS is not 1; CPU time counts numpy's extra threads (speeds read low)")
+
+
 @dataclass(frozen=True)
 class Sentence:
     name: str
