@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -246,6 +247,25 @@ def test_warp_finds_the_cheapest_path_in_the_band_and_its_z_score(seed: int) -> 
     on = reference_voiced[path.reference] & query_voiced[path.query]
     z = (local[path.reference, path.query] - mean[path.reference]) / std[path.reference]
     assert path.mean_z == pytest.approx(z[on].mean(), rel=1e-6)
+
+
+def test_a_truncated_or_corrupt_compiled_warp_cache_is_compiled_again(tmp_path) -> None:
+    # numba keeps the compiled warp in a cache file; one that cannot be read failed every process
+    # from then on. Each run is a new process with its own cache folder.
+    import sys
+
+    run = [sys.executable, "-c", "import numpy as np; from sonic_model.captions.dtw import warp; "
+           "print(warp(np.eye(30, 12), np.eye(33, 12), 8, np.ones(30, bool), np.ones(33, bool)).mean_z)"]  # fmt: skip
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    first = subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout
+    cached = sorted(tmp_path.rglob("*.nb[ic]"))
+    assert {path.suffix for path in cached} == {".nbi", ".nbc"}, cached
+    for damage in (lambda path: path.write_bytes(b""), lambda path: path.write_bytes(path.read_bytes()[:7] + b"junk")):
+        for path in cached:
+            damage(path)
+        result = subprocess.run(run, env=env, capture_output=True, text=True)
+        assert result.returncode == 0 and result.stdout == first, result.stderr[-2000:]
+        assert all(path.stat().st_size > 20 for path in cached)  # written again
 
 
 def test_decoys_are_the_script_s_words_in_other_orders_the_same_every_call() -> None:

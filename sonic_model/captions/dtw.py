@@ -9,6 +9,7 @@ The band (Sakoe-Chiba) keeps memory and time linear in the length.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numba
@@ -75,8 +76,10 @@ def warp(
         # float64 like the costs they are added to.
         squared = r_sq[first:last, None] + q_sq[c_lo:c_hi] - 2.0 * (reference[first:last] @ query[c_lo:c_hi].T)
         distances = np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared).astype(np.float64)
-        _fill_rows(distances, low, high, first, c_lo, costs, steps, query_mask, reference_mask, row_mean, row_std)
-    path_r, path_q = _backtrack(steps, low, high)
+        _compiled(
+            _fill_rows, distances, low, high, first, c_lo, costs, steps, query_mask, reference_mask, row_mean, row_std
+        )
+    path_r, path_q = _compiled(_backtrack, steps, low, high)
     if path_r[0] < 0:
         raise ValueError("no warp path reaches the end; the band is too narrow")
     local_path = np.sqrt(((reference[path_r] - query[path_q]) ** 2).sum(axis=1))
@@ -86,6 +89,28 @@ def warp(
         if on.any():
             mean_z = float(((local_path[on] - row_mean[path_r][on]) / row_std[path_r][on]).mean())
     return WarpPath(path_r, path_q, float(local_path.mean()), mean_z)
+
+
+def _compiled(kernel, *args):
+    """`kernel(*args)`; where numba's cache of it cannot be read (a truncated or corrupt file in
+    __pycache__ or $NUMBA_CACHE_DIR, which numba would fail on in every process from then on),
+    the cache is emptied and the kernel compiled again and saved."""
+    try:
+        return kernel(*args)
+    except Exception as error:
+        if not _raised_in_numba_cache(error):
+            raise
+    kernel._cache.flush()  # an empty index: the next call compiles and saves afresh
+    return kernel(*args)
+
+
+def _raised_in_numba_cache(error: BaseException) -> bool:
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename.endswith(os.path.join("numba", "core", "caching.py")):
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 @numba.njit(cache=True, nogil=True)
