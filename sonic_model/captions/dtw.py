@@ -79,9 +79,9 @@ def warp(
         _compiled(
             _fill_rows, distances, low, high, first, c_lo, costs, steps, query_mask, reference_mask, row_mean, row_std
         )
-    path_r, path_q = _compiled(_backtrack, steps, low, high)
-    if path_r[0] < 0:
-        raise ValueError("no warp path reaches the end; the band is too narrow")
+    path_r, path_q, reached = _compiled(_backtrack, steps, low, high)
+    if not reached:
+        raise ValueError(f"no warp path reaches frame ({path_r[0]}, {path_q[0]}); the band is too narrow")
     local_path = np.sqrt(((reference[path_r] - query[path_q]) ** 2).sum(axis=1))
     mean_z = float("nan")
     if with_z:
@@ -163,8 +163,8 @@ def _fill_rows(
 
 @numba.njit(cache=True, nogil=True)
 def _backtrack(steps, low, high):  # pragma: no cover (compiled)
-    """The path from (n-1, m-1) back to (0, 0), following each cell's step in; (-1, -1) marks
-    a cell no path reaches."""
+    """The path from (n-1, m-1) back to (0, 0), following each cell's step in, and True; or the
+    cell no path reaches, and False."""
     i, j = len(low) - 1, high[-1] - 1
     reference, query = np.empty(i + j + 1, np.int64), np.empty(i + j + 1, np.int64)
     at = 0
@@ -178,8 +178,8 @@ def _backtrack(steps, low, high):  # pragma: no cover (compiled)
         elif step == _LEFT:
             j -= 1
         else:
-            reference[0], query[0] = -1, -1
-            return reference[:1], query[:1]
+            reference[0], query[0] = i, j
+            return reference[:1], query[:1], False
         at += 1
         reference[at], query[at] = i, j
-    return reference[at::-1].copy(), query[at::-1].copy()
+    return reference[at::-1].copy(), query[at::-1].copy(), True
