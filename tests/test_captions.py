@@ -268,6 +268,25 @@ def test_a_truncated_or_corrupt_compiled_warp_cache_is_compiled_again(tmp_path) 
         assert all(path.stat().st_size > 20 for path in cached)  # written again
 
 
+def test_the_warp_runs_where_numba_has_nowhere_to_cache_it(tmp_path) -> None:
+    # A read-only install run by a user without a writable home: numba finds no folder for its
+    # cache and refused to compile, so importing the captions failed. Reproduced as root too:
+    # numba is told to look only in $NUMBA_CACHE_DIR, which cannot be made (under a file).
+    import sys
+
+    run = [sys.executable, "-c", "import numpy as np; from sonic_model.captions.dtw import warp; "
+           "print(warp(np.eye(30, 12), np.eye(33, 12), 8, np.ones(30, bool), np.ones(33, bool)).mean_z)"]  # fmt: skip
+    cached = subprocess.run(run, env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}, capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    (tmp_path / "a-file").write_text("")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "a-file" / "cache"),
+           "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator"}  # fmt: skip
+    result = subprocess.run(run, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == cached.stdout
+    assert "no locator available" in result.stderr and "Set NUMBA_CACHE_DIR to a writable folder" in result.stderr
+
+
 def test_decoys_are_the_script_s_words_in_other_orders_the_same_every_call() -> None:
     from sonic_model.captions.align import DECOYS, _shuffled_scripts
 

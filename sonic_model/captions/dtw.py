@@ -9,6 +9,7 @@ The band (Sakoe-Chiba) keeps memory and time linear in the length.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -113,7 +114,25 @@ def _raised_in_numba_cache(error: BaseException) -> bool:
     return False
 
 
-@numba.njit(cache=True, nogil=True)
+def _jit(kernel):
+    """`kernel` compiled by numba, its machine code cached on disk (compiling takes ~1 s a process).
+
+    numba caches beside the module, else in the user's cache folder, else in $NUMBA_CACHE_DIR;
+    where none of them is writable (a read-only image run by a user without a home) it refuses to
+    cache at all, and the module failed to import. There the kernel is compiled in each process.
+    """
+    try:
+        return numba.njit(cache=True, nogil=True)(kernel)
+    except RuntimeError as error:  # numba's "cannot cache function ...: no locator available"
+        logging.getLogger(__name__).warning(
+            "%s; the captions' warp is compiled again in each process (about a second). "
+            "Set NUMBA_CACHE_DIR to a writable folder to keep it.",
+            error,
+        )
+        return numba.njit(nogil=True)(kernel)
+
+
+@_jit
 def _fill_rows(
     distances, low, high, first, c_lo, costs, steps, query_voiced, reference_voiced, row_mean, row_std
 ):  # pragma: no cover (compiled)
@@ -161,7 +180,7 @@ def _fill_rows(
             row_std[i] = np.sqrt(max(total_squares / count - mean * mean, 0.0)) + 1e-6
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _backtrack(steps, low, high):  # pragma: no cover (compiled)
     """The path from (n-1, m-1) back to (0, 0), following each cell's step in, and True; or the
     cell no path reaches, and False."""
