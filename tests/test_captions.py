@@ -151,7 +151,8 @@ def test_vtt_and_srt_round_trip_and_given_files_are_checked() -> None:
     vtt, srt = write_vtt(cues, "en"), write_srt(cues)
     assert vtt.startswith("WEBVTT\nLanguage: en\n\n00:00:00.500 --> 00:00:02.000\nHello there,\nfriend.")
     assert "2\n00:00:02,500 --> 00:00:04,250\n你好。" in srt
-    assert parse_captions(vtt) == cues == parse_captions(srt)
+    for parsed in (parse_captions(vtt), parse_captions(srt)):
+        assert [(cue.start, cue.end, cue.plain_lines) for cue in parsed] == [(c.start, c.end, c.lines) for c in cues]
     check_cues(cues, 4.3)
     with pytest.raises(CaptionsError, match="ends after the audio"):
         check_cues(cues, 3.0)
@@ -161,6 +162,52 @@ def test_vtt_and_srt_round_trip_and_given_files_are_checked() -> None:
         check_cues([Cue(2, 3, ("a",)), Cue(0, 1, ("b",))], 5)
     with pytest.raises(CaptionsError, match="no 'start --> end'"):
         parse_captions("just some text\nhere")
+
+
+def test_a_script_s_brackets_and_ampersands_stay_words_in_every_format(tmp_path: Path) -> None:
+    # A programming course's "<video>" was read as a tag: gone from the WebVTT file in a browser,
+    # and dropped by ffmpeg from the MP4's caption track made from the SubRip file.
+    from sonic_model.captions.track import ffmpeg_executable, mux_caption_track
+
+    cues = [Cue(0.0, 1.0, ("Use the <video> element,", "R&D <b>not</b> bold")), Cue(1.0, 2.0, ("{\\an8} x < y",))]
+    vtt, srt = write_vtt(cues, "en"), write_srt(cues)
+    assert "Use the &lt;video&gt; element," in vtt and "R&amp;D &lt;b&gt;not&lt;/b&gt; bold" in vtt
+    for parsed in (parse_captions(vtt), parse_captions(srt)):
+        assert [cue.plain_lines for cue in parsed] == [cue.lines for cue in cues]
+    video = tmp_path / "v.mp4"
+    subprocess.run([ffmpeg_executable(), "-v", "error", "-f", "lavfi", "-i", "color=size=64x64:d=2", "-c:v", "libx264",
+                    str(video)], check=True)  # fmt: skip
+    out = mux_caption_track(video, srt, "en", tmp_path / "captioned.mp4")
+    track = subprocess.run([ffmpeg_executable(), "-v", "error", "-i", str(out), "-map", "0:s:0", "-f", "srt", "-"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert [cue.text for cue in parse_captions(track)] == [" ".join(cue.lines) for cue in cues]
+
+
+def test_a_given_file_s_styling_is_kept_in_its_format_and_converted_in_the_other() -> None:
+    from sonic_model.captions.formats import vtt_style_blocks
+
+    given_vtt = (
+        "WEBVTT - course\n\nSTYLE\n::cue(.loud) { color: red }\n\nNOTE a comment\n\n"
+        "intro\n00:00.500 --> 00:02.000 align:start  line:0\n<v Roger Bingham>Fish &amp; chips &lt;3</v>\n\n"
+        "00:02.100 --> 00:03.500\n<c.loud>Salt</c> and <I>vinegar</I>&nbsp;too\n\n"
+        "00:03.600 --> 00:04.000\n<00:03.600>karaoke <00:03.800>style <ruby>漢<rt>kan</rt></ruby>\n\n"
+        "00:04.000 --> 00:04.500\n<c.loud></c>\n"
+    )
+    cues = parse_captions(given_vtt)
+    assert [cue.text for cue in cues] == ["Fish & chips <3", "Salt and vinegar\xa0too", "karaoke style 漢", ""]
+    assert (cues[0].identifier, cues[0].settings) == ("intro", "align:start line:0")
+    kept = write_vtt(cues, "en", vtt_style_blocks(given_vtt))
+    assert "STYLE\n::cue(.loud) { color: red }\n\nintro\n00:00:00.500 --> 00:00:02.000 align:start line:0\n" in kept
+    assert "<v Roger Bingham>Fish &amp; chips &lt;3</v>" in kept and "<c.loud>Salt</c>" in kept
+    srt = write_srt(cues)
+    assert srt == (
+        "1\n00:00:00,500 --> 00:00:02,000\nFish & chips <3\n\n2\n00:00:02,100 --> 00:00:03,500\n"
+        "Salt and <i>vinegar</i>\xa0too\n\n3\n00:00:03,600 --> 00:00:04,000\nkaraoke style 漢\n"
+    )  # the markup-only cue has nothing SubRip can show
+    given_srt = '1\n00:00:00,000 --> 00:00:01,000\n{\\an8}<font color="red">Top</font> & <i>it</i>\n'
+    (cue,) = parse_captions(given_srt)
+    assert cue.text == "Top & it" and write_srt([cue]) == given_srt
+    assert "\nTop &amp; <i>it</i>\n" in write_vtt([cue], "en")
 
 
 def test_coverage_and_silence_checks() -> None:

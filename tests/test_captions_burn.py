@@ -298,7 +298,7 @@ def test_a_given_file_s_styling_and_ass_codes_stay_words():
     from sonic_model.captions.burn import ass_document
 
     font = find_font(font_for("en"))
-    cue = Cue(0.0, 1.0, ("<i>Press {Enter}</i> or type \\N here",))
+    cue = Cue(0.0, 1.0, ("<i>Press {Enter}</i> or type \\N here",), markup="srt")
     (dialogue,) = [line for line in ass_document([cue], 1080, 1920, font).splitlines() if line.startswith("Dialogue")]
     text = dialogue.split(",,", 2)[-1].split(",,")[-1]
     assert "<i>" not in text and "{" not in text and "}" not in text  # no tag, no override block

@@ -67,6 +67,9 @@ def stream_digest(video: Path, kind: str) -> str:
     return digest.hexdigest()
 
 
+GIVEN_STYLE = "STYLE\n::cue(v[voice=Presenter]) { color: yellow }"
+
+
 @pytest.fixture(scope="module")
 def updated(tmp_path_factory):
     root = tmp_path_factory.mktemp("captions-update")
@@ -93,8 +96,14 @@ def updated(tmp_path_factory):
         "de_vtt": de.with_suffix(".vtt").read_text(),
         "given_video": stream_digest(catalog / "course" / "en" / "given-en.mp4", "video"),
     }
-    # The file at the same captions_uri rewritten: its bytes are in the content key.
-    (media / "given.vtt").write_text(given.replace("Welcome", "Welcome back"))
+    # The file at the same captions_uri rewritten: its bytes are in the content key. Written as
+    # people write WebVTT: a STYLE block, a cue identifier and settings, a voice tag, an entity.
+    header, first_timing = "WEBVTT\nLanguage: en\n\n", given.split("\n")[3]
+    assert " --> " in first_timing, given
+    styled = given.replace(header, header + GIVEN_STYLE + "\n\n").replace(
+        first_timing, f"welcome\n{first_timing} line:0 align:start"
+    )
+    (media / "given.vtt").write_text(styled.replace("Welcome", "<v Presenter>Welcome back &amp; hi</v>"))
 
     generated = []
 
@@ -142,8 +151,12 @@ def test_a_captions_file_rewritten_at_the_same_uri_is_updated_as_given(updated) 
     assert sidecar["captions"]["method"] == "given"
     given = (updated["catalog"].parent / "media" / "given.vtt").read_bytes()
     assert sidecar["inputs"]["captions_sha256"] == hashlib.sha256(given).hexdigest()
-    assert "Welcome back" in prefix.with_suffix(".vtt").read_text()
-    assert "Welcome back" in caption_track_text(prefix.with_suffix(".mp4"))
+    # Its styling is kept in the WebVTT file; the SubRip file and the MP4's track read the words.
+    vtt = prefix.with_suffix(".vtt").read_text()
+    assert GIVEN_STYLE in vtt and "<v Presenter>Welcome back &amp; hi</v>" in vtt
+    assert "welcome\n00:00:0" in vtt and " line:0 align:start\n" in vtt
+    for text in (prefix.with_suffix(".srt").read_text(), caption_track_text(prefix.with_suffix(".mp4"))):
+        assert "Welcome back & hi" in text and "<v" not in text and "&amp;" not in text, text
 
 
 def test_the_new_captions_are_in_the_files_the_track_and_the_credentials(updated) -> None:

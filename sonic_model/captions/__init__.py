@@ -13,7 +13,7 @@ import numpy as np
 from sonic_model.captions.align import Alignment, align_script
 from sonic_model.captions.checks import MIN_SCRIPT_MATCH, check_coverage, check_cue_rules, check_script_match
 from sonic_model.captions.cues import CaptionRules, build_cues, rules_for
-from sonic_model.captions.formats import Cue, check_cues, parse_captions, write_srt, write_vtt
+from sonic_model.captions.formats import Cue, check_cues, parse_captions, vtt_style_blocks, write_srt, write_vtt
 
 __all__ = [
     "Captions",
@@ -36,9 +36,10 @@ class Captions:
     script_match: float | None  # align.py; None: nothing to compare (proportional or given)
     rules: CaptionRules
     speech_segments: list[tuple[float, float]]
+    style_blocks: tuple[str, ...] = ()  # a given WebVTT file's STYLE and REGION blocks
 
     def vtt(self) -> str:
-        return write_vtt(self.cues, self.language)
+        return write_vtt(self.cues, self.language, self.style_blocks)
 
     def srt(self) -> str:
         return write_srt(self.cues)
@@ -71,7 +72,8 @@ def captions_from(
     cues = parse_captions(captions_text)
     segments = made.speech_segments if made else (speech_segments or [])
     rules = made.rules if made else CaptionRules(max_line_chars=42)
-    return Captions(cues, language, "given", made.script_match if made else None, rules, segments)
+    match = made.script_match if made else None
+    return Captions(cues, language, "given", match, rules, segments, vtt_style_blocks(captions_text))
 
 
 def check_captions(captions: Captions, min_script_match: float | None = None) -> list[str]:

@@ -38,7 +38,6 @@ BorderStyle 4), readable on any background.
 from __future__ import annotations
 
 import functools
-import re
 import shutil
 import subprocess
 import tempfile
@@ -264,7 +263,6 @@ def safe_area(width: int, height: int) -> SafeArea:
     return SafeArea(width, height, side, bottom, size)
 
 
-_TAGS = re.compile(r"<[^>]*>")  # a given file's styling: SRT <i>, VTT <c.x>, <v Speaker>
 # Characters a line should not start with (closing punctuation, CJK and Latin).
 _NO_LINE_START = set("，。、；：！？）」』】〉》,.;:!?)]}%")
 
@@ -277,7 +275,7 @@ def fitted_lines(lines: tuple[str, ...], font: FontFile, area: SafeArea) -> list
     room = area.line_width - 2 * area.padding
     size = libass_size(font, area)
     for line in lines:
-        line = " ".join(_TAGS.sub("", line).split())
+        line = " ".join(line.split())
         if not line:
             continue
         width = text_width(font, line, size)
@@ -347,7 +345,7 @@ def ass_document(cues: list[Cue], width: int, height: int, font: FontFile) -> st
     )
     events = []
     for cue in cues:
-        lines = fitted_lines(cue.lines, font, area)
+        lines = fitted_lines(cue.plain_lines, font, area)  # a given file's styling is not drawn
         if lines:
             events.append(f"Dialogue: 0,{_ass_time(cue.start)},{_ass_time(cue.end)},Caption,,0,0,0,,{_ass_text(lines)}")
     return header + "\n".join(events) + "\n"

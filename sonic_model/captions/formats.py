@@ -1,7 +1,9 @@
 """WebVTT and SubRip: write cues, read a given file back, and check it (issue 24's rules for a given file).
 
 A given file is used as is once it parses, its cues are in order, none overlaps the next and all
-end inside the audio. Styling in a given file (VTT cue settings, SRT <i> tags) is kept verbatim.
+end inside the audio. Its styling is kept in its own format (a WebVTT file's cue identifiers,
+cue settings, STYLE and REGION blocks and tags; a SubRip file's tags) and converted in the other
+(`markup.py`: italic, bold and underline go across, entities and text are escaped each format's way).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sonic_model.captions.markup import PLAIN, SRT, VTT, plain_text, srt_text, vtt_text
 from sonic_model.errors import CaptionsError
 
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})"
@@ -21,11 +24,19 @@ END_TOLERANCE_S = 0.05
 class Cue:
     start: float
     end: float
-    lines: tuple[str, ...]
+    lines: tuple[str, ...]  # written in `markup`
+    markup: str = PLAIN  # "plain" (cues made from a script), "vtt" or "srt" (a given file's)
+    settings: str = ""  # a given WebVTT cue's settings ("align:start line:0")
+    identifier: str = ""  # a given WebVTT cue's identifier
 
     @property
     def text(self) -> str:
-        return " ".join(self.lines)
+        """The cue's words as a viewer reads them, without markup."""
+        return " ".join(self.plain_lines)
+
+    @property
+    def plain_lines(self) -> tuple[str, ...]:
+        return tuple(plain_text(line, self.markup) for line in self.lines)
 
 
 def _stamp(seconds: float, separator: str) -> str:
@@ -36,18 +47,26 @@ def _stamp(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def write_vtt(cues: list[Cue], language: str) -> str:
+def write_vtt(cues: list[Cue], language: str, style_blocks: tuple[str, ...] = ()) -> str:
+    """WebVTT of `cues`; `style_blocks` are a given file's STYLE and REGION blocks, kept before the cues."""
     # `Language:` is the header line players and YouTube read for the track language.
-    blocks = [f"WEBVTT\nLanguage: {language}"]
+    blocks = [f"WEBVTT\nLanguage: {language}", *style_blocks]
     for cue in cues:
-        blocks.append(f"{_stamp(cue.start, '.')} --> {_stamp(cue.end, '.')}\n" + "\n".join(cue.lines))
+        settings = f" {cue.settings}" if cue.settings and cue.markup == VTT else ""
+        identifier = f"{cue.identifier}\n" if cue.identifier and cue.markup == VTT else ""
+        timing = f"{identifier}{_stamp(cue.start, '.')} --> {_stamp(cue.end, '.')}{settings}\n"
+        blocks.append(timing + "\n".join(vtt_text(line, cue.markup) for line in cue.lines))
     return "\n\n".join(blocks) + "\n"
 
 
 def write_srt(cues: list[Cue]) -> str:
+    """SubRip of `cues`; a given WebVTT cue with nothing SubRip can show (only markup) is left out."""
     blocks = []
-    for number, cue in enumerate(cues, 1):
-        blocks.append(f"{number}\n{_stamp(cue.start, ',')} --> {_stamp(cue.end, ',')}\n" + "\n".join(cue.lines))
+    for cue in cues:
+        lines = [converted for line in cue.lines if (converted := srt_text(line, cue.markup)).strip()]
+        if lines:
+            timing = f"{len(blocks) + 1}\n{_stamp(cue.start, ',')} --> {_stamp(cue.end, ',')}\n"
+            blocks.append(timing + "\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
 
@@ -56,13 +75,23 @@ def _seconds(groups: tuple) -> float:
     return int(hours or 0) * 3600 + int(minutes) * 60 + int(secs) + int(millis) / 1000
 
 
-def parse_captions(text: str, name: str = "captions") -> list[Cue]:
-    """Cues of a WebVTT or SubRip text (told apart by the WEBVTT header); CaptionsError if it does not parse."""
+def _blocks(text: str) -> tuple[bool, list[str]]:
+    """(whether it is WebVTT, its blocks after the header)."""
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     is_vtt = text.startswith("WEBVTT")
     blocks = [block for block in re.split(r"\n\s*\n", text.strip()) if block.strip()]
-    if is_vtt:
-        blocks = blocks[1:]  # the header block
+    return is_vtt, blocks[1:] if is_vtt else blocks
+
+
+def vtt_style_blocks(text: str) -> tuple[str, ...]:
+    """A WebVTT text's STYLE and REGION blocks, as written (none for SubRip)."""
+    is_vtt, blocks = _blocks(text)
+    return tuple(block.strip("\n") for block in blocks if is_vtt and block.startswith(("STYLE", "REGION")))
+
+
+def parse_captions(text: str, name: str = "captions") -> list[Cue]:
+    """Cues of a WebVTT or SubRip text (told apart by the WEBVTT header); CaptionsError if it does not parse."""
+    is_vtt, blocks = _blocks(text)
     cues: list[Cue] = []
     for number, block in enumerate(blocks, 1):
         lines = block.split("\n")
@@ -79,7 +108,11 @@ def parse_captions(text: str, name: str = "captions") -> list[Cue]:
         body = tuple(line for line in lines[timing_at + 1 :] if line.strip())
         if not body:
             raise CaptionsError(f"{name}: block {number} at {_stamp(start, '.')} has no text")
-        cues.append(Cue(start, end, body))
+        if is_vtt:
+            identifier = lines[0].strip() if timing_at else ""
+            cues.append(Cue(start, end, body, VTT, " ".join(groups[8].split()), identifier))
+        else:
+            cues.append(Cue(start, end, body, SRT))
     if not cues:
         raise CaptionsError(f"{name}: no cues found; give a WebVTT or SubRip file with at least one cue")
     return cues
