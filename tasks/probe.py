@@ -16,6 +16,7 @@ presenter is, and animating the wrong person is worse than asking. Smaller backg
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import threading
 from collections import OrderedDict
@@ -224,13 +225,17 @@ def checked_captions_text(row_uri: str, data: bytes, audio_s: float) -> str:
     `row_uri` as the manifest gives it, for the message."""
     from sonic_model.captions import check_cues, parse_captions
 
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CaptionsError(
-            f"captions_uri {quoted(redact(row_uri))} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
-        ) from None
+    # Windows tools save "Unicode" text as UTF-16 with a byte-order mark: unambiguous, so read.
+    encoding = "utf-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
     name = f"captions_uri {quoted(redact(row_uri))}"
+    if encoding != "utf-16" and b"\x00" in data:  # no captions text has NUL characters
+        raise CaptionsError(f"{name} has NUL bytes (the first at byte {data.index(0)}): UTF-16 without a "
+                            "byte-order mark? save it as UTF-8")  # fmt: skip
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        expected = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        raise CaptionsError(f"{name} is not {expected} text (byte {exc.start}); save it as UTF-8") from None
     check_cues(parse_captions(text, name), audio_s, name)
     return text
 

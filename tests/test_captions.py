@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -208,6 +209,28 @@ def test_a_given_file_s_styling_is_kept_in_its_format_and_converted_in_the_other
     (cue,) = parse_captions(given_srt)
     assert cue.text == "Top & it" and write_srt([cue]) == given_srt
     assert "\nTop &amp; <i>it</i>\n" in write_vtt([cue], "en")
+
+
+def test_given_files_as_people_save_them_are_read_or_refused_naming_what_to_fix() -> None:
+    from tasks.probe import checked_captions_text
+
+    srt = "1\r\n00:00:00,500 --> 00:00:02,000\r\nCafé, señor.\r\n\r\n2\r\n00:00:02,100 --> 00:00:03,000\r\nÀ bientôt.\r\n"
+    for saved in (srt.encode("utf-8"), srt.encode("utf-8-sig"), srt.encode("utf-16"), srt.encode("utf-16-be")):
+        if saved[:2] == b"\x00\x31":  # big-endian without a byte-order mark: add one, as Windows writes it
+            saved = "\ufeff".encode("utf-16-be") + saved
+        text = checked_captions_text("media/a.srt", saved, 3.0)
+        assert [cue.text for cue in parse_captions(text)] == ["Café, señor.", "À bientôt."]
+    refused = {
+        "not UTF-8 text (byte 37); save it as UTF-8": srt.encode("cp1252"),
+        "NUL bytes (the first at byte 1): UTF-16 without a byte-order mark": srt.encode("utf-16-le"),
+        "block 2: cannot read the times in '00:00:02,100 -->'": srt.encode("utf-8")[:-29],
+        "no cues found": b"",
+        "cue 2 (00:00:02.100 --> 00:00:03.000) ends after the audio (2.50 s)": srt.encode("utf-8"),
+    }
+    for message, saved in refused.items():
+        with pytest.raises(CaptionsError, match=re.escape(message)) as raised:
+            checked_captions_text("media/a.srt", saved, 2.5 if "after the audio" in message else 3.0)
+        assert str(raised.value).startswith("captions_uri 'media/a.srt'"), raised.value
 
 
 def test_coverage_and_silence_checks() -> None:
