@@ -214,7 +214,8 @@ def test_a_given_file_s_styling_is_kept_in_its_format_and_converted_in_the_other
 def test_given_files_as_people_save_them_are_read_or_refused_naming_what_to_fix() -> None:
     from tasks.probe import checked_captions_text
 
-    srt = "1\r\n00:00:00,500 --> 00:00:02,000\r\nCafé, señor.\r\n\r\n2\r\n00:00:02,100 --> 00:00:03,000\r\nÀ bientôt.\r\n"
+    srt = "1\r\n00:00:00,500 --> 00:00:02,000\r\nCafé, señor.\r\n\r\n"
+    srt += "2\r\n00:00:02,100 --> 00:00:03,000\r\nÀ bientôt.\r\n"
     for saved in (srt.encode("utf-8"), srt.encode("utf-8-sig"), srt.encode("utf-16"), srt.encode("utf-16-be")):
         if saved[:2] == b"\x00\x31":  # big-endian without a byte-order mark: add one, as Windows writes it
             saved = "\ufeff".encode("utf-16-be") + saved
