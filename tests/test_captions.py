@@ -15,7 +15,7 @@ from sonic_model.captions import check_captions, espeak, make_captions, parse_ca
 from sonic_model.captions.checks import check_coverage, check_cue_rules
 from sonic_model.captions.cues import LATIN_RULES, UNSPACED_RULES
 from sonic_model.captions.formats import Cue, check_cues, write_srt, write_vtt
-from sonic_model.captions.text import tokenize
+from sonic_model.captions.text import display_width, tokenize
 from sonic_model.errors import CaptionsError
 
 EN = [
@@ -232,6 +232,20 @@ def test_given_files_as_people_save_them_are_read_or_refused_naming_what_to_fix(
         with pytest.raises(CaptionsError, match=re.escape(message)) as raised:
             checked_captions_text("media/a.srt", saved, 2.5 if "after the audio" in message else 3.0)
         assert str(raised.value).startswith("captions_uri 'media/a.srt'"), raised.value
+
+
+def test_invisible_characters_pasted_with_a_script_do_not_change_its_cues(tmp_path: Path) -> None:
+    # Text from word processors and web pages: a zero-width space, a byte-order mark after a full
+    # stop (its sentence's cue ran on into the next), a soft hyphen, a right-to-left mark.
+    sentences = ["Welcome to the course on data analysis.", "Today we look at the tools you will use.", "It is free."]
+    samples, _ = spoken(tmp_path, "en", sentences)
+    pasted = "Welcome\u200b to the course on data ana\u00adlysis.\u00a0Today we look at the tools you will use."
+    pasted += "\ufeff It is free."
+    clean, cues = make_captions(" ".join(sentences), "en", samples).cues, make_captions(pasted, "en", samples).cues
+    assert [cue.lines for cue in cues] == [cue.lines for cue in clean] == [(sentence,) for sentence in sentences]
+    assert [cue.start for cue in cues] == [cue.start for cue in clean]
+    arabic = tokenize("مرحبا.‏ بكم")  # a mark after the full stop
+    assert arabic[0].ends_sentence and arabic[0].ends_phrase and display_width(arabic[0].text) == 6
 
 
 def test_coverage_and_silence_checks() -> None:

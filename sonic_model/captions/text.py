@@ -24,6 +24,10 @@ _TOKEN = re.compile(rf"[{_UNSPACED}]|[{_WIDE_PUNCT}]+|[^\s{_UNSPACED}{_WIDE_PUNC
 # comma and question mark, the Devanagari danda.
 PHRASE_END = set(",;:.!?…—–)]}\"'»”’、。，；：！？）」』】〕〉》\u060c\u061b\u061f\u06d4\u0964\u0965")
 SENTENCE_END = set(".!?…。！？\u061f\u06d4\u0964\u0965")
+# Invisible characters text pasted from word processors and web pages carries: zero-width space,
+# word joiner, a byte-order mark inside the text, soft hyphen. They are left out of captions: a
+# sentence's "use.\ufeff" did not end with a full stop, and its cue ran on into the next sentence.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad"))
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,12 @@ class Token:
 
     @property
     def ends_phrase(self) -> bool:
-        return self.text[-1] in PHRASE_END
+        visible = _without_format_marks(self.text)
+        return bool(visible) and visible[-1] in PHRASE_END
 
     @property
     def ends_sentence(self) -> bool:
-        return self.text.rstrip("\"'»”’)]」』").endswith(tuple(SENTENCE_END))
+        return _without_format_marks(self.text).rstrip("\"'»”’)]」』").endswith(tuple(SENTENCE_END))
 
     @property
     def is_punctuation(self) -> bool:
@@ -49,8 +54,17 @@ class Token:
 
 
 def normalize_script(script: str) -> str:
-    """NFC, one space for any run of white space (line breaks included), trimmed."""
-    return " ".join(unicodedata.normalize("NFC", script).split())
+    """NFC, invisible characters left out, one space for any run of white space (line breaks
+    included), trimmed."""
+    return " ".join(unicodedata.normalize("NFC", script).translate(_INVISIBLE).split())
+
+
+def _without_format_marks(text: str) -> str:
+    """`text` without trailing format characters (a right-to-left mark after Arabic's full stop)."""
+    end = len(text)
+    while end and unicodedata.category(text[end - 1]) == "Cf":
+        end -= 1
+    return text[:end]
 
 
 def is_unspaced(text: str) -> bool:
@@ -83,5 +97,6 @@ def join_tokens(tokens: list[Token]) -> str:
 
 
 def display_width(text: str) -> int:
-    """Characters as caption guidelines count them: one per character, combining marks not counted."""
-    return sum(1 for c in text if not unicodedata.combining(c))
+    """Characters as caption guidelines count them: one per character, combining marks and
+    format characters (direction marks, joiners) not counted."""
+    return sum(1 for c in text if not unicodedata.combining(c) and unicodedata.category(c) != "Cf")
