@@ -9,7 +9,10 @@ Figures:
 - phrase-start error: every sentence start found by the aligner vs the truth (median, p95);
 - speed: seconds of audio aligned per second of one core's time (with the eSpeak NG helper's);
 - mismatch: every item's script against its own audio (good) and against every other item's audio,
-  same language or not (swapped); the script-match threshold is set between the two. Scripts the
+  same language or not (swapped); the script-match threshold is set between the two;
+- the swap check (sonic_model/captions/swaps.py): an item's rows are one half of the paragraph
+  in every language; each swap among them (another row's audio, or two rows' scripts swapped)
+  caught by the figure, by the check naming the right row, or either; correct rows it fails. Scripts the
   voice cannot read (Japanese with kanji) are timed proportionally and have no match figure; they
   are counted and left out of the mismatch figures.
 
@@ -36,6 +39,7 @@ import caption_human_speech  # noqa: E402
 from sonic_model.audio import load_audio
 from sonic_model.captions import espeak, make_captions
 from sonic_model.captions.checks import MIN_SCRIPT_MATCH
+from sonic_model.captions.swaps import Sibling, find_swap
 
 SENTENCES = {
     "en": [
@@ -148,11 +152,29 @@ def espeak_study() -> None:
             for half in (sentences[:2], sentences[2:]):
                 samples, starts = speak(Path(folder), language, half, rng)
                 items.append((language, " ".join(half), samples, starts))
-    errors, audio_s, cpu_s, good, methods = [], 0.0, 0.0, [], {}
-    for language, script, samples, truth in items:
+
+    # An item is one half of the paragraph, said in every language: a row's siblings (the swap
+    # check, sonic_model/captions/swaps.py) are the same half's rows in the other languages.
+    def name(index: int) -> str:
+        return f"{items[index][0]}-{index % 2}"
+
+    def siblings(index: int, holding: dict[int, int] | None = None) -> list[Sibling]:
+        """The other rows of `index`'s item; `holding`: row -> the item whose script it holds."""
+        holding = holding or {}
+        return [
+            Sibling(name(other), items[other][0], items[holding.get(other, other)][1])
+            for other in range(len(items))
+            if other != index and other % 2 == index % 2
+        ]
+
+    errors, audio_s, cpu_s, good, methods, good_swapped = [], 0.0, 0.0, [], {}, []
+    for index, (language, script, samples, truth) in enumerate(items):
         started = caption_human_speech.cpu_seconds()
         captions = make_captions(script, language, samples)
         cpu_s += caption_human_speech.cpu_seconds() - started
+        if captions.script_match is not None:
+            check = find_swap(script, language, captions.cost_gap, siblings(index), samples, None, MIN_SCRIPT_MATCH)
+            good_swapped.append(check.swap is not None)
         audio_s += len(samples) / 16000
         methods[language] = captions.method
         found = []
@@ -163,12 +185,26 @@ def espeak_study() -> None:
     # Two swaps: another row's audio in this row (the script read in its own language), and another
     # row's script in this row (read by the voice of the audio's language, the row's tag).
     swapped, same_language, script_swapped = [], [], []
+    within_item = {"another row's audio": [], "another row's script": []}  # (figure caught, swap check caught)
     for a, b in itertools.permutations(range(len(items)), 2):
         language, script = items[a][0], items[a][1]
-        swapped.append(make_captions(script, language, items[b][2]).script_match)
+        captions = make_captions(script, language, items[b][2])
+        swapped.append(captions.script_match)
         same_language.append(language == items[b][0])
+        same_item = a % 2 == b % 2 and language != items[b][0] and captions.script_match is not None
+        if same_item:  # row a holds row b's audio; b's row, with its own script, is a sibling
+            check = find_swap(script, language, captions.cost_gap, siblings(a), items[b][2], None, MIN_SCRIPT_MATCH)
+            found = check.swap is not None and check.swap.row_id == name(b)
+            within_item["another row's audio"].append((captions.script_match < MIN_SCRIPT_MATCH, found))
         if language != items[b][0]:
-            script_swapped.append(make_captions(script, items[b][0], items[b][2]).script_match)
+            read = make_captions(script, items[b][0], items[b][2])
+            script_swapped.append(read.script_match)
+            if same_item and read.script_match is not None:  # rows a and b swapped scripts: a holds b's
+                check = find_swap(
+                    script, items[b][0], read.cost_gap, siblings(b, {a: b}), items[b][2], None, MIN_SCRIPT_MATCH
+                )
+                found = check.swap is not None and check.swap.row_id == name(a)
+                within_item["another row's script"].append((read.script_match < MIN_SCRIPT_MATCH, found))
     errors_ms = np.array(errors) * 1000
     unmatched = sum(value is None for value in good)
     same_language = np.array([same for same, value in zip(same_language, swapped, strict=True) if value is not None])
@@ -198,6 +234,14 @@ def espeak_study() -> None:
         f"another language's script read by the row's voice: max {script_swapped.max():.3f}; caught "
         f"{(script_swapped < MIN_SCRIPT_MATCH).mean():.1%} of {len(script_swapped)}"
     )
+    print(f"the swap check (an item's rows in the other languages): correct rows it fails {sum(good_swapped)} of "
+          f"{len(good_swapped)}")  # fmt: skip
+    for kind, pairs in within_item.items():
+        figure, check = np.array(pairs).T
+        print(
+            f"    swaps within an item, {kind}: {len(pairs)}; caught by the figure {figure.mean():.1%}, by the swap "
+            f"check {check.mean():.1%}, either {(figure | check).mean():.1%}"
+        )
     caption_human_speech.print_thresholds(good, {"swapped": swapped, "script read by the row's voice": script_swapped})
 
 

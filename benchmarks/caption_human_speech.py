@@ -42,6 +42,7 @@ from sonic_model.captions import espeak
 from sonic_model.captions.align import align_script
 from sonic_model.captions.checks import MIN_SCRIPT_MATCH, check_coverage
 from sonic_model.captions.cues import build_cues, rules_for
+from sonic_model.captions.swaps import Sibling, find_swap
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "human_speech"
 SAMPLE_RATE = 16_000
@@ -221,6 +222,19 @@ def measure(
     phrase_errors, word_errors, good, coverage_failures = [], [], [], []
     audio_s = cpu_s = 0.0
     segments_of = {}
+
+    # The swap check (sonic_model/captions/swaps.py): each case is one row of an item whose other
+    # rows say it in the other languages (their scripts here are the course sentences, as many as
+    # the case has: what matters is that they are not this audio's script).
+    def translations(case: Case, without: str | None = None) -> list[Sibling]:
+        return [
+            Sibling(other, str(other), " ".join(other_languages[other][: len(case.sentences)]))
+            for other in sorted(other_languages or {})
+            if other != without
+        ]
+
+    good_swapped = []  # a correct row that the swap check would fail
+    swap_cpu_s = 0.0
     for case in cases:
         segments = speech_segments(AudioClip(case.samples))
         segments_of[case.name] = segments
@@ -229,6 +243,12 @@ def measure(
         cpu_s += cpu_seconds() - started
         audio_s += len(case.samples) / SAMPLE_RATE
         good.append(alignment.script_match)
+        started = cpu_seconds()
+        check = find_swap(
+            case.script, language, alignment.cost_gap, translations(case), case.samples, segments, MIN_SCRIPT_MATCH
+        )
+        swap_cpu_s += cpu_seconds() - started
+        good_swapped.append(check.swap is not None)
         tokens = alignment.tokens
         if [t.token.text.strip(".,;:!?").lower() for t in tokens] != [w for w, _ in case.words]:
             raise ValueError(f"{case.name}: the aligner's words differ from the reference words")
@@ -249,24 +269,40 @@ def measure(
         for pick in picks:
             other = others[int(pick)]
             swapped.append(align_script(case.script, language, other.samples, segments_of[other.name]).script_match)
-    languages = []
+    languages, languages_swap = [], []
     for case in cases:
         for other in rng.choice(sorted(other_languages or {}), min(3, len(other_languages or {})), replace=False):
             script = " ".join(other_languages[other][: len(case.sentences)])
-            match = align_script(script, str(other), case.samples, segments_of[case.name]).script_match
-            if match is not None:  # None: a script the voice cannot read (Japanese kanji)
-                languages.append(match)
-    paces = {}
+            wrong = align_script(script, str(other), case.samples, segments_of[case.name])
+            if wrong.script_match is not None:  # None: a script the voice cannot read (Japanese kanji)
+                languages.append(wrong.script_match)
+                # This audio in the item's row of that language: its siblings are the case's own
+                # row and the item's other languages. Caught if the check names the case's row.
+                siblings = [Sibling(case.name, language, case.script), *translations(case, without=str(other))]
+                check = find_swap(
+                    script, str(other), wrong.cost_gap, siblings, case.samples, segments_of[case.name], MIN_SCRIPT_MATCH
+                )
+                languages_swap.append(check.swap is not None and check.swap.row_id == case.name)
+    paces, paces_swapped = {}, {}
     for name, variant in other_paces(cases, load_couplets() if reader == "sonnet" else load_sentences()):
         samples, script = variant
-        match = align_script(script, language, samples, speech_segments(AudioClip(samples))).script_match
-        paces.setdefault(name, []).append(match)
+        segments = speech_segments(AudioClip(samples))
+        alignment = align_script(script, language, samples, segments)
+        paces.setdefault(name, []).append(alignment.script_match)
+        case = next(case for case in cases if case.script == script)
+        check = find_swap(script, language, alignment.cost_gap, translations(case), samples, segments, MIN_SCRIPT_MATCH)
+        paces_swapped.setdefault(name, []).append(check.swap is not None)
     return {
         "language": language,
         "reader": reader,
         "cases": len(cases),
         "paces": {name: np.array(values) for name, values in paces.items()},
+        "paces_swapped": {name: np.array(values) for name, values in paces_swapped.items()},
+        "good_swapped": np.array(good_swapped),
+        "swap_speed": audio_s / max(swap_cpu_s, 1e-9),
+        "siblings": len(other_languages or {}),
         "languages": np.array(languages),
+        "languages_swap": np.array(languages_swap),
         "audio_s": audio_s,
         "phrase_ms": np.array(phrase_errors) * 1000,
         "word_ms": np.array(word_errors) * 1000,
@@ -355,6 +391,16 @@ def report(figures: dict) -> None:
         print(
             f"  another language's script on this audio: max {languages.max():.3f} median {np.median(languages):.3f}; "
             f"caught {(languages < MIN_SCRIPT_MATCH).mean():.1%} of {len(languages)}"
+        )
+        both = (languages < MIN_SCRIPT_MATCH) | figures["languages_swap"]
+        print(
+            f"  with the swap check (this audio in the item's row of that language; the case's own row "
+            f"and the other languages its siblings): caught {both.mean():.1%} of {len(both)}, "
+            f"the swap check alone {figures['languages_swap'].mean():.1%}; correct rows it fails: "
+            f"{figures['good_swapped'].sum()} of {len(good)} as read, "
+            f"{sum(v.sum() for v in figures['paces_swapped'].values())} of "
+            f"{sum(len(v) for v in figures['paces_swapped'].values())} at other paces; it measures "
+            f"{figures['siblings']} siblings at {figures['swap_speed']:.0f}x real time on one core"
         )
     print_thresholds(good, {"swapped": swapped, "other language": languages})
     print(f"  correct scripts at other paces (threshold {MIN_SCRIPT_MATCH}):")

@@ -45,6 +45,7 @@ from tasks.records import QUARANTINED, UPDATE_CAPTIONS, RowInfo, RowOutcome
 from tasks.render import DEFAULT_RENDER_RETRIES, DEFAULT_RETRY_DELAY_S, choose_generator, render_task_options
 from tasks.report import write_report_task
 from tasks.scratch import remove_tree
+from tasks.siblings import siblings_by_row
 from tasks.signing import describe_signing, resolve_signing
 from tasks.table import validate_table_task
 
@@ -163,6 +164,7 @@ def render_catalog(
 
         table = read_manifest(manifest)
         rows, refused = validate_table_task(table, manifest_url=manifest, catalog_url=catalog)
+        siblings = siblings_by_row(rows)  # before the run narrows the rows: an item's other rows
         wanted = None if only_rows is None else set(only_rows)
         rows = [row for row in rows if wanted is None or row.row_id in wanted]
         refused = [q for q in refused if wanted is None or q.row_id in wanted]
@@ -221,7 +223,7 @@ def render_catalog(
         def pipeline(planned):
             if planned.decision == UPDATE_CAPTIONS:  # only its captions changed: no probe, no render
                 return update_captions_row(
-                    captions_update_of(planned),
+                    captions_update_of(planned, siblings.get(planned.row.row_id, ())),
                     catalog=catalog,
                     run_id=run_id,
                     signing=signing,
@@ -242,7 +244,8 @@ def render_catalog(
                     signing=signing,
                     on_cluster=cluster,
                 )
-            return render_one_row(planned.row, planned.info, plan=planned.why, **row_stages)
+            row_siblings = siblings.get(planned.row.row_id, ())
+            return render_one_row(planned.row, planned.info, plan=planned.why, siblings=row_siblings, **row_stages)
 
         try:
             worked = iter(

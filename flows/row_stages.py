@@ -180,6 +180,7 @@ def _stages(
     on_cluster: bool = False,
     look_up: bool = True,
     signing: dict | None = None,
+    siblings: tuple = (),
 ) -> RowPipeline:
     """The stages of one row; yields each task's future and gets its result back.
 
@@ -188,7 +189,8 @@ def _stages(
     task needs a GPU slot and writes to `scratch_url`. `look_up=False` leaves out the
     find-published step: the run's plan (tasks/plan.py) has already found that this row's
     content is not in the catalog, or was told to render it anyway (`--force`). `signing`: the
-    run's resolved signing configuration (`tasks.signing`), used when publishing.
+    run's resolved signing configuration (`tasks.signing`), used when publishing. `siblings`: the
+    other rows of its item (`tasks.siblings`), whose scripts its captions QA measures its audio against.
     """
     render_options = render_options or render_task_options()
     rendered = None
@@ -224,7 +226,9 @@ def _stages(
             raise  # a bad input: not retried, its own message is the reason
         except Exception as exc:  # noqa: BLE001 - retries ran out, or the row timed out
             raise _render_failed(exc, render_options) from exc
-        submitted = CHECK_PUBLISH.submit(upstream(rendered), constant(thresholds), catalog, run_id, constant(signing))
+        submitted = CHECK_PUBLISH.submit(
+            upstream(rendered), constant(thresholds), catalog, run_id, constant(signing), constant(siblings)
+        )
         rendered = None  # from here on the check-and-publish task owns (and removes) the scratch files
         return (yield submitted)
     except Exception as exc:  # noqa: BLE001 - every row ends with a verdict, whatever went wrong

@@ -56,6 +56,7 @@ class CaptionsUpdate:
     content_key: str  # the key the update publishes
     frames_key: str  # the published frames' key, which must still be the sidecar's
     why: str  # the plan's reason ("script changed since run X: ...")
+    siblings: tuple = ()  # the other rows of its item (`tasks.siblings`), for the swap check
 
 
 class PublishedEntryChanged(RuntimeError):
@@ -112,7 +113,7 @@ def update_captions(
         # Timed on the sound as published: re-timed by the render's lip-sync delay, if any.
         delay_ms = float((sidecar.get("postprocess") or {}).get("av_offset_applied_ms") or 0.0)
         captions, failures, figures = make_row_captions(
-            source, info.language, audio, delay_ms, min_script_match=min_script_match
+            source, info.language, audio, delay_ms, min_script_match=min_script_match, siblings=update.siblings
         )
         aligned_s = time.perf_counter() - started
         if failures or captions is None:

@@ -520,10 +520,11 @@ def _same_memory(remembered: RememberedQuarantine, seen: SeenInputs, conditions:
     )
 
 
-def captions_update_of(planned: RowPlan) -> CaptionsUpdate:
-    """What the captions-only update of an `update_captions` row needs (`tasks.captions_update`)."""
+def captions_update_of(planned: RowPlan, siblings: tuple = ()) -> CaptionsUpdate:
+    """What the captions-only update of an `update_captions` row needs (`tasks.captions_update`);
+    `siblings`: the other rows of its item (`tasks.siblings`)."""
     content, frames = planned.captions_update
-    return CaptionsUpdate(planned.row, planned.info, planned.seen, content, frames, planned.why)
+    return CaptionsUpdate(planned.row, planned.info, planned.seen, content, frames, planned.why, siblings)
 
 
 # --- the Prefect task ------------------------------------------------------------------------------

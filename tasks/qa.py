@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,12 @@ def thresholds_for(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
     return resolved
 
 
-def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str, Any] | None = None) -> CheckedVideo:
+def check_rendered(
+    rendered: RenderedVideo, thresholds: QAThresholds | dict[str, Any] | None = None, siblings: Sequence = ()
+) -> CheckedVideo:
     """Run automatic QA on a rendered video, and on each of its renditions on its own, against
-    the inputs they were rendered from.
+    the inputs they were rendered from. `siblings`: the other rows of the row's item
+    (`tasks.siblings`), whose scripts its captions check is also measured against.
 
     A rendition is checked like the master (duration, sync, face and identity, loudness) plus
     its exact size and, against its still canvas, seams; a paste-back master is checked for
@@ -111,7 +115,7 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
         captions = None
         if rendered.captions_source:
             captions, caption_failures, caption_figures = check_row_captions(
-                rendered, audio, checked_against.min_script_match
+                rendered, audio, checked_against.min_script_match, siblings
             )
             failures += caption_failures
             result_figures = {**dict(result.figures), **caption_figures}
@@ -132,14 +136,14 @@ def check_rendered(rendered: RenderedVideo, thresholds: QAThresholds | dict[str,
 
 
 def check_row_captions(
-    rendered: RenderedVideo, audio, min_script_match: float | None = None
+    rendered: RenderedVideo, audio, min_script_match: float | None = None, siblings: Sequence = ()
 ) -> tuple[dict | None, list[str], dict]:
     """The row's captions made (aligned from its script, or its given file) and checked: the
     caption record for publishing, QA failures, and the figures for the report."""
     delay_ms = float(rendered.render.get("av_offset_applied_ms") or 0.0)
-    return make_row_captions(
-        rendered.captions_source or {}, rendered.info.language, audio, delay_ms, min_script_match=min_script_match
-    )
+    source = rendered.captions_source or {}
+    language = rendered.info.language
+    return make_row_captions(source, language, audio, delay_ms, min_script_match=min_script_match, siblings=siblings)
 
 
 def as_published(audio, delay_ms: float):
@@ -157,21 +161,29 @@ def as_published(audio, delay_ms: float):
 
 
 def make_row_captions(
-    source: dict, language: str, audio, delay_ms: float = 0.0, *, min_script_match: float | None = None
+    source: dict,
+    language: str,
+    audio,
+    delay_ms: float = 0.0,
+    *,
+    min_script_match: float | None = None,
+    siblings: Sequence = (),
 ) -> tuple[dict | None, list[str], dict]:
     """Captions from a row's captions source (`tasks.render.captions_source`) over its script
     audio (an `AudioClip`) as published (`as_published`: `delay_ms` is the render's
     `av_offset_applied_ms`), and their QA: (caption record, QA failures, report figures). Used by
     a render's QA and by a captions-only update (`tasks.captions_update`) alike.
-    `min_script_match`: the run's `QAThresholds.min_script_match` (None: the default)."""
+    `min_script_match`: the run's `QAThresholds.min_script_match` (None: the default).
+    `siblings` (`sonic_model.captions.swaps.Sibling`): the other rows of its item, whose scripts
+    the audio is measured against too: a row whose audio speaks one of them fails QA."""
     from sonic_model.audio import speech_segments
-    from sonic_model.captions import captions_from, check_captions
+    from sonic_model.captions import MIN_SCRIPT_MATCH, captions_from, check_captions
 
     audio = as_published(audio, delay_ms)
+    segments = speech_segments(audio)
     try:
-        captions = captions_from(
-            source.get("script_text"), source.get("captions_text"), language, audio.samples, speech_segments(audio)
-        )
+        script, given = source.get("script_text"), source.get("captions_text")
+        captions = captions_from(script, given, language, audio.samples, segments)
     except Exception as exc:  # noqa: BLE001 - a captions failure is this row's QA failure, named
         return None, [f"captions could not be made ({type(exc).__name__}: {str(exc)[:200]})"], {}
     figures = {
@@ -187,25 +199,41 @@ def make_row_captions(
         "script_match": figures["captions_script_match"],
         "cues": len(captions.cues),
     }
-    return record, check_captions(captions, min_script_match), figures
+    failures = check_captions(captions, min_script_match)
+    if siblings:
+        from sonic_model.captions.swaps import find_swap, swap_reason
+
+        threshold = MIN_SCRIPT_MATCH if min_script_match is None else min_script_match
+        own = script or ""
+        check = find_swap(own, language, captions.cost_gap, list(siblings), audio.samples, segments, threshold)
+        figures["captions_siblings_measured"], swap = check.measured, check.swap
+        if swap is not None:
+            figures["captions_swapped_with"] = swap.row_id
+            failures.append(swap_reason(swap))
+    return record, failures, figures
 
 
 # QA and publishing are one task: on a cluster each Prefect task costs tens of milliseconds of
 # CPU (benchmarks/fanout_scaling.py), and together the video is fetched from scratch only once.
 @task(name="check-and-publish", cache_policy=NONE)
 def check_and_publish_task(
-    rendered: RenderedVideo, thresholds: Any, catalog_url: str, run_id: str, signing: dict | None = None
+    rendered: RenderedVideo,
+    thresholds: Any,
+    catalog_url: str,
+    run_id: str,
+    signing: dict | None = None,
+    siblings: Sequence = (),
 ) -> RowOutcome:
-    """QA a rendered video (`check_rendered`), then publish it, signed as `signing` says, or file
-    it under the run if QA failed (`tasks.publish.publish_or_reject`). The render's scratch is
-    removed whatever happens.
+    """QA a rendered video (`check_rendered`, with the other rows of its item: `siblings`), then
+    publish it, signed as `signing` says, or file it under the run if QA failed
+    (`tasks.publish.publish_or_reject`). The render's scratch is removed whatever happens.
 
     The video may sit in shared scratch (a cluster run): `localized` gives local paths here.
     """
     publishing = False
     try:
         with localized(rendered) as local:
-            checked = check_rendered(local, thresholds)
+            checked = check_rendered(local, thresholds, siblings)
             publishing = True  # from here publish_or_reject removes the scratch, whatever happens
             return publish_or_reject(checked, catalog_url, run_id, signing)
     finally:

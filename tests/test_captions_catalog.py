@@ -43,7 +43,7 @@ def captioned_run(tmp_path_factory):
 
     def row(row_id, language, audio_uri, script):
         return {"row_id": row_id, "portrait_uri": "media/astronaut.jpg", "audio_uri": audio_uri,
-                "language": language, "consent_ref": "release/test-001", "collection": "course",
+                "language": language, "consent_ref": "release/test-001", "collection": "course", "item_id": "lesson-1",
                 "min_resolution": RESOLUTION, "renditions": "vertical", "script_text": " ".join(script)}  # fmt: skip
 
     rows = [
@@ -87,6 +87,8 @@ def test_swapped_audio_fails_qa_naming_the_figure(captioned_run) -> None:
     ledger = ledger_of(str(captioned_run["catalog"]), captioned_run["run_id"]).set_index("row_id")
     assert ledger.loc["swapped-de", "status"] == "failed_qa"
     assert "script-vs-audio match" in ledger.loc["swapped-de", "reason"]
+    # Its item's English row has the script this audio speaks: named (sonic_model/captions/swaps.py).
+    assert "the audio speaks the script of row 'cap-en' better" in ledger.loc["swapped-de", "reason"]
 
 
 def test_report_shows_each_row_s_captions_figure(captioned_run) -> None:

@@ -37,6 +37,7 @@ class Captions:
     rules: CaptionRules
     speech_segments: list[tuple[float, float]]
     style_blocks: tuple[str, ...] = ()  # a given WebVTT file's STYLE and REGION blocks
+    cost_gap: float | None = None  # the script's cost gap on the audio (align.py; swaps.py compares it)
 
     def vtt(self) -> str:
         return write_vtt(self.cues, self.language, self.style_blocks)
@@ -52,7 +53,10 @@ def make_captions(
     alignment: Alignment = align_script(script, language, samples, speech_segments)
     rules = rules_for(alignment.tokens)
     cues = build_cues(alignment.tokens, rules)
-    return Captions(cues, language, alignment.method, alignment.script_match, rules, alignment.speech_segments)
+    return Captions(
+        cues, language, alignment.method, alignment.script_match, rules, alignment.speech_segments,
+        cost_gap=alignment.cost_gap,
+    )  # fmt: skip
 
 
 def captions_from(
@@ -72,8 +76,8 @@ def captions_from(
     cues = parse_captions(captions_text)
     segments = made.speech_segments if made else (speech_segments or [])
     rules = made.rules if made else CaptionRules(max_line_chars=42)
-    match = made.script_match if made else None
-    return Captions(cues, language, "given", match, rules, segments, vtt_style_blocks(captions_text))
+    match, gap = (made.script_match, made.cost_gap) if made else (None, None)
+    return Captions(cues, language, "given", match, rules, segments, vtt_style_blocks(captions_text), gap)
 
 
 def check_captions(captions: Captions, min_script_match: float | None = None) -> list[str]:

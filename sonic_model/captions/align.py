@@ -135,27 +135,15 @@ def align_script(
     tokens = tokenize(text)
     if not tokens:
         raise ValueError("the script is empty; give the words that are spoken")
-    if speech_segments:
-        real, real_voiced = mfcc_frames(samples, _segments_mask(speech_segments, frame_count(len(samples))))
-        segments = speech_segments
-    else:
-        real, real_voiced = mfcc_frames(samples)
-        segments = segments_from_mask(real_voiced)
-    if not segments:
-        segments = [(0.0, len(samples) / SAMPLE_RATE)]
-    voice = espeak.voice_for(language)
-    if voice is not None and not espeak.reads(text, voice):
-        voice = None
+    spoken, segments = spoken_part(samples, speech_segments)
+    voice = _reading_voice(text, language)
     if voice is None:
         starts = _proportional_starts(tokens, segments)
         return Alignment(_timed(tokens, starts, segments), "proportional", None, None, segments)
 
     synthesis, synthetic_samples, synthetic_frames = _synthetic(text, voice, words_per_minute)
-    synthetic, spoken = _VoicedPart.of(*synthetic_frames), _VoicedPart.of(real, real_voiced)
-    pace = words_per_minute * synthetic.voiced.sum() / max(int(spoken.voiced.sum()), 1)
-    fits = PACE_RANGE_WPM[0] <= pace <= PACE_RANGE_WPM[1]  # the script's length fits the speech
-    pace = int(round(np.clip(pace, *PACE_RANGE_WPM)))
-    paced = abs(pace / words_per_minute - 1.0) > PACE_TOLERANCE  # the figure needs another synthesis
+    synthetic = _VoicedPart.of(*synthetic_frames)
+    pace, fits, paced = _pace(synthetic, spoken, words_per_minute)
     # (the z-scores are only measured on the path the figure is taken from)
     masks = (None, None) if paced else (synthetic.voiced, spoken.voiced)
     path = warp(synthetic.frames, spoken.frames, _half_width(synthetic, spoken), *masks)
@@ -179,6 +167,50 @@ def align_script(
         ratio = _decoy_ratio(gap, tokens, text, voice, pace, spoken)
     match = gap if ratio is None else max(gap, ratio / DECOY_RATIO_AT_ONE)
     return Alignment(_timed(tokens, starts, segments), "espeak-dtw", voice, match, segments, gap, ratio)
+
+
+def spoken_part(
+    samples: np.ndarray, speech_segments: list[tuple[float, float]] | None = None
+) -> tuple[_VoicedPart, list[tuple[float, float]]]:
+    """The speech's MFCC frames from its first to its last voiced frame, and its speech segments
+    (the detector's, else from the frames' loudness; the whole clip where none is found)."""
+    if speech_segments:
+        real, real_voiced = mfcc_frames(samples, _segments_mask(speech_segments, frame_count(len(samples))))
+        segments = speech_segments
+    else:
+        real, real_voiced = mfcc_frames(samples)
+        segments = segments_from_mask(real_voiced)
+    return _VoicedPart.of(real, real_voiced), segments or [(0.0, len(samples) / SAMPLE_RATE)]
+
+
+def script_cost_gap(script: str, language: str, spoken: _VoicedPart, words_per_minute: int = 175) -> float | None:
+    """Step 4's cost gap of `script` on speech already made into frames (`spoken_part`), without
+    timing or decoys: to compare several scripts on one audio (`swaps.py`). None where eSpeak NG
+    has no voice that reads the script."""
+    text = normalize_script(script)
+    voice = _reading_voice(text, language) if tokenize(text) else None
+    if voice is None:
+        return None
+    synthetic = _VoicedPart.of(*_synthetic(text, voice, words_per_minute)[2])
+    pace, _, paced = _pace(synthetic, spoken, words_per_minute)
+    if paced:
+        synthetic = _VoicedPart.of(*_synthetic(text, voice, pace)[2])
+    return _cost_gap(synthetic, spoken)
+
+
+def _reading_voice(text: str, language: str) -> str | None:
+    """eSpeak NG's voice for `language`, if it can read `text` (step 1)."""
+    voice = espeak.voice_for(language)
+    return voice if voice is not None and espeak.reads(text, voice) else None
+
+
+def _pace(synthetic: _VoicedPart, spoken: _VoicedPart, words_per_minute: int) -> tuple[int, bool, bool]:
+    """(the speaker's pace in eSpeak NG's words a minute, whether the script's length fits the
+    speech at a pace in `PACE_RANGE_WPM`, whether the figure needs another synthesis at it)."""
+    pace = words_per_minute * synthetic.voiced.sum() / max(int(spoken.voiced.sum()), 1)
+    fits = PACE_RANGE_WPM[0] <= pace <= PACE_RANGE_WPM[1]
+    pace = int(round(np.clip(pace, *PACE_RANGE_WPM)))
+    return pace, fits, abs(pace / words_per_minute - 1.0) > PACE_TOLERANCE
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,129 @@
+"""Is this row's audio (or script) another row's? The other rows of its item, measured on its audio.
+
+The script-vs-audio figure compares one script with one audio, and a voice unlike eSpeak NG's
+leaves little room between a right and a wrong script: a translation with cognates, or half of
+the same paragraph, can pass it (benchmarks/caption_alignment.py). But the mistake a catalog
+makes most is a swap among the rows of one item (its languages): the audio, or the script, of
+another row of the same item. Those rows' scripts are in the manifest, and measured on this
+row's audio they answer the question directly: on one audio the voice is the same for every
+script, so the script that is spoken has the highest cost gap (align.py) by a clear margin.
+
+1. Each sibling's script (the item's other rows) is measured on this row's audio, read in its own
+   language (this row holds that row's audio) and in this row's (the two rows swapped scripts:
+   that row holds the script this audio speaks, in this audio's language): step 4's cost gap, at
+   the speaker's pace, no timing and no decoys. A sibling with
+   the row's own words (`SAME_WORDS`: the same script for another presenter, or in another
+   variant, "Mr." for "Mister" tagged en-US) is not measured: its gap differs from the row's by how
+   near its voice is (the LibriVox reader's right script scored 1.15 tagged en, 1.35 tagged en-US).
+2. The best sibling is a swap only if its gap beats the row's own by `MARGIN`, and its full
+   figure (decoys included) passes the script-match threshold: the audio speaks that row's script
+   as plainly as a right script is spoken.
+
+Where the row's own gap is `CLEARLY_SPOKEN` or more, no sibling is measured: no wrong script in
+the studies scored over 1.34, and right scripts on voices near eSpeak NG's score 1.4-2.6.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import numpy as np
+
+from sonic_model.captions.align import align_script, script_cost_gap, spoken_part
+from sonic_model.captions.text import normalize_script, tokenize
+
+# How much more the sibling's cost gap must be than the row's own. The right script's gap beat
+# every other script's on its own audio by 0.34 or more on eSpeak NG speech and the man reading
+# prose (at every pace), by 0.04 or more for the woman reading verse, whose voice is farthest from
+# eSpeak NG's; there another language's script came within 0.1 of hers once (slowed to 0.8x),
+# and failed the second test (its figure over its decoys).
+MARGIN = 0.1
+CLEARLY_SPOKEN = 1.6
+# An item with more rows than this has its first ones measured (cost: a sibling is two syntheses
+# and two warps, about a third of the row's own alignment).
+MAX_SIBLINGS = 12
+# Scripts whose words (lower case, punctuation left out) match in this share are the same script.
+SAME_WORDS = 0.8
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """Another row of the same item: its id, language and script."""
+
+    row_id: str
+    language: str
+    script: str
+
+
+@dataclass(frozen=True)
+class Swap:
+    """A sibling whose script this audio speaks better than the row's own."""
+
+    row_id: str
+    language: str  # the language the sibling's script was read in (its own, or this row's)
+    cost_gap: float  # the sibling's script on this audio
+    own_cost_gap: float  # the row's own script on it
+    script_match: float  # the sibling's full figure on this audio
+
+
+@dataclass(frozen=True)
+class SwapCheck:
+    measured: int  # siblings whose scripts were measured on the audio
+    swap: Swap | None  # the one the audio speaks instead of the row's own, if any
+
+
+def find_swap(
+    own_script: str,
+    language: str,
+    own_cost_gap: float | None,
+    siblings: list[Sibling],
+    samples: np.ndarray,
+    speech_segments: list[tuple[float, float]] | None,
+    min_script_match: float,
+) -> SwapCheck:
+    """The sibling whose script `samples` speak, where it is not the row's own (see above); none
+    if none is, or the row's own script is clearly spoken, or it has no cost gap to compare."""
+    own_words = _words(own_script)
+    siblings = [sibling for sibling in siblings if not _same_words(_words(sibling.script), own_words)]
+    if own_cost_gap is None or own_cost_gap >= CLEARLY_SPOKEN or not siblings:
+        return SwapCheck(0, None)
+    spoken, _ = spoken_part(samples, speech_segments)
+    best, best_gap, measured = None, -np.inf, siblings[:MAX_SIBLINGS]
+    for sibling in measured:  # step 1
+        readings = [sibling.language] + ([language] if _primary(language) != _primary(sibling.language) else [])
+        for reading in readings:
+            gap = script_cost_gap(sibling.script, reading, spoken)
+            if gap is not None and gap > best_gap:
+                best, best_gap = (sibling, reading), gap
+    if best is None or best_gap - own_cost_gap <= MARGIN:  # step 2
+        return SwapCheck(len(measured), None)
+    (sibling, reading), gap = best, float(best_gap)
+    match = align_script(sibling.script, reading, samples, speech_segments).script_match
+    if match is None or match < min_script_match:
+        return SwapCheck(len(measured), None)
+    return SwapCheck(len(measured), Swap(sibling.row_id, reading, gap, float(own_cost_gap), float(match)))
+
+
+def _primary(language: str) -> str:
+    return language.strip().lower().replace("_", "-").split("-")[0]
+
+
+def _words(script: str) -> list[str]:
+    words = [
+        token.text.lower().strip(".,;:!?\"'()[]«»“”‘’¿¡、。，；：！？") for token in tokenize(normalize_script(script))
+    ]
+    return [word for word in words if word]
+
+
+def _same_words(a: list[str], b: list[str]) -> bool:
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= SAME_WORDS
+
+
+def swap_reason(swap: Swap) -> str:
+    """The QA failure that names the row whose script the audio speaks."""
+    return (
+        f"captions: the audio speaks the script of row {swap.row_id!r} better than this row's own: "
+        f"cost gap {swap.cost_gap:.2f} against {swap.own_cost_gap:.2f}, its script-vs-audio match "
+        f"{swap.script_match:.2f}; the audio or the script was swapped between the two rows"
+    )
