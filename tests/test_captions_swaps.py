@@ -11,7 +11,7 @@ import pytest
 from manifests.schema import ManifestRow
 from sonic_model.audio import load_audio, speech_segments
 from sonic_model.captions import make_captions
-from sonic_model.captions.swaps import CLEARLY_SPOKEN, Sibling, SwapCheck, find_swap
+from sonic_model.captions.swaps import CLEARLY_SPOKEN, Sibling, SwapCheck, find_swap, same_script
 from tasks.qa import make_row_captions
 from tasks.siblings import siblings_by_row
 
@@ -70,6 +70,15 @@ def test_a_human_reader_s_right_script_beats_its_siblings_and_a_swap_is_named() 
     assert check.measured == 2 and swap is not None and swap.row_id == "0870-us"
     assert swap.cost_gap > swap.own_cost_gap + 0.1
     assert swap.script_match >= 1.0 and swap.own_cost_gap == pytest.approx(wrong.cost_gap)
+
+
+def test_one_script_written_twice_is_not_another_row_s_script() -> None:
+    british = "We analyse the colour of the organisation's centre, then travel to the theatre and the catalogue."
+    american = "We analyze the color of the organization's center, then travel to the theater and the catalog."
+    assert same_script(british, american) and same_script(SCRIPT_0870, SCRIPT_0870.replace("Mister", "Mr."))
+    spanish = "El curso empieza con una breve historia. Luego vemos las herramientas que usarás."
+    portuguese = "O curso começa com uma breve história. Depois vemos as ferramentas que você vai usar."
+    assert not same_script(spanish, portuguese) and not same_script(FR, EL)
 
 
 def test_siblings_are_the_other_rows_of_an_item_with_a_script() -> None:
