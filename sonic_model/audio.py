@@ -177,6 +177,11 @@ def decode_audio_stream(
     try:
         with av.open(opened, mode="r", metadata_errors="ignore") as container:
             index, stream = _select_stream(container, stream_index, name)
+            if stream.codec_context is None:  # FFmpeg has no decoder for what the header declares
+                raise AudioError(
+                    f"audio stream {index} cannot be decoded: FFmpeg has no decoder for its format "
+                    f"(a corrupt header, e.g. an impossible sample size): {name}"
+                )
             rate = int(stream.codec_context.sample_rate or stream.rate or 0)
             if rate <= 0:
                 raise AudioError(f"audio stream {index} declares no sample rate (corrupt header): {name}")

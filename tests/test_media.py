@@ -122,6 +122,17 @@ def test_load_audio_from_bytes_equals_from_path():
     assert np.array_equal(load_audio(path).samples, load_audio(path.read_bytes()).samples)
 
 
+def test_a_wav_header_no_decoder_takes_is_refused_naming_it(tmp_path):
+    # Found by tests/test_hostile_fuzz.py: a WAV header declaring 247 bits a sample opens, but
+    # FFmpeg gives its stream no decoder, and the probe failed with an AttributeError.
+    data = bytearray((FIXTURES / "speech_en_16k.wav").read_bytes())
+    fmt = data.index(b"fmt ")
+    data[fmt + 22 : fmt + 24] = (247).to_bytes(2, "little")  # bits per sample
+    (tmp_path / "odd.wav").write_bytes(data)
+    with pytest.raises(AudioError, match="audio stream 0 cannot be decoded: FFmpeg has no decoder for its format"):
+        load_audio(tmp_path / "odd.wav")
+
+
 def test_load_audio_bad_inputs_have_specific_reasons(tmp_path):
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
