@@ -1,5 +1,6 @@
-"""The swap check: a row's audio measured against the scripts of its item's other rows
-(sonic_model/captions/swaps.py, tasks/siblings.py), on real eSpeak NG and LibriVox speech."""
+"""The swap check: a row's audio measured against the scripts of its item's other rows and of its
+neighbours in its language (sonic_model/captions/swaps.py, tasks/siblings.py), on real eSpeak NG
+and LibriVox speech."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def test_one_script_written_twice_is_not_another_row_s_script() -> None:
     assert not same_script(spanish, portuguese) and not same_script(FR, EL)
 
 
-def test_siblings_are_the_other_rows_of_an_item_with_a_script() -> None:
+def test_siblings_are_the_other_rows_of_an_item_and_the_neighbours_in_its_language() -> None:
     def row(row_id, language, item_id, script="Hello there.", collection="course"):
         return ManifestRow(row_id, "p.jpg", "a.wav", language, "release/1", collection=collection, item_id=item_id,
                            script_text=script)  # fmt: skip
@@ -90,12 +91,61 @@ def test_siblings_are_the_other_rows_of_an_item_with_a_script() -> None:
         row("l1-en", "en", "lesson-1"),
         row("l1-de", "de", "lesson-1", "Hallo."),
         row("l1-fr", "fr", "lesson-1", None),  # no script: nothing to measure
-        row("l2-en", "en", "lesson-2"),
-        row("other-l1-en", "en", "lesson-1", collection="other course"),
-        row("loose", "en", None),
+        row("l2-en", "en-GB", "lesson-2", "Good morning."),
+        row("other-l1-en", "en", "lesson-1", collection="other course"),  # alone in its collection
+        row("loose", "en_US", None, "Goodbye."),  # no item: a neighbour all the same
+        row("l3-en", "en", "lesson-3", "See you."),
     ]
     siblings = siblings_by_row(rows)
+    en1, de1, en2 = (
+        Sibling("l1-en", "en", "Hello there."),
+        Sibling("l1-de", "de", "Hallo."),
+        Sibling("l2-en", "en-GB", "Good morning."),
+    )
+    loose, en3 = Sibling("loose", "en_US", "Goodbye."), Sibling("l3-en", "en", "See you.")
     assert siblings == {
-        "l1-en": (Sibling("l1-de", "de", "Hallo."),),
-        "l1-de": (Sibling("l1-en", "en", "Hello there."),),
+        "l1-en": (de1, en2),  # its item's rows, then the nearest row of its language after it (none before)
+        "l1-de": (en1,),
+        "l2-en": (en1, loose),  # a row before and a row after, in manifest order
+        "loose": (en2, en3),
+        "l3-en": (loose,),
     }
+
+
+def test_neighbours_skip_the_row_s_own_item_and_stop_at_one_each_side() -> None:
+    def row(row_id, item_id, language="fr"):
+        return ManifestRow(row_id, "p.jpg", "a.wav", language, "release/1", collection="c", item_id=item_id,
+                           script_text=f"Texte {row_id}.")  # fmt: skip
+
+    # A second French row of item b (a re-recording) is its item's row, not a neighbour.
+    rows = [row("a", "a"), row("b1", "b"), row("b2", "b"), row("c", "c"), row("d", "d")]
+    found = {row_id: [sibling.row_id for sibling in siblings] for row_id, siblings in siblings_by_row(rows).items()}
+    assert found == {"a": ["b1"], "b1": ["b2", "a", "c"], "b2": ["b1", "a", "c"], "c": ["b2", "d"], "d": ["c"]}
+
+
+# Two lessons in German (benchmarks/caption_alignment.py): the second's script scores 1.26 on the
+# first's audio, a pass by the figure alone (same language, same voice, sentences of one shape).
+DE_1 = "Der Kurs beginnt mit einer kurzen Geschichte. Dann sehen wir uns die Werkzeuge an."
+DE_2 = "Jede Lektion endet mit einer Übung. Sie können das Video jederzeit anhalten."
+
+
+def test_a_row_holding_the_audio_of_the_row_before_it_fails_naming_that_row(tmp_path) -> None:
+    path = tmp_path / "lesson-1-de.wav"
+    subprocess.run(["espeak-ng", "-v", "de+f2", "-s", "145", "-w", str(path), DE_1], check=True)
+    audio = load_audio(path)
+
+    def row(row_id, item_id, language, script):
+        return ManifestRow(row_id, "p.jpg", "a.wav", language, "release/1", collection="course", item_id=item_id,
+                           script_text=script)  # fmt: skip
+
+    rows = [row("lesson-1-de", "lesson-1", "de", DE_1), row("lesson-1-el", "lesson-1", "el", EL)]
+    rows.append(row("lesson-2-de", "lesson-2", "de", DE_2))  # its audio file is lesson 1's: the list is one off
+    siblings = siblings_by_row(rows)
+    _, failures, figures = make_row_captions({"script_text": DE_2}, "de", audio, siblings=siblings["lesson-2-de"])
+    assert figures["captions_script_match"] >= 1.0, figures  # the figure alone passes it
+    assert figures["captions_swapped_with"] == "lesson-1-de", (failures, figures)
+    (reason,) = [failure for failure in failures if "the audio speaks" in failure]
+    assert "the script of row 'lesson-1-de' better than this row's own" in reason
+    # Lesson 1 with its own audio: its script is clearly spoken, no neighbour is measured.
+    _, failures, figures = make_row_captions({"script_text": DE_1}, "de", audio, siblings=siblings["lesson-1-de"])
+    assert failures == [] and figures["captions_siblings_measured"] == 0

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sonic_model.captions.formats import Cue
+from sonic_model.captions.languages import language_subtags
 from sonic_model.captions.text import tokenize
 from sonic_model.errors import CaptionFontError, OutputError
 
@@ -129,15 +130,14 @@ def font_for(language: str, text: str = "") -> CaptionFont:
     """The primary font for captions in `language` (a BCP-47 tag) reading `text`: chosen by the
     script the text is written in, the language telling the CJK variants apart (and choosing
     when there is no text)."""
-    tag = (language or "").strip().lower().replace("_", "-")
-    primary = tag.split("-")[0]
+    primary, *subtags = language_subtags(language)
     script = dominant_script(text) if text.strip() else _LANGUAGE_SCRIPTS.get(primary, "latin")
     if script == "cjk":
         if primary == "ja":
             return _CJK_FONTS["ja"]
         if primary == "ko":
             return _CJK_FONTS["ko"]
-        traditional = any(part in ("hant", "tw", "hk", "mo") for part in tag.split("-")[1:]) or primary == "yue"
+        traditional = any(part in ("hant", "tw", "hk", "mo") for part in subtags) or primary == "yue"
         return _CJK_FONTS["traditional" if traditional else "simplified"]
     return _SCRIPT_FONTS.get(script, LATIN)
 

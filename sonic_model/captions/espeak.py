@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sonic_model.captions.languages import language_subtags, primary_language
+
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
 _CHARS_UTF8 = 1
@@ -138,8 +140,8 @@ class _Engine:
         return 0
 
     def voice_for(self, language: str) -> str | None:
-        tag = language.strip().lower().replace("_", "-")
-        candidates = [_VOICE_ALIASES.get(tag, tag), _VOICE_ALIASES.get(tag.split("-")[0], tag.split("-")[0])]
+        tag, primary = "-".join(language_subtags(language)), primary_language(language)
+        candidates = [_VOICE_ALIASES.get(tag, tag), _VOICE_ALIASES.get(primary, primary)]
         with self.lock:
             if tag not in self.voices:  # the installed voices do not change while the process runs
                 with self._library() as lib:

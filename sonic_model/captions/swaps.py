@@ -1,16 +1,21 @@
-"""Is this row's audio (or script) another row's? The other rows of its item, measured on its audio.
+"""Is this row's audio (or script) another row's? Its item's other rows and its neighbours, measured on its audio.
 
 The script-vs-audio figure compares one script with one audio, and a voice unlike eSpeak NG's
 leaves little room between a right and a wrong script: a translation with cognates, or half of
 the same paragraph, can pass it (benchmarks/caption_alignment.py). But the mistake a catalog
 makes most is a swap among the rows of one item (its languages): the audio, or the script, of
-another row of the same item. Those rows' scripts are in the manifest, and measured on this
-row's audio they answer the question directly: on one audio the voice is the same for every
-script, so the script that is spoken has the highest cost gap (align.py) by a clear margin.
+another row of the same item; and within one language, the audio of the row before or after
+(a file list one off). Those rows' scripts are in the manifest, and measured on this row's audio
+they answer the question directly: on one audio the voice is the same for every script, so the
+script that is spoken has the highest cost gap (align.py) by a clear margin. The figure cannot
+tell another passage of the same language by itself: every decoy made from the wrong script
+(its words shuffled, within sentences, around its punctuation, its sentences rotated) scored
+below it as it scores below the right one (benchmarks/RESULTS.md, sixth session).
 
-1. Each sibling's script (the item's other rows) is measured on this row's audio, read in its own
-   language (this row holds that row's audio) and in this row's (the two rows swapped scripts:
-   that row holds the script this audio speaks, in this audio's language): step 4's cost gap, at
+1. Each sibling's script (the item's other rows, and the `NEIGHBOURS` rows of its language
+   before and after it) is measured on this row's audio, read in its own language (this row
+   holds that row's audio) and, where that is another, in this row's (the two rows swapped
+   scripts: that row holds the script this audio speaks, in this audio's language): step 4's cost gap, at
    the speaker's pace, no timing and no decoys. A sibling with the row's own script (`SAME_WORDS`
    of its words, or `SAME_CHARACTERS` of its letters: the same script for another presenter, or
    in another variant, "Mr." for "Mister" or "color" for "colour" tagged en-US) is not measured:
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sonic_model.captions.align import align_script, script_cost_gap, spoken_part
+from sonic_model.captions.languages import primary_language
 from sonic_model.captions.text import normalize_script, tokenize
 
 # How much more the sibling's cost gap must be than the row's own. On its own audio the right
@@ -41,9 +47,12 @@ from sonic_model.captions.text import normalize_script, tokenize
 # in its own language; benchmarks/caption_alignment.py finds no correct reading failed).
 MARGIN = 0.1
 CLEARLY_SPOKEN = 1.6
-# An item with more rows than this has its first ones measured (cost: a sibling is two syntheses
-# and two warps, about a third of the row's own alignment).
+# An item with more rows than this has its first ones measured (cost: a sibling in another
+# language is two syntheses and two warps, about a third of the row's own alignment; one in the
+# row's language, one of each). `NEIGHBOURS`: how many rows of the row's language are taken from
+# before it, and as many from after it, in the manifest (tasks/siblings.py).
 MAX_SIBLINGS = 12
+NEIGHBOURS = 1
 # Scripts whose words (lower case, punctuation left out) match in this share, or their characters
 # in this one, are the same script. British and American spellings of one English sentence share
 # 61% of its words and 94% of its characters; a Spanish and a Portuguese translation 29% and 76%.
@@ -53,7 +62,7 @@ SAME_CHARACTERS = 0.9
 
 @dataclass(frozen=True)
 class Sibling:
-    """Another row of the same item: its id, language and script."""
+    """Another row of the same item, or a neighbour in the row's language: its id, language and script."""
 
     row_id: str
     language: str
@@ -94,9 +103,11 @@ def find_swap(
     if not siblings:
         return SwapCheck(0, None)
     spoken, _ = spoken_part(samples, speech_segments)
-    best, best_gap, measured = None, -np.inf, siblings[:MAX_SIBLINGS]
+    best, best_gap, measured = None, -np.inf, siblings
     for sibling in measured:  # step 1
-        readings = [sibling.language] + ([language] if _primary(language) != _primary(sibling.language) else [])
+        readings = [sibling.language]
+        if primary_language(sibling.language) != primary_language(language):
+            readings.append(language)
         for reading in readings:
             gap = script_cost_gap(sibling.script, reading, spoken)
             if gap is not None and gap > best_gap:
@@ -108,10 +119,6 @@ def find_swap(
     if match is None or match < min_script_match:
         return SwapCheck(len(measured), None)
     return SwapCheck(len(measured), Swap(sibling.row_id, reading, gap, float(own_cost_gap), float(match)))
-
-
-def _primary(language: str) -> str:
-    return language.strip().lower().replace("_", "-").split("-")[0]
 
 
 def _words(script: str) -> list[str]:

@@ -10,6 +10,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from sonic_model.captions.languages import primary_language
+
 # ISO 639-1 -> ISO 639-2/T for the languages a catalog is likely to hold; anything else "und".
 ISO_639_2 = {
     "ar": "ara", "bg": "bul", "bn": "ben", "ca": "cat", "cs": "ces", "da": "dan", "de": "deu", "el": "ell",
@@ -22,7 +24,7 @@ ISO_639_2 = {
 
 
 def iso639_2(language: str) -> str:
-    primary = language.strip().lower().replace("_", "-").split("-")[0]
+    primary = primary_language(language)
     if len(primary) == 3:
         return primary
     return ISO_639_2.get(primary, "und")
