@@ -11,8 +11,10 @@ Figures:
 - mismatch: every item's script against its own audio (good) and against every other item's audio,
   same language or not (swapped); the script-match threshold is set between the two;
 - the swap check (sonic_model/captions/swaps.py): an item's rows are one half of the paragraph
-  in every language; each swap among them (another row's audio, or two rows' scripts swapped)
-  caught by the figure, by the check naming the right row, or either; correct rows it fails. Scripts the
+  in every language, and a row's neighbour (tasks/siblings.py) the other half in its language;
+  each swap among an item's rows (another row's audio, or two rows' scripts swapped) and each
+  row holding its neighbour's audio: caught by the figure, by the check naming the right row, or
+  either; correct rows it fails. Scripts the
   voice cannot read (Japanese with kanji) are timed proportionally and have no match figure; they
   are counted and left out of the mismatch figures.
 
@@ -159,13 +161,11 @@ def espeak_study() -> None:
         return f"{items[index][0]}-{index % 2}"
 
     def siblings(index: int, holding: dict[int, int] | None = None) -> list[Sibling]:
-        """The other rows of `index`'s item; `holding`: row -> the item whose script it holds."""
+        """The other rows of `index`'s item, then its neighbour (the other half in its language:
+        tasks/siblings.py); `holding`: row -> the row whose script it holds."""
         holding = holding or {}
-        return [
-            Sibling(name(other), items[other][0], items[holding.get(other, other)][1])
-            for other in range(len(items))
-            if other != index and other % 2 == index % 2
-        ]
+        rows = [other for other in range(len(items)) if other != index and other % 2 == index % 2] + [index ^ 1]
+        return [Sibling(name(other), items[other][0], items[holding.get(other, other)][1]) for other in rows]
 
     errors, audio_s, cpu_s, good, methods, good_swapped = [], 0.0, 0.0, [], {}, []
     for index, (language, script, samples, truth) in enumerate(items):
@@ -186,6 +186,7 @@ def espeak_study() -> None:
     # row's script in this row (read by the voice of the audio's language, the row's tag).
     swapped, same_language, script_swapped = [], [], []
     within_item = {"another row's audio": [], "another row's script": []}  # (figure caught, swap check caught)
+    neighbour = []  # the neighbouring row's audio (the other half, same language): (figure, check)
     for a, b in itertools.permutations(range(len(items)), 2):
         language, script = items[a][0], items[a][1]
         captions = make_captions(script, language, items[b][2])
@@ -196,6 +197,11 @@ def espeak_study() -> None:
             check = find_swap(script, language, captions.cost_gap, siblings(a), items[b][2], None, MIN_SCRIPT_MATCH)
             found = check.swap is not None and check.swap.row_id == name(b)
             within_item["another row's audio"].append((captions.script_match < MIN_SCRIPT_MATCH, found))
+        if b == a ^ 1 and captions.script_match is not None:  # row a holds its neighbour's audio
+            check = find_swap(script, language, captions.cost_gap, siblings(a), items[b][2], None, MIN_SCRIPT_MATCH)
+            neighbour.append(
+                (captions.script_match < MIN_SCRIPT_MATCH, check.swap is not None and check.swap.row_id == name(b))
+            )
         if language != items[b][0]:
             read = make_captions(script, items[b][0], items[b][2])
             script_swapped.append(read.script_match)
@@ -242,6 +248,11 @@ def espeak_study() -> None:
             f"    swaps within an item, {kind}: {len(pairs)}; caught by the figure {figure.mean():.1%}, by the swap "
             f"check {check.mean():.1%}, either {(figure | check).mean():.1%}"
         )
+    figure, check = np.array(neighbour).T
+    print(
+        f"    the neighbouring row's audio (same language, the other half): {len(neighbour)}; caught by the "
+        f"figure {figure.mean():.1%}, the swap check named it {check.mean():.1%}, either {(figure | check).mean():.1%}"
+    )
     caption_human_speech.print_thresholds(good, {"swapped": swapped, "script read by the row's voice": script_swapped})
 
 

@@ -19,7 +19,9 @@ Figures:
 - speed: seconds of audio aligned per second of one core's time (this process's CPU time and the
   eSpeak NG helper's, where the syntheses run: `cpu_seconds`);
 - mismatch: every case's script against its own audio (good) and against the audio of cases that
-  share no sentence with it (swapped);
+  share no sentence with it (swapped); with the swap check (sonic_model/captions/swaps.py) the
+  case's row has the other languages as its item and the cases before and after it in the list
+  as its neighbours: how many swaps it catches, and how many it names the row whose audio it is;
 - the caption QA coverage checks (speech >= 0.5 s under cues, no cue over > 1 s of silence) on the
   good captions, with silero-vad's speech segments as the pipeline gives them;
 - other paces: every good case played slower and faster (ffmpeg's atempo, pitch kept) and the
@@ -233,6 +235,16 @@ def measure(
             if other != without
         ]
 
+    # The cases are one collection's rows in `language`, in list order: a row's neighbours
+    # (tasks/siblings.py) are the cases before and after it.
+    def neighbours(case: Case) -> list[Sibling]:
+        at = next(index for index, other in enumerate(cases) if other is case)
+        near = [cases[i] for i in (at - 1, at + 1) if 0 <= i < len(cases)]
+        return [Sibling(other.name, language, other.script) for other in near]
+
+    def siblings_of(case: Case) -> list[Sibling]:
+        return [*translations(case), *neighbours(case)]
+
     good_swapped = []  # a correct row that the swap check would fail
     swap_cpu_s = 0.0
     for case in cases:
@@ -245,7 +257,7 @@ def measure(
         good.append(alignment.script_match)
         started = cpu_seconds()
         check = find_swap(
-            case.script, language, alignment.cost_gap, translations(case), case.samples, segments, MIN_SCRIPT_MATCH
+            case.script, language, alignment.cost_gap, siblings_of(case), case.samples, segments, MIN_SCRIPT_MATCH
         )
         swap_cpu_s += cpu_seconds() - started
         good_swapped.append(check.swap is not None)
@@ -262,13 +274,26 @@ def measure(
         reasons = check_coverage(build_cues(tokens, rules), segments, rules.max_silence_s)
         if reasons:
             coverage_failures.append((case.name, reasons))
-    swapped = []
+    swapped, swapped_check, swapped_named, passage_neighbours = (
+        [],
+        [],
+        [],
+        [],
+    )  # another passage's audio in this case's row
     for case in cases:
         others = [other for other in cases if not set(other.sentences) & set(case.sentences)]
         picks = rng.choice(len(others), min(swaps_per_case, len(others)), replace=False)
         for pick in picks:
             other = others[int(pick)]
-            swapped.append(align_script(case.script, language, other.samples, segments_of[other.name]).script_match)
+            wrong = align_script(case.script, language, other.samples, segments_of[other.name])
+            swapped.append(wrong.script_match)
+            check = find_swap(
+                case.script, language, wrong.cost_gap, siblings_of(case), other.samples, segments_of[other.name],
+                MIN_SCRIPT_MATCH,
+            )  # fmt: skip
+            swapped_check.append(check.swap is not None)  # the row fails, whichever row it names
+            swapped_named.append(check.swap is not None and check.swap.row_id == other.name)
+            passage_neighbours.append(any(sibling.row_id == other.name for sibling in neighbours(case)))
     languages, languages_swap = [], []
     for case in cases:
         for other in rng.choice(sorted(other_languages or {}), min(3, len(other_languages or {})), replace=False):
@@ -290,7 +315,7 @@ def measure(
         alignment = align_script(script, language, samples, segments)
         paces.setdefault(name, []).append(alignment.script_match)
         case = next(case for case in cases if case.script == script)
-        check = find_swap(script, language, alignment.cost_gap, translations(case), samples, segments, MIN_SCRIPT_MATCH)
+        check = find_swap(script, language, alignment.cost_gap, siblings_of(case), samples, segments, MIN_SCRIPT_MATCH)
         paces_swapped.setdefault(name, []).append(check.swap is not None)
     return {
         "language": language,
@@ -309,6 +334,9 @@ def measure(
         "speed": audio_s / cpu_s,
         "good": np.array(good),
         "swapped": np.array(swapped),
+        "swapped_check": np.array(swapped_check),
+        "swapped_named": np.array(swapped_named),
+        "swapped_neighbour": np.array(passage_neighbours),
         "coverage_failures": coverage_failures,
         "paused_cases": sum(case.pauses for case in cases),
     }
@@ -385,6 +413,17 @@ def report(figures: dict) -> None:
     print(
         f"  threshold {MIN_SCRIPT_MATCH}: swapped caught {(swapped < MIN_SCRIPT_MATCH).mean():.1%} of {len(swapped)} "
         f"(target >= 99%), good failed {(good < MIN_SCRIPT_MATCH).sum()} of {len(good)} (target 0)"
+    )
+    by_check, neighbour, named = figures["swapped_check"], figures["swapped_neighbour"], figures["swapped_named"]
+    either, figure_or_named = (swapped < MIN_SCRIPT_MATCH) | by_check, (swapped < MIN_SCRIPT_MATCH) | named
+    print(
+        f"  another passage's audio, with the swap check (the cases before and after a case are its "
+        f"neighbours): caught {either.mean():.1%} of {len(either)}, the check alone {by_check.mean():.1%}; "
+        f"the audio a neighbour's: {neighbour.sum()}, caught {either[neighbour].mean():.1%}, the check named "
+        f"it {named[neighbour].mean():.1%}; the audio another passage's: caught {either[~neighbour].mean():.1%} "
+        f"of {(~neighbour).sum()}. Caught by the figure or by the check naming the row whose audio it is (not "
+        f"a neighbour that shares sentences with it: these cases overlap, a catalog's passages seldom do): "
+        f"{figure_or_named.mean():.1%} of {len(either)}"
     )
     languages = figures["languages"]
     if len(languages):
