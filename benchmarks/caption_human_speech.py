@@ -439,7 +439,7 @@ def report(figures: dict) -> None:
             f"{figures['good_swapped'].sum()} of {len(good)} as read, "
             f"{sum(v.sum() for v in figures['paces_swapped'].values())} of "
             f"{sum(len(v) for v in figures['paces_swapped'].values())} at other paces; it measures "
-            f"{figures['siblings']} siblings at {figures['swap_speed']:.0f}x real time on one core"
+            f"{figures['siblings']} siblings and 1-2 neighbours at {figures['swap_speed']:.0f}x real time on one core"
         )
     print_thresholds(good, {"swapped": swapped, "other language": languages})
     print(f"  correct scripts at other paces (threshold {MIN_SCRIPT_MATCH}):")
