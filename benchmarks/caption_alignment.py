@@ -145,15 +145,21 @@ def main() -> int:
     return 0
 
 
-def espeak_study() -> None:
-    print("espeak-ng speech (another voice and speed than the aligner's):", flush=True)
-    rng = np.random.default_rng(0)
-    items = []  # (language, script, samples, truth starts)
+def espeak_items(seed: int = 0) -> list[tuple[str, str, np.ndarray, list[float]]]:
+    """(language, script, samples, truth starts) of each half of each language's paragraph."""
+    rng = np.random.default_rng(seed)
+    items = []
     with tempfile.TemporaryDirectory() as folder:
         for language, sentences in SENTENCES.items():
             for half in (sentences[:2], sentences[2:]):
                 samples, starts = speak(Path(folder), language, half, rng)
                 items.append((language, " ".join(half), samples, starts))
+    return items
+
+
+def espeak_study() -> None:
+    print("espeak-ng speech (another voice and speed than the aligner's):", flush=True)
+    items = espeak_items()
 
     # An item is one half of the paragraph, said in every language: a row's siblings (the swap
     # check, sonic_model/captions/swaps.py) are the same half's rows in the other languages.
@@ -193,15 +199,12 @@ def espeak_study() -> None:
         swapped.append(captions.script_match)
         same_language.append(language == items[b][0])
         same_item = a % 2 == b % 2 and language != items[b][0] and captions.script_match is not None
-        if same_item:  # row a holds row b's audio; b's row, with its own script, is a sibling
+        # Row a holds row b's audio, b of its item or its neighbour (the other half in its language).
+        if captions.script_match is not None and (same_item or b == a ^ 1):
             check = find_swap(script, language, captions.cost_gap, siblings(a), items[b][2], None, MIN_SCRIPT_MATCH)
             found = check.swap is not None and check.swap.row_id == name(b)
-            within_item["another row's audio"].append((captions.script_match < MIN_SCRIPT_MATCH, found))
-        if b == a ^ 1 and captions.script_match is not None:  # row a holds its neighbour's audio
-            check = find_swap(script, language, captions.cost_gap, siblings(a), items[b][2], None, MIN_SCRIPT_MATCH)
-            neighbour.append(
-                (captions.script_match < MIN_SCRIPT_MATCH, check.swap is not None and check.swap.row_id == name(b))
-            )
+            caught = (captions.script_match < MIN_SCRIPT_MATCH, found)
+            (within_item["another row's audio"] if same_item else neighbour).append(caught)
         if language != items[b][0]:
             read = make_captions(script, items[b][0], items[b][2])
             script_swapped.append(read.script_match)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import re
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -126,14 +125,10 @@ def _measure_decoys(gap, tokens, text, voice, pace, spoken):
 
 
 def cases():
-    """(correct?, script, language, samples, speech segments) of every case of the three sets."""
-    rng = np.random.default_rng(0)
-    items = []
-    with tempfile.TemporaryDirectory() as folder:
-        for language, sentences in caption_alignment.SENTENCES.items():
-            for half in (sentences[:2], sentences[2:]):
-                items.append((language, " ".join(half), caption_alignment.speak(Path(folder), language, half, rng)[0]))
-    for language, script, samples in items:
+    """(correct?, script, language, samples, speech segments) of every case of the three sets,
+    drawn as caption_alignment.py and caption_human_speech.py draw them."""
+    items = caption_alignment.espeak_items()
+    for language, script, samples, _ in items:
         yield True, script, language, samples, None
     for a, b in itertools.permutations(range(len(items)), 2):
         yield False, items[a][1], items[a][0], items[b][2], None
@@ -143,18 +138,15 @@ def cases():
     for reader in caption_human_speech.READERS:
         read = caption_human_speech.build_cases(reader=reader)
         segments = {case.name: speech_segments(AudioClip(case.samples)) for case in read}
-        rng = np.random.default_rng(1)
+        passages, languages = caption_human_speech.swap_picks(read, np.random.default_rng(1), 12, others)
         for case in read:
             yield True, case.script, "en", case.samples, segments[case.name]
-        for case in read:
-            apart = [other for other in read if not set(other.sentences) & set(case.sentences)]
-            for pick in rng.choice(len(apart), min(12, len(apart)), replace=False):
-                other = apart[int(pick)]
+        for case, picked in zip(read, passages, strict=True):
+            for other in picked:
                 yield False, case.script, "en", other.samples, segments[other.name]
-        for case in read:
-            for other in rng.choice(sorted(others), 3, replace=False):
-                script = " ".join(others[other][: len(case.sentences)])
-                yield False, script, str(other), case.samples, segments[case.name]
+        for case, picked in zip(read, languages, strict=True):
+            for other in picked:
+                yield False, " ".join(others[other][: len(case.sentences)]), other, case.samples, segments[case.name]
         sentences = (
             caption_human_speech.load_couplets() if reader == "sonnet" else caption_human_speech.load_sentences()
         )
@@ -163,19 +155,9 @@ def cases():
 
 
 def _today(gap: float, shuffled: list[float]) -> float:
-    """The figure as align.py makes it: the gap, or under 1.0 the better of it and the ratio over
-    four shuffled decoys (eight near the threshold)."""
-    if gap >= align.DECOYS_BELOW:
-        return gap
-    ratio = None
-    for count in (align.DECOYS, align.MORE_DECOYS):
-        measured = [value for value in shuffled[:count] if np.isfinite(value)]
-        if not measured:
-            return gap
-        ratio = gap / max(float(np.mean(measured)), align.MIN_DECOY_GAP)
-        if abs(ratio / align.DECOY_RATIO_AT_ONE - 1.0) >= align.DECOY_MARGIN:
-            break
-    return max(gap, ratio / align.DECOY_RATIO_AT_ONE)
+    """The figure as align.py makes it from these decoys' gaps (the gap alone from DECOYS_BELOW)."""
+    ratio = align.decoy_ratio(gap, shuffled) if gap < align.DECOYS_BELOW else None
+    return align.script_match_of(gap, ratio)
 
 
 def main() -> int:

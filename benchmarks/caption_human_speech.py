@@ -274,17 +274,11 @@ def measure(
         reasons = check_coverage(build_cues(tokens, rules), segments, rules.max_silence_s)
         if reasons:
             coverage_failures.append((case.name, reasons))
-    swapped, swapped_check, swapped_named, passage_neighbours = (
-        [],
-        [],
-        [],
-        [],
-    )  # another passage's audio in this case's row
-    for case in cases:
-        others = [other for other in cases if not set(other.sentences) & set(case.sentences)]
-        picks = rng.choice(len(others), min(swaps_per_case, len(others)), replace=False)
-        for pick in picks:
-            other = others[int(pick)]
+    # another passage's audio in this case's row
+    swapped, swapped_check, swapped_named, passage_neighbours = [], [], [], []
+    passages, languages_of = swap_picks(cases, rng, swaps_per_case, other_languages)
+    for case, others in zip(cases, passages, strict=True):
+        for other in others:
             wrong = align_script(case.script, language, other.samples, segments_of[other.name])
             swapped.append(wrong.script_match)
             check = find_swap(
@@ -295,17 +289,17 @@ def measure(
             swapped_named.append(check.swap is not None and check.swap.row_id == other.name)
             passage_neighbours.append(any(sibling.row_id == other.name for sibling in neighbours(case)))
     languages, languages_swap = [], []
-    for case in cases:
-        for other in rng.choice(sorted(other_languages or {}), min(3, len(other_languages or {})), replace=False):
+    for case, picked in zip(cases, languages_of, strict=True):
+        for other in picked:
             script = " ".join(other_languages[other][: len(case.sentences)])
-            wrong = align_script(script, str(other), case.samples, segments_of[case.name])
+            wrong = align_script(script, other, case.samples, segments_of[case.name])
             if wrong.script_match is not None:  # None: a script the voice cannot read (Japanese kanji)
                 languages.append(wrong.script_match)
                 # This audio in the item's row of that language: its siblings are the case's own
                 # row and the item's other languages. Caught if the check names the case's row.
-                siblings = [Sibling(case.name, language, case.script), *translations(case, without=str(other))]
+                siblings = [Sibling(case.name, language, case.script), *translations(case, without=other)]
                 check = find_swap(
-                    script, str(other), wrong.cost_gap, siblings, case.samples, segments_of[case.name], MIN_SCRIPT_MATCH
+                    script, other, wrong.cost_gap, siblings, case.samples, segments_of[case.name], MIN_SCRIPT_MATCH
                 )
                 languages_swap.append(check.swap is not None and check.swap.row_id == case.name)
     paces, paces_swapped = {}, {}
@@ -340,6 +334,22 @@ def measure(
         "coverage_failures": coverage_failures,
         "paused_cases": sum(case.pauses for case in cases),
     }
+
+
+def swap_picks(
+    cases: list[Case], rng: np.random.Generator, swaps_per_case: int = 12, other_languages: dict | None = None
+) -> tuple[list[list[Case]], list[list[str]]]:
+    """For each case, the cases whose audio it is given (up to `swaps_per_case` sharing no sentence
+    with it), then for each case the three other languages whose scripts are put on its audio;
+    drawn in that order from `rng` (`measure`'s swaps, and caption_decoy_kinds.py's)."""
+    passages = []
+    for case in cases:
+        others = [other for other in cases if not set(other.sentences) & set(case.sentences)]
+        picks = rng.choice(len(others), min(swaps_per_case, len(others)), replace=False)
+        passages.append([others[int(pick)] for pick in picks])
+    languages = sorted(other_languages or {})
+    picked = [[str(other) for other in rng.choice(languages, min(3, len(languages)), replace=False)] for _ in cases]
+    return passages, picked
 
 
 # Tempo factors (ffmpeg atempo: WSOLA, the pitch kept): the reader slower and faster.

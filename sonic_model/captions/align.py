@@ -49,7 +49,9 @@ quarter of wrong scripts on eSpeak NG speech. benchmarks/caption_alignment.py, d
 
 from __future__ import annotations
 
+import itertools
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,7 +167,7 @@ def align_script(
     enough = spoken.voiced.sum() * HOP_S >= MIN_DECOY_SPEECH_S
     if gap is not None and gap < DECOYS_BELOW and fits and enough:  # step 5
         ratio = _decoy_ratio(gap, tokens, text, voice, pace, spoken)
-    match = gap if ratio is None else max(gap, ratio / DECOY_RATIO_AT_ONE)
+    match = script_match_of(gap, ratio)
     return Alignment(_timed(tokens, starts, segments), "espeak-dtw", voice, match, segments, gap, ratio)
 
 
@@ -251,15 +253,20 @@ def _cost_gap(synthetic: _VoicedPart, spoken: _VoicedPart, forward: WarpPath | N
 def _decoy_ratio(
     gap: float, tokens: list[Token], text: str, voice: str, pace: int, spoken: _VoicedPart
 ) -> float | None:
-    """The script's cost gap over the mean gap of its words in `DECOYS` shuffled orders, said at
-    the same pace (step 5), or in `MORE_DECOYS` where the first few leave the ratio within
-    `DECOY_MARGIN` of `DECOY_RATIO_AT_ONE`; None for a script of fewer than `MIN_DECOY_WORDS` words."""
+    """Step 5 for this script: its words in shuffled orders, said at the same pace and warped to
+    the same speech, each made only when `decoy_ratio` asks for it."""
     decoys = _shuffled_scripts(tokens, text, MORE_DECOYS)
-    gaps: list[float] = []
+    return decoy_ratio(gap, (_cost_gap(_VoicedPart.of(*_synthetic(decoy, voice, pace)[2]), spoken) for decoy in decoys))
+
+
+def decoy_ratio(gap: float, decoy_gaps: Iterable[float | None]) -> float | None:
+    """The script's cost gap over the mean gap of its first `DECOYS` decoys, or of `MORE_DECOYS`
+    where the first few leave the ratio within `DECOY_MARGIN` of `DECOY_RATIO_AT_ONE` (step 5).
+    `decoy_gaps` is read lazily (each decoy costs a synthesis and two warps); None where no decoy
+    has a gap (a script of fewer than `MIN_DECOY_WORDS` words has no decoys)."""
+    pending, gaps, ratio = iter(decoy_gaps), [], None
     for count in (DECOYS, MORE_DECOYS):
-        for decoy in decoys[len(gaps) : count]:
-            decoy_gap = _cost_gap(_VoicedPart.of(*_synthetic(decoy, voice, pace)[2]), spoken)
-            gaps.append(np.nan if decoy_gap is None else decoy_gap)
+        gaps += [np.nan if value is None else value for value in itertools.islice(pending, count - len(gaps))]
         measured = [value for value in gaps if np.isfinite(value)]
         if not measured:
             return None
@@ -267,6 +274,11 @@ def _decoy_ratio(
         if abs(ratio / DECOY_RATIO_AT_ONE - 1.0) >= DECOY_MARGIN:
             break
     return ratio
+
+
+def script_match_of(gap: float, ratio: float | None) -> float:
+    """The figure: the higher of the cost gap and the decoy ratio over `DECOY_RATIO_AT_ONE`."""
+    return gap if ratio is None else max(gap, ratio / DECOY_RATIO_AT_ONE)
 
 
 def _shuffled_scripts(tokens: list[Token], text: str, count: int = DECOYS) -> list[str]:
