@@ -30,7 +30,9 @@ def siblings_by_row(rows: Iterable) -> dict[str, tuple[Sibling, ...]]:
             items[(row.collection, row.item_id)].append(row)
         languages[(row.collection, primary_language(row.language))].append(row)
     as_sibling = {
-        row.row_id: Sibling(row.row_id, row.language, row.script_text) for rows in languages.values() for row in rows
+        row.row_id: Sibling(row.row_id, row.language, row.script_text)
+        for members in languages.values()
+        for row in members
     }
     siblings: dict[str, list[Sibling]] = defaultdict(list)
     for members in items.values():

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sonic_model.captions.languages import language_subtags, primary_language
+from sonic_model.captions.languages import language_subtags
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
@@ -140,7 +140,8 @@ class _Engine:
         return 0
 
     def voice_for(self, language: str) -> str | None:
-        tag, primary = "-".join(language_subtags(language)), primary_language(language)
+        subtags = language_subtags(language)
+        tag, primary = "-".join(subtags), subtags[0]
         candidates = [_VOICE_ALIASES.get(tag, tag), _VOICE_ALIASES.get(primary, primary)]
         with self.lock:
             if tag not in self.voices:  # the installed voices do not change while the process runs
